@@ -1,0 +1,53 @@
+"""List the reference model zoo with its parameter counts at 224 px.
+
+Models are built on the meta device, so this takes no memory and about a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+NAME = "list"
+HELP = "list the reference models with their parameter counts"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
+
+
+def zoo() -> list[dict]:
+    """One row per reference model: name, family, patch size, tokens and parameters at 224 px."""
+    import torch
+
+    import architectures
+
+    rows = []
+    for name in architectures.list_models():
+        with torch.device("meta"):
+            model = architectures.create(name)
+        rows.append(
+            {
+                "model": name,
+                "family": architectures.family(name),
+                "img_size": 224,
+                "patch_size": getattr(model.config, "patch_size", None),
+                "tokens": architectures.num_tokens(model),
+                "params": sum(p.numel() for p in model.parameters()),
+            }
+        )
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = zoo()
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'model':<11} {'family':<7} {'patch':>5} {'tokens':>6} {'params':>13}  (at 224 px)")
+    for r in rows:
+        patch = "-" if r["patch_size"] is None else r["patch_size"]
+        tokens = "-" if r["tokens"] is None else r["tokens"]
+        print(f"{r['model']:<11} {r['family']:<7} {patch:>5} {tokens:>6} {r['params']:>13,}")
+    print("\nAny timm model also works as a peer: timm:<name>, e.g. timm:convnext_tiny.")
+    return 0
