@@ -41,7 +41,7 @@ def n_params(model: torch.nn.Module) -> int:
 )
 def test_timm_weights_load_strictly_and_give_the_same_logits(name):
     torch.manual_seed(0)
-    reference = timm.create_model(TIMM_TWINS[name], pretrained=False).eval()
+    reference = timm.create_model(TIMM_TWINS[name], pretrained=False, num_classes=1000).eval()
     ours = architectures.create(name).eval()
     ours.load_state_dict(reference.state_dict(), strict=True)
     assert n_params(ours) == n_params(reference)
