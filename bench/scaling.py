@@ -1,0 +1,264 @@
+"""Fit cost = a*x + b*x^2 + c and say whether the quadratic term is there.
+
+``x`` is the number of tokens S a model mixes (ViT counts its class token) swept by
+resolution at a fixed patch (``axis="resolution"``) or by patch size at a fixed
+resolution (``axis="patch_size"``); for convnets, which have no tokens, it is the
+number of input pixels H*W (``axis="pixels"``).
+
+Two kinds of data:
+
+* **exact** counts (parameters, MACs): the least-squares fit is solved in rational
+  arithmetic, so a cost that is exactly linear gives ``b == 0`` exactly (Mixer with
+  D_S fixed) and ViT gives ``b == 2*L*d`` exactly (18,432 MACs for ViT-B).
+* **noisy** measurements (time, memory; ``noisy=True``): least squares in floating
+  point on relative residuals (weights 1/cost^2, since timing noise is a fraction of
+  the value), with OLS standard errors, a 95% interval for ``b`` from Student's t
+  (dof = n - 3) and the matching interval of the quadratic share.
+
+The verdict rule (the same for both, only the tolerance differs). Let
+``share = b*x_max^2 / cost_fit(x_max)``, the fraction of the fitted cost that the
+quadratic term carries at the largest x, and ``tol`` = ``share_tol`` (default 1e-9
+for exact data, 0.02 for noisy data). For noisy data ``share`` is an interval
+[share_lo, share_hi] computed from the 95% interval of ``b``; for exact data both
+ends are the point value.
+
+* ``"quadratic"``: share_lo > tol (the quadratic term carries more than tol of the
+  cost at the largest x, with 95% confidence for noisy data);
+* ``"linear"``: -tol <= share_lo and share_hi <= tol (any quadratic term carries at
+  most tol of the cost);
+* ``"inconclusive"``: anything else: the interval straddles tol, the fit bends
+  down (b clearly negative), or a noisy fit has no degree of freedom left (3 points).
+
+The crossover S* = a/b is where the quadratic term equals the linear one; it exists
+only when a > 0 and b > 0. Local log-log exponents d log(cost) / d log(x) between
+consecutive x (after averaging repeated x) show how a single power law would
+mislead: ViT-B's exponent is about 1.3 between 224 and 896 px although its cost is
+quadratic in S.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from typing import Sequence
+
+import numpy as np
+
+AXES = ("resolution", "patch_size", "pixels")
+VERDICTS = ("linear", "quadratic", "inconclusive")
+EXACT_SHARE_TOL = 1e-9
+NOISY_SHARE_TOL = 0.02
+
+# Two-sided 95% quantiles of Student's t (the 0.975 quantile) by degrees of freedom,
+# from the standard tables (e.g. NIST/SEMATECH e-Handbook, Table 1.3.6.7.2).
+_T975 = {
+    1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+    11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086,
+    21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042,
+    40: 2.021, 60: 2.000, 120: 1.980,
+}
+
+
+def t_quantile_975(dof: int) -> float:
+    """The 0.975 quantile of Student's t with ``dof`` degrees of freedom.
+
+    Between tabulated values the next smaller tabulated dof is used (a slightly wider,
+    conservative interval); beyond 120 the normal quantile 1.960.
+    """
+    if dof < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {dof}")
+    if dof > 120:
+        return 1.960
+    return _T975[max(k for k in _T975 if k <= dof)]
+
+
+@dataclass(frozen=True)
+class ScalingFit:
+    """cost(x) = a*x + b*x^2 + c fitted over ``n_points`` points with x in [x_min, x_max].
+
+    Units: a in cost per x, b in cost per x^2, c in cost (MACs per token, per token
+    squared, MACs for a MAC count against tokens).
+    """
+
+    axis: str  # "resolution" | "patch_size" (x = tokens S) or "pixels" (x = H*W)
+    a: float  # linear coefficient
+    b: float  # quadratic coefficient
+    c: float  # constant
+    crossover_tokens: float | None  # S* = a/b where b*S^2 = a*S; None when a <= 0, b <= 0 or axis == "pixels"
+    crossover: float | None  # a/b in units of x (pixels for convnets); None when a <= 0 or b <= 0
+    quadratic_share: float  # b*x_max^2 / cost_fit(x_max)
+    local_exponents: list[float]  # log-log slopes between consecutive x (len = distinct x - 1)
+    verdict: str  # "linear" | "quadratic" | "inconclusive"
+    noisy: bool
+    n_points: int
+    x_min: float
+    x_max: float
+    max_rel_residual: float  # max |cost - cost_fit| / |cost| over the points
+    share_tol: float  # tolerance of the verdict rule
+    b_ci: tuple[float, float] | None = None  # 95% interval of b (noisy fits with >= 4 points)
+    share_ci: tuple[float, float] | None = None  # matching interval of quadratic_share
+    se: tuple[float, float, float] | None = None  # standard errors of a, b, c (noisy fits)
+    note: str = ""  # why a verdict is inconclusive, when it is
+
+    def predict(self, x: float) -> float:
+        return self.a * x + self.b * x * x + self.c
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for key in ("b_ci", "share_ci", "se"):
+            if d[key] is not None:
+                d[key] = list(d[key])
+        return d
+
+
+def fit(
+    x: Sequence[float],
+    cost: Sequence[float],
+    *,
+    noisy: bool = False,
+    axis: str = "resolution",
+    share_tol: float | None = None,
+) -> ScalingFit:
+    """Least-squares fit of cost = a*x + b*x^2 + c, with the verdict of the module docstring.
+
+    ``x`` and ``cost`` are equal-length sequences of positive numbers with at least three
+    distinct x (repeated x are allowed, e.g. several timing samples per size).
+    ``noisy=False`` treats the costs as exact counts (rational arithmetic);
+    ``noisy=True`` adds standard errors and 95% intervals. Raises ValueError on bad input.
+    """
+    if axis not in AXES:
+        raise ValueError(f"axis must be one of {AXES}, got {axis!r}")
+    xs = [float(v) for v in x]
+    ys = [float(v) for v in cost]
+    if len(xs) != len(ys):
+        raise ValueError(f"x and cost differ in length ({len(xs)} and {len(ys)})")
+    if not all(math.isfinite(v) and v > 0 for v in xs + ys):
+        raise ValueError("x and cost must be finite and positive")
+    distinct = sorted(set(xs))
+    if len(distinct) < 3:
+        raise ValueError(f"a fit of a*x + b*x^2 + c needs at least 3 distinct x, got {len(distinct)}")
+    tol = (NOISY_SHARE_TOL if noisy else EXACT_SHARE_TOL) if share_tol is None else float(share_tol)
+    x_max = distinct[-1]
+
+    if noisy:
+        a, b, c, se, b_ci = _ols(xs, ys)
+    else:
+        a, b, c = _exact_least_squares(xs, ys)
+        se = b_ci = None
+
+    fitted_max = a * x_max + b * x_max**2 + c
+    share = b * x_max**2 / fitted_max
+    share_ci = None
+    note = ""
+    if noisy:
+        if b_ci is None:
+            share_lo = share_hi = float("nan")
+            note = "3 points leave no degree of freedom for an interval"
+        else:
+            share_ci = (b_ci[0] * x_max**2 / fitted_max, b_ci[1] * x_max**2 / fitted_max)
+            share_lo, share_hi = share_ci
+    else:
+        share_lo = share_hi = share
+
+    if share_lo > tol:
+        verdict = "quadratic"
+    elif -tol <= share_lo and share_hi <= tol:
+        verdict = "linear"
+    else:
+        verdict = "inconclusive"
+        if not note:
+            if share_hi < -tol:
+                note = f"the fit bends down (quadratic share {share:.3g} < -{tol:g})"
+            else:
+                note = f"the quadratic share's interval [{share_lo:.3g}, {share_hi:.3g}] straddles the tolerance {tol:g}"
+
+    crossover = a / b if a > 0 and b > 0 else None
+    residuals = [abs(y - (a * v + b * v * v + c)) / y for v, y in zip(xs, ys)]
+    return ScalingFit(
+        axis=axis,
+        a=a,
+        b=b,
+        c=c,
+        crossover_tokens=None if axis == "pixels" else crossover,
+        crossover=crossover,
+        quadratic_share=share,
+        local_exponents=local_exponents(xs, ys),
+        verdict=verdict,
+        noisy=noisy,
+        n_points=len(xs),
+        x_min=distinct[0],
+        x_max=x_max,
+        max_rel_residual=max(residuals),
+        share_tol=tol,
+        b_ci=b_ci,
+        share_ci=share_ci,
+        se=se,
+        note=note,
+    )
+
+
+def local_exponents(x: Sequence[float], cost: Sequence[float]) -> list[float]:
+    """log(cost2/cost1) / log(x2/x1) between consecutive distinct x (costs averaged per x)."""
+    by_x: dict[float, list[float]] = {}
+    for v, y in zip(x, cost):
+        by_x.setdefault(float(v), []).append(float(y))
+    points = [(v, sum(ys) / len(ys)) for v, ys in sorted(by_x.items())]
+    return [math.log(y2 / y1) / math.log(x2 / x1) for (x1, y1), (x2, y2) in zip(points, points[1:])]
+
+
+def crossover_resolution(crossover_tokens: float | None, patch_size: int, prefix_tokens: int = 0) -> float | None:
+    """The square resolution whose patch grid gives ``crossover_tokens`` tokens: P * sqrt(S* - prefix)."""
+    if crossover_tokens is None or crossover_tokens <= prefix_tokens:
+        return None
+    return patch_size * math.sqrt(crossover_tokens - prefix_tokens)
+
+
+def _exact_least_squares(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
+    """Solve the normal equations of [x, x^2, 1] exactly in rationals (Cramer's rule)."""
+    rows = [(Fraction(v), Fraction(v) ** 2, Fraction(1)) for v in xs]
+    targets = [Fraction(y) for y in ys]
+    gram = [[sum(r[i] * r[j] for r in rows) for j in range(3)] for i in range(3)]
+    rhs = [sum(r[i] * t for r, t in zip(rows, targets)) for i in range(3)]
+    det = _det3(gram)
+    coeffs = []
+    for k in range(3):
+        m = [[rhs[i] if j == k else gram[i][j] for j in range(3)] for i in range(3)]
+        coeffs.append(_det3(m) / det)
+    a, b, c = coeffs
+    return float(a), float(b), float(c)
+
+
+def _det3(m: list[list[Fraction]]) -> Fraction:
+    return (
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+        - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    )
+
+
+def _ols(xs: list[float], ys: list[float]):
+    """Weighted least squares on relative residuals (weights 1/cost^2), x scaled to [0, 1].
+
+    Timing and memory noise is multiplicative (a few percent of the value), so each
+    point is weighted by 1/cost^2: every point's relative error counts alike and the
+    largest sizes do not drown the smallest. Returns a, b, c, their standard errors and
+    the 95% interval of b (None, None when n = 3 leaves no degree of freedom).
+    """
+    x = np.asarray(xs)
+    y = np.asarray(ys)
+    sx = x.max()
+    u = x / sx
+    design = np.column_stack([u, u * u, np.ones_like(u)]) / y[:, None]
+    beta, *_ = np.linalg.lstsq(design, np.ones_like(y), rcond=None)
+    scale = np.array([1 / sx, 1 / sx**2, 1.0])
+    a, b, c = (float(v) for v in beta * scale)
+    dof = len(xs) - 3
+    if dof < 1:
+        return a, b, c, None, None
+    resid = 1.0 - design @ beta
+    sigma2 = float(resid @ resid) / dof
+    cov = sigma2 * np.linalg.inv(design.T @ design)
+    se = np.sqrt(np.diag(cov)) * scale
+    half = t_quantile_975(dof) * float(se[1])
+    return a, b, c, (float(se[0]), float(se[1]), float(se[2])), (b - half, b + half)
