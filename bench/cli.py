@@ -16,6 +16,7 @@ from .errors import UsageError
 
 COMMANDS = (
     "bench.cmd_list",
+    "bench.cmd_flops",
 )
 
 
