@@ -188,15 +188,54 @@ def _jit_name(packet) -> str:
     return str(packet).replace(".", "::", 1)
 
 
+def _meta_shortcut(func, args, kwargs):
+    """The outputs of the slowest meta kernels, built directly; None where not covered.
+
+    On meta, most time goes to torch's Python reference kernels for LayerNorm,
+    BatchNorm, addmm, GELU and softmax, which only compute output shapes and strides.
+    These few are simple enough to state directly (same shapes and strides as the
+    kernels give; checked against them in tests/test_flops.py), which makes counting
+    the zoo about three times faster. Anything else, or anything not on meta, runs the
+    real kernel.
+    """
+    if kwargs or not args or not isinstance(args[0], torch.Tensor) or args[0].device.type != "meta":
+        return None
+    packet = func.overloadpacket
+    x = args[0]
+    if packet is aten.native_layer_norm:
+        stat = tuple(x.shape[: x.dim() - len(args[1])]) + (1,) * len(args[1])
+        return x.new_empty(x.shape), x.new_empty(stat), x.new_empty(stat)
+    if packet is aten.native_batch_norm and x.dim() >= 2:
+        return torch.empty_like(x), x.new_empty((x.shape[1],)), x.new_empty((x.shape[1],))
+    if packet is aten.addmm and args[1].dim() == 2 and args[2].dim() == 2:
+        return x.new_empty((args[1].shape[0], args[2].shape[1]))
+    if packet in (aten.gelu, aten.relu) and len(args) == 1:
+        return torch.empty_like(x)
+    if packet in (aten.relu_, aten.gelu_):
+        return x
+    if packet is aten._safe_softmax:
+        return x.new_empty(x.shape)
+    if packet is aten.mul and isinstance(args[1], (int, float)):
+        return torch.empty_like(x)
+    if packet is aten.add and len(args) == 2 and isinstance(args[1], torch.Tensor):
+        y = args[1]
+        if x.shape == y.shape and x.stride() == y.stride() and x.dtype == y.dtype and x.is_contiguous():
+            return torch.empty_like(x)
+    return None
+
+
 class MacCounter(TorchDispatchMode):
     """Count MACs (fvcore convention) and activations of every aten operator that runs inside.
 
     Attributes after use: ``matmul_macs`` and ``norm_macs`` (Counters by operator name),
     ``activations`` (int), ``uncounted`` (Counter: operator -> number of calls).
+    ``shortcuts=True`` builds the outputs of a few slow meta kernels directly
+    (see :func:`_meta_shortcut`); counts are the same either way.
     """
 
-    def __init__(self):
+    def __init__(self, shortcuts: bool = True):
         super().__init__()
+        self.shortcuts = shortcuts
         self.matmul_macs: Counter[str] = Counter()
         self.norm_macs: Counter[str] = Counter()
         self.activations = 0
@@ -204,7 +243,9 @@ class MacCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        out = _meta_shortcut(func, args, kwargs) if self.shortcuts else None
+        if out is None:
+            out = func(*args, **kwargs)
         packet = func.overloadpacket
         if packet in MATMUL_OPS:
             macs, acts = _matmul_rule(func, args, kwargs, out)
@@ -221,10 +262,34 @@ class MacCounter(TorchDispatchMode):
         return sum(self.matmul_macs.values()) + sum(self.norm_macs.values())
 
 
+class _SkipMetaInit(TorchDispatchMode):
+    """Skip in-place initialisers on meta tensors: they have no data, so nothing changes.
+
+    Building a model on meta otherwise spends most of its time in torch's Python
+    reference kernels for ``normal_``/``uniform_`` (weight initialisation). Only ops that
+    keep the tensor's shape are skipped; everything else runs.
+    """
+
+    SKIPPED = frozenset(
+        getattr(aten, name)
+        for name in ("normal_", "uniform_", "fill_", "zero_", "erfinv_", "mul_", "add_", "sub_", "div_", "clamp_", "copy_")
+    )
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        target = args[0] if args else None
+        if func.overloadpacket in self.SKIPPED and isinstance(target, torch.Tensor) and target.device.type == "meta":
+            return target
+        return func(*args, **(kwargs or {}))
+
+
 def build(model: str, img_size: int, patch_size: int | None = None, device: str | torch.device = "meta", **overrides) -> nn.Module:
     """``architectures.create`` on ``device``, in eval mode. Raises ValueError on a bad case."""
     with torch.device(device):
-        net = architectures.create(model, img_size=img_size, patch_size=patch_size, **overrides)
+        if torch.device(device).type == "meta":
+            with _SkipMetaInit():
+                net = architectures.create(model, img_size=img_size, patch_size=patch_size, **overrides)
+        else:
+            net = architectures.create(model, img_size=img_size, patch_size=patch_size, **overrides)
     return net.eval()
 
 
@@ -247,8 +312,8 @@ def model_patch_size(net: nn.Module) -> int | None:
     return int(size[0]) if isinstance(size, (tuple, list)) else int(size)
 
 
-def _run_counted(net: nn.Module, img_size: int, device: str) -> MacCounter:
-    counter = MacCounter()
+def _run_counted(net: nn.Module, img_size: int, device: str, shortcuts: bool = True) -> MacCounter:
+    counter = MacCounter(shortcuts)
     x = example_input(net, img_size, device)
     with torch.no_grad(), counter:
         net(x)
