@@ -17,6 +17,7 @@ from .errors import UsageError
 COMMANDS = (
     "bench.cmd_list",
     "bench.cmd_flops",
+    "bench.cmd_properties",
 )
 
 
