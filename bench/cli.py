@@ -17,6 +17,9 @@ from .errors import UsageError
 COMMANDS = (
     "bench.cmd_list",
     "bench.cmd_flops",
+    "bench.cmd_sweep",
+    "bench.cmd_report",
+    "bench.cmd_compare",
     "bench.cmd_properties",
 )
 

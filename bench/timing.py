@@ -1,0 +1,308 @@
+"""Latency and throughput of one inference or training step, with ``torch.utils.benchmark``.
+
+A *step* is one call of the callable that :func:`make_step` returns:
+
+- ``mode="infer"``: a forward pass under ``torch.inference_mode`` (model in eval mode);
+- ``mode="train"``: forward, cross-entropy loss against fixed random labels, backward and
+  an SGD optimizer step (model in train mode).
+
+Lower precision runs through ``torch.autocast`` (weights stay float32, as in mixed
+precision training); float16 training uses no gradient scaler, which changes nothing for
+timing. Convnets run with ``channels_last`` memory format by default. On CUDA the step
+synchronises before it returns, so any timer that calls it measures the device's work
+(asv's timer does not synchronise by itself).
+
+:func:`measure` times a step with ``torch.utils.benchmark.Timer.blocked_autorange`` after
+a warm-up and reports the median and interquartile range of the per-step time.
+:func:`matmul_roof` measures the device's matmul throughput in the same dtype, the
+denominator of the model FLOPs utilisation (MFU) the sweep records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+import architectures
+
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+MODES = ("infer", "train")
+# FLOPs of a step per multiply-add of the forward pass: a multiply-add is 2 FLOPs, and a
+# training step (forward + backward for activations + backward for weights) costs about
+# 3 forward passes (Kaplan et al. 2020, "Scaling Laws", section 2.1).
+FLOPS_PER_MAC = {"infer": 2, "train": 6}
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Per-step time of a batch of ``batch`` images."""
+
+    median_s: float
+    iqr_s: float  # interquartile range of the per-step times
+    mean_s: float
+    runs: int  # timed blocks
+    number_per_run: int  # steps per timed block
+    batch: int
+    warmup: int  # untimed steps before timing
+    times_s: tuple[float, ...] = ()  # per-step time of every timed block
+
+    @property
+    def images_per_s(self) -> float:
+        return self.batch / self.median_s
+
+    @property
+    def relative_iqr(self) -> float:
+        return self.iqr_s / self.median_s
+
+    def to_dict(self) -> dict:
+        return dict(asdict(self), times_s=list(self.times_s), images_per_s=self.images_per_s)
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; 'cuda' without a GPU is an error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is visible to torch")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    return device
+
+
+def check_dtype(device: str, dtype: str) -> None:
+    """Raise ValueError when ``device`` cannot run ``dtype`` (tries a small autocast matmul)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+    if dtype == "float32":
+        return
+    if device == "cuda" and dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"{torch.cuda.get_device_name(0)} does not support bfloat16")
+    try:
+        a = torch.ones(8, 8, device=device)
+        with torch.autocast(device, dtype=DTYPES[dtype]):
+            out = a @ a
+    except RuntimeError as exc:
+        raise ValueError(f"{device} cannot run {dtype} under autocast: {exc}") from None
+    if out.dtype != DTYPES[dtype]:
+        raise ValueError(f"autocast on {device} does not run matmuls in {dtype} (got {out.dtype})")
+
+
+def uses_channels_last(model_name: str) -> bool:
+    """Default memory format: channels_last for convnets (reference ResNets and timm models without tokens)."""
+    if architectures.family(model_name) == "resnet":
+        return True
+    if architectures.family(model_name) == "timm":
+        with torch.device("meta"):
+            return architectures.num_tokens(architectures.create(model_name)) is None
+    return False
+
+
+def build_model(
+    model_name: str,
+    img_size: int,
+    patch_size: int | None = None,
+    *,
+    device: str = "cpu",
+    overrides: dict | None = None,
+    channels_last: bool = False,
+) -> nn.Module:
+    """Build ``model_name`` for ``img_size`` directly on ``device`` (random weights)."""
+    with torch.device(device):
+        model = architectures.create(model_name, img_size=img_size, patch_size=patch_size, **(overrides or {}))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def make_step(
+    model: nn.Module,
+    *,
+    batch: int,
+    img_size: int,
+    device: str,
+    dtype: str = "float32",
+    mode: str = "infer",
+    channels_last: bool = False,
+    compile: bool = False,
+    num_classes: int = 1000,
+) -> Callable[[], None]:
+    """One inference or training step of ``model`` on a fixed random batch (see the module doc)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    x = torch.randn(batch, 3, img_size, img_size, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    autocast = (
+        contextlib.nullcontext if dtype == "float32" else lambda: torch.autocast(device, dtype=DTYPES[dtype])
+    )
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    forward = torch.compile(model) if compile else model
+
+    if mode == "infer":
+        model.eval()
+
+        def step() -> None:
+            with torch.inference_mode(), autocast():
+                forward(x)
+            sync()
+
+        return step
+
+    model.train()
+    labels = torch.randint(0, num_classes, (batch,), device=device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            loss = loss_fn(forward(x).float(), labels)
+        loss.backward()
+        optimizer.step()
+        sync()
+
+    return step
+
+
+def time_step(
+    step: Callable[[], None], *, batch: int, min_run_time: float = 1.0, warmup: int = 2, min_runs: int = 5, label: str = ""
+) -> Timing:
+    """Warm up, then time ``step`` with ``Timer.blocked_autorange`` on all of torch's threads.
+
+    ``blocked_autorange`` picks the steps per block and runs blocks for ``min_run_time``
+    seconds; when that gave fewer than ``min_runs`` blocks (slow steps), more blocks of
+    the same size are timed, so the median and IQR always rest on ``min_runs`` samples.
+    """
+    from torch.utils import benchmark  # imported late: its import logs a CUDA_HOME warning on CPU-only machines
+
+    for _ in range(warmup):
+        step()
+    timer = benchmark.Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads(), label=label)
+    m = timer.blocked_autorange(min_run_time=min_run_time)
+    times = list(m.times)
+    while len(times) < min_runs:
+        times += timer.timeit(m.number_per_run).times
+    q1, median, q3 = (float(v) for v in np.percentile(times, [25, 50, 75]))
+    return Timing(
+        median_s=median,
+        iqr_s=q3 - q1,
+        mean_s=float(np.mean(times)),
+        runs=len(times),
+        number_per_run=m.number_per_run,
+        batch=batch,
+        warmup=warmup,
+        times_s=tuple(times),
+    )
+
+
+def measure(
+    model_name: str,
+    img_size: int,
+    patch_size: int | None = None,
+    *,
+    batch: int,
+    device: str = "cpu",
+    dtype: str = "float32",
+    mode: str = "infer",
+    overrides: dict | None = None,
+    channels_last: bool | None = None,
+    compile: bool = False,
+    min_run_time: float = 1.0,
+    warmup: int = 2,
+    min_runs: int = 5,
+) -> Timing:
+    """Time one step of ``model_name`` at ``img_size`` (see :func:`make_step` and :func:`time_step`).
+
+    ``channels_last=None`` picks the default (convnets only).
+    """
+    if channels_last is None:
+        channels_last = uses_channels_last(model_name)
+    model = build_model(model_name, img_size, patch_size, device=device, overrides=overrides, channels_last=channels_last)
+    step = make_step(
+        model, batch=batch, img_size=img_size, device=device, dtype=dtype, mode=mode,
+        channels_last=channels_last, compile=compile,
+    )
+    return time_step(step, batch=batch, min_run_time=min_run_time, warmup=warmup, min_runs=min_runs, label=model_name)
+
+
+def matmul_roof(device: str, dtype: str = "float32", *, size: int | None = None, min_run_time: float = 0.5) -> float:
+    """Measured matmul throughput in FLOP/s: a ``size`` x ``size`` matmul in ``dtype`` (2 size^3 FLOPs).
+
+    Default size: 1024 on CPU, 8192 on CUDA. This is the roof the MFU divides by: what
+    this device reaches on the operation most of these models spend their time in.
+    """
+    size = size or (8192 if device == "cuda" else 1024)
+    a = torch.randn(size, size, device=device, dtype=DTYPES[dtype])
+    b = torch.randn(size, size, device=device, dtype=DTYPES[dtype])
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def step() -> None:
+        torch.mm(a, b)
+        sync()
+
+    timing = time_step(step, batch=1, min_run_time=min_run_time, warmup=2, min_runs=3, label="matmul roof")
+    return 2 * size**3 / timing.median_s
+
+
+def achieved_flops(macs_per_image: int, images_per_s: float, mode: str) -> float:
+    """FLOP/s a model reaches: FLOPS_PER_MAC[mode] x MACs per image x images per second."""
+    return FLOPS_PER_MAC[mode] * macs_per_image * images_per_s
+
+
+@dataclass(frozen=True)
+class PairedTiming:
+    """Latency ratio a/b of two steps timed in alternation (one run, interleaved)."""
+
+    median_a_s: float
+    median_b_s: float
+    ratio_median: float  # median over rounds of (time a / time b)
+    ratio_q1: float
+    ratio_q3: float
+    rounds: int
+    number: int  # steps per timing of one model in one round
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def paired_ratio(
+    step_a: Callable[[], None], step_b: Callable[[], None], *, rounds: int = 7, number: int = 2, warmup: int = 2
+) -> PairedTiming:
+    """Time ``step_a`` and ``step_b`` in alternation: each round times both (order swapped every round).
+
+    Interleaving makes both see the same machine load, so their ratio is far steadier
+    than two separate medians on a shared machine. The spread is the interquartile range
+    of the per-round ratios.
+    """
+    import statistics
+
+    from torch.utils import benchmark
+
+    for _ in range(warmup):
+        step_a()
+        step_b()
+    timers = [
+        benchmark.Timer(stmt="step()", globals={"step": s}, num_threads=torch.get_num_threads()) for s in (step_a, step_b)
+    ]
+    times_a, times_b = [], []
+    for r in range(rounds):
+        order = (0, 1) if r % 2 == 0 else (1, 0)
+        got = {i: timers[i].timeit(number).median for i in order}
+        times_a.append(got[0])
+        times_b.append(got[1])
+    ratios = [a / b for a, b in zip(times_a, times_b)]
+    q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if rounds > 1 else (ratios[0],) * 3
+    return PairedTiming(
+        median_a_s=statistics.median(times_a),
+        median_b_s=statistics.median(times_b),
+        ratio_median=statistics.median(ratios),
+        ratio_q1=q1,
+        ratio_q3=q3,
+        rounds=rounds,
+        number=number,
+    )
