@@ -30,9 +30,10 @@ cross-check at sizes where running is cheap. The one known difference: fvcore co
 the dispatcher it arrives as ``mean``, which fvcore leaves uncounted elsewhere; we report
 it as uncounted (0.002% of ResNet-50's MACs).
 
-Models are counted in eval mode. ``timm:<name>`` peers are counted on meta as well;
-a timm model that cannot run on the meta device is counted on real CPU tensors at
-batch 1 instead, and its record says ``device="cpu"``.
+Models are counted in eval mode at batch 1. ``timm:<name>`` peers are counted on meta
+as well (timm's shape asserts only trouble fvcore's tracer, not a dispatch mode); a timm
+model that cannot run on the meta device is counted on real CPU tensors instead (zero
+weights, one thread) and its record says ``device="cpu"``.
 """
 
 from __future__ import annotations
