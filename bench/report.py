@@ -293,7 +293,7 @@ def _environment(records: list[dict]) -> list[str]:
                      f"harness commit {env['git_commit']}")
     dates = sorted(r["env"]["date"] for r in records if "env" in r)
     if dates:
-        lines.append(f"- measured {dates[0]} to {dates[-1]}")
+        lines.append(f"- run started {dates[0]}" if dates[0] == dates[-1] else f"- runs started {dates[0]} to {dates[-1]}")
     roofs = sorted({(r["case"]["device"], r["case"]["dtype"], r["roof_flops_per_s"]) for r in records if "roof_flops_per_s" in r})
     for device, dtype, roof in roofs:
         lines.append(f"- matmul roof {device} {dtype}: {roof / 1e9:.1f} GFLOP/s (measured in the run)")
