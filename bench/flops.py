@@ -179,7 +179,7 @@ MOVEMENT_OPS = frozenset(
         "empty", "empty_like", "empty_strided", "zeros", "zeros_like", "ones", "ones_like", "full",
         "full_like", "new_empty", "new_zeros", "new_ones", "new_full", "arange", "fill_", "zero_", "index",
         "gather", "roll", "constant_pad_nd", "unfold", "expand_as", "view_as", "repeat", "tile", "_reshape_alias",
-        "index_select", "masked_fill",
+        "index_select", "masked_fill", "as_strided_", "squeeze_", "unsqueeze_", "transpose_", "t_", "detach_",
     )
     if hasattr(aten, name)
 )

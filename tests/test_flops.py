@@ -173,3 +173,23 @@ def test_bad_cases_raise_value_error():
         count("vit_b16", 200)
     with pytest.raises(ValueError, match="takes no patch_size"):
         count("resnet50", 224, patch_size=16)
+
+
+def test_timm_peer_that_cannot_run_on_meta_is_counted_on_cpu(monkeypatch):
+    import bench.flops as flops
+
+    real = flops._run_counted
+
+    def meta_fails(net, img_size, device, shortcuts=True):
+        if device == "meta":
+            raise NotImplementedError("pretend this model has a data-dependent op")
+        return real(net, img_size, device, shortcuts)
+
+    expected = count("timm:resnet18", 64)
+    monkeypatch.setattr(flops, "_run_counted", meta_fails)
+    record = count("timm:resnet18", 64)
+    assert record.device == "cpu"
+    assert (record.macs, record.activations, record.params) == (expected.macs, expected.activations, expected.params)
+    assert record.macs == formulas.closed_form(build("resnet18", 64).config).total
+    with pytest.raises(NotImplementedError):  # reference models must run on meta: no fallback
+        count("resnet18", 64)
