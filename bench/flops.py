@@ -119,6 +119,14 @@ def _matmul_rule(func, args, kwargs, out) -> tuple[int, int]:
     return _sdpa_macs(args[0], args[1], args[2])
 
 
+def _argument(func, args, kwargs, name: str):
+    """The value of argument ``name`` of an aten call, by its schema."""
+    if name in kwargs:
+        return kwargs[name]
+    names = [a.name for a in func._schema.arguments]
+    return args[names.index(name)]
+
+
 def _norm_rule(func, args, kwargs, out) -> int:
     """fvcore's counts for normalisation, resampling and pooling operators."""
     packet = func.overloadpacket
@@ -127,7 +135,7 @@ def _norm_rule(func, args, kwargs, out) -> int:
         weight = args[2] if packet is aten.native_layer_norm else args[1]
         return x.numel() * (5 if weight is not None else 4)
     if packet is aten.native_batch_norm or packet is aten._native_batch_norm_legit:
-        training = bool(args[5])
+        training = bool(_argument(func, args, kwargs, "training"))  # its position differs between overloads
         affine = args[1] is not None
         if training:
             return x.numel() * (5 if affine else 4)

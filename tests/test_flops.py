@@ -193,3 +193,39 @@ def test_timm_peer_that_cannot_run_on_meta_is_counted_on_cpu(monkeypatch):
     assert record.macs == formulas.closed_form(build("resnet18", 64).config).total
     with pytest.raises(NotImplementedError):  # reference models must run on meta: no fallback
         count("resnet18", 64)
+
+
+class _OddOps(torch.nn.Module):
+    """Operators our zoo does not use but timm peers may: fvcore's other counting rules."""
+
+    def __init__(self, train_bn: bool):
+        super().__init__()
+        self.up = torch.nn.ConvTranspose2d(4, 6, 2, stride=2)
+        self.gn = torch.nn.GroupNorm(2, 6)
+        self.bn = torch.nn.BatchNorm2d(6).train(train_bn)
+        self.inorm = torch.nn.InstanceNorm2d(6, affine=True)
+        self.conv = torch.nn.Conv2d(6, 6, 3, padding=1, groups=3)
+
+    def forward(self, x):
+        x = self.gn(self.up(x))
+        x = self.inorm(self.bn(x))
+        x = torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear")
+        x = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+        x = torch.nn.functional.adaptive_avg_pool2d(self.conv(x), 3)
+        return torch.einsum("bchw,bdhw->bcd", x, x)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+@pytest.mark.parametrize("train_bn", [False, True])
+def test_other_fvcore_rules_match_fvcore(train_bn):
+    from fvcore.nn import FlopCountAnalysis
+
+    net = _OddOps(train_bn)
+    x = torch.zeros(2, 4, 5, 5)
+    theirs = FlopCountAnalysis(net, (x,))
+    theirs.unsupported_ops_warnings(False)
+    counter = MacCounter()
+    with torch.no_grad(), counter:
+        net(x)
+    assert counter.total == theirs.total()
+    assert set(counter.uncounted) <= {"aten::add_"}  # training BatchNorm's num_batches_tracked += 1
