@@ -242,3 +242,6 @@ def print_table(records: list, fit_rows: list[dict], checks: list[dict] | None) 
             print(f"{c['model']:<{width}} {c['img_size']:>5} {_dash(c['patch_size']):>5} {c['counter']:>16,} "
                   f"{c['flop_counter_mode']:>16,} {_commas(c['closed_form']):>16} {_commas(c['fvcore']):>16} "
                   f"{c['max_rel_diff']:>9.2e} {'ok' if c['ok'] else 'FAIL'}")
+        agree = sum(c["ok"] for c in checks)
+        worst = max(c["max_rel_diff"] for c in checks)
+        print(f"{agree} of {len(checks)} cases agree within {CHECK_TOLERANCE:.0%} (largest difference {worst:.2e})")
