@@ -21,6 +21,7 @@ COMMANDS = (
     "bench.cmd_report",
     "bench.cmd_compare",
     "bench.cmd_properties",
+    "bench.cmd_shuffle",
 )
 
 
