@@ -39,7 +39,7 @@ def positive_int(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", type=model_list, default=model_list(DEFAULT_MODELS),
+    parser.add_argument("--models", type=model_list, default=DEFAULT_MODELS,
                         help=f"comma-separated model names (default: {DEFAULT_MODELS})")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
     parser.add_argument("--img-size", type=positive_int, default=64, help="input side in pixels (default: 64)")

@@ -368,7 +368,7 @@ def plot(records: list[RunRecord], summaries: list[Summary], path) -> None:
     conditions = [c for c in ALL_CONDITIONS if any(s.condition == c for s in summaries)]
     models = list(dict.fromkeys(s.model for s in summaries))
     cell = {(s.model, s.condition): s for s in summaries}
-    fig = Figure(figsize=(8, 4.5))
+    fig = Figure(figsize=(8, 5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     width = 0.8 / len(conditions)
@@ -391,6 +391,6 @@ def plot(records: list[RunRecord], summaries: list[Summary], path) -> None:
     ax.set_ylim(0, 100)
     seeds = len({r.seed for r in records})
     ax.set_title(f"Patch and pixel shuffling, seven-segment digits ({seeds} seed{'s' * (seeds > 1)}, mean ± std)")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3, frameon=False)
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=110)
