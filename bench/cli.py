@@ -22,6 +22,7 @@ COMMANDS = (
     "bench.cmd_compare",
     "bench.cmd_properties",
     "bench.cmd_shuffle",
+    "bench.cmd_dashboard",
 )
 
 

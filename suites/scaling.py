@@ -1,0 +1,57 @@
+"""Per family: the two-term fit of MACs against tokens (``bench.scaling.fit``), tracked.
+
+MACs are exact counts, so the fit is exact: a Mixer with D_S fixed has b == 0 and the
+verdict "linear"; ViT-B has b == 2*L*d = 18,432 MACs per token squared. Every value is
+oriented so that an increase means "more quadratic", which ``asv continuous`` reports as
+worse -- except ``track_crossover_tokens``, where a *decrease* is the bad direction (the
+quadratic term takes over earlier); it is tracked for the dashboard, not for the gate.
+"""
+
+from __future__ import annotations
+
+from bench import flops, scaling
+
+from .common import SCALED_MODELS, SCALING_RESOLUTIONS, VERDICT_CODES
+
+
+class MacsFit:
+    """Fit cost = a*S + b*S^2 + c of MACs over SCALING_RESOLUTIONS (x = pixels for convnets)."""
+
+    params = (SCALED_MODELS,)
+    param_names = ("model",)
+
+    def setup_cache(self) -> dict[str, dict]:
+        # Counted once per environment and commit (about 2 s), shared by every track_ below.
+        fits = {}
+        for model in SCALED_MODELS:
+            records = [flops.count(model, size) for size in SCALING_RESOLUTIONS]
+            if records[0].tokens is None:
+                x, axis = [r.img_size**2 for r in records], "pixels"
+            else:
+                x, axis = [r.tokens for r in records], "resolution"
+            fits[model] = scaling.fit(x, [r.macs for r in records], axis=axis).to_dict()
+        return fits
+
+    def track_quadratic_coefficient(self, fits: dict, model: str) -> float:
+        return fits[model]["b"]
+
+    track_quadratic_coefficient.unit = "MACs per token^2"
+
+    def track_quadratic_share_percent(self, fits: dict, model: str) -> float:
+        """The share of the largest size's MACs that the quadratic term carries, in percent."""
+        return 100.0 * fits[model]["quadratic_share"]
+
+    track_quadratic_share_percent.unit = "percent"
+
+    def track_verdict(self, fits: dict, model: str) -> int:
+        """0 linear, 1 inconclusive, 2 quadratic (see ``common.VERDICT_CODES``)."""
+        return VERDICT_CODES[fits[model]["verdict"]]
+
+    track_verdict.unit = "0 linear, 1 inconclusive, 2 quadratic"
+
+    def track_crossover_tokens(self, fits: dict, model: str) -> float:
+        """S* = a/b, where the quadratic term equals the linear one; n/a (NaN) when b <= 0."""
+        crossover = fits[model]["crossover_tokens"]
+        return float("nan") if crossover is None else crossover
+
+    track_crossover_tokens.unit = "tokens"

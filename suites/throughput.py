@@ -1,0 +1,37 @@
+"""Latency of one forward pass and one training step on small configurations (noisy).
+
+Each ``time_`` calls the step that ``bench.timing.make_step`` builds: a forward pass
+under ``inference_mode``, or forward + cross-entropy + backward + SGD step. On CUDA the
+step synchronises before it returns, so asv's timer (which does not synchronise) sees
+the device's work. CUDA cases are skipped (n/a) where torch sees no GPU.
+"""
+
+from __future__ import annotations
+
+from bench import timing
+
+from .common import DEVICES, MODES, TIMED_BATCH, TIMED_IMG_SIZE, TIMED_MODELS, prepare_cpu, require_device
+
+
+class Step:
+    """One step of a TIMED_BATCH x 3 x TIMED_IMG_SIZE^2 batch, float32, random weights."""
+
+    params = (TIMED_MODELS, DEVICES, MODES)
+    param_names = ("model", "device", "mode")
+    # Per process round: at least 3 and at most 10 samples within 4 s, one step each.
+    number = 1
+    repeat = (3, 10, 4.0)
+    warmup_time = 0.5
+    timeout = 180
+
+    def setup(self, model: str, device: str, mode: str) -> None:
+        require_device(device)
+        prepare_cpu()
+        channels_last = timing.uses_channels_last(model)
+        net = timing.build_model(model, TIMED_IMG_SIZE, device=device, channels_last=channels_last)
+        self.step = timing.make_step(
+            net, batch=TIMED_BATCH, img_size=TIMED_IMG_SIZE, device=device, mode=mode, channels_last=channels_last
+        )
+
+    def time_step(self, model: str, device: str, mode: str) -> None:
+        self.step()
