@@ -171,3 +171,26 @@ def test_interrupt_then_resume(tmp_path):
     keys = [results.case_key(r["case"]) for r in records]
     assert problems == [] and len(keys) == 4 and len(set(keys)) == 4  # every case once: none redone
     assert all(r["status"] == "ok" for r in records)
+
+
+def test_attention_option_rewrites_the_presets_vits():
+    import argparse
+
+    from bench import cmd_sweep
+
+    quick = sweep.PRESETS["quick"]
+    args = argparse.Namespace(models=None, attention=["explicit"])
+    entries = cmd_sweep._entries(args, quick)
+    vits = [e for e in entries if e.model.startswith("vit")]
+    assert [e.overrides["attn_backend"] for e in vits] == ["explicit"]
+    assert vits[0].overrides["hidden_dim"] == 64 and vits[0].name == "vit d64 x2 explicit"
+    assert len(entries) == len(quick.entries) - 1
+    args = argparse.Namespace(models=["vit_b16", "timm:vit_base_patch16_224", "mixer_b16"], attention=None)
+    names = [e.name for e in cmd_sweep._entries(args, quick)]
+    assert names == ["vit_b16 fused", "timm:vit_base_patch16_224", "mixer_b16"]
+
+
+def test_peers_needs_pairs(tmp_path, capsys):
+    assert main_code(["sweep", "--peers", "--models", "mixer_b16", "--out", str(tmp_path / "p")]) == 2
+    assert "pairs" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
