@@ -3,7 +3,8 @@
 The repository is built from this project's files (one commit on ``main``), then two
 branches: ``regress`` makes Mixer's token-mixing width D_S grow with S (the model's
 ``scale_tokens_mlp`` default flipped), so Mixer's parameters and MACs grow and its cost
-becomes quadratic in S; ``noop`` changes a comment and the README, nothing measured.
+becomes quadratic in S; ``noop`` changes a comment and the README, nothing measured; ``slow`` makes Mixer's
+forward pass sleep 0.3 s, for the timing suites' report at ``--factor 1.5``.
 The gate is the README's command: ``asv continuous --factor 1.0`` on the deterministic
 suites. asv builds each commit in its own virtualenv (the first run installs torch into
 it, a minute or two); the environment is kept in this checkout's ``.asv/env`` so later
@@ -78,6 +79,12 @@ def gate_repo(tmp_path_factory) -> tuple[Path, dict]:
     with (repo / "README.md").open("a") as readme:
         readme.write("\nA sentence that changes nothing measured.\n")
     _commit(repo, "comment and README only")
+
+    _git(repo, "checkout", "-q", "-b", "slow", "main")
+    _edit(repo / "architectures" / "mixer.py", "import dataclasses\n", "import dataclasses\nimport time\n")
+    _edit(repo / "architectures" / "mixer.py", "        x = self.stem(x)  # (B, 3, H, W) -> (B, S, C)\n",
+          "        time.sleep(0.3)\n        x = self.stem(x)  # (B, 3, H, W) -> (B, S, C)\n")
+    _commit(repo, "Mixer: 0.3 s slower per forward pass")
     _git(repo, "checkout", "-q", "main")
 
     home = repo.parent / "home"  # asv keeps its machine description in ~/.asv-machine.json
@@ -89,10 +96,10 @@ def gate_repo(tmp_path_factory) -> tuple[Path, dict]:
     return repo, env
 
 
-def _continuous(repo: Path, env: dict, tip: str) -> subprocess.CompletedProcess:
+def _continuous(repo: Path, env: dict, tip: str, bench: str = GATE_BENCHMARKS, factor: str = "1.0") -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "asv", "continuous", "--machine", MACHINE, "--factor", "1.0",
-         "--bench", GATE_BENCHMARKS, "--show-stderr", "main", tip],
+        [sys.executable, "-m", "asv", "continuous", "--machine", MACHINE, "--factor", factor,
+         "--bench", bench, "--show-stderr", "main", tip],
         cwd=repo, env=env, capture_output=True, text=True, timeout=1500,
     )
 
@@ -135,3 +142,13 @@ def test_gate_passes_a_commit_that_changes_nothing_measured(gate_repo):
     done = _continuous(repo, env, "noop")
     assert done.returncode == 0, f"asv continuous should pass (exit 0), got {done.returncode}:\n{_tail(done)}"
     assert "BENCHMARKS NOT SIGNIFICANTLY CHANGED" in done.stdout, _tail(done)
+
+
+def test_timing_report_flags_a_slower_forward_pass(gate_repo):
+    # The README's timing command at its factor, on one case to keep the test short: a
+    # Mixer-S/16 forward pass that sleeps 0.3 s is several times slower than the ~0.1 s step.
+    repo, env = gate_repo
+    done = _continuous(repo, env, "slow", bench=r"throughput\.Step\.time_step\('mixer_s16', 'cpu', 'infer'\)", factor="1.5")
+    assert done.returncode == 1, f"asv continuous should flag the slowdown (exit 1), got {done.returncode}:\n{_tail(done)}"
+    assert "PERFORMANCE DECREASED" in done.stdout, _tail(done)
+    assert "throughput.Step.time_step('mixer_s16', 'cpu', 'infer')" in done.stdout, _tail(done)
