@@ -1,13 +1,13 @@
 """The regression gate with real asv: `asv continuous` against a temporary git repository.
 
-The repository is built from this project's files (one commit on ``main``), then two
+The repository is built from this project's files (one commit on ``main``), then three
 branches: ``regress`` makes Mixer's token-mixing width D_S grow with S (the model's
 ``scale_tokens_mlp`` default flipped), so Mixer's parameters and MACs grow and its cost
-becomes quadratic in S; ``noop`` changes a comment and the README, nothing measured; ``slow`` makes Mixer's
-forward pass sleep 0.3 s, for the timing suites' report at ``--factor 1.5``.
+becomes quadratic in S; ``noop`` changes a comment and the README, nothing measured;
+``slow`` makes Mixer's forward pass sleep 0.3 s, for the timing report at ``--factor 1.5``.
 The gate is the README's command: ``asv continuous --factor 1.0`` on the deterministic
 suites. asv builds each commit in its own virtualenv (the first run installs torch into
-it, a minute or two); the environment is kept in this checkout's ``.asv/env`` so later
+it, a few minutes); the environment is kept in this checkout's ``.asv/env`` so later
 runs reuse it.
 """
 
