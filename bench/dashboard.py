@@ -350,5 +350,5 @@ def run_asv_publish(config: Path, extra: list[str] | None = None) -> None:
     done = subprocess.run([sys.executable, "-m", "asv", "publish", "--config", str(config.resolve()), *(extra or [])],
                           cwd=config.parent, capture_output=True, text=True)
     if done.returncode != 0:
-        tail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no output"]
-        raise DashboardError(f"asv publish failed ({done.returncode}): {tail[0]}")
+        lines = [line.strip(" ·") for line in (done.stderr or done.stdout).splitlines() if line.strip(" ·")]
+        raise DashboardError(f"asv publish failed ({done.returncode}): {' '.join(lines[-3:]) or 'no output'}")
