@@ -57,10 +57,13 @@ class BasicBlock(nn.Module):
         self.downsample = downsample(in_ch, width * self.expansion, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
+        shortcut = x
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.bn2(self.conv2(x))
-        return self.relu(x + shortcut)
+        if self.downsample is not None:
+            shortcut = self.downsample(shortcut)
+        x += shortcut  # in place, as torchvision and timm do: no new activation-sized tensor
+        return self.relu(x)
 
 
 class Bottleneck(nn.Module):
@@ -75,11 +78,14 @@ class Bottleneck(nn.Module):
         self.downsample = downsample(in_ch, width * self.expansion, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
+        shortcut = x
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.relu(self.bn2(self.conv2(x)))
         x = self.bn3(self.conv3(x))
-        return self.relu(x + shortcut)
+        if self.downsample is not None:  # after the main path, as timm does: fewer large tensors alive at once
+            shortcut = self.downsample(shortcut)
+        x += shortcut  # in place, as torchvision and timm do: no new activation-sized tensor
+        return self.relu(x)
 
 
 def downsample(in_ch: int, out_ch: int, stride: int) -> nn.Sequential | None:
