@@ -320,7 +320,9 @@ METHODS = """\
   interval of b. *quadratic share* = b*x_max^2 / cost(x_max), the part of the cost at the
   largest size that the quadratic term carries; *crossover* x* = a/b is where it equals
   the linear term. Verdict: quadratic when the share's interval is above the tolerance
-  (2% noisy, 0 exact), linear when it lies within it, inconclusive otherwise.
+  (2% noisy, 0 exact), linear when it lies within it, inconclusive otherwise; a noisy
+  cost that grows at most linearly between the two largest sizes (local exponent <= 1)
+  is inconclusive rather than quadratic (overhead or utilisation, not a quadratic term).
 """
 
 

@@ -29,6 +29,14 @@ ends are the point value.
 * ``"inconclusive"``: anything else: the interval straddles tol, the fit bends
   down (b clearly negative), or a noisy fit has no degree of freedom left (3 points).
 
+Noisy data must also grow faster than linearly where the share is taken: a noisy fit
+whose last local exponent (between the two largest x) is at most 1 is "inconclusive",
+not "quadratic". A measured cost can bend upwards without any quadratic work, when a
+fixed overhead and a device that is under-filled at small x give way to a saturated one:
+on an H200, Mixer-B/16's latency has b > 0 with a share of 5% [3%, 6%] at 768 px while
+its local exponents stay between 0.77 and 0.95 (MFU rising from 20% to 30%); ViT-B/16's
+fused-attention latency has share 26% and exponents up to 1.24.
+
 The crossover S* = a/b is where the quadratic term equals the linear one; it exists
 only when a > 0 and b > 0. Local log-log exponents d log(cost) / d log(x) between
 consecutive x (after averaging repeated x) show how a single power law would
@@ -161,7 +169,12 @@ def fit(
     else:
         share_lo = share_hi = share
 
-    if share_lo > tol:
+    exponents = local_exponents(xs, ys)
+    if share_lo > tol and noisy and exponents[-1] <= 1:
+        verdict = "inconclusive"
+        note = (f"the fit bends up (quadratic share {share:.3g}) but the cost grows at most linearly at the "
+                f"largest x (local exponent {exponents[-1]:.2f}): overhead or utilisation, not a quadratic term")
+    elif share_lo > tol:
         verdict = "quadratic"
     elif -tol <= share_lo and share_hi <= tol:
         verdict = "linear"
@@ -183,7 +196,7 @@ def fit(
         crossover_tokens=None if axis == "pixels" else crossover,
         crossover=crossover,
         quadratic_share=share,
-        local_exponents=local_exponents(xs, ys),
+        local_exponents=exponents,
         verdict=verdict,
         noisy=noisy,
         n_points=len(xs),

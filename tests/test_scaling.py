@@ -130,6 +130,19 @@ def test_noisy_linear_is_linear_when_precise_and_inconclusive_when_not():
     assert vague.note
 
 
+def test_noisy_upward_bend_without_superlinear_growth_is_inconclusive():
+    # A large fixed overhead c with a small positive b: convex, yet the cost grows more slowly
+    # than S everywhere on this range (like Mixer's GPU latency with rising utilisation).
+    true = (2e-5, 4.5e-10, 5e-3)
+    slow = fit(*_noisy(true, TOKENS[:5], 0.002, seed=3), noisy=True)
+    assert slow.share_ci[0] > slow.share_tol  # the share alone would say quadratic
+    assert slow.local_exponents[-1] < 1
+    assert slow.verdict == "inconclusive" and "at most linearly" in slow.note
+    # the same b with no overhead grows faster than S at the top: quadratic
+    steep = fit(*_noisy((2e-5, 4.5e-10, 0.0), TOKENS, 0.002, seed=3), noisy=True)
+    assert steep.local_exponents[-1] > 1 and steep.verdict == "quadratic"
+
+
 def test_noisy_three_points_are_inconclusive():
     result = fit([1, 2, 3], [1.0, 4.1, 8.9], noisy=True)
     assert result.verdict == "inconclusive"
