@@ -19,23 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from .cli import model_list
+from .cli import model_list, positive_int
 from .errors import UsageError
 
 NAME = "properties"
 HELP = "check patch-permutation equivariance and isotropy of Mixer, ViT and ResNet"
 DEFAULT_MODELS = "mixer_s16,vit_s16,resnet18"
-
-
-def positive_int(text: str) -> int:
-    """Parse one positive integer (an argparse ``type=``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -28,7 +28,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from .cmd_properties import positive_int
+from .cli import positive_int
 from .errors import UsageError
 
 NAME = "shuffle"

@@ -22,21 +22,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .cli import int_list, model_list
+from .cli import int_list, model_list, positive_int
 from .errors import UsageError
 
 NAME = "sweep"
 HELP = "measure time and memory over resolutions and patch sizes; write results.jsonl and the report (the main job)"
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _names(choices: tuple[str, ...]):

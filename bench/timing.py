@@ -63,6 +63,25 @@ class Timing:
         return dict(asdict(self), times_s=list(self.times_s), images_per_s=self.images_per_s)
 
 
+def _benchmark_module():
+    """``torch.utils.benchmark``, imported quietly.
+
+    Its import pulls in ``torch.utils.cpp_extension``, which logs "No CUDA runtime is
+    found, using CUDA_HOME=..." on a machine without a GPU: a warning about compiling
+    extensions, which this harness never does, on every run's stderr.
+    """
+    import logging
+
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils import benchmark
+    finally:
+        logger.setLevel(level)
+    return benchmark
+
+
 def resolve_device(device: str) -> str:
     """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; 'cuda' without a GPU is an error."""
     if device == "auto":
@@ -178,8 +197,7 @@ def time_step(
     seconds; when that gave fewer than ``min_runs`` blocks (slow steps), more blocks of
     the same size are timed, so the median and IQR always rest on ``min_runs`` samples.
     """
-    from torch.utils import benchmark  # imported late: its import logs a CUDA_HOME warning on CPU-only machines
-
+    benchmark = _benchmark_module()
     for _ in range(warmup):
         step()
     timer = benchmark.Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads(), label=label)
@@ -281,8 +299,7 @@ def paired_ratio(
     """
     import statistics
 
-    from torch.utils import benchmark
-
+    benchmark = _benchmark_module()
     for _ in range(warmup):
         step_a()
         step_b()
