@@ -278,30 +278,40 @@ def _free_cuda() -> None:
         torch.cuda.empty_cache()
 
 
-def _cuda_batch_fits(case: Case) -> Callable[[int], bool]:
+def _cuda_batch_fits(case: Case, log: TextIO | None = None) -> Callable[[int], bool]:
+    """``fits(batch)``: whether one step of ``case`` at that batch runs without CUDA OOM (each try on ``log``)."""
     import torch
 
     from . import memory
 
     def fits(batch: int) -> bool:
+        started = time.perf_counter()
         try:
             memory.measure_in_process(
                 case.model, case.img_size, case.patch_size, batch=batch, device="cuda", dtype=case.dtype,
                 mode=case.mode, overrides=case.overrides, channels_last=case.channels_last,
             )
-            return True
+            ok = True
         except torch.OutOfMemoryError:
-            return False
+            ok = False
         finally:
             _free_cuda()
+        if log is not None:
+            verdict = "fits" if ok else "out of memory"
+            print(f"  max batch search: {batch} {verdict} ({time.perf_counter() - started:.1f} s)", file=log, flush=True)
+        return ok
 
     return fits
 
 
 def run_case(
-    case: Case, *, env: dict, roof: float, min_run_time: float = 1.0, min_runs: int = 5, warmup: int = 2, worker=None
+    case: Case, *, env: dict, roof: float, min_run_time: float = 1.0, min_runs: int = 5, warmup: int = 2, worker=None,
+    log: TextIO | None = None,
 ) -> dict:
-    """Count, time and measure one case; the record to append (status "ok", "oom" or "error")."""
+    """Count, time and measure one case; the record to append (status "ok", "oom" or "error").
+
+    ``log`` receives a line per try of the max-batch search (``case.batch == "max"``).
+    """
     import torch
 
     from . import flops, memory, timing
@@ -321,7 +331,7 @@ def run_case(
         record.update(tokens=count.tokens, params=count.params, macs=count.macs, flops=count.to_dict())
         batch = case.batch
         if batch == "max":
-            batch = find_max_batch(_cuda_batch_fits(case))
+            batch = find_max_batch(_cuda_batch_fits(case, log))
             if batch == 0:
                 raise torch.OutOfMemoryError("not even batch 1 fits")
         record["batch"] = batch
@@ -401,7 +411,7 @@ def run_sweep(config: SweepConfig, *, log: TextIO = sys.stdout) -> list[dict]:
                 for i, case in enumerate(todo, start=1):
                     record = run_case(case, env=env[case.device], roof=roofs[case.device, case.dtype],
                                       min_run_time=config.min_run_time, min_runs=config.min_runs,
-                                      warmup=config.warmup, worker=worker)
+                                      warmup=config.warmup, worker=worker, log=log)
                     writer.append(record)
                     elapsed = time.perf_counter() - started
                     eta = elapsed / i * (len(todo) - i)

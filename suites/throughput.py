@@ -32,6 +32,7 @@ class Step:
         self.step = timing.make_step(
             net, batch=TIMED_BATCH, img_size=TIMED_IMG_SIZE, device=device, mode=mode, channels_last=channels_last
         )
+        self.step()  # one-off work (CUDA context and kernel loading, cuBLAS handles) stays out of every sample
 
     def time_step(self, model: str, device: str, mode: str) -> None:
         self.step()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import architectures
 from bench import memory
 
 TINY_VIT = {"hidden_dim": 32, "num_blocks": 1, "num_heads": 2, "mlp_dim": 64}
@@ -24,8 +25,6 @@ def worker():
 
 
 def n_params(name: str, img_size: int, patch_size=None, **overrides) -> int:
-    import architectures
-
     with torch.device("meta"):
         return sum(p.numel() for p in architectures.create(name, img_size=img_size, patch_size=patch_size, **overrides).parameters())
 
@@ -84,5 +83,9 @@ def test_cuda_allocator_peaks():
     fused = memory.measure(overrides=dict(TINY_VIT, attn_backend="fused"), **common)
     explicit = memory.measure(overrides=dict(TINY_VIT, attn_backend="explicit"), **common)
     assert fused.method == "cuda_max_memory_allocated"
-    assert fused.weights_bytes == 4 * n_params("vit_s16", 256, 4, **TINY_VIT)
+    # the caching allocator rounds every tensor up to a multiple of 512 bytes (measured on an H200)
+    with torch.device("meta"):
+        tensors = len(list(architectures.create("vit_s16", img_size=256, patch_size=4, **TINY_VIT).state_dict().values()))
+    weights = 4 * n_params("vit_s16", 256, 4, **TINY_VIT)
+    assert weights <= fused.weights_bytes < weights + 512 * tensors
     assert explicit.activation_bytes - fused.activation_bytes >= 2 * 2 * S * S * 4
