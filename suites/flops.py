@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from bench import flops
+from bench.measure import counting as flops
 
 from .common import COUNTED_MODELS, RESOLUTIONS
 
 
 class Count:
-    """``bench.flops.count`` of each model at each resolution (meta device, fvcore convention, attention counted)."""
+    """``bench.measure.counting.count`` of each model at each resolution (meta device, fvcore convention, attention counted)."""
 
     params = (COUNTED_MODELS, RESOLUTIONS)
     param_names = ("model", "img_size")

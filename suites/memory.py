@@ -4,13 +4,15 @@
 which includes the interpreter, torch's libraries, the weights built in ``setup`` and the
 step's activations. ``Baseline.peakmem_imports`` is the same process with nothing built,
 so the difference is what the model and the step add. On CUDA, ``track_cuda_peak_mib`` is
-``torch.cuda.max_memory_allocated`` during one step (``bench.memory``): tensors only,
+``torch.cuda.max_memory_allocated`` during one step (``bench.measure.memory``): tensors only,
 weights included; skipped (n/a) without a GPU.
 """
 
 from __future__ import annotations
 
-from bench import memory, timing
+from bench.measure import memory
+
+from bench.measure import timing
 
 from .common import MODES, TIMED_BATCH, TIMED_IMG_SIZE, TIMED_MODELS, prepare_cpu, require_device
 

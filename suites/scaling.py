@@ -1,4 +1,4 @@
-"""Per family: the two-term fit of MACs against tokens (``bench.scaling.fit``), tracked.
+"""Per family: the two-term fit of MACs against tokens (``bench.analysis.scaling.fit``), tracked.
 
 MACs are exact counts, so the fit is exact: a Mixer with D_S fixed has b == 0 and the
 verdict "linear"; ViT-B has b == 2*L*d = 18,432 MACs per token squared. Every value is
@@ -9,7 +9,9 @@ quadratic term takes over earlier); it is tracked for the dashboard, not for the
 
 from __future__ import annotations
 
-from bench import flops, scaling
+from bench.measure import counting as flops
+
+from bench.analysis import scaling
 
 from .common import SCALED_MODELS, SCALING_RESOLUTIONS, VERDICT_CODES
 

@@ -1,6 +1,6 @@
 """Latency of one forward pass and one training step on small configurations (noisy).
 
-Each ``time_`` calls the step that ``bench.timing.make_step`` builds: a forward pass
+Each ``time_`` calls the step that ``bench.measure.timing.make_step`` builds: a forward pass
 under ``inference_mode``, or forward + cross-entropy + backward + SGD step. On CUDA the
 step synchronises before it returns, so asv's timer (which does not synchronise) sees
 the device's work. CUDA cases are skipped (n/a) where torch sees no GPU.
@@ -8,7 +8,7 @@ the device's work. CUDA cases are skipped (n/a) where torch sees no GPU.
 
 from __future__ import annotations
 
-from bench import timing
+from bench.measure import timing
 
 from .common import DEVICES, MODES, TIMED_BATCH, TIMED_IMG_SIZE, TIMED_MODELS, prepare_cpu, require_device
 

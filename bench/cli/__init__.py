@@ -1,0 +1,68 @@
+"""The ``mixerbench`` command line (also ``python -m bench``).
+
+Each sub-command lives in its own module ``bench/cli/cmd_<name>.py`` exposing ``NAME``,
+``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``; list it in ``COMMANDS``.
+Command modules parse and print: the work is done by the library layers below
+(``bench.measure``, ``bench.analysis``, ``bench.runs``, ``bench.report``,
+``bench.experiments``, ``bench.site``), imported inside ``run`` so that ``--help``
+never imports torch.
+Bad input raises :class:`bench.errors.UsageError` (or fails argparse) and becomes one
+line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from bench.cli.args import OneLineParser
+from bench.errors import UsageError
+
+COMMANDS = (
+    "bench.cli.cmd_list",
+    "bench.cli.cmd_flops",
+    "bench.cli.cmd_sweep",
+    "bench.cli.cmd_report",
+    "bench.cli.cmd_compare",
+    "bench.cli.cmd_properties",
+    "bench.cli.cmd_shuffle",
+    "bench.cli.cmd_dashboard",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bench import __version__
+
+    parser = OneLineParser(
+        prog="mixerbench",
+        description="MLP-Mixer next to ViT and ResNet: parameters, FLOPs, throughput and memory as resolution and patch count vary.",
+    )
+    parser.add_argument("--version", action="version", version=f"mixerbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
+    for module_name in COMMANDS:
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except UsageError as exc:
+        print(f"mixerbench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mixerbench {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `mixerbench list | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

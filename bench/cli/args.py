@@ -1,0 +1,58 @@
+"""Argument types and the parser class shared by the sub-commands (imports nothing heavy)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line on stderr (no usage dump), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def positive_int(text: str) -> int:
+    """Parse one positive integer (an argparse ``type=``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def int_list(text: str) -> list[int]:
+    """Parse "224,384,512" into positive integers (an argparse ``type=``)."""
+    items = [t.strip() for t in text.split(",")]
+    if not text.strip() or any(not t for t in items):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of positive integers, got {text!r}")
+    try:
+        values = [int(t) for t in items]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of positive integers, got {text!r}") from None
+    if any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"values must be positive, got {text!r}")
+    return values
+
+
+def model_list(text: str) -> list[str]:
+    """Parse "mixer_b16,vit_b16,timm:resnet50" and check every name exists (an argparse ``type=``)."""
+    import architectures
+
+    names = [t.strip() for t in text.split(",")]
+    if not text.strip() or any(not n for n in names):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of model names, got {text!r}")
+    for name in names:
+        if name.startswith(architectures.TIMM_PREFIX):
+            import timm
+
+            if not timm.is_model(name[len(architectures.TIMM_PREFIX) :]):
+                raise argparse.ArgumentTypeError(f"unknown timm model {name!r}")
+        else:
+            try:
+                architectures.family(name)
+            except ValueError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+    return names

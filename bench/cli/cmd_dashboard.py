@@ -1,0 +1,54 @@
+"""Publish the asv dashboard as one self-contained static site, with the sweep's scaling report beside it.
+
+Runs `asv publish` (unless --no-publish), then serves asv's CDN files from the site
+itself: pinned npm packages are fetched once with `npm pack` into --cache (checked
+against the registry's sha512) and the pages are pointed at copies under vendor/. With
+--report DIR, DIR/report.md and its PNG plots become report/index.html, linked from the
+dashboard's navigation bar. Serve the result with `asv preview` or any static server.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench.errors import UsageError
+
+NAME = "dashboard"
+HELP = "asv publish, made to work offline, with the sweep's scaling report beside it"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=Path("asv.conf.json"), help="asv configuration (default: asv.conf.json)")
+    parser.add_argument("--report", type=Path, help="a sweep folder with report.md and PNG plots to publish beside the dashboard")
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "mixerbench" / "npm",
+                        help="where npm tarballs are kept (default: ~/.cache/mixerbench/npm)")
+    parser.add_argument("--no-publish", action="store_true", help="skip `asv publish` (post-process an existing site)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.site import dashboard
+
+    if not args.config.is_file():
+        raise UsageError(f"{args.config} not found (run from the repository root, or pass --config)")
+    if args.report is not None and not (args.report / "report.md").is_file():
+        raise UsageError(f"{args.report / 'report.md'} not found: --report takes a sweep folder (see `mixerbench report`)")
+    try:
+        import asv  # noqa: F401
+    except ImportError:
+        raise UsageError("asv is not installed: pip install -e '.[dev]'") from None
+    html_dir = dashboard.asv_html_dir(args.config)
+    try:
+        if not args.no_publish:
+            dashboard.run_asv_publish(args.config)
+        vendored = dashboard.vendor_assets(html_dir, args.cache)
+        report = dashboard.publish_report(args.report, html_dir) if args.report is not None else None
+    except dashboard.DashboardError as exc:
+        raise UsageError(str(exc)) from None
+    checked = sum(v.integrity_kept for v in vendored)
+    print(f"dashboard: {html_dir}/index.html ({len(vendored)} CDN files served from vendor/, "
+          f"{checked} of them still checked by the browser against asv's integrity hashes)")
+    if report is not None:
+        print(f"scaling report: {report}")
+    print(f"serve it: asv preview --config {args.config}   (or: python -m http.server -d {html_dir})")
+    return 0

@@ -1,0 +1,186 @@
+"""Measure time and memory over a grid of models, resolutions and patch sizes, then write the report.
+
+With no arguments: the quick preset on CPU (a few minutes at most on 2 cores), the
+paper preset on a GPU. Every case is appended to OUT/results.jsonl as soon as it is
+measured; OUT/report.md and PNG plots are written at the end (`mixerbench report OUT`
+rebuilds them). Ctrl-C keeps every finished case; `--resume --out OUT` runs the rest.
+
+Presets:
+  quick  narrow 2-block Mixer and ViT (fused and explicit attention) and a thin ResNet-18,
+         patch 4, 64-192 px (S = 256..2,305 tokens), batch 1, float32, inference
+  paper  Mixer-B/16, ViT-B/16 (fused, explicit), ResNet-50, Mixer-L/16, ViT-L/16 at
+         224-768 px, batch 32, bfloat16 on CUDA
+  full   paper plus /32 models, up to 1024 px, float32 and bfloat16, inference and training
+
+`--peers` instead times our Mixer-B/16, ViT-B/16 and ResNet-50 against timm's, interleaved
+in one run (224 px, batch 8, float32, inference), and prints the latency ratios ours/timm
+with their spread (OUT/peers.jsonl).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench.cli.args import int_list, model_list, positive_int
+from bench.errors import UsageError
+
+NAME = "sweep"
+HELP = "measure time and memory over resolutions and patch sizes; write results.jsonl and the report (the main job)"
+
+
+def _names(choices: tuple[str, ...]):
+    def parse(text: str) -> list[str]:
+        items = [t.strip() for t in text.split(",")]
+        bad = [t for t in items if t not in choices]
+        if not text.strip() or bad:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(choices)}; got {text!r}")
+        return items
+
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from bench.runs import sweep
+    from bench.measure import timing
+
+    parser.add_argument("--preset", choices=tuple(sweep.PRESETS), help="grid to run (default: quick on CPU, paper on CUDA)")
+    parser.add_argument("--models", type=model_list, help="comma-separated models instead of the preset's (reference names or timm:<name>)")
+    parser.add_argument("--resolutions", type=int_list, help="comma-separated image sizes in pixels")
+    parser.add_argument("--patch-sizes", type=int_list, help="comma-separated patch sizes (token models only; default: the preset's, or each model's own with --models)")
+    parser.add_argument("--attention", type=_names(("fused", "explicit")), help="attention backends of reference ViTs, e.g. fused,explicit (default: the preset's; fused with --models)")
+    parser.add_argument("--batch", type=positive_int, help="batch size (default: the preset's; 8 with --peers)")
+    parser.add_argument("--max-batch", action="store_true", help="search the largest batch that fits for every case (CUDA)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda when available, else cpu")
+    parser.add_argument("--dtype", type=_names(tuple(timing.DTYPES)), help="comma-separated: float32, bfloat16, float16 (autocast)")
+    parser.add_argument("--mode", type=_names(timing.MODES), help="comma-separated: infer, train (default: the preset's)")
+    parser.add_argument("--compile", action="store_true", help="time torch.compile'd models")
+    parser.add_argument("--min-run-time", type=float, help="seconds of timed steps per case (default: the preset's)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--out", type=Path, help="output folder (default: a new mixerbench-results/<device>-<preset>-<time>)")
+    parser.add_argument("--resume", action="store_true", help="continue OUT/results.jsonl: skip cases recorded there as ok or oom")
+    parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    parser.add_argument("--peers", action="store_true", help="time ours against timm (Mixer-B/16, ViT-B/16, ResNet-50), interleaved; print ratios")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per pair with --peers (default: 5)")
+
+
+def _entries(args: argparse.Namespace, preset) -> list:
+    from bench.runs import sweep
+
+    import architectures
+
+    if args.models:
+        backends = args.attention or ["fused"]
+        entries = []
+        for name in args.models:
+            if architectures.family(name) == "vit":
+                entries += [sweep.Entry(name, {"attn_backend": b}, f"{name} {b}") for b in backends]
+            else:
+                entries.append(sweep.Entry(name))
+        return entries
+    if not args.attention:
+        return list(preset.entries)
+    entries = []
+    for entry in preset.entries:
+        if architectures.family(entry.model) != "vit":
+            entries.append(entry)
+            continue
+        if entry.overrides.get("attn_backend", "fused") != args.attention[0]:
+            continue  # one entry per backend below, from the first of the preset's variants
+        base = {k: v for k, v in entry.overrides.items() if k != "attn_backend"}
+        stem = entry.name.rsplit(" ", 1)[0] if entry.label else entry.model
+        entries += [sweep.Entry(entry.model, dict(base, attn_backend=b), f"{stem} {b}") for b in args.attention]
+    return entries
+
+
+def _make_folder(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot create it ({exc.strerror})") from None
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.rounds < 1:
+        raise UsageError("--rounds must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError("--threads must be at least 1")
+    if args.min_run_time is not None and args.min_run_time <= 0:
+        raise UsageError("--min-run-time must be positive")
+    if args.resume and args.out is None:
+        raise UsageError("--resume needs --out DIR (the folder of the sweep to continue)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench import report
+    from bench.runs import sweep
+    from bench.measure import timing
+
+    _check(args)
+    try:
+        device = timing.resolve_device(args.device)
+        preset = sweep.PRESETS[args.preset or ("paper" if device == "cuda" else "quick")]
+        dtypes = args.dtype or list(preset.dtypes[device])
+        for dtype in dtypes:
+            timing.check_dtype(device, dtype)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.max_batch and device != "cuda":
+        raise UsageError("--max-batch searches GPU memory; it needs --device cuda")
+    out = args.out or sweep.default_out(device, "peers" if args.peers else preset.name)
+    try:
+        sweep.check_writable(out)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+    if args.peers:
+        pairs = sweep.PEER_PAIRS
+        if args.models:
+            if len(args.models) % 2:
+                raise UsageError("--peers --models takes pairs: ours,timm:<name>,ours,timm:<name>...")
+            pairs = tuple(zip(args.models[::2], args.models[1::2]))
+        img_size = args.resolutions[0] if args.resolutions else 224
+        _make_folder(out)
+        sweep.run_peers(pairs, out=out, img_size=img_size, batch=args.batch or 8, device=device,
+                        dtype=args.dtype[0] if args.dtype else "float32", mode=(args.mode or ["infer"])[0], rounds=args.rounds,
+                        threads=args.threads)
+        print(f"wrote {out / 'peers.jsonl'}")
+        return 0
+
+    patch_sizes = args.patch_sizes or (list(preset.patch_sizes) if not args.models else [None])
+    cases = sweep.build_grid(
+        _entries(args, preset),
+        args.resolutions or preset.resolutions,
+        patch_sizes,
+        batch="max" if args.max_batch else (args.batch or preset.batch),
+        device=device,
+        dtypes=dtypes,
+        modes=args.mode or preset.modes,
+        compile=args.compile,
+    )
+    try:
+        sweep.validate_cases(cases)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if (out / "results.jsonl").exists() and not args.resume:
+        raise UsageError(f"{out / 'results.jsonl'} exists; add --resume to continue it, or choose another --out")
+
+    _make_folder(out)
+    if not args.models:
+        print(f"preset {preset.name}: {preset.note}")
+    config = sweep.SweepConfig(
+        cases=tuple(cases), out=out, preset=preset.name, resume=args.resume,
+        min_run_time=args.min_run_time or preset.min_run_time, min_runs=preset.min_runs, warmup=preset.warmup,
+        threads=args.threads,
+    )
+    try:
+        records = sweep.run_sweep(config)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished cases are in {out / 'results.jsonl'}; continue with the same arguments plus --resume --out {out}")
+        raise
+    failed = [r for r in records if r["status"] == "error"]
+    if not args.no_report:
+        summary = report.write_report(out)
+        print(summary)
+    print(f"results: {out / 'results.jsonl'}" + ("" if args.no_report else f"; report: {out / 'report.md'}"))
+    return 1 if failed else 0

@@ -1,0 +1,476 @@
+"""Parameters, MACs and activations per case, with attention counted, without running the model.
+
+:func:`count` builds the model on the meta device (no weights, no arithmetic) and runs
+one batch-1 forward under :class:`MacCounter`, a ``TorchDispatchMode`` that sees every
+aten operator and counts it in **fvcore's convention**:
+
+* one multiply-add = 1 (MACs): ``mm``, ``addmm``, ``bmm``, ``baddbmm``,
+  ``convolution`` (biases not counted) and every fused
+  ``_scaled_dot_product_*_attention`` (q k^T plus attn v: S_q * S_k * (d_qk + d_v)
+  per batch and head). This is the *matmul/conv/attention part* that
+  :func:`flop_counter_macs` and :mod:`bench.measure.formulas` cross-check.
+* normalisation as fvcore counts it: LayerNorm and GroupNorm 5 per element (4 without
+  affine), BatchNorm in eval mode 2 per element (1 without affine; training: 5 or 4),
+  and fvcore's upsampling / adaptive-pool / grid-sample rules.
+* activations as fvcore's ActivationCountAnalysis: the output elements of every
+  matmul and convolution (for fused attention, those of q k^T and attn v, as the
+  explicit backend has them).
+* everything that does arithmetic but has no rule (``gelu``, ``add``, ``softmax``,
+  ``mean``, ``max_pool2d``...) is *uncounted*, as in fvcore, and listed by operator in
+  :attr:`FlopRecord.uncounted`; pure data movement (views, ``cat``, ``clone``...) is
+  ignored. No warning is printed: the record says what was skipped.
+
+Why not fvcore itself: fvcore traces with ``torch.jit``, and under tracing torch 2.14's
+meta kernel for convolution receives sizes as tensors and fails ("cond must be a bool,
+but got a Tensor"), so fvcore can only count our models (all of which start with a
+convolution) by executing them on real tensors. :func:`fvcore_count` does exactly that,
+with a handle for ``aten::scaled_dot_product_attention`` added, as the independent
+cross-check at sizes where running is cheap. The one known difference: fvcore counts
+``adaptive_avg_pool2d`` (ResNet's global pool) as one MAC per input element, whereas at
+the dispatcher it arrives as ``mean``, which fvcore leaves uncounted elsewhere; we report
+it as uncounted (0.002% of ResNet-50's MACs).
+
+Models are counted in eval mode at batch 1. ``timm:<name>`` peers are counted on meta
+as well (timm's shape asserts only trouble fvcore's tracer, not a dispatch mode); a timm
+model that cannot run on the meta device is counted on real CPU tensors instead (zero
+weights, one thread) and its record says ``device="cpu"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import warnings
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import architectures
+
+aten = torch.ops.aten
+
+
+@dataclass(frozen=True)
+class FlopRecord:
+    """The static cost of one case (batch 1, eval mode)."""
+
+    model: str
+    img_size: int
+    patch_size: int | None  # None for convnets
+    tokens: int | None  # S, the tokens the model mixes (ViT: with its class token); None for convnets
+    params: int
+    macs: int  # fvcore convention: multiply-adds, LayerNorm/BatchNorm counted, attention counted
+    activations: int  # fvcore's activation count: output elements of matmuls and convolutions
+    uncounted: dict[str, int]  # operator -> how many times it ran without a counting rule
+    matmul_macs: int  # the matmul/conv/attention part of ``macs`` (what FlopCounterMode sees)
+    device: str = "meta"  # where the forward ran: "meta" (no arithmetic) or "cpu" (real tensors)
+
+    @property
+    def gmacs(self) -> float:
+        return self.macs / 1e9
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _numel(shape) -> int:
+    return math.prod(int(s) for s in shape)
+
+
+def _sdpa_macs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[int, int]:
+    """MACs and activations of softmax(q k^T) v: (..., S_q, d) x (..., S_k, d) x (..., S_k, d_v)."""
+    rows = _numel(q.shape[:-1])  # batch * heads * S_q
+    s_k = int(k.shape[-2])
+    macs = rows * s_k * int(q.shape[-1]) + rows * s_k * int(v.shape[-1])
+    activations = rows * s_k + rows * int(v.shape[-1])
+    return macs, activations
+
+
+def _conv_macs(args, out: torch.Tensor) -> int:
+    x, w = args[0], args[1]
+    transposed = bool(args[6]) if len(args) > 6 else False
+    if transposed:  # weight (C_in, C_out / groups, *k): every input position scatters into the output
+        return int(x.shape[0]) * _numel(x.shape[2:]) * _numel(w.shape)
+    return int(out.shape[0]) * _numel(out.shape[2:]) * _numel(w.shape)  # weight (C_out, C_in / groups, *k)
+
+
+def _matmul_rule(func, args, kwargs, out) -> tuple[int, int]:
+    """(MACs, activations) for the operators of the matmul/conv/attention part."""
+    packet = func.overloadpacket
+    if packet is aten.mm:
+        a, b = args
+        return int(a.shape[0]) * int(a.shape[1]) * int(b.shape[1]), out.numel()
+    if packet is aten.addmm:
+        a, b = args[1], args[2]
+        return int(a.shape[0]) * int(a.shape[1]) * int(b.shape[1]), out.numel()
+    if packet is aten.bmm:
+        a, b = args
+        return int(a.shape[0]) * int(a.shape[1]) * int(a.shape[2]) * int(b.shape[2]), out.numel()
+    if packet is aten.baddbmm:
+        a, b = args[1], args[2]
+        return int(a.shape[0]) * int(a.shape[1]) * int(a.shape[2]) * int(b.shape[2]), out.numel()
+    if packet is aten.convolution:
+        return _conv_macs(args, out), out.numel()
+    # fused attention kernels: (q, k, v, ...)
+    return _sdpa_macs(args[0], args[1], args[2])
+
+
+def _argument(func, args, kwargs, name: str):
+    """The value of argument ``name`` of an aten call, by its schema."""
+    if name in kwargs:
+        return kwargs[name]
+    names = [a.name for a in func._schema.arguments]
+    return args[names.index(name)]
+
+
+def _norm_rule(func, args, kwargs, out) -> int:
+    """fvcore's counts for normalisation, resampling and pooling operators."""
+    packet = func.overloadpacket
+    x = args[0]
+    if packet in (aten.native_layer_norm, aten.native_group_norm):
+        weight = args[2] if packet is aten.native_layer_norm else args[1]
+        return x.numel() * (5 if weight is not None else 4)
+    if packet is aten.native_batch_norm or packet is aten._native_batch_norm_legit:
+        training = bool(_argument(func, args, kwargs, "training"))  # its position differs between overloads
+        affine = args[1] is not None
+        if training:
+            return x.numel() * (5 if affine else 4)
+        return x.numel() * (2 if affine else 1)
+    if packet is aten._native_batch_norm_legit_no_training:
+        return x.numel() * (2 if args[1] is not None else 1)
+    result = out[0] if isinstance(out, (tuple, list)) else out
+    if packet is aten.upsample_nearest2d:
+        return result.numel()
+    if packet in (aten.upsample_bilinear2d, aten.grid_sampler_2d):
+        return 4 * result.numel()
+    if packet is aten._adaptive_avg_pool2d:
+        return x.numel()
+    raise AssertionError(f"no rule for {packet}")
+
+
+_SDPA_PACKETS = tuple(
+    getattr(aten, name)
+    for name in (
+        "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_flash_attention_for_cpu",
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_cudnn_attention",
+        "_scaled_dot_product_fused_attention_overrideable",
+    )
+    if hasattr(aten, name)
+)
+MATMUL_OPS = frozenset((aten.mm, aten.addmm, aten.bmm, aten.baddbmm, aten.convolution) + _SDPA_PACKETS)
+NORM_OPS = frozenset(
+    (
+        aten.native_layer_norm,
+        aten.native_group_norm,
+        aten.native_batch_norm,
+        aten._native_batch_norm_legit,
+        aten._native_batch_norm_legit_no_training,
+        aten.upsample_nearest2d,
+        aten.upsample_bilinear2d,
+        aten.grid_sampler_2d,
+        aten._adaptive_avg_pool2d,
+    )
+)
+# Data movement and allocation: no arithmetic at all (fvcore ignores the same kinds).
+MOVEMENT_OPS = frozenset(
+    getattr(aten, name)
+    for name in (
+        "view", "_unsafe_view", "reshape", "transpose", "t", "permute", "expand", "cat", "stack", "select",
+        "slice", "unbind", "split", "split_with_sizes", "chunk", "narrow", "clone", "contiguous", "detach",
+        "alias", "as_strided", "squeeze", "unsqueeze", "flatten", "copy_", "_to_copy", "lift_fresh",
+        "empty", "empty_like", "empty_strided", "zeros", "zeros_like", "ones", "ones_like", "full",
+        "full_like", "new_empty", "new_zeros", "new_ones", "new_full", "arange", "fill_", "zero_", "index",
+        "gather", "roll", "constant_pad_nd", "unfold", "expand_as", "view_as", "repeat", "tile", "_reshape_alias",
+        "index_select", "masked_fill", "as_strided_", "squeeze_", "unsqueeze_", "transpose_", "t_", "detach_",
+    )
+    if hasattr(aten, name)
+)
+
+
+def _jit_name(packet) -> str:
+    """aten.gelu -> 'aten::gelu', the spelling fvcore uses."""
+    return str(packet).replace(".", "::", 1)
+
+
+def _meta_shortcut(func, args, kwargs):
+    """The outputs of the slowest meta kernels, built directly; None where not covered.
+
+    On meta, most time goes to torch's Python reference kernels for LayerNorm,
+    BatchNorm, addmm, GELU and softmax, which only compute output shapes and strides.
+    These few are simple enough to state directly (same shapes and strides as the
+    kernels give; checked against them in tests/test_flops.py), which makes counting
+    the zoo about three times faster. Anything else, or anything not on meta, runs the
+    real kernel.
+    """
+    if kwargs or not args or not isinstance(args[0], torch.Tensor) or args[0].device.type != "meta":
+        return None
+    packet = func.overloadpacket
+    x = args[0]
+    if packet is aten.native_layer_norm:
+        stat = tuple(x.shape[: x.dim() - len(args[1])]) + (1,) * len(args[1])
+        return x.new_empty(x.shape), x.new_empty(stat), x.new_empty(stat)
+    if packet is aten.native_batch_norm and x.dim() >= 2:
+        return torch.empty_like(x), x.new_empty((x.shape[1],)), x.new_empty((x.shape[1],))
+    if packet is aten.addmm and args[1].dim() == 2 and args[2].dim() == 2:
+        return x.new_empty((args[1].shape[0], args[2].shape[1]))
+    if packet in (aten.gelu, aten.relu) and len(args) == 1:
+        return torch.empty_like(x)
+    if packet in (aten.relu_, aten.gelu_):
+        return x
+    if packet is aten._safe_softmax:
+        return x.new_empty(x.shape)
+    if packet is aten.mul and isinstance(args[1], (int, float)):
+        return torch.empty_like(x)
+    if packet is aten.add and len(args) == 2 and isinstance(args[1], torch.Tensor):
+        y = args[1]
+        if x.shape == y.shape and x.stride() == y.stride() and x.dtype == y.dtype and x.is_contiguous():
+            return torch.empty_like(x)
+    return None
+
+
+class MacCounter(TorchDispatchMode):
+    """Count MACs (fvcore convention) and activations of every aten operator that runs inside.
+
+    Attributes after use: ``matmul_macs`` and ``norm_macs`` (Counters by operator name),
+    ``activations`` (int), ``uncounted`` (Counter: operator -> number of calls).
+    ``shortcuts=True`` builds the outputs of a few slow meta kernels directly
+    (see :func:`_meta_shortcut`); counts are the same either way.
+    """
+
+    def __init__(self, shortcuts: bool = True):
+        super().__init__()
+        self.shortcuts = shortcuts
+        self.matmul_macs: Counter[str] = Counter()
+        self.norm_macs: Counter[str] = Counter()
+        self.activations = 0
+        self.uncounted: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = _meta_shortcut(func, args, kwargs) if self.shortcuts else None
+        if out is None:
+            out = func(*args, **kwargs)
+        packet = func.overloadpacket
+        if packet in MATMUL_OPS:
+            macs, acts = _matmul_rule(func, args, kwargs, out)
+            self.matmul_macs[_jit_name(packet)] += macs
+            self.activations += acts
+        elif packet in NORM_OPS:
+            self.norm_macs[_jit_name(packet)] += _norm_rule(func, args, kwargs, out)
+        elif packet not in MOVEMENT_OPS:
+            self.uncounted[_jit_name(packet)] += 1
+        return out
+
+    @property
+    def total(self) -> int:
+        return sum(self.matmul_macs.values()) + sum(self.norm_macs.values())
+
+
+class _SkipMetaInit(TorchDispatchMode):
+    """Skip in-place initialisers on meta tensors: they have no data, so nothing changes.
+
+    Building a model on meta otherwise spends most of its time in torch's Python
+    reference kernels for ``normal_``/``uniform_`` (weight initialisation). Only ops that
+    keep the tensor's shape are skipped; everything else runs.
+    """
+
+    SKIPPED = frozenset(
+        getattr(aten, name)
+        for name in ("normal_", "uniform_", "fill_", "zero_", "erfinv_", "mul_", "add_", "sub_", "div_", "clamp_", "copy_")
+    )
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        target = args[0] if args else None
+        if func.overloadpacket in self.SKIPPED and isinstance(target, torch.Tensor) and target.device.type == "meta":
+            return target
+        return func(*args, **(kwargs or {}))
+
+
+def build(model: str, img_size: int, patch_size: int | None = None, device: str | torch.device = "meta", **overrides) -> nn.Module:
+    """``architectures.create`` on ``device``, in eval mode. Raises ValueError on a bad case."""
+    with torch.device(device):
+        if torch.device(device).type == "meta":
+            with _SkipMetaInit():
+                net = architectures.create(model, img_size=img_size, patch_size=patch_size, **overrides)
+        else:
+            net = architectures.create(model, img_size=img_size, patch_size=patch_size, **overrides)
+    return net.eval()
+
+
+def example_input(net: nn.Module, img_size: int, device: str | torch.device = "meta") -> torch.Tensor:
+    """A batch-1 image for ``net``: zeros on CPU, nothing at all on meta."""
+    config = getattr(net, "config", None)
+    in_chans = getattr(config, "in_chans", None) or getattr(net, "in_chans", None) or 3
+    return torch.zeros(1, in_chans, img_size, img_size, device=device)
+
+
+def model_patch_size(net: nn.Module) -> int | None:
+    """The patch size of a reference or timm patch model, None for convnets."""
+    config = getattr(net, "config", None)
+    if config is not None and hasattr(config, "patch_size"):
+        return config.patch_size
+    embed = getattr(net, "patch_embed", None) or getattr(net, "stem", None)
+    size = getattr(embed, "patch_size", None)
+    if size is None:
+        return None
+    return int(size[0]) if isinstance(size, (tuple, list)) else int(size)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run real-tensor counting on one CPU thread, restoring the setting afterwards.
+
+    The arithmetic is incidental (only shapes matter) and small; with two threads on a
+    busy 2-core machine OpenMP's waiting made it 3-4x slower than one thread.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def zeros_on_cpu(net: nn.Module) -> nn.Module:
+    """Move a meta-built model to CPU with every weight and buffer zero (no random init to pay for).
+
+    Counting depends on shapes only; zeros keep the arithmetic finite and fast.
+    """
+    net = net.to_empty(device="cpu")
+    with torch.no_grad():
+        for tensor in list(net.parameters()) + list(net.buffers()):
+            tensor.zero_()
+    return net
+
+
+def _run_counted(net: nn.Module, img_size: int, device: str, shortcuts: bool = True) -> MacCounter:
+    counter = MacCounter(shortcuts)
+    x = example_input(net, img_size, device)
+    with torch.no_grad(), counter:
+        net(x)
+    return counter
+
+
+def count(model: str, img_size: int, patch_size: int | None = None, **overrides) -> FlopRecord:
+    """Parameters, MACs (fvcore convention, attention counted) and activations of one case.
+
+    ``model`` is a reference name (``architectures.list_models()``) or ``timm:<name>``;
+    ``overrides`` go to :func:`architectures.create`. Runs on the meta device: no memory
+    for weights, no arithmetic, about 0.1 s for a ViT-B. Raises ValueError for an unknown
+    model or an ``img_size`` not divisible by the patch size.
+    """
+    net = build(model, img_size, patch_size, "meta", **overrides)
+    device = "meta"
+    try:
+        counter = _run_counted(net, img_size, "meta")
+    except (NotImplementedError, RuntimeError) as exc:
+        if not model.startswith(architectures.TIMM_PREFIX):
+            raise
+        logging.getLogger(__name__).info("%s cannot run on meta (%s); counting on CPU tensors", model, exc)
+        device = "cpu"
+        net = zeros_on_cpu(net)
+        with one_thread():
+            counter = _run_counted(net, img_size, "cpu")
+    return FlopRecord(
+        model=model,
+        img_size=img_size,
+        patch_size=model_patch_size(net),
+        tokens=architectures.num_tokens(net),
+        params=sum(p.numel() for p in net.parameters()),
+        macs=counter.total,
+        activations=counter.activations,
+        uncounted=dict(sorted(counter.uncounted.items())),
+        matmul_macs=sum(counter.matmul_macs.values()),
+        device=device,
+    )
+
+
+def flop_counter_macs(model: str, img_size: int, patch_size: int | None = None, **overrides) -> int:
+    """The matmul/conv/attention MACs by ``torch.utils.flop_counter.FlopCounterMode`` on meta.
+
+    FlopCounterMode counts 2 flops per multiply-add and only matmuls, convolutions and
+    attention (on meta SDPA decomposes into ``bmm``, which it counts; on CPU it would
+    count the fused kernel as 0), so this is its total divided by 2.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = build(model, img_size, patch_size, "meta", **overrides)
+    mode = FlopCounterMode(display=False)
+    with torch.no_grad(), mode:
+        net(example_input(net, img_size, "meta"))
+    total = mode.get_total_flops()
+    if total % 2:
+        raise AssertionError(f"FlopCounterMode returned an odd flop count {total}")
+    return total // 2
+
+
+@dataclass(frozen=True)
+class FvcoreCount:
+    """What fvcore reports for one case, with the SDPA handle added (real tensors, batch 1)."""
+
+    macs: int
+    matmul_macs: int  # linear, matmul, conv and attention operators only
+    activations: int
+    by_operator: dict[str, int]
+    uncounted: dict[str, int]  # fvcore's unsupported operators -> number of calls
+
+
+FVCORE_MATMUL_OPS = ("addmm", "bmm", "conv", "einsum", "matmul", "mm", "linear", "scaled_dot_product_attention")
+
+
+def fvcore_sdpa_flop_handle(inputs, outputs) -> int:
+    """fvcore handle for ``aten::scaled_dot_product_attention``: MACs of q k^T and attn v."""
+    from fvcore.nn.jit_handles import get_shape
+
+    q, k, v = (get_shape(t) for t in inputs[:3])
+    rows = math.prod(q[:-1])
+    return rows * k[-2] * q[-1] + rows * k[-2] * v[-1]
+
+
+def fvcore_sdpa_activation_handle(inputs, outputs) -> int:
+    """Activations of fused attention as the explicit path has them: S_q x S_k scores plus the output."""
+    from fvcore.nn.jit_handles import get_shape
+
+    q, k, v = (get_shape(t) for t in inputs[:3])
+    rows = math.prod(q[:-1])
+    return rows * k[-2] + rows * v[-1]
+
+
+def fvcore_count(model: str, img_size: int, patch_size: int | None = None, **overrides) -> FvcoreCount:
+    """fvcore's FlopCountAnalysis and ActivationCountAnalysis with the SDPA handles, on real CPU tensors.
+
+    This executes the model twice (one trace per analysis) at batch 1, with zero weights
+    and on one thread (fvcore cannot trace our models on meta, see the module docstring):
+    use it at sizes where that is cheap. fvcore's warnings about
+    unsupported operators are silenced and returned as ``uncounted`` instead.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # fvcore's import touches torch.jit.script
+        from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis
+
+    net = zeros_on_cpu(build(model, img_size, patch_size, "meta", **overrides))
+    x = example_input(net, img_size, "cpu")
+    flops = FlopCountAnalysis(net, (x,)).set_op_handle("aten::scaled_dot_product_attention", fvcore_sdpa_flop_handle)
+    acts = ActivationCountAnalysis(net, (x,)).set_op_handle(
+        "aten::scaled_dot_product_attention", fvcore_sdpa_activation_handle
+    )
+    for analysis in (flops, acts):
+        analysis.unsupported_ops_warnings(False)
+        analysis.uncalled_modules_warnings(False)
+        analysis.tracer_warnings("none")
+    with torch.no_grad(), one_thread():
+        by_op = dict(flops.by_operator())
+        activations = int(acts.total())
+    return FvcoreCount(
+        macs=int(sum(by_op.values())),
+        matmul_macs=int(sum(v for k, v in by_op.items() if k in FVCORE_MATMUL_OPS)),
+        activations=activations,
+        by_operator=by_op,
+        uncounted=dict(sorted(flops.unsupported_ops().items())),
+    )

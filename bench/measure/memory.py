@@ -1,0 +1,290 @@
+"""Peak memory of one inference or training step, with weights and activations apart.
+
+CUDA (in process): ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``.
+Bytes held by tensors through torch's caching allocator, nothing else (no CUDA context,
+no allocator cache).
+
+- ``weights_bytes``: allocated after building the model minus before;
+- ``peak_bytes``: the allocator's peak during one step (weights included);
+- ``activation_bytes``: that peak minus what was allocated just before the step
+  (activations, workspaces, gradients and optimizer updates in a training step).
+
+CPU (in a child process, :class:`MemoryWorker`): the *resident set size* of a separate
+Python process that does nothing but these measurements, read from /proc (Linux). Before
+each case the worker frees what it can (``gc``, ``malloc_trim``) and resets the kernel's
+peak-RSS mark (``/proc/self/clear_refs``); glibc is told to serve every allocation above
+64 KiB with its own ``mmap`` (fixed ``M_MMAP_THRESHOLD``) so freed tensors leave the RSS
+at once and the peak follows the tensors alive at the same time.
+
+- ``weights_bytes``: RSS after building the model minus RSS before (weights, plus the
+  few pages the build touches);
+- ``peak_bytes``: the process's peak RSS during one step, *including* the Python
+  interpreter and the torch libraries (``baseline_bytes``, typically 0.5-0.7 GB);
+- ``activation_bytes``: the peak RSS during the step minus the RSS just before it.
+
+The step measured is the second one: the first (warm-up) also allocates one-off caches
+(oneDNN primitives, lazily created optimizer state), which would otherwise count as
+activations. A worker that the kernel kills for lack of memory reports ``oom``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+MMAP_THRESHOLD = 64 * 1024  # bytes; glibc M_MMAP_THRESHOLD in the CPU worker
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter numbers (malloc.h)
+_M_TRIM_THRESHOLD = -1
+
+
+@dataclass(frozen=True)
+class MemoryRecord:
+    method: str  # "cuda_max_memory_allocated" or "cpu_peak_rss"
+    weights_bytes: int
+    peak_bytes: int
+    activation_bytes: int
+    baseline_bytes: int  # memory before the model was built (CPU: the worker's RSS; CUDA: allocated tensors)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class WorkerOOM(RuntimeError):
+    """The CPU memory worker was killed (SIGKILL: almost always the kernel's out-of-memory killer)."""
+
+
+def measure(
+    model_name: str,
+    img_size: int,
+    patch_size: int | None = None,
+    *,
+    batch: int,
+    device: str = "cpu",
+    dtype: str = "float32",
+    mode: str = "infer",
+    overrides: dict | None = None,
+    channels_last: bool | None = None,
+) -> MemoryRecord:
+    """Peak memory of one step of one case (see the module doc for what is measured).
+
+    On CPU this starts a fresh worker process for the one case (a few seconds of
+    imports); a sweep keeps one :class:`MemoryWorker` for all its cases instead.
+    """
+    case = dict(
+        model_name=model_name, img_size=img_size, patch_size=patch_size, batch=batch, device=device,
+        dtype=dtype, mode=mode, overrides=overrides or {}, channels_last=channels_last,
+    )
+    if device == "cuda":
+        return measure_in_process(**case)
+    with MemoryWorker() as worker:
+        return worker.measure(**case)
+
+
+def measure_in_process(
+    model_name: str,
+    img_size: int,
+    patch_size: int | None = None,
+    *,
+    batch: int,
+    device: str = "cpu",
+    dtype: str = "float32",
+    mode: str = "infer",
+    overrides: dict | None = None,
+    channels_last: bool | None = None,
+) -> MemoryRecord:
+    """Measure in this process: CUDA through the allocator, CPU through this process's RSS.
+
+    CPU figures are only meaningful in a process set up as :class:`MemoryWorker` does.
+    """
+    import torch
+
+    from bench.measure import timing
+
+    if channels_last is None:
+        channels_last = timing.uses_channels_last(model_name)
+    cuda = device == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        read_now, reset_peak, read_peak = torch.cuda.memory_allocated, torch.cuda.reset_peak_memory_stats, torch.cuda.max_memory_allocated
+    else:
+        release_cpu_memory()
+        read_now, reset_peak, read_peak = current_rss, reset_peak_rss, peak_rss
+    baseline = read_now()
+    model = timing.build_model(model_name, img_size, patch_size, device=device, overrides=overrides, channels_last=channels_last)
+    weights = read_now() - baseline
+    step = timing.make_step(
+        model, batch=batch, img_size=img_size, device=device, dtype=dtype, mode=mode, channels_last=channels_last
+    )
+    step()  # warm-up: one-off caches and optimizer state
+    if not cuda:
+        release_cpu_memory()
+    reset_peak()
+    before = read_now()
+    step()
+    peak = read_peak()
+    del step, model
+    return MemoryRecord(
+        method="cuda_max_memory_allocated" if cuda else "cpu_peak_rss",
+        weights_bytes=weights,
+        peak_bytes=peak,
+        activation_bytes=peak - before,
+        baseline_bytes=baseline,
+    )
+
+
+# --- CPU: resident set size of this process (Linux /proc) ---------------------------------
+
+
+def _status_kib(field: str) -> int:
+    text = Path("/proc/self/status").read_text()
+    match = re.search(rf"^{field}:\s+(\d+) kB", text, re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"/proc/self/status has no {field}")
+    return int(match.group(1))
+
+
+def current_rss() -> int:
+    """This process's resident set size in bytes."""
+    return _status_kib("VmRSS") * 1024
+
+
+def peak_rss() -> int:
+    """This process's peak resident set size in bytes since start or the last :func:`reset_peak_rss`."""
+    return _status_kib("VmHWM") * 1024
+
+
+def reset_peak_rss() -> None:
+    """Reset the kernel's peak-RSS mark to the current RSS (Linux >= 4.0, /proc/self/clear_refs)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL("libc.so.6")
+
+
+def release_cpu_memory() -> None:
+    """Collect garbage and give freed heap memory back to the kernel (glibc ``malloc_trim``)."""
+    gc.collect()
+    _libc().malloc_trim(0)
+
+
+def configure_allocator() -> None:
+    """Fixed glibc thresholds, so large blocks are mmap'ed and returned to the kernel when freed."""
+    libc = _libc()
+    if not libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) or not libc.mallopt(_M_TRIM_THRESHOLD, MMAP_THRESHOLD):
+        raise RuntimeError("glibc mallopt refused the memory worker's thresholds")
+
+
+def cpu_rss_supported() -> str | None:
+    """None when CPU memory can be measured here, else the reason it cannot."""
+    if not sys.platform.startswith("linux"):
+        return f"CPU peak memory needs Linux /proc (this is {sys.platform})"
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        return "CPU peak memory needs a writable /proc/self/clear_refs"
+    return None
+
+
+# --- the CPU worker process -----------------------------------------------------------------
+
+
+class MemoryWorker:
+    """A child process that measures CPU cases one at a time (JSON lines over pipes).
+
+    Start it once per sweep (imports cost seconds); a worker that dies is restarted for
+    the next case. Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self) -> None:
+        reason = cpu_rss_supported()
+        if reason:
+            raise RuntimeError(reason)
+        self._proc: subprocess.Popen | None = None
+        self._stderr = None
+
+    def _start(self) -> subprocess.Popen:
+        self._stderr = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.measure.memory", "--worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        return self._proc
+
+    def measure(self, **case) -> MemoryRecord:
+        proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()
+        proc.stdin.write(json.dumps(case) + "\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline()
+        if not line:  # the worker died
+            code = proc.wait()
+            tail = self._stderr_tail()
+            self._proc = None
+            if code == -9:
+                raise WorkerOOM(f"memory worker killed (SIGKILL, out of memory?) measuring {case['model_name']} at {case['img_size']} px")
+            raise RuntimeError(f"memory worker exited with code {code}: {tail}")
+        reply = json.loads(line)
+        if reply["status"] == "ok":
+            return MemoryRecord(**reply["record"])
+        if reply["status"] == "oom":
+            raise WorkerOOM(reply["error"])
+        raise RuntimeError(f"memory worker: {reply['error']}")
+
+    def _stderr_tail(self) -> str:
+        self._stderr.seek(0)
+        lines = self._stderr.read().decode(errors="replace").strip().splitlines()
+        return " | ".join(lines[-3:])
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.stdin.close()
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    def __enter__(self) -> MemoryWorker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _worker_main() -> int:
+    """Serve measurements: one JSON case per stdin line, one JSON reply per stdout line."""
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # anything else printed (by libraries, C code) goes to stderr
+    configure_allocator()
+    import torch  # noqa: F401  (imported before the first baseline)
+
+    for line in sys.stdin:
+        case = json.loads(line)
+        try:
+            record = measure_in_process(**case)
+            reply = {"status": "ok", "record": record.to_dict()}
+        except MemoryError as exc:
+            reply = {"status": "oom", "error": f"out of memory: {exc}"}
+        except Exception as exc:  # reported to the parent, which records the case as failed
+            message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            kind = "oom" if "not enough memory" in message or "DefaultCPUAllocator" in message else "error"
+            reply = {"status": kind, "error": message}
+        replies.write(json.dumps(reply) + "\n")
+        replies.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--worker"]:
+        sys.exit("usage: python -m bench.measure.memory --worker  (serves bench.measure.memory.MemoryWorker)")
+    sys.exit(_worker_main())

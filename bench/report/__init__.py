@@ -1,0 +1,398 @@
+"""The report of a sweep folder: report.md, PNG plots (matplotlib, Agg) and a console summary.
+
+Everything is rebuilt from ``results.jsonl`` (and ``peers.jsonl`` when present), so
+``mixerbench report DIR`` gives the same report as the sweep that wrote DIR.
+
+A *series* is the cases of one model (same label, overrides, patch, batch, device,
+dtype and mode) at different resolutions. Each series with three or more sizes gets
+the FLOPs issue's two-term fit (:func:`bench.analysis.scaling.fit`): of MACs (exact), and of
+latency and activation memory (``noisy=True``: 95% interval of the quadratic
+coefficient). x is the number of tokens S, or the number of pixels for convnets.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.runs import records as results
+
+from bench.analysis import scaling
+
+MiB = 2**20
+PLOTS = {
+    "macs": "macs_vs_tokens.png",
+    "throughput": "throughput_vs_resolution.png",
+    "time": "latency_vs_tokens.png",
+    "memory": "memory_vs_tokens.png",
+    "attention": "attention_memory.png",
+}
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    key: tuple
+    records: tuple[dict, ...]  # ok records, by increasing size
+
+    @property
+    def axis(self) -> str:
+        return "pixels" if self.records[0].get("tokens") is None else "resolution"
+
+    def x(self) -> list[float]:
+        if self.axis == "pixels":
+            return [r["case"]["img_size"] ** 2 for r in self.records]
+        return [r["tokens"] for r in self.records]
+
+    @property
+    def case(self) -> dict:
+        return self.records[0]["case"]
+
+    @property
+    def title(self) -> str:
+        c = self.case
+        patch = f" p{c['patch_size']}" if c["patch_size"] else ""
+        return f"{self.label}{patch} b{c['batch']} {c['device']} {c['dtype']} {c['mode']}"
+
+
+@dataclass(frozen=True)
+class FitRow:
+    series: Series
+    quantity: str  # "MACs", "latency", "activation memory"
+    fit: scaling.ScalingFit | None
+    note: str = ""
+
+
+def series_of(records: list[dict]) -> list[Series]:
+    """Group ok records into series (everything but the image size equal), in first-seen order."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        if r["status"] != "ok":
+            continue
+        c = r["case"]
+        key = (r.get("label", c["model"]), c["model"], json.dumps(c["overrides"], sort_keys=True), c["patch_size"],
+               c["batch"], c["device"], c["dtype"], c["mode"], c.get("compile", False))
+        groups.setdefault(key, []).append(r)
+    return [Series(k[0], k, tuple(sorted(v, key=lambda r: r["case"]["img_size"]))) for k, v in groups.items()]
+
+
+def quantity(record: dict, name: str) -> float:
+    if name == "MACs":
+        return record["macs"]
+    if name == "latency":
+        return record["time"]["median_s"]
+    if name == "activation memory":
+        return record["memory"]["activation_bytes"]
+    raise ValueError(name)
+
+
+def samples(s: Series) -> tuple[list[float], list[float]]:
+    """(x, per-step time) of every timed block of every case in the series."""
+    xs, ys = [], []
+    for x, r in zip(s.x(), s.records):
+        times = r["time"].get("times_s") or [r["time"]["median_s"]]
+        xs += [x] * len(times)
+        ys += times
+    return xs, ys
+
+
+def fits_of(series: list[Series]) -> list[FitRow]:
+    rows = []
+    for s in series:
+        for name in ("MACs", "latency", "activation memory"):
+            x, y = s.x(), [quantity(r, name) for r in s.records]
+            if name == "latency":  # every timed sample, not only the medians: the interval then reflects the spread
+                x, y = samples(s)
+            if len(set(x)) < 3:
+                rows.append(FitRow(s, name, None, f"{len(set(x))} sizes; a fit needs 3"))
+                continue
+            if min(y) <= 0:
+                rows.append(FitRow(s, name, None, "a value <= 0 (below what the method resolves)"))
+                continue
+            rows.append(FitRow(s, name, scaling.fit(x, y, noisy=name != "MACs", axis=s.axis)))
+    return rows
+
+
+# --- plots -------------------------------------------------------------------------------
+
+
+def _plot_series(ax, series: list[Series], name: str, fits: dict, scale: float = 1.0) -> None:
+    import numpy as np
+
+    for s in series:
+        x = s.x()
+        y = [quantity(r, name) / scale for r in s.records]
+        line = ax.plot(x, y, "o", label=s.label)[0]
+        f = fits.get((s.key, name))
+        if f is not None:
+            grid = np.geomspace(min(x), max(x), 60)
+            ax.plot(grid, [f.predict(v) / scale for v in grid], "-", color=line.get_color(), alpha=0.6,
+                    label=f"  fit: {f.verdict}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def _two_panels(plt, series: list[Series], name: str, fits: dict, ylabel: str, scale: float, title: str):
+    tokens = [s for s in series if s.axis != "pixels"]
+    pixels = [s for s in series if s.axis == "pixels"]
+    panels = [(p, lbl) for p, lbl in ((tokens, "tokens S"), (pixels, "pixels H x W (convnets)")) if p]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.8), squeeze=False)
+    for ax, (group, xlabel) in zip(axes[0], panels):
+        _plot_series(ax, group, name, fits, scale)
+        ax.set_xlabel(xlabel + " (log)")
+        ax.set_ylabel(ylabel + " (log)")
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def write_plots(out: Path, series: list[Series], fit_rows: list[FitRow]) -> list[str]:
+    """Write the PNG plots; returns the file names written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fits = {(row.series.key, row.quantity): row.fit for row in fit_rows if row.fit is not None}
+    written = []
+    if not series:
+        return written
+
+    def save(fig, key):
+        fig.savefig(out / PLOTS[key], dpi=110)
+        plt.close(fig)
+        written.append(PLOTS[key])
+
+    save(_two_panels(plt, series, "MACs", fits, "GMACs per image", 1e9, "MACs (fvcore convention, attention counted) and the fit a*x + b*x^2 + c"), "macs")
+    save(_two_panels(plt, series, "latency", fits, "latency per step, ms", 1e-3, "Measured latency (median) with the noisy fit"), "time")
+    save(_two_panels(plt, series, "activation memory", fits, "activation memory, MiB", MiB, "Peak activation memory of one step (peak minus memory before the step)"), "memory")
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    for s in series:
+        ax.plot([r["case"]["img_size"] for r in s.records], [r["time"]["images_per_s"] for r in s.records], "o-", label=s.label)
+    ax.set_xlabel("resolution, px")
+    ax.set_ylabel("images / s (log)")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title("Throughput")
+    fig.tight_layout()
+    save(fig, "throughput")
+
+    pairs = attention_pairs(series)
+    if pairs:
+        fig, ax = plt.subplots(figsize=(6.5, 4.8))
+        for fused, explicit in pairs:
+            for s, style in ((fused, "o-"), (explicit, "s--")):
+                ax.plot(s.x(), [r["memory"]["activation_bytes"] / MiB for r in s.records], style, label=s.label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("tokens S (log)")
+        ax.set_ylabel("activation memory, MiB (log)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+        ax.set_title("ViT attention: fused (SDPA) vs explicit (S x S matrix)")
+        fig.tight_layout()
+        save(fig, "attention")
+    return written
+
+
+def attention_pairs(series: list[Series]) -> list[tuple[Series, Series]]:
+    """(fused, explicit) series of the same ViT that differ only in the attention backend."""
+    def base(s: Series) -> tuple:
+        overrides = {k: v for k, v in s.case["overrides"].items() if k != "attn_backend"}
+        return (s.case["model"], json.dumps(overrides, sort_keys=True)) + s.key[3:]
+
+    fused = {base(s): s for s in series if s.case["overrides"].get("attn_backend") == "fused"}
+    return [(fused[base(s)], s) for s in series if s.case["overrides"].get("attn_backend") == "explicit" and base(s) in fused]
+
+
+# --- text ----------------------------------------------------------------------------------
+
+
+def _mib(n: float) -> str:
+    return f"{n / MiB:.1f}"
+
+
+def _ci(fit: scaling.ScalingFit) -> str:
+    return "-" if fit.b_ci is None else f"[{fit.b_ci[0]:.3g}, {fit.b_ci[1]:.3g}]"
+
+
+def _exponents(fit: scaling.ScalingFit) -> str:
+    e = fit.local_exponents
+    return "-" if not e else f"{e[0]:.2f} -> {e[-1]:.2f}"
+
+
+def fit_table(rows: list[FitRow]) -> list[str]:
+    lines = ["| series | quantity | x | a | b | b 95% CI | crossover x* = a/b | quadratic share at x_max | local exponents | verdict |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in rows:
+        f = row.fit
+        xname = "pixels" if row.series.axis == "pixels" else "S"
+        if f is None:
+            lines.append(f"| {row.series.title} | {row.quantity} | {xname} | | | | | | | not fitted: {row.note} |")
+            continue
+        cross = "-" if f.crossover is None else f"{f.crossover:,.0f}"
+        share = f"{f.quadratic_share:.0%}" + ("" if f.share_ci is None else f" [{f.share_ci[0]:.0%}, {f.share_ci[1]:.0%}]")
+        lines.append(f"| {row.series.title} | {row.quantity} | {xname} | {f.a:.3g} | {f.b:.3g} | {_ci(f)} | {cross} | {share} | "
+                     f"{_exponents(f)} | **{f.verdict}** |")
+    return lines
+
+
+def case_table(records: list[dict]) -> list[str]:
+    lines = ["| model | px | patch | S | batch | dtype | mode | GMACs/img | ms/step (IQR) | img/s | MFU | weights MiB | activations MiB | peak MiB | status |",
+             "| --- | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in records:
+        c = r["case"]
+        common = (f"| {r.get('label', c['model'])} | {c['img_size']} | {c['patch_size'] or '-'} | {r.get('tokens') or '-'} | "
+                  f"{r.get('batch', c['batch'])} | {c['dtype']} | {c['mode']} | ")
+        if r["status"] != "ok":
+            lines.append(common + f"{r['macs'] / 1e9:.3f} | | | | | | | {r['status']}: {r.get('error', '')} |" if "macs" in r
+                         else common + f" | | | | | | | {r['status']}: {r.get('error', '')} |")
+            continue
+        t, m = r["time"], r["memory"]
+        lines.append(common + f"{r['macs'] / 1e9:.3f} | {t['median_s'] * 1e3:.2f} ({t['iqr_s'] * 1e3:.2f}) | {t['images_per_s']:.1f} | "
+                     f"{r['mfu']:.1%} | {_mib(m['weights_bytes'])} | {_mib(m['activation_bytes'])} | {_mib(m['peak_bytes'])} | ok |")
+    return lines
+
+
+def attention_table(pairs: list[tuple[Series, Series]]) -> list[str]:
+    lines = ["| model | S | fused activations MiB | explicit activations MiB | explicit / fused | fused ms | explicit ms |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for fused, explicit in pairs:
+        by_size = {r["case"]["img_size"]: r for r in explicit.records}
+        for f in fused.records:
+            e = by_size.get(f["case"]["img_size"])
+            if e is None:
+                continue
+            fa, ea = f["memory"]["activation_bytes"], e["memory"]["activation_bytes"]
+            ratio = f"{ea / fa:.1f}x" if fa > 0 else "-"
+            lines.append(f"| {fused.label.rsplit(' ', 1)[0]} | {f['tokens']} | {_mib(fa)} | {_mib(ea)} | {ratio} | "
+                         f"{f['time']['median_s'] * 1e3:.1f} | {e['time']['median_s'] * 1e3:.1f} |")
+    return lines
+
+
+def peers_table(records: list[dict]) -> list[str]:
+    lines = ["| ours | timm | px | batch | dtype | ours ms | timm ms | ratio ours/timm (median) | IQR of ratio | rounds |",
+             "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: |"]
+    for r in records:
+        c, p = r["case"], r["paired"]
+        lines.append(f"| {c['ours']} | {c['timm']} | {c['img_size']} | {c['batch']} | {c['dtype']} | {p['median_a_s'] * 1e3:.0f} | "
+                     f"{p['median_b_s'] * 1e3:.0f} | {p['ratio_median']:.3f} | {p['ratio_q1']:.3f} - {p['ratio_q3']:.3f} | {p['rounds']} |")
+    return lines
+
+
+def _environment(records: list[dict]) -> list[str]:
+    envs = {json.dumps({k: v for k, v in r["env"].items() if k != "date"}, sort_keys=True): r["env"] for r in records if "env" in r}
+    lines = []
+    for env in envs.values():
+        lines.append(f"- {env['device']}: {env['device_name']}; CPU {env['cpu_model']}, {env['cpu_count']} cores, "
+                     f"torch threads {env['torch_threads']}; torch {env['torch']}, timm {env['timm']}, Python {env['python']}; "
+                     f"harness commit {env['git_commit']}")
+    dates = sorted(r["env"]["date"] for r in records if "env" in r)
+    if dates:
+        lines.append(f"- run started {dates[0]}" if dates[0] == dates[-1] else f"- runs started {dates[0]} to {dates[-1]}")
+    roofs = sorted({(r["case"]["device"], r["case"]["dtype"], r["roof_flops_per_s"]) for r in records if "roof_flops_per_s" in r})
+    for device, dtype, roof in roofs:
+        lines.append(f"- matmul roof {device} {dtype}: {roof / 1e9:.1f} GFLOP/s (measured in the run)")
+    return lines
+
+
+METHODS = """\
+- **Latency**: `torch.utils.benchmark.Timer.blocked_autorange` on all torch threads after
+  warm-up steps; median and interquartile range (IQR) of the per-step time. A step is a
+  forward pass under `torch.inference_mode` (infer) or forward, cross-entropy, backward
+  and an SGD step (train); lower precision through `torch.autocast`; channels_last for
+  convnets. images/s = batch / median.
+- **MFU** = achieved FLOP/s / the matmul roof: achieved = 2 x MACs x images/s for
+  inference and 6 x MACs x images/s for training (backward ~ 2 forward passes); the roof
+  is a large matmul of the same dtype timed on the same device at the start of the run.
+- **Memory** (CPU): resident set size of a separate worker process (Linux /proc), peak
+  mark reset before each case; glibc mmaps every block above 64 KiB so freed tensors
+  leave the RSS. *weights* = RSS after building the model minus before; *activations* =
+  peak RSS during one (second) step minus RSS just before it; *peak* includes the Python
+  interpreter and torch (about 0.5-0.7 GB). (CUDA): `torch.cuda.max_memory_allocated`
+  after a reset: tensors only, no CUDA context or allocator cache.
+- **Fits**: cost = a*x + b*x^2 + c by least squares (`bench.analysis.scaling.fit`), x = tokens S
+  (convnets: pixels). MACs are exact counts; latency and memory are noisy fits with a 95%
+  interval of b. *quadratic share* = b*x_max^2 / cost(x_max), the part of the cost at the
+  largest size that the quadratic term carries; *crossover* x* = a/b is where it equals
+  the linear term. Verdict: quadratic when the share's interval is above the tolerance
+  (2% noisy, 0 exact), linear when it lies within it, inconclusive otherwise; a noisy
+  cost that grows at most linearly between the two largest sizes (local exponent <= 1)
+  is inconclusive rather than quadratic (overhead or utilisation, not a quadratic term).
+"""
+
+
+def build(out: Path) -> tuple[str, str, list[str], list[str]]:
+    """(report markdown, console summary, plot files written, warnings) for folder ``out``."""
+    path = out / results.FILENAME
+    raw, problems = results.read_results(path)
+    warnings = [f"{p} (ignored)" for p in problems]
+    records = list(results.latest_by_key(raw).values())
+    series = series_of(records)
+    fit_rows = fits_of(series)
+    plots = write_plots(out, series, fit_rows)
+    pairs = attention_pairs(series)
+    peers: list[dict] = []
+    if (out / "peers.jsonl").exists():
+        peers, peer_problems = results.read_results(out / "peers.jsonl")
+        warnings += [f"{p} (ignored)" for p in peer_problems]
+
+    status = {}
+    for r in records:
+        status[r["status"]] = status.get(r["status"], 0) + 1
+    md = ["# mixerbench sweep report", "",
+          f"{len(records)} cases from `{path.name}`: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items())) + ".", ""]
+    md += ["## Environment", ""] + _environment(records) + [""]
+    if fit_rows:
+        md += ["## Scaling fits: cost = a*x + b*x^2 + c", "",
+               "x is the number of tokens S (class token included) or, for convnets, pixels. "
+               "MACs per image; latency in seconds per step (fitted on every timed sample); activation memory in bytes.", ""]
+        md += fit_table(fit_rows) + [""]
+    if pairs:
+        md += ["## ViT attention: fused vs explicit", "",
+               "Same weights; the explicit backend materialises the S x S attention matrix (quadratic memory), "
+               "the fused one (`scaled_dot_product_attention`) does not need to.", ""]
+        md += attention_table(pairs) + [""]
+    if peers:
+        md += ["## Reference models vs timm (interleaved in one run)", ""] + peers_table(peers) + [""]
+    md += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
+    md += ["## Cases", ""] + case_table(records) + [""]
+    md += ["## How it was measured", "", METHODS]
+    if warnings:
+        md += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
+
+    console = ["", "model                      px     S  ms/step   img/s    MFU  act MiB  status"]
+    for r in records:
+        c = r["case"]
+        if r["status"] == "ok":
+            console.append(f"{r.get('label', c['model'])[:24]:<24} {c['img_size']:>4} {r.get('tokens') or '-':>5} "
+                           f"{r['time']['median_s'] * 1e3:>8.1f} {r['time']['images_per_s']:>7.1f} {r['mfu']:>6.1%} "
+                           f"{r['memory']['activation_bytes'] / MiB:>8.1f}  ok")
+        else:
+            console.append(f"{r.get('label', c['model'])[:24]:<24} {c['img_size']:>4} {r.get('tokens') or '-':>5} "
+                           f"{'':>8} {'':>7} {'':>6} {'':>8}  {r['status']}")
+    console.append("")
+    for row in fit_rows:
+        if row.fit is None:
+            continue
+        f = row.fit
+        share = f"{f.quadratic_share:.0%}" + ("" if f.share_ci is None else f" [{f.share_ci[0]:.0%}, {f.share_ci[1]:.0%}]")
+        console.append(f"{row.series.label[:24]:<24} {row.quantity:<17} {f.verdict:<12} quadratic share at x_max {share}")
+    return "\n".join(md), "\n".join(console), plots, warnings
+
+
+def write_report(out: Path) -> str:
+    """Write ``out``/report.md and the plots; return the console summary (warnings go to stderr)."""
+    md, console, _, warnings = build(out)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    tmp = out / "report.md.tmp"
+    tmp.write_text(md + "\n")
+    tmp.replace(out / "report.md")
+    return console

@@ -1,0 +1,1 @@
+"""Runs: presets and their grid of cases, the sweep loop, the records file, comparing two runs."""

@@ -1,0 +1,354 @@
+"""Make ``asv publish``'s site self-contained and put the sweep's scaling report beside it.
+
+asv 0.6 writes an ``index.html`` that loads jQuery, flot (+ plugins), flot-orderbars,
+stupidtable, blueimp-md5 and Bootstrap from public CDNs; without internet the page only
+says that its external JavaScript failed to load. The same files are published on the
+npm registry, so :func:`vendor_assets` fetches pinned package versions with
+``npm pack`` into a cache (each tarball checked against the registry's sha512 integrity
+pinned in :data:`PACKAGES`), copies the files the page needs under ``vendor/`` and
+points the page at them. Where a copied file is byte-identical to what the CDN serves
+(checked against the Subresource Integrity hash that asv's page carries), the page keeps
+that ``integrity`` attribute, so the browser itself verifies the file; where npm only has
+another build of the same release (flot's unminified sources, the stupidtable plugin's
+next npm release, see :data:`ASSETS`) the attribute is dropped.
+
+:func:`publish_report` renders a sweep folder's ``report.md`` (and copies its PNG plots)
+into ``report/index.html`` of the same site and adds a "Scaling report" link to asv's
+navigation bar: one static folder that ``asv preview`` or any static server can serve.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+# npm tarballs -> the registry's sha512 integrity (``npm view <spec> dist.integrity``).
+PACKAGES: dict[str, str] = {
+    "jquery@3.3.1": "sha512-Ubldcmxp5np52/ENotGxlLe6aGMvmF4R8S6tZjsP6Knsaxd/xp3Zrh50cG93lR6nPXyUFwzN3ZSOQI0wRJNdGg==",
+    "flot@0.8.3": "sha512-xg2otcTJDvS+ERK+my4wxG/ASq90QURXtoM4LhacCq0jQW2jbyjdttbRNqU2cPykrpMvJ6b2uSp6SAgYAzj9tQ==",
+    "flot-orderbars@1.0.0": "sha512-Jv51fvzevUjNXEeozpwEKfPjhiZhfiJddv0WHjduUTCmSF+7T5K7C9c9Y1wIVmUhDBv5fLMjgbwKecT0GIKPZA==",
+    "stupid-table-plugin@1.1.3": "sha512-2Vk7XouQPxUQPRe9w0Fu7ZZ8kHLK7rDoLMsCgtKxRNJ7f4dSOGvW9CkHsq5wD6QsaEnWoyLBYH3xOEsrK3yWBg==",
+    "blueimp-md5@2.19.0": "sha512-DRQrD6gJyy8FbiE4s+bDoXS9hiW3Vbx5uCdwvcCf3zLHL+Iv7LtGHLpr+GZV8rHG8tK766FGYBwRbu8pELTt+w==",
+    "bootstrap@3.1.1": "sha512-TAzqS8E/ISpVHP29gYhy+1NSV+FJwApDVQhDfgLYsIuUDJiqJzH2DfORN5tiu+Ie2iBLrzEG34t4Rf465cigqg==",
+}
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One external file of asv's page and where the same release lies in an npm tarball."""
+
+    url: str  # as asv's index.html writes it
+    package: str  # a key of PACKAGES
+    member: str  # path inside the tarball (below "package/")
+    extra: tuple[str, ...] = ()  # files the asset itself loads by relative path (Bootstrap's fonts)
+
+
+_FLOT = "https://cdnjs.cloudflare.com/ajax/libs/flot/0.8.3/"
+_FONTS = tuple(f"dist/fonts/glyphicons-halflings-regular.{ext}" for ext in ("eot", "svg", "ttf", "woff"))
+# The CDN files of asv 0.6's www/index.html. flot's minified files are cdnjs builds of the
+# npm sources, so the unminified sources of the same release stand in. stupidtable 1.0.1
+# was never published to npm; 1.1.3 is the plugin's next release, with the same
+# ``$.fn.stupidtable`` API that asv's summary list and regressions table call.
+ASSETS: tuple[Asset, ...] = (
+    Asset("https://code.jquery.com/jquery-3.3.1.min.js", "jquery@3.3.1", "dist/jquery.min.js"),
+    Asset(_FLOT + "jquery.flot.min.js", "flot@0.8.3", "jquery.flot.js"),
+    Asset(_FLOT + "jquery.flot.time.min.js", "flot@0.8.3", "jquery.flot.time.js"),
+    Asset(_FLOT + "jquery.flot.selection.min.js", "flot@0.8.3", "jquery.flot.selection.js"),
+    Asset(_FLOT + "jquery.flot.categories.min.js", "flot@0.8.3", "jquery.flot.categories.js"),
+    Asset("https://cdn.jsdelivr.net/npm/flot-orderbars@1.0.0/js/jquery.flot.orderBars.js", "flot-orderbars@1.0.0",
+          "js/jquery.flot.orderBars.js"),
+    Asset("https://cdnjs.cloudflare.com/ajax/libs/stupidtable/1.0.1/stupidtable.min.js", "stupid-table-plugin@1.1.3",
+          "stupidtable.min.js"),
+    Asset("https://cdnjs.cloudflare.com/ajax/libs/blueimp-md5/2.19.0/js/md5.min.js", "blueimp-md5@2.19.0",
+          "js/md5.min.js"),
+    Asset("https://cdn.jsdelivr.net/npm/bootstrap@3.1.1/dist/js/bootstrap.min.js", "bootstrap@3.1.1",
+          "dist/js/bootstrap.min.js"),
+    Asset("https://cdn.jsdelivr.net/npm/bootstrap@3.1.1/dist/css/bootstrap.min.css", "bootstrap@3.1.1",
+          "dist/css/bootstrap.min.css", extra=_FONTS),
+)
+VENDOR_DIR = "vendor"
+REPORT_DIR = "report"
+_TAG = re.compile(r"<(script|link)\b[^>]*>", re.IGNORECASE)
+_EXTERNAL = re.compile(r"""\b(?:src|href)\s*=\s*["'](?:https?:)?//""", re.IGNORECASE)
+
+
+class DashboardError(RuntimeError):
+    """The site cannot be made self-contained: npm missing, a tarball that fails its check, an unknown CDN file."""
+
+
+def tarball_name(spec: str) -> str:
+    """npm pack's file name for ``name@version`` (scoped names are not used here)."""
+    name, version = spec.rsplit("@", 1)
+    return f"{name}-{version}.tgz"
+
+
+def sri(data: bytes, algorithm: str = "sha512") -> str:
+    """A Subresource Integrity / npm integrity string: ``<algorithm>-<base64 digest>``."""
+    return f"{algorithm}-" + base64.b64encode(hashlib.new(algorithm, data).digest()).decode()
+
+
+def matches_integrity(data: bytes, integrity: str) -> bool:
+    """True when ``data`` has one of the hashes of an integrity attribute (space-separated list)."""
+    for item in integrity.split():
+        algorithm = item.split("-", 1)[0]
+        if algorithm in ("sha256", "sha384", "sha512") and sri(data, algorithm) == item:
+            return True
+    return False
+
+
+def fetch_packages(cache: Path, npm: str = "npm") -> dict[str, Path]:
+    """Every tarball of PACKAGES in ``cache``, fetched with ``npm pack`` when missing, each checked.
+
+    A cached tarball that fails its integrity check is an error, never silently refetched.
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for spec, integrity in PACKAGES.items():
+        path = cache / tarball_name(spec)
+        if not path.exists():
+            if shutil.which(npm) is None:
+                raise DashboardError(
+                    f"{path} is not cached and {npm!r} is not on PATH: install Node.js/npm once "
+                    f"(e.g. apt-get install npm), or put `npm pack {spec}`'s tarball there"
+                )
+            done = subprocess.run([npm, "pack", spec, "--pack-destination", str(cache)],
+                                  capture_output=True, text=True, timeout=300)
+            if done.returncode != 0 or not path.exists():
+                last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                raise DashboardError(f"npm pack {spec} failed: {last}")
+        if sri(path.read_bytes()) != integrity:
+            raise DashboardError(f"{path} does not match the registry's integrity {integrity[:20]}...; delete it to fetch again")
+        paths[spec] = path
+    return paths
+
+
+def _extract(tarball: Path, member: str, dest: Path) -> bytes:
+    with tarfile.open(tarball) as tar:
+        handle = tar.extractfile(f"package/{member}")
+        if handle is None:
+            raise DashboardError(f"{tarball.name} has no file package/{member}")
+        data = handle.read()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(data)
+    return data
+
+
+def _attribute(tag: str, name: str) -> str | None:
+    found = re.search(rf"""\b{name}\s*=\s*(["'])(.*?)\1""", tag, re.IGNORECASE | re.DOTALL)
+    return None if found is None else found.group(2)
+
+
+def _drop_attribute(tag: str, name: str) -> str:
+    return re.sub(rf"""\s+{name}\s*=\s*(["']).*?\1""", "", tag, flags=re.IGNORECASE | re.DOTALL)
+
+
+@dataclass(frozen=True)
+class VendoredAsset:
+    url: str
+    local: str  # path relative to the site root
+    integrity_kept: bool  # the CDN's SRI hash matched the npm file, so the page still checks it
+
+
+def vendor_assets(html_dir: Path, cache: Path, npm: str = "npm") -> list[VendoredAsset]:
+    """Copy asv's CDN files from npm tarballs into ``html_dir/vendor`` and point every page at them.
+
+    Raises DashboardError when a page loads an external file that ASSETS does not know
+    (a newer asv, say): a half-offline site is not left behind silently.
+    """
+    by_url = {a.url: a for a in ASSETS}
+    if not (html_dir / "index.html").exists():
+        raise DashboardError(f"{html_dir / 'index.html'} does not exist: run `asv publish` first")
+    pages = sorted(html_dir.glob("*.html"))
+    for page in pages:  # every external file must be known before anything is fetched or written
+        for match in _TAG.finditer(page.read_text()):
+            tag = match.group(0)
+            url = _attribute(tag, "src") or _attribute(tag, "href")
+            if _EXTERNAL.search(tag) and url not in by_url:
+                raise DashboardError(f"{page.name} loads {url}, which bench.site.dashboard.ASSETS cannot serve offline")
+    tarballs = fetch_packages(cache, npm)
+    vendored: dict[str, VendoredAsset] = {}
+    rewritten = {}
+    for page in pages:
+        text = page.read_text()
+
+        def rewrite(match: re.Match) -> str:
+            tag = match.group(0)
+            url = _attribute(tag, "src") or _attribute(tag, "href")
+            if url is None or not _EXTERNAL.search(tag):
+                return tag
+            asset = by_url[url]
+            local = f"{VENDOR_DIR}/{asset.package}/{asset.member}"
+            data = _extract(tarballs[asset.package], asset.member, html_dir / local)
+            for extra in asset.extra:
+                _extract(tarballs[asset.package], extra, html_dir / VENDOR_DIR / asset.package / extra)
+            integrity = _attribute(tag, "integrity")
+            keep = integrity is not None and matches_integrity(data, integrity)
+            vendored[url] = VendoredAsset(url, local, keep)
+            tag = tag.replace(url, local)
+            if not keep:
+                for name in ("integrity", "crossorigin", "referrerpolicy"):
+                    tag = _drop_attribute(tag, name)
+            return tag
+
+        new = _TAG.sub(rewrite, text)
+        left = [m.group(0) for m in _TAG.finditer(new) if _EXTERNAL.search(m.group(0))]
+        if left:
+            raise DashboardError(f"{page.name} still loads an external file: {left[0]}")
+        rewritten[page] = new
+    for page, text in rewritten.items():  # write only once every page could be rewritten
+        page.write_text(text)
+    return list(vendored.values())
+
+
+# --- the sweep's report -----------------------------------------------------------------
+
+_INLINE = (
+    (re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)"), r'<img src="\2" alt="\1">'),
+    (re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)"), r'<a href="\2">\1</a>'),
+    (re.compile(r"\*\*(.+?)\*\*"), r"<strong>\1</strong>"),
+    (re.compile(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])"), r"<em>\1</em>"),
+)
+
+
+def _inline(text: str) -> str:
+    """Escape HTML, then render `code`, images, links, **bold** and *italics* (outside code)."""
+    parts = re.split(r"(`[^`]*`)", text)
+    out = []
+    for part in parts:
+        if part.startswith("`") and part.endswith("`") and len(part) >= 2:
+            out.append(f"<code>{html.escape(part[1:-1])}</code>")
+            continue
+        part = html.escape(part, quote=False)
+        for pattern, replacement in _INLINE:
+            part = pattern.sub(replacement, part)
+        out.append(part)
+    return "".join(out)
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def render_markdown(text: str) -> str:
+    """HTML for the Markdown that ``bench.report`` writes: headings, paragraphs, lists, pipe tables, images.
+
+    Not a general Markdown renderer: other constructs come out as paragraphs of text.
+    """
+    lines = text.splitlines()
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if not line.strip():
+            i += 1
+        elif heading := re.match(r"(#{1,6})\s+(.*)", line):
+            level = len(heading.group(1))
+            out.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
+            i += 1
+        elif line.lstrip().startswith("|") and i + 1 < len(lines) and re.fullmatch(r"\s*\|?[\s:|-]+\|?\s*", lines[i + 1]):
+            aligns = ["right" if c.endswith(":") else "left" for c in _cells(lines[i + 1])]
+            head = "".join(f'<th style="text-align:{a}">{_inline(c)}</th>' for c, a in zip(_cells(line), aligns))
+            rows = []
+            i += 2
+            while i < len(lines) and lines[i].lstrip().startswith("|"):
+                rows.append("<tr>" + "".join(f'<td style="text-align:{a}">{_inline(c)}</td>'
+                                             for c, a in zip(_cells(lines[i]), aligns)) + "</tr>")
+                i += 1
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+        elif re.match(r"\s*[-*]\s+", line):
+            items = []
+            while i < len(lines) and lines[i].strip():
+                if re.match(r"\s*[-*]\s+", lines[i]):
+                    items.append(re.sub(r"^\s*[-*]\s+", "", lines[i]))
+                else:  # continuation line of the previous item
+                    items[-1] += " " + lines[i].strip()
+                i += 1
+            out.append("<ul>" + "".join(f"<li>{_inline(t)}</li>" for t in items) + "</ul>")
+        else:
+            para = []
+            while i < len(lines) and lines[i].strip() and not re.match(r"#{1,6}\s|\s*\||\s*[-*]\s+", lines[i]):
+                para.append(lines[i].strip())
+                i += 1
+            if not para:  # a line that starts like a table but is not one
+                para.append(lines[i].strip())
+                i += 1
+            out.append(f"<p>{_inline(' '.join(para))}</p>")
+    return "\n".join(out)
+
+
+_REPORT_PAGE = """<!doctype html>
+<html>
+<head>
+<meta charset="utf-8">
+<title>mixerbench scaling report</title>
+<link rel="stylesheet" href="../{bootstrap_css}">
+<link rel="shortcut icon" href="../swallow.ico">
+<style>
+body {{ padding: 1em 2em; max-width: 1400px; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 90%; }}
+th, td {{ border: 1px solid #ccc; padding: 2px 6px; }}
+img {{ max-width: 100%; display: block; margin: 0.5em 0 1.5em; }}
+</style>
+</head>
+<body>
+<p><a href="../index.html">&larr; asv dashboard</a> &middot; source: <a href="report.md">report.md</a></p>
+{body}
+</body>
+</html>
+"""
+NAV_LINK = f'<li><a href="{REPORT_DIR}/index.html">Scaling report</a></li>'
+
+
+def publish_report(report_dir: Path, html_dir: Path) -> Path:
+    """Render ``report_dir/report.md`` with its PNGs into ``html_dir/report/`` and link it from asv's page."""
+    source = report_dir / "report.md"
+    if not source.is_file():
+        raise DashboardError(f"{source} does not exist: write it with `mixerbench report {report_dir}`")
+    index = html_dir / "index.html"
+    if not index.exists():
+        raise DashboardError(f"{index} does not exist: run `asv publish` first")
+    dest = html_dir / REPORT_DIR
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    markdown = source.read_text()
+    for png in sorted(report_dir.glob("*.png")):
+        shutil.copy2(png, dest / png.name)
+    shutil.copy2(source, dest / "report.md")
+    css = next(f"{VENDOR_DIR}/{a.package}/{a.member}" for a in ASSETS if a.member.endswith("bootstrap.min.css"))
+    (dest / "index.html").write_text(_REPORT_PAGE.format(bootstrap_css=css, body=render_markdown(markdown)))
+    page = index.read_text()
+    if NAV_LINK not in page:
+        anchor = '<li id="nav-li-regressions">'
+        if anchor not in page:
+            raise DashboardError(f"{index} has no navigation item {anchor!r} to put the report link after")
+        start = page.index(anchor)
+        end = page.index("</li>", start) + len("</li>")
+        page = page[:end] + "\n\t" + NAV_LINK + page[end:]
+        index.write_text(page)
+    return dest / "index.html"
+
+
+def asv_html_dir(config: Path) -> Path:
+    """The html_dir of an asv.conf.json (relative paths are relative to the config's folder, where asv runs)."""
+    from asv.util import load_json
+
+    conf = load_json(str(config), js_comments=True)
+    return (config.parent / conf.get("html_dir", "html")).resolve()
+
+
+def run_asv_publish(config: Path, extra: list[str] | None = None) -> None:
+    """``asv publish`` for ``config``, run in the config's folder (as asv expects)."""
+    done = subprocess.run([sys.executable, "-m", "asv", "publish", "--config", str(config.resolve()), *(extra or [])],
+                          cwd=config.parent, capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = [line.strip(" ·") for line in (done.stderr or done.stdout).splitlines() if line.strip(" ·")]
+        raise DashboardError(f"asv publish failed ({done.returncode}): {' '.join(lines[-3:]) or 'no output'}")

@@ -1,0 +1,182 @@
+"""bench.analysis.scaling against closed forms (the papers' per-layer costs) and synthetic data with known coefficients."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from bench.measure import formulas
+from bench.measure.counting import build, count
+from bench.analysis.scaling import crossover_resolution, fit, local_exponents, t_quantile_975
+
+RESOLUTIONS = (224, 448, 512, 672, 896, 1024)
+
+
+@pytest.fixture(scope="module")
+def vit_b16_counts():
+    return [count("vit_b16", r) for r in RESOLUTIONS]
+
+
+def test_mixer_is_exactly_linear_with_fixed_tokens_mlp():
+    records = [count("mixer_b16", r) for r in (224, 448, 672, 896)]
+    result = fit([r.tokens for r in records], [r.macs for r in records])
+    assert result.b == 0.0  # exact: D_S does not depend on S
+    assert result.verdict == "linear"
+    assert result.crossover_tokens is None
+    assert result.quadratic_share == 0.0
+    poly = formulas.mixer_polynomial(build("mixer_b16", 224).config)
+    assert (result.a, result.c) == (poly.a, poly.c)
+    assert all(abs(e - 1) < 1e-3 for e in result.local_exponents)
+
+
+def test_mixer_with_growing_tokens_mlp_is_quadratic():
+    records = [count("mixer_s16", r, scale_tokens_mlp=True) for r in (224, 448, 672, 896)]
+    result = fit([r.tokens for r in records], [r.macs for r in records])
+    assert result.verdict == "quadratic"
+    assert result.b > 0
+
+
+def test_vit_b16_quadratic_coefficient_is_2_L_d(vit_b16_counts):
+    records = vit_b16_counts
+    result = fit([r.tokens for r in records], [r.macs for r in records])
+    assert result.b == 2 * 12 * 768 == 18_432  # exact
+    assert result.verdict == "quadratic"
+    assert result.max_rel_residual == 0.0
+    # crossover near 6 d tokens (6 d = 4608 counting only the block matmuls)
+    assert result.crossover_tokens == pytest.approx(6 * 768, rel=0.02)
+    poly = formulas.vit_polynomial(build("vit_b16", 224).config)
+    assert (result.a, result.b, result.c) == (poly.a, poly.b, poly.c)
+    share_at_1024 = result.b * 4097**2 / records[-1].macs
+    assert result.quadratic_share == pytest.approx(share_at_1024, rel=1e-12)
+    res = crossover_resolution(result.crossover_tokens, 16, prefix_tokens=1)
+    assert res == pytest.approx(16 * math.sqrt(result.crossover_tokens - 1))
+
+
+def test_vit_looks_nearly_linear_on_a_short_range(vit_b16_counts):
+    """One log-log slope over 224..896 px says "about linear"; the two-term fit finds the quadratic term."""
+    r224, r896 = vit_b16_counts[0], vit_b16_counts[4]
+    (slope,) = local_exponents([r224.tokens, r896.tokens], [r224.macs, r896.macs])
+    assert slope < 1.2
+    closed = formulas.vit_polynomial(build("vit_b16", 224).config)
+    expected = math.log(closed(3137) / closed(197)) / math.log(3137 / 197)
+    assert slope == pytest.approx(expected, rel=1e-12)
+    result = fit([r.tokens for r in vit_b16_counts[:5]], [r.macs for r in vit_b16_counts[:5]])
+    assert result.verdict == "quadratic"
+    assert result.quadratic_share > 0.35  # b S^2 carries over a third of the cost at 896 px
+    assert result.local_exponents == sorted(result.local_exponents)  # the slope keeps growing
+
+
+def test_resnet_is_fitted_against_pixels():
+    records = [count("resnet50", r) for r in (224, 448, 672, 896)]
+    result = fit([r.img_size**2 for r in records], [r.macs for r in records], axis="pixels")
+    assert result.axis == "pixels"
+    assert result.b == 0.0
+    assert result.verdict == "linear"
+    assert result.crossover_tokens is None
+    closed = formulas.closed_form(build("resnet50", 896).config).total
+    assert result.predict(896**2) == pytest.approx(closed, rel=1e-12)
+
+
+def test_vit_by_patch_size_at_fixed_resolution():
+    records = [count("vit_b16", 224, patch_size=p) for p in (8, 14, 16, 28, 32)]
+    result = fit([r.tokens for r in records], [r.macs for r in records], axis="patch_size")
+    assert result.b == 18_432  # the stem's cost 3 H^2 D does not depend on the patch: only c changes
+    assert result.verdict == "quadratic"
+
+
+def test_exact_power_laws():
+    xs = [10, 20, 40, 80]
+    assert local_exponents(xs, [x**2 for x in xs]) == pytest.approx([2.0] * 3)
+    result = fit(xs, [3 * x * x for x in xs])
+    assert (result.a, result.b, result.c) == (0.0, 3.0, 0.0)
+    assert result.crossover is None  # a = 0: the quadratic term dominates everywhere
+    assert result.quadratic_share == 1.0
+
+
+def _noisy(coeffs, xs, rel_noise, seed, repeats=3):
+    a, b, c = coeffs
+    rng = random.Random(seed)
+    x_all = [x for x in xs for _ in range(repeats)]
+    return x_all, [(a * x + b * x * x + c) * (1 + rng.gauss(0, rel_noise)) for x in x_all]
+
+
+TOKENS = [197, 577, 1025, 1601, 2305, 4097]
+
+
+def test_noisy_quadratic_interval_covers_the_truth():
+    true = (85e6, 18_432.0, 1e8)
+    hits = 0
+    for seed in range(20):
+        x, y = _noisy(true, TOKENS, 0.03, seed)
+        result = fit(x, y, noisy=True)
+        assert result.verdict == "quadratic"
+        lo, hi = result.b_ci
+        hits += lo <= true[1] <= hi
+        assert result.share_ci[0] <= result.quadratic_share <= result.share_ci[1]
+    assert hits >= 16  # a 95% interval: about 19 of 20
+
+
+def test_noisy_linear_is_linear_when_precise_and_inconclusive_when_not():
+    covered = 0
+    for seed in range(10):
+        precise = fit(*_noisy((6.4e7, 0.0, 1e6), TOKENS, 0.002, seed), noisy=True)
+        assert precise.verdict == "linear"
+        covered += precise.b_ci[0] <= 0 <= precise.b_ci[1]
+    assert covered >= 8  # a 95% interval
+    vague = fit(*_noisy((6.4e7, 0.0, 1e6), TOKENS[:4], 0.10, seed=1, repeats=1), noisy=True)
+    assert vague.verdict == "inconclusive"
+    assert vague.note
+
+
+def test_noisy_upward_bend_without_superlinear_growth_is_inconclusive():
+    # A large fixed overhead c with a small positive b: convex, yet the cost grows more slowly
+    # than S everywhere on this range (like Mixer's GPU latency with rising utilisation).
+    true = (2e-5, 4.5e-10, 5e-3)
+    slow = fit(*_noisy(true, TOKENS[:5], 0.002, seed=3), noisy=True)
+    assert slow.share_ci[0] > slow.share_tol  # the share alone would say quadratic
+    assert slow.local_exponents[-1] < 1
+    assert slow.verdict == "inconclusive" and "at most linearly" in slow.note
+    # the same b with no overhead grows faster than S at the top: quadratic
+    steep = fit(*_noisy((2e-5, 4.5e-10, 0.0), TOKENS, 0.002, seed=3), noisy=True)
+    assert steep.local_exponents[-1] > 1 and steep.verdict == "quadratic"
+
+
+def test_noisy_three_points_are_inconclusive():
+    result = fit([1, 2, 3], [1.0, 4.1, 8.9], noisy=True)
+    assert result.verdict == "inconclusive"
+    assert result.b_ci is None
+    assert "degree of freedom" in result.note
+
+
+def test_t_quantiles_match_the_tables():
+    assert t_quantile_975(1) == 12.706
+    assert t_quantile_975(10) == 2.228
+    assert t_quantile_975(35) == 2.042  # between table rows: the smaller dof, a wider interval
+    assert t_quantile_975(1000) == 1.960
+    with pytest.raises(ValueError):
+        t_quantile_975(0)
+
+
+@pytest.mark.parametrize(
+    "x, cost, kwargs, message",
+    [
+        ([1, 2], [1, 2], {}, "3 distinct"),
+        ([1, 1, 2, 2], [1, 1, 2, 2], {}, "3 distinct"),
+        ([1, 2, 3], [1, 2], {}, "length"),
+        ([0, 2, 3], [1, 2, 3], {}, "positive"),
+        ([1, 2, 3], [1, float("nan"), 3], {}, "positive"),
+        ([1, 2, 3], [1, 2, 3], {"axis": "width"}, "axis"),
+    ],
+)
+def test_bad_input(x, cost, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        fit(x, cost, **kwargs)
+
+
+def test_to_dict_has_the_contract_keys():
+    d = fit([1, 2, 3, 4], [1.0, 4.2, 8.8, 16.1], noisy=True).to_dict()
+    for key in ("axis", "a", "b", "c", "crossover_tokens", "quadratic_share", "local_exponents", "verdict", "b_ci"):
+        assert key in d
+    assert isinstance(d["b_ci"], list)

@@ -1,0 +1,137 @@
+"""`mixerbench flops`: output formats, fits and verdicts, the cross-check, bad input."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from bench.cli import cmd_flops
+
+from bench.measure import formulas
+from bench.cli import main
+
+RECORD_KEYS = {"model", "img_size", "patch_size", "tokens", "params", "macs", "activations"}
+FIT_KEYS = {"model", "axis", "a", "b", "c", "crossover_tokens", "verdict"}
+
+
+def run(capsys, *argv):
+    code = main(["flops", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_json_schema_and_verdicts(capsys):
+    code, out, err = run(capsys, "--models", "mixer_b16,vit_b16,resnet50", "--resolutions", "224,384,512", "--format", "json")
+    assert code == 0
+    assert "mixerbench" not in err and "Traceback" not in err  # (torch itself may log a CUDA_HOME note once)
+    payload = json.loads(out)
+    assert set(payload) == {"records", "fits"}
+    assert len(payload["records"]) == 9
+    for record in payload["records"]:
+        assert RECORD_KEYS <= set(record)
+    vit = next(r for r in payload["records"] if r["model"] == "vit_b16" and r["img_size"] == 224)
+    assert (vit["tokens"], vit["patch_size"], round(vit["macs"] / 1e9, 2)) == (197, 16, 17.58)
+    fits = {f["model"]: f for f in payload["fits"]}
+    for f in fits.values():
+        assert FIT_KEYS <= set(f)
+    assert (fits["mixer_b16"]["axis"], fits["mixer_b16"]["verdict"], fits["mixer_b16"]["b"]) == ("resolution", "linear", 0)
+    assert (fits["vit_b16"]["axis"], fits["vit_b16"]["verdict"], fits["vit_b16"]["b"]) == ("resolution", "quadratic", 18_432)
+    assert fits["vit_b16"]["crossover_tokens"] == pytest.approx(4608, rel=0.02)
+    assert fits["vit_b16"]["crossover_resolution"] == pytest.approx(16 * (fits["vit_b16"]["crossover_tokens"] - 1) ** 0.5)
+    assert (fits["resnet50"]["axis"], fits["resnet50"]["verdict"], fits["resnet50"]["crossover_tokens"]) == ("pixels", "linear", None)
+
+
+def test_patch_size_sweep_gives_a_patch_size_fit(capsys):
+    code, out, _ = run(capsys, "--models", "vit_s16,resnet18", "--resolutions", "224", "--patch-sizes", "14,16,28,32", "--format", "json")
+    assert code == 0
+    payload = json.loads(out)
+    assert [(r["model"], r["patch_size"]) for r in payload["records"]] == [
+        ("vit_s16", 14), ("vit_s16", 16), ("vit_s16", 28), ("vit_s16", 32), ("resnet18", None)
+    ]
+    (f,) = payload["fits"]  # one resolution: no resolution fit; the convnet has no patch
+    assert (f["model"], f["axis"], f["img_size"], f["b"], f["verdict"]) == ("vit_s16", "patch_size", 224, 2 * 12 * 384, "quadratic")
+
+
+def test_fewer_than_three_token_counts_give_no_fit(capsys):
+    code, out, _ = run(capsys, "--models", "vit_ti16", "--resolutions", "224,448", "--format", "json")
+    assert code == 0
+    assert json.loads(out)["fits"] == []
+
+
+def test_table(capsys):
+    code, out, _ = run(capsys, "--models", "mixer_s32,vit_ti16", "--resolutions", "224,448,672")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["model", "img", "patch", "tokens"]
+    assert any(line.startswith("vit_ti16") and line.rstrip().endswith("quadratic") for line in lines)
+    assert any(line.startswith("mixer_s32") and line.rstrip().endswith("linear") for line in lines)
+    assert "uncounted" in out and "aten::gelu" in out
+
+
+def test_csv(capsys):
+    code, out, _ = run(capsys, "--models", "resnet18", "--resolutions", "224,256", "--format", "csv")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["img_size"] for r in rows] == ["224", "256"]
+    assert rows[0]["patch_size"] == "" and rows[0]["tokens"] == ""
+    assert int(rows[0]["macs"]) == formulas.closed_form(__import__("architectures").get_config("resnet18")).total
+
+
+def test_check_with_fvcore_passes(capsys):
+    code, out, _ = run(capsys, "--models", "vit_ti16,resnet18", "--resolutions", "64", "--check", "--fvcore", "--format", "json")
+    assert code == 0
+    checks = json.loads(out)["checks"]
+    assert len(checks) == 2
+    for c in checks:
+        assert c["ok"] and c["counter"] == c["flop_counter_mode"] == c["closed_form"] == c["fvcore"]
+
+
+def test_check_fails_when_a_counter_disagrees(capsys, monkeypatch):
+    real = formulas.closed_form
+
+    def off_by_two_percent(config):
+        cf = real(config)
+        return formulas.ClosedForm(matmul=int(cf.matmul * 1.02), norm=cf.norm)
+
+    monkeypatch.setattr(formulas, "closed_form", off_by_two_percent)
+    code, out, err = run(capsys, "--models", "vit_ti16", "--resolutions", "224", "--check")
+    assert code == 1
+    assert "FAIL" in out
+    assert "disagree by more than 1%" in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--models", "vit_b17"], "unknown model 'vit_b17'"),
+        (["--models", "timm:not_a_model"], "unknown timm model"),
+        (["--models", "vit_b16", "--resolutions", "200"], "not divisible by patch size 16"),
+        (["--models", "vit_b16", "--resolutions", "224", "--patch-sizes", "15"], "not divisible by patch size 15"),
+        (["--resolutions", ""], "comma-separated list"),
+        (["--resolutions", "224,,448"], "comma-separated list"),
+        (["--resolutions", "224,abc"], "comma-separated list"),
+        (["--patch-sizes", "0"], "must be positive"),
+        (["--models", ","], "comma-separated list"),
+        (["--format", "xml"], "invalid choice"),
+        (["--fvcore"], "--fvcore only makes sense with --check"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
+    try:
+        code = main(["flops", *argv])
+    except SystemExit as exc:  # argparse errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1 and message in err
+    assert "Traceback" not in err
+
+
+def test_default_resolutions_skip_what_a_patch_does_not_divide():
+    cases = cmd_flops.plan(["vit_h14", "vit_b16"], None, None)
+    assert [c.img_size for c in cases if c.model == "vit_h14"] == [224, 448, 672, 896]
+    assert [c.img_size for c in cases if c.model == "vit_b16"] == list(cmd_flops.DEFAULT_RESOLUTIONS)

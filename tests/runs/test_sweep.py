@@ -1,0 +1,202 @@
+"""The sweep: grid, max-batch search, OOM handling, progress, bad input, interruption and resume."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import cli
+
+from bench.runs import records as results
+
+from bench.runs import sweep
+
+from bench.measure import timing
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY_VIT = {"hidden_dim": 32, "num_blocks": 1, "num_heads": 2, "mlp_dim": 64}
+
+
+def test_find_max_batch_against_a_known_limit():
+    for limit in (1, 2, 3, 37, 64, 100, 1000):
+        calls = []
+
+        def fits(b, limit=limit):
+            calls.append(b)
+            return b <= limit
+
+        assert sweep.find_max_batch(fits) == limit
+        assert len(calls) <= 2 * limit.bit_length() + 2  # doubling then bisection, not a linear scan
+    assert sweep.find_max_batch(lambda b: False) == 0
+    assert sweep.find_max_batch(lambda b: True, limit=512) == 512
+    assert sweep.find_max_batch(lambda b: b <= 5, start=16) == 5
+
+
+def test_quick_grid():
+    p = sweep.PRESETS["quick"]
+    cases = sweep.build_grid(p.entries, p.resolutions, p.patch_sizes, batch=p.batch, device="cpu",
+                             dtypes=p.dtypes["cpu"], modes=p.modes)
+    assert len(cases) == len(p.entries) * len(p.resolutions)
+    assert len({c.key for c in cases}) == len(cases)
+    resnets = [c for c in cases if c.model.startswith("resnet")]
+    assert resnets and all(c.patch_size is None and c.channels_last for c in resnets)
+    vits = [c for c in cases if c.model.startswith("vit")]
+    assert {c.overrides["attn_backend"] for c in vits} == {"fused", "explicit"}
+    # at the largest size the ViT's attention (2 S^2 d per block) outweighs its linear part (12 S d^2): S > 6 d
+    d = vits[0].overrides["hidden_dim"]
+    S = (max(p.resolutions) // p.patch_sizes[0]) ** 2 + 1
+    assert 2 * S * S * d > 3 * 12 * S * d * d
+    sweep.validate_cases(cases)
+
+
+def test_validate_rejects_indivisible_size():
+    case = sweep.Case("vit_s16", 65, 4, 1, "cpu", "float32", "infer", dict(TINY_VIT))
+    with pytest.raises(ValueError, match="vit_s16 at 65 px"):
+        sweep.validate_cases([case])
+
+
+def small_cases(n_sizes=2):
+    return [sweep.Case("vit_s16", s, 8, 1, "cpu", "float32", "infer", dict(TINY_VIT, attn_backend="explicit"), label="tiny")
+            for s in (32, 48, 64)[:n_sizes]]
+
+
+@pytest.mark.slow
+def test_oom_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    real = timing.measure
+
+    def measure(model, img_size, *args, **kwargs):
+        if img_size == 32:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 TiB")
+        return real(model, img_size, *args, **kwargs)
+
+    monkeypatch.setattr(timing, "measure", measure)
+    log = io.StringIO()
+    config = sweep.SweepConfig(cases=tuple(small_cases()), out=tmp_path, preset="test", min_run_time=0.01, min_runs=2, warmup=1)
+    records = sweep.run_sweep(config, log=log)
+    assert [r["status"] for r in records] == ["oom", "ok"]
+    assert "out of memory" in records[0]["error"]
+    ok = records[1]
+    assert ok["tokens"] == (48 // 8) ** 2 + 1 and ok["batch"] == 1
+    assert ok["time"]["median_s"] > 0 and ok["memory"]["method"] == "cpu_peak_rss"
+    assert ok["mfu"] == pytest.approx(2 * ok["macs"] * ok["time"]["images_per_s"] / ok["roof_flops_per_s"])
+    env = ok["env"]
+    assert env["torch"] == torch.__version__ and env["torch_threads"] >= 1 and env["cpu_model"] and env["date"]
+    text = log.getvalue()
+    assert "case 1/2" in text and "case 2/2" in text and "ETA" in text and "OOM" in text
+
+
+def run_cli(*argv, cwd=None):
+    return subprocess.run([sys.executable, "-m", "bench", *argv], capture_output=True, text=True, cwd=cwd or ROOT, timeout=300)
+
+
+BAD_INPUTS = {
+    "unknown model": (["--models", "mixer_b17"], "unknown model"),
+    "indivisible resolution": (["--models", "vit_s16", "--resolutions", "100"], "vit_s16 at 100 px"),
+    "negative resolution": (["--resolutions", "-64"], "positive"),
+    "unknown dtype": (["--dtype", "float8"], "float8"),
+    "max batch on cpu": (["--device", "cpu", "--max-batch"], "--device cuda"),
+    "resume without out": (["--resume"], "--resume needs --out"),
+}
+
+
+def main_code(argv) -> int:
+    """cli.main's exit code, whether argparse exits (bad argument) or run() returns."""
+    try:
+        return cli.main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(name, tmp_path, capsys):
+    argv, message = BAD_INPUTS[name]
+    out = tmp_path / "out"
+    out_args = [] if "--resume" in argv else ["--out", str(out)]
+    assert main_code(["sweep", *argv, *out_args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_unwritable_out_and_cuda_without_gpu(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main_code(["sweep", "--device", "cpu", "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert "not writable" in err and len(err.strip().splitlines()) == 1
+    assert blocker.read_text() == ""
+    if not torch.cuda.is_available():
+        assert main_code(["sweep", "--device", "cuda", "--out", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err
+        assert "no CUDA GPU" in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "x").exists()
+
+
+def test_existing_results_need_resume(tmp_path, capsys):
+    (tmp_path / "results.jsonl").write_text("")
+    assert cli.main(["sweep", "--out", str(tmp_path)]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+SWEEP_ARGS = ["sweep", "--models", "vit_ti16", "--resolutions", "32,48,64,80", "--batch", "1", "--min-run-time", "0.01",
+              "--threads", "1", "--no-report"]
+
+
+@pytest.mark.slow
+def test_interrupt_then_resume(tmp_path):
+    out = tmp_path / "run"
+    path = out / "results.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *SWEEP_ARGS, "--out", str(out)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (path.exists() and path.read_text().count("\n") >= 1):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "--resume" in stdout
+    first = path.read_bytes()
+    records, problems = results.read_results(path)
+    assert problems == [] and first.endswith(b"\n")
+    assert 1 <= len(records) < 4, "the sweep finished before it could be interrupted"
+
+    done = run_cli(*SWEEP_ARGS, "--out", str(out), "--resume")
+    assert done.returncode == 0, done.stderr
+    assert f"({len(records)} already in" in done.stdout
+    assert path.read_bytes().startswith(first)  # nothing rewritten
+    records, problems = results.read_results(path)
+    keys = [results.case_key(r["case"]) for r in records]
+    assert problems == [] and len(keys) == 4 and len(set(keys)) == 4  # every case once: none redone
+    assert all(r["status"] == "ok" for r in records)
+
+
+def test_attention_option_rewrites_the_presets_vits():
+    import argparse
+
+    from bench.cli import cmd_sweep
+
+    quick = sweep.PRESETS["quick"]
+    args = argparse.Namespace(models=None, attention=["explicit"])
+    entries = cmd_sweep._entries(args, quick)
+    vits = [e for e in entries if e.model.startswith("vit")]
+    assert [e.overrides["attn_backend"] for e in vits] == ["explicit"]
+    assert vits[0].overrides["hidden_dim"] == 64 and vits[0].name == "vit d64 x2 explicit"
+    assert len(entries) == len(quick.entries) - 1
+    args = argparse.Namespace(models=["vit_b16", "timm:vit_base_patch16_224", "mixer_b16"], attention=None)
+    names = [e.name for e in cmd_sweep._entries(args, quick)]
+    assert names == ["vit_b16 fused", "timm:vit_base_patch16_224", "mixer_b16"]
+
+
+def test_peers_needs_pairs(tmp_path, capsys):
+    assert main_code(["sweep", "--peers", "--models", "mixer_b16", "--out", str(tmp_path / "p")]) == 2
+    assert "pairs" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
