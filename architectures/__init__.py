@@ -6,7 +6,7 @@
 ['mixer_s32', 'mixer_s16', 'mixer_b32']
 """
 
-from .registry import TIMM_PREFIX, create, family, get_config, list_models, num_tokens
+from .registry import TIMM_PREFIX, ModelTraits, create, family, get_config, list_models, num_tokens, traits
 from .vit import set_attention_backend
 
-__all__ = ["TIMM_PREFIX", "create", "family", "get_config", "list_models", "num_tokens", "set_attention_backend"]
+__all__ = ["TIMM_PREFIX", "ModelTraits", "create", "family", "get_config", "list_models", "num_tokens", "set_attention_backend", "traits"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 from types import ModuleType
 
 from torch import nn
@@ -99,6 +100,52 @@ def _create_timm(timm_name: str, img_size: int, patch_size: int | None, num_clas
     if patch_size is not None:
         raise ValueError(f"timm model {timm_name!r} has no patch_size")
     return timm.create_model(timm_name, pretrained=False, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelTraits:
+    """What the harness needs to know about a model before it builds one at a size.
+
+    ``patch_size`` is None for convnets (they have no tokens; their cost is fitted
+    against pixels); ``prefix_tokens`` are the tokens besides the patches (ViT's class
+    token); ``channels_last`` is the memory format the model runs fastest in (convnets).
+    """
+
+    family: str  # "mixer", "vit", "resnet" or "timm"
+    patch_size: int | None
+    prefix_tokens: int
+
+    @property
+    def has_tokens(self) -> bool:
+        return self.patch_size is not None
+
+    @property
+    def channels_last(self) -> bool:
+        return not self.has_tokens
+
+    def tokens(self, img_size: int, patch_size: int | None = None) -> int | None:
+        """S at ``img_size`` (with ``patch_size`` instead of the model's own), None for convnets."""
+        if not self.has_tokens:
+            return None
+        return (img_size // (patch_size or self.patch_size)) ** 2 + self.prefix_tokens
+
+
+@functools.lru_cache(maxsize=None)
+def traits(name: str) -> ModelTraits:
+    """The :class:`ModelTraits` of a reference model (from its config) or a timm peer (built once on meta)."""
+    if not name.startswith(TIMM_PREFIX):
+        config = get_config(name)
+        patch = getattr(config, "patch_size", None)
+        prefix = 1 if getattr(config, "class_token", False) else 0
+        return ModelTraits(family(name), patch, prefix)
+    import torch
+
+    with torch.device("meta"):
+        net = create(name)
+    embed = getattr(net, "patch_embed", None) or getattr(net, "stem", None)
+    size = getattr(embed, "patch_size", None) if num_tokens(net) is not None else None
+    patch = None if size is None else int(size[0]) if isinstance(size, (tuple, list)) else int(size)
+    return ModelTraits("timm", patch, int(getattr(net, "num_prefix_tokens", 0)) if patch else 0)
 
 
 def num_tokens(model: nn.Module) -> int | None:

@@ -10,9 +10,8 @@ weights included; skipped (n/a) without a GPU.
 
 from __future__ import annotations
 
-from bench.measure import memory
-
-from bench.measure import timing
+from bench.measure import memory, timing
+from bench.measure.spec import Case
 
 from .common import MODES, TIMED_BATCH, TIMED_IMG_SIZE, TIMED_MODELS, prepare_cpu, require_device
 
@@ -54,7 +53,7 @@ class CudaStep:
         require_device("cuda")
 
     def track_cuda_peak_mib(self, model: str, mode: str) -> float:
-        record = memory.measure_in_process(model, TIMED_IMG_SIZE, batch=TIMED_BATCH, device="cuda", mode=mode)
+        record = memory.measure_in_process(Case(model, TIMED_IMG_SIZE, batch=TIMED_BATCH, device="cuda", mode=mode))
         return record.peak_bytes / MiB
 
     track_cuda_peak_mib.unit = "MiB"

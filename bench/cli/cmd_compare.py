@@ -24,37 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--factor", type=float, default=1.1, help="flag ratios beyond this factor (default: 1.1)")
 
 
-def compare(a: list[dict], b: list[dict], factor: float) -> list[dict]:
-    """One row per case in both: latency and activation-memory ratios B/A and a flag."""
-    from bench.runs import records as results
-
-    by_a, by_b = results.latest_by_key(a), results.latest_by_key(b)
-    rows = []
-    for key, rb in by_b.items():
-        ra = by_a.get(key)
-        if ra is None:
-            continue
-        row = {"label": rb.get("label", rb["case"]["model"]), "case": rb["case"], "tokens": rb.get("tokens"),
-               "status_a": ra["status"], "status_b": rb["status"], "time": None, "memory": None, "flag": ""}
-        if ra["status"] == rb["status"] == "ok":
-            row["time"] = rb["time"]["median_s"] / ra["time"]["median_s"]
-            ma, mb = ra["memory"]["activation_bytes"], rb["memory"]["activation_bytes"]
-            row["memory"] = mb / ma if ma > 0 and mb > 0 else None
-            ratios = [r for r in (row["time"], row["memory"]) if r is not None]
-            if any(r > factor for r in ratios):
-                row["flag"] = "worse"
-            elif any(r < 1 / factor for r in ratios):
-                row["flag"] = "better"
-        elif ra["status"] == "ok":
-            row["flag"] = "worse"
-        elif rb["status"] == "ok":
-            row["flag"] = "better"
-        rows.append(row)
-    return rows
-
-
 def run(args: argparse.Namespace) -> int:
     from bench.runs import records as results
+    from bench.runs.compare import compare
 
     if args.factor <= 1:
         raise UsageError(f"--factor must be above 1, got {args.factor}")
@@ -77,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
         t = "-" if row["time"] is None else f"{row['time']:.3f}"
         m = "-" if row["memory"] is None else f"{row['memory']:.3f}"
         status = "" if row["status_a"] == row["status_b"] == "ok" else f" ({row['status_a']} -> {row['status_b']})"
-        print(f"{row['label'][:24]:<24} {c['img_size']:>4} {c['patch_size'] or '-':>5} {c['batch']:>5} {c['dtype']:<8} "
-              f"{c['mode']:<5} {t:>6} {m:>6}  {row['flag']}{status}")
+        print(f"{row['label'][:24]:<24} {c.img_size:>4} {c.patch_size or '-':>5} {c.batch:>5} {c.dtype:<8} "
+              f"{c.mode:<5} {t:>6} {m:>6}  {row['flag']}{status}")
     worse = sum(r["flag"] == "worse" for r in rows)
     better = sum(r["flag"] == "better" for r in rows)
     print(f"{len(rows)} cases compared: {worse} worse, {better} better")

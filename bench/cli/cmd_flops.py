@@ -21,15 +21,12 @@ import argparse
 import csv
 import json
 import sys
-from dataclasses import dataclass
-
 from bench.cli.args import int_list, model_list
 from bench.errors import UsageError
+from bench.runs.counts import CHECK_TOLERANCE, DEFAULT_RESOLUTIONS
 
 NAME = "flops"
 HELP = "parameters, MACs (attention counted) and activations per case; linear/quadratic verdict"
-DEFAULT_RESOLUTIONS = (224, 448, 512, 672, 896, 1024)  # 224 to 1024: each model takes those its patch divides
-CHECK_TOLERANCE = 0.01  # the counters must agree within 1% on the matmul/conv/attention part
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,122 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --check, also run fvcore on real CPU tensors (executes every case once at batch 1)")
 
 
-@dataclass(frozen=True)
-class Case:
-    model: str
-    img_size: int
-    patch_size: int | None  # None: the model's own (or no patch: convnet)
-
-
-def plan(models: list[str], resolutions: list[int] | None, patch_sizes: list[int] | None) -> list[Case]:
-    """Every case to count. With explicit resolutions, one a patch does not divide is a UsageError."""
-    import torch
-
-    import architectures
-
-    from bench.measure.counting import model_patch_size
-
-    strict = resolutions is not None
-    sizes = list(resolutions) if strict else list(DEFAULT_RESOLUTIONS)
-    cases = []
-    for model in models:
-        if model.startswith(architectures.TIMM_PREFIX):
-            try:
-                with torch.device("meta"):
-                    own_patch = model_patch_size(architectures.create(model))
-            except ValueError as exc:
-                raise UsageError(str(exc)) from None
-        else:
-            own_patch = getattr(architectures.get_config(model), "patch_size", None)
-        if own_patch is None:  # convnet: patch sizes do not apply
-            patches: list[int | None] = [None]
-        else:
-            patches = list(patch_sizes) if patch_sizes else [own_patch]
-        for patch in patches:
-            effective = own_patch if patch is None else patch
-            for size in sizes:
-                if effective is not None and size % effective:
-                    if strict:
-                        raise UsageError(f"resolution {size} is not divisible by patch size {effective} ({model})")
-                    continue
-                cases.append(Case(model, size, None if patch == own_patch else patch))
-    if not cases:
-        raise UsageError("no case to count: no default resolution is divisible by the patch sizes given")
-    return cases
-
-
-def count_cases(cases: list[Case]) -> list:
-    from bench.measure.counting import count
-
-    records = []
-    for case in cases:
-        try:
-            records.append(count(case.model, case.img_size, case.patch_size))
-        except ValueError as exc:
-            raise UsageError(f"{case.model} at {case.img_size} px: {exc}") from None
-    return records
-
-
-def fits(records: list) -> list[dict]:
-    """One fit per model swept over >= 3 token counts (or pixel counts for convnets)."""
-    from bench.analysis.scaling import crossover_resolution, fit
-
-    out = []
-    by_patch: dict[tuple, list] = {}
-    by_size: dict[tuple, list] = {}
-    for r in records:
-        by_patch.setdefault((r.model, r.patch_size), []).append(r)
-        if r.tokens is not None:
-            by_size.setdefault((r.model, r.img_size), []).append(r)
-    for (model, patch), group in by_patch.items():
-        if len({r.img_size for r in group}) < 3:
-            continue
-        if group[0].tokens is None:
-            result = fit([r.img_size**2 for r in group], [r.macs for r in group], axis="pixels")
-            entry = {"model": model, "patch_size": None, "img_size": None, "x": [r.img_size**2 for r in group]}
-            entry.update(result.to_dict())
-            entry["crossover_resolution"] = None
-        else:
-            result = fit([r.tokens for r in group], [r.macs for r in group], axis="resolution")
-            prefix = group[0].tokens - (group[0].img_size // patch) ** 2
-            entry = {"model": model, "patch_size": patch, "img_size": None, "x": [r.tokens for r in group]}
-            entry.update(result.to_dict())
-            entry["crossover_resolution"] = crossover_resolution(result.crossover_tokens, patch, prefix)
-        out.append(entry)
-    for (model, size), group in by_size.items():
-        if len({r.patch_size for r in group}) < 3:
-            continue
-        result = fit([r.tokens for r in group], [r.macs for r in group], axis="patch_size")
-        entry = {"model": model, "patch_size": None, "img_size": size, "x": [r.tokens for r in group]}
-        entry.update(result.to_dict())
-        entry["crossover_resolution"] = None
-        out.append(entry)
-    return out
-
-
-def check(records: list, with_fvcore: bool) -> list[dict]:
-    """Matmul/conv/attention MACs by this counter, FlopCounterMode, the closed form and (optionally) fvcore."""
-    import architectures
-
-    from bench.measure import formulas
-    from bench.measure.counting import build, flop_counter_macs, fvcore_count
-
-    rows = []
-    for r in records:
-        patch = None if r.patch_size is None else r.patch_size
-        fcm = flop_counter_macs(r.model, r.img_size, patch)
-        closed = None
-        if not r.model.startswith(architectures.TIMM_PREFIX):
-            closed = formulas.closed_form(build(r.model, r.img_size, patch).config).matmul
-        fv = fvcore_count(r.model, r.img_size, patch).matmul_macs if with_fvcore else None
-        others = [v for v in (fcm, closed, fv) if v is not None]
-        worst = max(abs(v - r.matmul_macs) / r.matmul_macs for v in others)
-        rows.append({"model": r.model, "img_size": r.img_size, "patch_size": r.patch_size, "counter": r.matmul_macs,
-                     "flop_counter_mode": fcm, "closed_form": closed, "fvcore": fv, "max_rel_diff": worst,
-                     "ok": worst <= CHECK_TOLERANCE})
-    return rows
-
-
 RECORD_KEYS = ("model", "img_size", "patch_size", "tokens", "params", "macs", "activations", "matmul_macs", "uncounted", "device")
 
 
@@ -174,8 +55,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.fvcore and not args.check:
         raise UsageError("--fvcore only makes sense with --check")
+    from bench.runs.counts import check, count_cases, fits, plan
+
     models = args.models if args.models is not None else architectures.list_models()
-    records = count_cases(plan(models, args.resolutions, args.patch_sizes))
+    try:
+        records = count_cases(plan(models, args.resolutions, args.patch_sizes))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     fit_rows = fits(records)
     checks = check(records, args.fvcore) if args.check else None
     if args.format == "json":

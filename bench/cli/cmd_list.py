@@ -16,30 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
 
 
-def zoo() -> list[dict]:
-    """One row per reference model: name, family, patch size, tokens and parameters at 224 px."""
-    import torch
-
-    import architectures
-
-    rows = []
-    for name in architectures.list_models():
-        with torch.device("meta"):
-            model = architectures.create(name)
-        rows.append(
-            {
-                "model": name,
-                "family": architectures.family(name),
-                "img_size": 224,
-                "patch_size": getattr(model.config, "patch_size", None),
-                "tokens": architectures.num_tokens(model),
-                "params": sum(p.numel() for p in model.parameters()),
-            }
-        )
-    return rows
-
-
 def run(args: argparse.Namespace) -> int:
+    from bench.measure.counting import zoo
+
     rows = zoo()
     if args.format == "json":
         print(json.dumps(rows, indent=2))

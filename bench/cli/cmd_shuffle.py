@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from bench.cli.args import positive_int
 from bench.errors import UsageError
+from bench.files import write_atomically, write_text_atomically
 
 NAME = "shuffle"
 HELP = "train tiny Mixer, ViT and ResNet on patch- and pixel-shuffled images (the paper's Sec. 3.4, small)"
@@ -73,20 +72,8 @@ def prepare_out(out: Path, overwrite: bool) -> None:
         raise UsageError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
 
 
-def write_atomically(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` and move the file into place only once it is complete."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run(args: argparse.Namespace) -> int:
-    from bench.experiments.shuffle import DataConfig, ExperimentConfig, TrainConfig, check_claim, markdown_table, plot, run_experiment, summarize
+    from bench.experiments.shuffle import DataConfig, ExperimentConfig, TrainConfig, check_claim, plot, run_experiment, summarize, summary_json, summary_markdown
 
     try:
         config = ExperimentConfig(
@@ -116,28 +103,10 @@ def run(args: argparse.Namespace) -> int:
 
     summaries = summarize(records)
     claim = check_claim(records)
-    table = markdown_table(summaries)
-    if claim is None:
-        claim_line = "Exact claim: not checked (no Mixer in --models)."
-    else:
-        verdict = "holds" if claim.passed else "FAILS"
-        claim_line = (
-            f"Exact claim {verdict}: Mixer from the permuted initialisation on shuffled patches vs Mixer on the originals, "
-            f"seeds {', '.join(map(str, claim.seeds))}: max |accuracy diff| {claim.max_accuracy_diff:.4f}, "
-            f"max |loss diff| over all steps {claim.max_loss_diff:.1e} (tolerance {claim.tolerance:.0e})."
-        )
-    header = (f"Test accuracy (%), mean ± std (min-max) over {len(config.seeds)} seed(s); "
-              f"{config.train.steps} steps of batch {config.train.batch_size}, {config.data.train_size} training and "
-              f"{config.data.test_size} test images, {config.data.img_size}x{config.data.img_size} px, "
-              f"{config.train.patch_size}x{config.train.patch_size} patches.")
-    summary = {
-        "config": asdict(config),
-        "summaries": [asdict(s) for s in summaries],
-        "claim": None if claim is None else {**asdict(claim), "passed": claim.passed},
-        "seconds": time.perf_counter() - start,
-    }
-    write_atomically(out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8"))
-    write_atomically(out / "shuffle.md", lambda p: p.write_text(f"{header}\n\n{table}\n\n{claim_line}\n", encoding="utf-8"))
+    text = summary_markdown(config, summaries, claim)
+    summary = summary_json(config, summaries, claim, seconds=time.perf_counter() - start)
+    write_text_atomically(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomically(out / "shuffle.md", text)
     write_atomically(out / "shuffle.png", lambda p: plot(records, summaries, p))
-    print(f"{header}\n\n{table}\n\n{claim_line}\n\nwrote {', '.join(str(out / name) for name in OUTPUTS)}")
+    print(f"{text}\nwrote {', '.join(str(out / name) for name in OUTPUTS)}")
     return 0 if claim is None or claim.passed else 1

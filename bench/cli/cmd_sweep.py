@@ -41,10 +41,10 @@ def _names(choices: tuple[str, ...]):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from bench.runs import sweep
-    from bench.measure import timing
+    from bench.measure.spec import DTYPES, MODES
+    from bench.runs.presets import PRESETS
 
-    parser.add_argument("--preset", choices=tuple(sweep.PRESETS), help="grid to run (default: quick on CPU, paper on CUDA)")
+    parser.add_argument("--preset", choices=tuple(PRESETS), help="grid to run (default: quick on CPU, paper on CUDA)")
     parser.add_argument("--models", type=model_list, help="comma-separated models instead of the preset's (reference names or timm:<name>)")
     parser.add_argument("--resolutions", type=int_list, help="comma-separated image sizes in pixels")
     parser.add_argument("--patch-sizes", type=int_list, help="comma-separated patch sizes (token models only; default: the preset's, or each model's own with --models)")
@@ -52,8 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=positive_int, help="batch size (default: the preset's; 8 with --peers)")
     parser.add_argument("--max-batch", action="store_true", help="search the largest batch that fits for every case (CUDA)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda when available, else cpu")
-    parser.add_argument("--dtype", type=_names(tuple(timing.DTYPES)), help="comma-separated: float32, bfloat16, float16 (autocast)")
-    parser.add_argument("--mode", type=_names(timing.MODES), help="comma-separated: infer, train (default: the preset's)")
+    parser.add_argument("--dtype", type=_names(DTYPES), help="comma-separated: float32, bfloat16, float16 (autocast)")
+    parser.add_argument("--mode", type=_names(MODES), help="comma-separated: infer, train (default: the preset's)")
     parser.add_argument("--compile", action="store_true", help="time torch.compile'd models")
     parser.add_argument("--min-run-time", type=float, help="seconds of timed steps per case (default: the preset's)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
@@ -62,42 +62,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     parser.add_argument("--peers", action="store_true", help="time ours against timm (Mixer-B/16, ViT-B/16, ResNet-50), interleaved; print ratios")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per pair with --peers (default: 5)")
-
-
-def _entries(args: argparse.Namespace, preset) -> list:
-    from bench.runs import sweep
-
-    import architectures
-
-    if args.models:
-        backends = args.attention or ["fused"]
-        entries = []
-        for name in args.models:
-            if architectures.family(name) == "vit":
-                entries += [sweep.Entry(name, {"attn_backend": b}, f"{name} {b}") for b in backends]
-            else:
-                entries.append(sweep.Entry(name))
-        return entries
-    if not args.attention:
-        return list(preset.entries)
-    entries = []
-    for entry in preset.entries:
-        if architectures.family(entry.model) != "vit":
-            entries.append(entry)
-            continue
-        if entry.overrides.get("attn_backend", "fused") != args.attention[0]:
-            continue  # one entry per backend below, from the first of the preset's variants
-        base = {k: v for k, v in entry.overrides.items() if k != "attn_backend"}
-        stem = entry.name.rsplit(" ", 1)[0] if entry.label else entry.model
-        entries += [sweep.Entry(entry.model, dict(base, attn_backend=b), f"{stem} {b}") for b in args.attention]
-    return entries
-
-
-def _make_folder(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--out {out}: cannot create it ({exc.strerror})") from None
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -111,15 +75,26 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("--resume needs --out DIR (the folder of the sweep to continue)")
 
 
+def _folder(out: Path, create: bool) -> None:
+    from bench import files
+
+    try:
+        files.check_writable(out)
+        if create:
+            files.make_folder(out)
+    except ValueError as exc:
+        raise UsageError(f"--out {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from bench import report
-    from bench.runs import sweep
     from bench.measure import timing
+    from bench.runs import presets, sweep
 
     _check(args)
     try:
         device = timing.resolve_device(args.device)
-        preset = sweep.PRESETS[args.preset or ("paper" if device == "cuda" else "quick")]
+        preset = presets.PRESETS[args.preset or ("paper" if device == "cuda" else "quick")]
         dtypes = args.dtype or list(preset.dtypes[device])
         for dtype in dtypes:
             timing.check_dtype(device, dtype)
@@ -128,19 +103,16 @@ def run(args: argparse.Namespace) -> int:
     if args.max_batch and device != "cuda":
         raise UsageError("--max-batch searches GPU memory; it needs --device cuda")
     out = args.out or sweep.default_out(device, "peers" if args.peers else preset.name)
-    try:
-        sweep.check_writable(out)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    _folder(out, create=False)
 
     if args.peers:
-        pairs = sweep.PEER_PAIRS
+        pairs = presets.PEER_PAIRS
         if args.models:
             if len(args.models) % 2:
                 raise UsageError("--peers --models takes pairs: ours,timm:<name>,ours,timm:<name>...")
             pairs = tuple(zip(args.models[::2], args.models[1::2]))
         img_size = args.resolutions[0] if args.resolutions else 224
-        _make_folder(out)
+        _folder(out, create=True)
         sweep.run_peers(pairs, out=out, img_size=img_size, batch=args.batch or 8, device=device,
                         dtype=args.dtype[0] if args.dtype else "float32", mode=(args.mode or ["infer"])[0], rounds=args.rounds,
                         threads=args.threads)
@@ -148,8 +120,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     patch_sizes = args.patch_sizes or (list(preset.patch_sizes) if not args.models else [None])
-    cases = sweep.build_grid(
-        _entries(args, preset),
+    cases = presets.build_grid(
+        presets.expand(preset, args.models, args.attention),
         args.resolutions or preset.resolutions,
         patch_sizes,
         batch="max" if args.max_batch else (args.batch or preset.batch),
@@ -157,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         dtypes=dtypes,
         modes=args.mode or preset.modes,
         compile=args.compile,
+        threads=args.threads,
     )
     try:
         sweep.validate_cases(cases)
@@ -165,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     if (out / "results.jsonl").exists() and not args.resume:
         raise UsageError(f"{out / 'results.jsonl'} exists; add --resume to continue it, or choose another --out")
 
-    _make_folder(out)
+    _folder(out, create=True)
     if not args.models:
         print(f"preset {preset.name}: {preset.note}")
     config = sweep.SweepConfig(
@@ -178,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished cases are in {out / 'results.jsonl'}; continue with the same arguments plus --resume --out {out}")
         raise
-    failed = [r for r in records if r["status"] == "error"]
+    failed = [r for r in records if r.status == "error"]
     if not args.no_report:
         summary = report.write_report(out)
         print(summary)

@@ -394,3 +394,31 @@ def plot(records: list[RunRecord], summaries: list[Summary], path) -> None:
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3, frameon=False)
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=110)
+
+
+def summary_markdown(config: ExperimentConfig, summaries: list[Summary], claim: ClaimCheck | None) -> str:
+    """shuffle.md: the setting, the accuracy table and the exact claim's outcome."""
+    if claim is None:
+        claim_line = "Exact claim: not checked (no Mixer in the models run)."
+    else:
+        verdict = "holds" if claim.passed else "FAILS"
+        claim_line = (
+            f"Exact claim {verdict}: Mixer from the permuted initialisation on shuffled patches vs Mixer on the originals, "
+            f"seeds {', '.join(map(str, claim.seeds))}: max |accuracy diff| {claim.max_accuracy_diff:.4f}, "
+            f"max |loss diff| over all steps {claim.max_loss_diff:.1e} (tolerance {claim.tolerance:.0e})."
+        )
+    header = (f"Test accuracy (%), mean ± std (min-max) over {len(config.seeds)} seed(s); "
+              f"{config.train.steps} steps of batch {config.train.batch_size}, {config.data.train_size} training and "
+              f"{config.data.test_size} test images, {config.data.img_size}x{config.data.img_size} px, "
+              f"{config.train.patch_size}x{config.train.patch_size} patches.")
+    return f"{header}\n\n{markdown_table(summaries)}\n\n{claim_line}\n"
+
+
+def summary_json(config: ExperimentConfig, summaries: list[Summary], claim: ClaimCheck | None, seconds: float) -> dict:
+    """summary.json: the configuration, the summaries and the claim."""
+    return {
+        "config": asdict(config),
+        "summaries": [asdict(s) for s in summaries],
+        "claim": None if claim is None else {**asdict(claim), "passed": claim.passed},
+        "seconds": seconds,
+    }

@@ -38,12 +38,12 @@ weights, one thread) and its record says ``device="cpu"``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -51,30 +51,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import architectures
 
+from bench.measure.spec import Case, FlopRecord
+from bench.measure.timing import torch_threads
+
 aten = torch.ops.aten
-
-
-@dataclass(frozen=True)
-class FlopRecord:
-    """The static cost of one case (batch 1, eval mode)."""
-
-    model: str
-    img_size: int
-    patch_size: int | None  # None for convnets
-    tokens: int | None  # S, the tokens the model mixes (ViT: with its class token); None for convnets
-    params: int
-    macs: int  # fvcore convention: multiply-adds, LayerNorm/BatchNorm counted, attention counted
-    activations: int  # fvcore's activation count: output elements of matmuls and convolutions
-    uncounted: dict[str, int]  # operator -> how many times it ran without a counting rule
-    matmul_macs: int  # the matmul/conv/attention part of ``macs`` (what FlopCounterMode sees)
-    device: str = "meta"  # where the forward ran: "meta" (no arithmetic) or "cpu" (real tensors)
-
-    @property
-    def gmacs(self) -> float:
-        return self.macs / 1e9
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _numel(shape) -> int:
@@ -98,58 +78,55 @@ def _conv_macs(args, out: torch.Tensor) -> int:
     return int(out.shape[0]) * _numel(out.shape[2:]) * _numel(w.shape)  # weight (C_out, C_in / groups, *k)
 
 
-def _matmul_rule(func, args, kwargs, out) -> tuple[int, int]:
-    """(MACs, activations) for the operators of the matmul/conv/attention part."""
-    packet = func.overloadpacket
-    if packet is aten.mm:
-        a, b = args
-        return int(a.shape[0]) * int(a.shape[1]) * int(b.shape[1]), out.numel()
-    if packet is aten.addmm:
-        a, b = args[1], args[2]
-        return int(a.shape[0]) * int(a.shape[1]) * int(b.shape[1]), out.numel()
-    if packet is aten.bmm:
-        a, b = args
-        return int(a.shape[0]) * int(a.shape[1]) * int(a.shape[2]) * int(b.shape[2]), out.numel()
-    if packet is aten.baddbmm:
-        a, b = args[1], args[2]
-        return int(a.shape[0]) * int(a.shape[1]) * int(a.shape[2]) * int(b.shape[2]), out.numel()
-    if packet is aten.convolution:
-        return _conv_macs(args, out), out.numel()
-    # fused attention kernels: (q, k, v, ...)
-    return _sdpa_macs(args[0], args[1], args[2])
+@dataclass(frozen=True)
+class Rule:
+    """How one operator is counted: ``kind`` "matmul" (returns MACs, activations), "norm" (returns MACs) or "movement" (nothing)."""
+
+    kind: str
+    fn: Callable | None = None
 
 
-def _argument(func, args, kwargs, name: str):
-    """The value of argument ``name`` of an aten call, by its schema."""
-    if name in kwargs:
-        return kwargs[name]
-    names = [a.name for a in func._schema.arguments]
-    return args[names.index(name)]
+# The one table of counting rules: operator overload packet -> Rule, filled by @rule.
+RULES: dict = {}
 
 
-def _norm_rule(func, args, kwargs, out) -> int:
-    """fvcore's counts for normalisation, resampling and pooling operators."""
-    packet = func.overloadpacket
-    x = args[0]
-    if packet in (aten.native_layer_norm, aten.native_group_norm):
-        weight = args[2] if packet is aten.native_layer_norm else args[1]
-        return x.numel() * (5 if weight is not None else 4)
-    if packet is aten.native_batch_norm or packet is aten._native_batch_norm_legit:
-        training = bool(_argument(func, args, kwargs, "training"))  # its position differs between overloads
-        affine = args[1] is not None
-        if training:
-            return x.numel() * (5 if affine else 4)
-        return x.numel() * (2 if affine else 1)
-    if packet is aten._native_batch_norm_legit_no_training:
-        return x.numel() * (2 if args[1] is not None else 1)
-    result = out[0] if isinstance(out, (tuple, list)) else out
-    if packet is aten.upsample_nearest2d:
-        return result.numel()
-    if packet in (aten.upsample_bilinear2d, aten.grid_sampler_2d):
-        return 4 * result.numel()
-    if packet is aten._adaptive_avg_pool2d:
-        return x.numel()
-    raise AssertionError(f"no rule for {packet}")
+def rule(kind: str, *packets):
+    """Register the decorated function as the ``kind`` rule of ``packets`` (a packet registered twice is an error)."""
+    def register(fn):
+        for packet in packets:
+            if packet in RULES:
+                raise RuntimeError(f"{packet} has two counting rules")
+            RULES[packet] = Rule(kind, fn)
+        return fn
+
+    return register
+
+
+@rule("matmul", aten.mm)
+def _mm(func, args, kwargs, out) -> tuple[int, int]:
+    a, b = args
+    return int(a.shape[0]) * int(a.shape[1]) * int(b.shape[1]), out.numel()
+
+
+@rule("matmul", aten.addmm)
+def _addmm(func, args, kwargs, out) -> tuple[int, int]:
+    return _mm(func, args[1:3], kwargs, out)
+
+
+@rule("matmul", aten.bmm)
+def _bmm(func, args, kwargs, out) -> tuple[int, int]:
+    a, b = args
+    return int(a.shape[0]) * int(a.shape[1]) * int(a.shape[2]) * int(b.shape[2]), out.numel()
+
+
+@rule("matmul", aten.baddbmm)
+def _baddbmm(func, args, kwargs, out) -> tuple[int, int]:
+    return _bmm(func, args[1:3], kwargs, out)
+
+
+@rule("matmul", aten.convolution)
+def _convolution(func, args, kwargs, out) -> tuple[int, int]:
+    return _conv_macs(args, out), out.numel()
 
 
 _SDPA_PACKETS = tuple(
@@ -163,22 +140,67 @@ _SDPA_PACKETS = tuple(
     )
     if hasattr(aten, name)
 )
-MATMUL_OPS = frozenset((aten.mm, aten.addmm, aten.bmm, aten.baddbmm, aten.convolution) + _SDPA_PACKETS)
-NORM_OPS = frozenset(
-    (
-        aten.native_layer_norm,
-        aten.native_group_norm,
-        aten.native_batch_norm,
-        aten._native_batch_norm_legit,
-        aten._native_batch_norm_legit_no_training,
-        aten.upsample_nearest2d,
-        aten.upsample_bilinear2d,
-        aten.grid_sampler_2d,
-        aten._adaptive_avg_pool2d,
-    )
-)
+
+
+@rule("matmul", *_SDPA_PACKETS)
+def _fused_attention(func, args, kwargs, out) -> tuple[int, int]:
+    """Fused attention kernels take (q, k, v, ...)."""
+    return _sdpa_macs(args[0], args[1], args[2])
+
+
+def _argument(func, args, kwargs, name: str):
+    """The value of argument ``name`` of an aten call, by its schema."""
+    if name in kwargs:
+        return kwargs[name]
+    names = [a.name for a in func._schema.arguments]
+    return args[names.index(name)]
+
+
+@rule("norm", aten.native_layer_norm)
+def _layer_norm(func, args, kwargs, out) -> int:
+    return args[0].numel() * (5 if args[2] is not None else 4)
+
+
+@rule("norm", aten.native_group_norm)
+def _group_norm(func, args, kwargs, out) -> int:
+    return args[0].numel() * (5 if args[1] is not None else 4)
+
+
+@rule("norm", aten.native_batch_norm, aten._native_batch_norm_legit)
+def _batch_norm(func, args, kwargs, out) -> int:
+    training = bool(_argument(func, args, kwargs, "training"))  # its position differs between overloads
+    affine = args[1] is not None
+    if training:
+        return args[0].numel() * (5 if affine else 4)
+    return args[0].numel() * (2 if affine else 1)
+
+
+@rule("norm", aten._native_batch_norm_legit_no_training)
+def _batch_norm_eval(func, args, kwargs, out) -> int:
+    return args[0].numel() * (2 if args[1] is not None else 1)
+
+
+def _first(out):
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+@rule("norm", aten.upsample_nearest2d)
+def _upsample_nearest(func, args, kwargs, out) -> int:
+    return _first(out).numel()
+
+
+@rule("norm", aten.upsample_bilinear2d, aten.grid_sampler_2d)
+def _upsample_bilinear(func, args, kwargs, out) -> int:
+    return 4 * _first(out).numel()
+
+
+@rule("norm", aten._adaptive_avg_pool2d)
+def _adaptive_avg_pool(func, args, kwargs, out) -> int:
+    return args[0].numel()
+
+
 # Data movement and allocation: no arithmetic at all (fvcore ignores the same kinds).
-MOVEMENT_OPS = frozenset(
+rule("movement", *(
     getattr(aten, name)
     for name in (
         "view", "_unsafe_view", "reshape", "transpose", "t", "permute", "expand", "cat", "stack", "select",
@@ -190,7 +212,12 @@ MOVEMENT_OPS = frozenset(
         "index_select", "masked_fill", "as_strided_", "squeeze_", "unsqueeze_", "transpose_", "t_", "detach_",
     )
     if hasattr(aten, name)
-)
+))(None)
+
+
+def ops_of(kind: str) -> frozenset:
+    """The operators whose rule is of ``kind``."""
+    return frozenset(p for p, r in RULES.items() if r.kind == kind)
 
 
 def _jit_name(packet) -> str:
@@ -257,14 +284,15 @@ class MacCounter(TorchDispatchMode):
         if out is None:
             out = func(*args, **kwargs)
         packet = func.overloadpacket
-        if packet in MATMUL_OPS:
-            macs, acts = _matmul_rule(func, args, kwargs, out)
+        counting = RULES.get(packet)
+        if counting is None:
+            self.uncounted[_jit_name(packet)] += 1
+        elif counting.kind == "matmul":
+            macs, acts = counting.fn(func, args, kwargs, out)
             self.matmul_macs[_jit_name(packet)] += macs
             self.activations += acts
-        elif packet in NORM_OPS:
-            self.norm_macs[_jit_name(packet)] += _norm_rule(func, args, kwargs, out)
-        elif packet not in MOVEMENT_OPS:
-            self.uncounted[_jit_name(packet)] += 1
+        elif counting.kind == "norm":
+            self.norm_macs[_jit_name(packet)] += counting.fn(func, args, kwargs, out)
         return out
 
     @property
@@ -310,7 +338,7 @@ def example_input(net: nn.Module, img_size: int, device: str | torch.device = "m
     return torch.zeros(1, in_chans, img_size, img_size, device=device)
 
 
-def model_patch_size(net: nn.Module) -> int | None:
+def _built_patch_size(net: nn.Module) -> int | None:
     """The patch size of a reference or timm patch model, None for convnets."""
     config = getattr(net, "config", None)
     if config is not None and hasattr(config, "patch_size"):
@@ -320,21 +348,6 @@ def model_patch_size(net: nn.Module) -> int | None:
     if size is None:
         return None
     return int(size[0]) if isinstance(size, (tuple, list)) else int(size)
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Run real-tensor counting on one CPU thread, restoring the setting afterwards.
-
-    The arithmetic is incidental (only shapes matter) and small; with two threads on a
-    busy 2-core machine OpenMP's waiting made it 3-4x slower than one thread.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def zeros_on_cpu(net: nn.Module) -> nn.Module:
@@ -375,12 +388,12 @@ def count(model: str, img_size: int, patch_size: int | None = None, **overrides)
         logging.getLogger(__name__).info("%s cannot run on meta (%s); counting on CPU tensors", model, exc)
         device = "cpu"
         net = zeros_on_cpu(net)
-        with one_thread():
+        with torch_threads(1):  # only shapes matter; one thread avoids OpenMP waits on a busy machine
             counter = _run_counted(net, img_size, "cpu")
     return FlopRecord(
         model=model,
         img_size=img_size,
-        patch_size=model_patch_size(net),
+        patch_size=_built_patch_size(net),
         tokens=architectures.num_tokens(net),
         params=sum(p.numel() for p in net.parameters()),
         macs=counter.total,
@@ -389,6 +402,22 @@ def count(model: str, img_size: int, patch_size: int | None = None, **overrides)
         matmul_macs=sum(counter.matmul_macs.values()),
         device=device,
     )
+
+
+def zoo() -> list[dict]:
+    """One row per reference model: name, family, patch size, tokens and parameters at 224 px (built on meta)."""
+    rows = []
+    for name in architectures.list_models():
+        net = build(name, 224)
+        rows.append({"model": name, "family": architectures.family(name), "img_size": 224,
+                     "patch_size": architectures.traits(name).patch_size, "tokens": architectures.num_tokens(net),
+                     "params": sum(p.numel() for p in net.parameters())})
+    return rows
+
+
+def count_case(case: Case) -> FlopRecord:
+    """:func:`count` of the model, size, patch and overrides of ``case`` (batch 1: MACs are per image)."""
+    return count(case.model, case.img_size, case.patch_size, **case.overrides)
 
 
 def flop_counter_macs(model: str, img_size: int, patch_size: int | None = None, **overrides) -> int:
@@ -464,7 +493,7 @@ def fvcore_count(model: str, img_size: int, patch_size: int | None = None, **ove
         analysis.unsupported_ops_warnings(False)
         analysis.uncalled_modules_warnings(False)
         analysis.tracer_warnings("none")
-    with torch.no_grad(), one_thread():
+    with torch.no_grad(), torch_threads(1):
         by_op = dict(flops.by_operator())
         activations = int(acts.total())
     return FvcoreCount(

@@ -21,7 +21,7 @@ def cpu_model() -> str:
 
 def git_commit() -> str | None:
     """The commit of the harness checkout (``+dirty`` when it has uncommitted changes), or None outside git."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True

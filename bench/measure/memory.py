@@ -37,80 +37,42 @@ import re
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from bench.measure.spec import Case, MemoryRecord
 
 MMAP_THRESHOLD = 64 * 1024  # bytes; glibc M_MMAP_THRESHOLD in the CPU worker
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter numbers (malloc.h)
 _M_TRIM_THRESHOLD = -1
 
 
-@dataclass(frozen=True)
-class MemoryRecord:
-    method: str  # "cuda_max_memory_allocated" or "cpu_peak_rss"
-    weights_bytes: int
-    peak_bytes: int
-    activation_bytes: int
-    baseline_bytes: int  # memory before the model was built (CPU: the worker's RSS; CUDA: allocated tensors)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
 class WorkerOOM(RuntimeError):
     """The CPU memory worker was killed (SIGKILL: almost always the kernel's out-of-memory killer)."""
 
 
-def measure(
-    model_name: str,
-    img_size: int,
-    patch_size: int | None = None,
-    *,
-    batch: int,
-    device: str = "cpu",
-    dtype: str = "float32",
-    mode: str = "infer",
-    overrides: dict | None = None,
-    channels_last: bool | None = None,
-) -> MemoryRecord:
-    """Peak memory of one step of one case (see the module doc for what is measured).
+def measure(case: Case) -> MemoryRecord:
+    """Peak memory of one step of ``case`` (see the module doc for what is measured).
 
     On CPU this starts a fresh worker process for the one case (a few seconds of
     imports); a sweep keeps one :class:`MemoryWorker` for all its cases instead.
     """
-    case = dict(
-        model_name=model_name, img_size=img_size, patch_size=patch_size, batch=batch, device=device,
-        dtype=dtype, mode=mode, overrides=overrides or {}, channels_last=channels_last,
-    )
-    if device == "cuda":
-        return measure_in_process(**case)
+    if case.device == "cuda":
+        return measure_in_process(case)
     with MemoryWorker() as worker:
-        return worker.measure(**case)
+        return worker.measure(case)
 
 
-def measure_in_process(
-    model_name: str,
-    img_size: int,
-    patch_size: int | None = None,
-    *,
-    batch: int,
-    device: str = "cpu",
-    dtype: str = "float32",
-    mode: str = "infer",
-    overrides: dict | None = None,
-    channels_last: bool | None = None,
-) -> MemoryRecord:
-    """Measure in this process: CUDA through the allocator, CPU through this process's RSS.
+def measure_in_process(case: Case, *, batch: int | None = None) -> MemoryRecord:
+    """Measure ``case`` in this process: CUDA through the allocator, CPU through this process's RSS.
 
-    CPU figures are only meaningful in a process set up as :class:`MemoryWorker` does.
+    ``batch`` replaces the case's own (the max-batch search tries several). CPU figures
+    are only meaningful in a process set up as :class:`MemoryWorker` does.
     """
     import torch
 
     from bench.measure import timing
 
-    if channels_last is None:
-        channels_last = timing.uses_channels_last(model_name)
-    cuda = device == "cuda"
+    cuda = case.device == "cuda"
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
@@ -118,20 +80,19 @@ def measure_in_process(
     else:
         release_cpu_memory()
         read_now, reset_peak, read_peak = current_rss, reset_peak_rss, peak_rss
-    baseline = read_now()
-    model = timing.build_model(model_name, img_size, patch_size, device=device, overrides=overrides, channels_last=channels_last)
-    weights = read_now() - baseline
-    step = timing.make_step(
-        model, batch=batch, img_size=img_size, device=device, dtype=dtype, mode=mode, channels_last=channels_last
-    )
-    step()  # warm-up: one-off caches and optimizer state
-    if not cuda:
-        release_cpu_memory()
-    reset_peak()
-    before = read_now()
-    step()
-    peak = read_peak()
-    del step, model
+    with timing.torch_threads(case.threads):
+        baseline = read_now()
+        model = timing.build_case(case)
+        weights = read_now() - baseline
+        step = timing.case_step(case, model, batch=batch)
+        step()  # warm-up: one-off caches and optimizer state
+        if not cuda:
+            release_cpu_memory()
+        reset_peak()
+        before = read_now()
+        step()
+        peak = read_peak()
+        del step, model
     return MemoryRecord(
         method="cuda_max_memory_allocated" if cuda else "cpu_peak_rss",
         weights_bytes=weights,
@@ -216,13 +177,13 @@ class MemoryWorker:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "bench.measure.memory", "--worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=Path(__file__).resolve().parents[2],
         )
         return self._proc
 
-    def measure(self, **case) -> MemoryRecord:
+    def measure(self, case: Case) -> MemoryRecord:
         proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()
-        proc.stdin.write(json.dumps(case) + "\n")
+        proc.stdin.write(json.dumps({"case": case.to_json(), "label": case.label}) + "\n")
         proc.stdin.flush()
         line = proc.stdout.readline()
         if not line:  # the worker died
@@ -230,11 +191,11 @@ class MemoryWorker:
             tail = self._stderr_tail()
             self._proc = None
             if code == -9:
-                raise WorkerOOM(f"memory worker killed (SIGKILL, out of memory?) measuring {case['model_name']} at {case['img_size']} px")
+                raise WorkerOOM(f"memory worker killed (SIGKILL, out of memory?) measuring {case.name} at {case.img_size} px")
             raise RuntimeError(f"memory worker exited with code {code}: {tail}")
         reply = json.loads(line)
         if reply["status"] == "ok":
-            return MemoryRecord(**reply["record"])
+            return MemoryRecord.from_json(reply["record"])
         if reply["status"] == "oom":
             raise WorkerOOM(reply["error"])
         raise RuntimeError(f"memory worker: {reply['error']}")
@@ -269,10 +230,10 @@ def _worker_main() -> int:
     import torch  # noqa: F401  (imported before the first baseline)
 
     for line in sys.stdin:
-        case = json.loads(line)
+        request = json.loads(line)
         try:
-            record = measure_in_process(**case)
-            reply = {"status": "ok", "record": record.to_dict()}
+            record = measure_in_process(Case.from_json(request["case"], label=request["label"]))
+            reply = {"status": "ok", "record": record.to_json()}
         except MemoryError as exc:
             reply = {"status": "oom", "error": f"out of memory: {exc}"}
         except Exception as exc:  # reported to the parent, which records the case as failed

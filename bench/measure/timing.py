@@ -30,37 +30,11 @@ from torch import nn
 
 import architectures
 
+from bench.measure.spec import DTYPES as DTYPE_NAMES
+from bench.measure.spec import FLOPS_PER_MAC, MODES, Case, Timing
+
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-MODES = ("infer", "train")
-# FLOPs of a step per multiply-add of the forward pass: a multiply-add is 2 FLOPs, and a
-# training step (forward + backward for activations + backward for weights) costs about
-# 3 forward passes (Kaplan et al. 2020, "Scaling Laws", section 2.1).
-FLOPS_PER_MAC = {"infer": 2, "train": 6}
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Per-step time of a batch of ``batch`` images."""
-
-    median_s: float
-    iqr_s: float  # interquartile range of the per-step times
-    mean_s: float
-    runs: int  # timed blocks
-    number_per_run: int  # steps per timed block
-    batch: int
-    warmup: int  # untimed steps before timing
-    times_s: tuple[float, ...] = ()  # per-step time of every timed block
-
-    @property
-    def images_per_s(self) -> float:
-        return self.batch / self.median_s
-
-    @property
-    def relative_iqr(self) -> float:
-        return self.iqr_s / self.median_s
-
-    def to_dict(self) -> dict:
-        return dict(asdict(self), times_s=list(self.times_s), images_per_s=self.images_per_s)
+assert tuple(DTYPES) == DTYPE_NAMES
 
 
 def _benchmark_module():
@@ -113,12 +87,7 @@ def check_dtype(device: str, dtype: str) -> None:
 
 def uses_channels_last(model_name: str) -> bool:
     """Default memory format: channels_last for convnets (reference ResNets and timm models without tokens)."""
-    if architectures.family(model_name) == "resnet":
-        return True
-    if architectures.family(model_name) == "timm":
-        with torch.device("meta"):
-            return architectures.num_tokens(architectures.create(model_name)) is None
-    return False
+    return architectures.traits(model_name).channels_last
 
 
 def build_model(
@@ -218,34 +187,38 @@ def time_step(
     )
 
 
-def measure(
-    model_name: str,
-    img_size: int,
-    patch_size: int | None = None,
-    *,
-    batch: int,
-    device: str = "cpu",
-    dtype: str = "float32",
-    mode: str = "infer",
-    overrides: dict | None = None,
-    channels_last: bool | None = None,
-    compile: bool = False,
-    min_run_time: float = 1.0,
-    warmup: int = 2,
-    min_runs: int = 5,
-) -> Timing:
-    """Time one step of ``model_name`` at ``img_size`` (see :func:`make_step` and :func:`time_step`).
+def build_case(case: Case) -> nn.Module:
+    """The model of ``case`` on its device, random weights, in its memory format."""
+    return build_model(case.model, case.img_size, case.patch_size, device=case.device, overrides=case.overrides,
+                       channels_last=case.channels_last)
 
-    ``channels_last=None`` picks the default (convnets only).
-    """
-    if channels_last is None:
-        channels_last = uses_channels_last(model_name)
-    model = build_model(model_name, img_size, patch_size, device=device, overrides=overrides, channels_last=channels_last)
-    step = make_step(
-        model, batch=batch, img_size=img_size, device=device, dtype=dtype, mode=mode,
-        channels_last=channels_last, compile=compile,
-    )
-    return time_step(step, batch=batch, min_run_time=min_run_time, warmup=warmup, min_runs=min_runs, label=model_name)
+
+def case_step(case: Case, model: nn.Module, *, batch: int | None = None) -> Callable[[], None]:
+    """:func:`make_step` for ``case`` (``batch`` when the case's own is "max" and has been searched)."""
+    return make_step(model, batch=batch or case.batch, img_size=case.img_size, device=case.device, dtype=case.dtype,
+                     mode=case.mode, channels_last=case.channels_last, compile=case.compile)
+
+
+def measure(case: Case, *, min_run_time: float = 1.0, warmup: int = 2, min_runs: int = 5) -> Timing:
+    """Time one step of ``case`` (see :func:`make_step` and :func:`time_step`); ``case.batch`` must be a number."""
+    with torch_threads(case.threads):
+        step = case_step(case, build_case(case))
+        return time_step(step, batch=case.batch, min_run_time=min_run_time, warmup=warmup, min_runs=min_runs,
+                         label=case.name)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Run with ``threads`` intra-op threads (None: leave torch's setting), restoring it afterwards."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def matmul_roof(device: str, dtype: str = "float32", *, size: int | None = None, min_run_time: float = 0.5) -> float:

@@ -3,23 +3,20 @@
 Everything is rebuilt from ``results.jsonl`` (and ``peers.jsonl`` when present), so
 ``mixerbench report DIR`` gives the same report as the sweep that wrote DIR.
 
-A *series* is the cases of one model (same label, overrides, patch, batch, device,
-dtype and mode) at different resolutions. Each series with three or more sizes gets
-the FLOPs issue's two-term fit (:func:`bench.analysis.scaling.fit`): of MACs (exact), and of
-latency and activation memory (``noisy=True``: 95% interval of the quadratic
-coefficient). x is the number of tokens S, or the number of pixels for convnets.
+Series and their fits come from :mod:`bench.analysis.series`; this package only
+lays them out: tables and text here, plots in PNG files.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-from bench.runs import records as results
-
 from bench.analysis import scaling
+from bench.analysis.series import FitRow, Series, attention_pairs, fits_of, quantity, series_of
+from bench.files import write_atomically, write_text_atomically
+from bench.runs import records as results
 
 MiB = 2**20
 PLOTS = {
@@ -29,90 +26,6 @@ PLOTS = {
     "memory": "memory_vs_tokens.png",
     "attention": "attention_memory.png",
 }
-
-
-@dataclass(frozen=True)
-class Series:
-    label: str
-    key: tuple
-    records: tuple[dict, ...]  # ok records, by increasing size
-
-    @property
-    def axis(self) -> str:
-        return "pixels" if self.records[0].get("tokens") is None else "resolution"
-
-    def x(self) -> list[float]:
-        if self.axis == "pixels":
-            return [r["case"]["img_size"] ** 2 for r in self.records]
-        return [r["tokens"] for r in self.records]
-
-    @property
-    def case(self) -> dict:
-        return self.records[0]["case"]
-
-    @property
-    def title(self) -> str:
-        c = self.case
-        patch = f" p{c['patch_size']}" if c["patch_size"] else ""
-        return f"{self.label}{patch} b{c['batch']} {c['device']} {c['dtype']} {c['mode']}"
-
-
-@dataclass(frozen=True)
-class FitRow:
-    series: Series
-    quantity: str  # "MACs", "latency", "activation memory"
-    fit: scaling.ScalingFit | None
-    note: str = ""
-
-
-def series_of(records: list[dict]) -> list[Series]:
-    """Group ok records into series (everything but the image size equal), in first-seen order."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in records:
-        if r["status"] != "ok":
-            continue
-        c = r["case"]
-        key = (r.get("label", c["model"]), c["model"], json.dumps(c["overrides"], sort_keys=True), c["patch_size"],
-               c["batch"], c["device"], c["dtype"], c["mode"], c.get("compile", False))
-        groups.setdefault(key, []).append(r)
-    return [Series(k[0], k, tuple(sorted(v, key=lambda r: r["case"]["img_size"]))) for k, v in groups.items()]
-
-
-def quantity(record: dict, name: str) -> float:
-    if name == "MACs":
-        return record["macs"]
-    if name == "latency":
-        return record["time"]["median_s"]
-    if name == "activation memory":
-        return record["memory"]["activation_bytes"]
-    raise ValueError(name)
-
-
-def samples(s: Series) -> tuple[list[float], list[float]]:
-    """(x, per-step time) of every timed block of every case in the series."""
-    xs, ys = [], []
-    for x, r in zip(s.x(), s.records):
-        times = r["time"].get("times_s") or [r["time"]["median_s"]]
-        xs += [x] * len(times)
-        ys += times
-    return xs, ys
-
-
-def fits_of(series: list[Series]) -> list[FitRow]:
-    rows = []
-    for s in series:
-        for name in ("MACs", "latency", "activation memory"):
-            x, y = s.x(), [quantity(r, name) for r in s.records]
-            if name == "latency":  # every timed sample, not only the medians: the interval then reflects the spread
-                x, y = samples(s)
-            if len(set(x)) < 3:
-                rows.append(FitRow(s, name, None, f"{len(set(x))} sizes; a fit needs 3"))
-                continue
-            if min(y) <= 0:
-                rows.append(FitRow(s, name, None, "a value <= 0 (below what the method resolves)"))
-                continue
-            rows.append(FitRow(s, name, scaling.fit(x, y, noisy=name != "MACs", axis=s.axis)))
-    return rows
 
 
 # --- plots -------------------------------------------------------------------------------
@@ -163,7 +76,7 @@ def write_plots(out: Path, series: list[Series], fit_rows: list[FitRow]) -> list
         return written
 
     def save(fig, key):
-        fig.savefig(out / PLOTS[key], dpi=110)
+        write_atomically(out / PLOTS[key], lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
         plt.close(fig)
         written.append(PLOTS[key])
 
@@ -173,7 +86,7 @@ def write_plots(out: Path, series: list[Series], fit_rows: list[FitRow]) -> list
 
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     for s in series:
-        ax.plot([r["case"]["img_size"] for r in s.records], [r["time"]["images_per_s"] for r in s.records], "o-", label=s.label)
+        ax.plot([r.case.img_size for r in s.records], [r.time.images_per_s for r in s.records], "o-", label=s.label)
     ax.set_xlabel("resolution, px")
     ax.set_ylabel("images / s (log)")
     ax.set_yscale("log")
@@ -188,7 +101,7 @@ def write_plots(out: Path, series: list[Series], fit_rows: list[FitRow]) -> list
         fig, ax = plt.subplots(figsize=(6.5, 4.8))
         for fused, explicit in pairs:
             for s, style in ((fused, "o-"), (explicit, "s--")):
-                ax.plot(s.x(), [r["memory"]["activation_bytes"] / MiB for r in s.records], style, label=s.label)
+                ax.plot(s.x(), [r.memory.activation_bytes / MiB for r in s.records], style, label=s.label)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("tokens S (log)")
@@ -199,16 +112,6 @@ def write_plots(out: Path, series: list[Series], fit_rows: list[FitRow]) -> list
         fig.tight_layout()
         save(fig, "attention")
     return written
-
-
-def attention_pairs(series: list[Series]) -> list[tuple[Series, Series]]:
-    """(fused, explicit) series of the same ViT that differ only in the attention backend."""
-    def base(s: Series) -> tuple:
-        overrides = {k: v for k, v in s.case["overrides"].items() if k != "attn_backend"}
-        return (s.case["model"], json.dumps(overrides, sort_keys=True)) + s.key[3:]
-
-    fused = {base(s): s for s in series if s.case["overrides"].get("attn_backend") == "fused"}
-    return [(fused[base(s)], s) for s in series if s.case["overrides"].get("attn_backend") == "explicit" and base(s) in fused]
 
 
 # --- text ----------------------------------------------------------------------------------
@@ -243,20 +146,20 @@ def fit_table(rows: list[FitRow]) -> list[str]:
     return lines
 
 
-def case_table(records: list[dict]) -> list[str]:
+def case_table(records: list) -> list[str]:
     lines = ["| model | px | patch | S | batch | dtype | mode | GMACs/img | ms/step (IQR) | img/s | MFU | weights MiB | activations MiB | peak MiB | status |",
              "| --- | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in records:
-        c = r["case"]
-        common = (f"| {r.get('label', c['model'])} | {c['img_size']} | {c['patch_size'] or '-'} | {r.get('tokens') or '-'} | "
-                  f"{r.get('batch', c['batch'])} | {c['dtype']} | {c['mode']} | ")
-        if r["status"] != "ok":
-            lines.append(common + f"{r['macs'] / 1e9:.3f} | | | | | | | {r['status']}: {r.get('error', '')} |" if "macs" in r
-                         else common + f" | | | | | | | {r['status']}: {r.get('error', '')} |")
+        c = r.case
+        common = (f"| {r.name} | {c.img_size} | {c.patch_size or '-'} | {r.tokens or '-'} | "
+                  f"{r.batch or c.batch} | {c.dtype} | {c.mode} | ")
+        if r.status != "ok":
+            macs = f"{r.macs / 1e9:.3f}" if r.macs is not None else ""
+            lines.append(common + f"{macs} | | | | | | | {r.status}: {r.error or ''} |")
             continue
-        t, m = r["time"], r["memory"]
-        lines.append(common + f"{r['macs'] / 1e9:.3f} | {t['median_s'] * 1e3:.2f} ({t['iqr_s'] * 1e3:.2f}) | {t['images_per_s']:.1f} | "
-                     f"{r['mfu']:.1%} | {_mib(m['weights_bytes'])} | {_mib(m['activation_bytes'])} | {_mib(m['peak_bytes'])} | ok |")
+        t, m = r.time, r.memory
+        lines.append(common + f"{r.macs / 1e9:.3f} | {t.median_s * 1e3:.2f} ({t.iqr_s * 1e3:.2f}) | {t.images_per_s:.1f} | "
+                     f"{r.mfu:.1%} | {_mib(m.weights_bytes)} | {_mib(m.activation_bytes)} | {_mib(m.peak_bytes)} | ok |")
     return lines
 
 
@@ -264,15 +167,15 @@ def attention_table(pairs: list[tuple[Series, Series]]) -> list[str]:
     lines = ["| model | S | fused activations MiB | explicit activations MiB | explicit / fused | fused ms | explicit ms |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for fused, explicit in pairs:
-        by_size = {r["case"]["img_size"]: r for r in explicit.records}
+        by_size = {r.case.img_size: r for r in explicit.records}
         for f in fused.records:
-            e = by_size.get(f["case"]["img_size"])
+            e = by_size.get(f.case.img_size)
             if e is None:
                 continue
-            fa, ea = f["memory"]["activation_bytes"], e["memory"]["activation_bytes"]
+            fa, ea = f.memory.activation_bytes, e.memory.activation_bytes
             ratio = f"{ea / fa:.1f}x" if fa > 0 else "-"
-            lines.append(f"| {fused.label.rsplit(' ', 1)[0]} | {f['tokens']} | {_mib(fa)} | {_mib(ea)} | {ratio} | "
-                         f"{f['time']['median_s'] * 1e3:.1f} | {e['time']['median_s'] * 1e3:.1f} |")
+            lines.append(f"| {fused.label.removesuffix(' fused')} | {f.tokens} | {_mib(fa)} | {_mib(ea)} | {ratio} | "
+                         f"{f.time.median_s * 1e3:.1f} | {e.time.median_s * 1e3:.1f} |")
     return lines
 
 
@@ -280,23 +183,23 @@ def peers_table(records: list[dict]) -> list[str]:
     lines = ["| ours | timm | px | batch | dtype | ours ms | timm ms | ratio ours/timm (median) | IQR of ratio | rounds |",
              "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: |"]
     for r in records:
-        c, p = r["case"], r["paired"]
+        c, p = r.case, r.paired
         lines.append(f"| {c['ours']} | {c['timm']} | {c['img_size']} | {c['batch']} | {c['dtype']} | {p['median_a_s'] * 1e3:.0f} | "
                      f"{p['median_b_s'] * 1e3:.0f} | {p['ratio_median']:.3f} | {p['ratio_q1']:.3f} - {p['ratio_q3']:.3f} | {p['rounds']} |")
     return lines
 
 
 def _environment(records: list[dict]) -> list[str]:
-    envs = {json.dumps({k: v for k, v in r["env"].items() if k != "date"}, sort_keys=True): r["env"] for r in records if "env" in r}
+    envs = {json.dumps({k: v for k, v in r.env.items() if k != "date"}, sort_keys=True): r.env for r in records if r.env}
     lines = []
     for env in envs.values():
         lines.append(f"- {env['device']}: {env['device_name']}; CPU {env['cpu_model']}, {env['cpu_count']} cores, "
                      f"torch threads {env['torch_threads']}; torch {env['torch']}, timm {env['timm']}, Python {env['python']}; "
                      f"harness commit {env['git_commit']}")
-    dates = sorted(r["env"]["date"] for r in records if "env" in r)
+    dates = sorted(r.env["date"] for r in records if r.env)
     if dates:
         lines.append(f"- run started {dates[0]}" if dates[0] == dates[-1] else f"- runs started {dates[0]} to {dates[-1]}")
-    roofs = sorted({(r["case"]["device"], r["case"]["dtype"], r["roof_flops_per_s"]) for r in records if "roof_flops_per_s" in r})
+    roofs = sorted({(r.case.device, r.case.dtype, r.roof_flops_per_s) for r in records if r.roof_flops_per_s is not None})
     for device, dtype, roof in roofs:
         lines.append(f"- matmul roof {device} {dtype}: {roof / 1e9:.1f} GFLOP/s (measured in the run)")
     return lines
@@ -338,14 +241,14 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
     fit_rows = fits_of(series)
     plots = write_plots(out, series, fit_rows)
     pairs = attention_pairs(series)
-    peers: list[dict] = []
-    if (out / "peers.jsonl").exists():
-        peers, peer_problems = results.read_results(out / "peers.jsonl")
+    peers: list = []
+    if (out / results.PEERS_FILENAME).exists():
+        peers, peer_problems = results.read_peers(out / results.PEERS_FILENAME)
         warnings += [f"{p} (ignored)" for p in peer_problems]
 
     status = {}
     for r in records:
-        status[r["status"]] = status.get(r["status"], 0) + 1
+        status[r.status] = status.get(r.status, 0) + 1
     md = ["# mixerbench sweep report", "",
           f"{len(records)} cases from `{path.name}`: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items())) + ".", ""]
     md += ["## Environment", ""] + _environment(records) + [""]
@@ -369,14 +272,12 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
 
     console = ["", "model                      px     S  ms/step   img/s    MFU  act MiB  status"]
     for r in records:
-        c = r["case"]
-        if r["status"] == "ok":
-            console.append(f"{r.get('label', c['model'])[:24]:<24} {c['img_size']:>4} {r.get('tokens') or '-':>5} "
-                           f"{r['time']['median_s'] * 1e3:>8.1f} {r['time']['images_per_s']:>7.1f} {r['mfu']:>6.1%} "
-                           f"{r['memory']['activation_bytes'] / MiB:>8.1f}  ok")
+        head = f"{r.name[:24]:<24} {r.case.img_size:>4} {r.tokens or '-':>5} "
+        if r.status == "ok":
+            console.append(head + f"{r.time.median_s * 1e3:>8.1f} {r.time.images_per_s:>7.1f} {r.mfu:>6.1%} "
+                           f"{r.memory.activation_bytes / MiB:>8.1f}  ok")
         else:
-            console.append(f"{r.get('label', c['model'])[:24]:<24} {c['img_size']:>4} {r.get('tokens') or '-':>5} "
-                           f"{'':>8} {'':>7} {'':>6} {'':>8}  {r['status']}")
+            console.append(head + f"{'':>8} {'':>7} {'':>6} {'':>8}  {r.status}")
     console.append("")
     for row in fit_rows:
         if row.fit is None:
@@ -392,7 +293,5 @@ def write_report(out: Path) -> str:
     md, console, _, warnings = build(out)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
-    tmp = out / "report.md.tmp"
-    tmp.write_text(md + "\n")
-    tmp.replace(out / "report.md")
+    write_text_atomically(out / "report.md", md + "\n")
     return console

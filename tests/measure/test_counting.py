@@ -159,7 +159,7 @@ def test_meta_shortcut_outputs_match_meta_kernels():
 
 def test_record_fields():
     record = count("vit_b16", 384)
-    d = record.to_dict()
+    d = record.to_json()
     for key in ("model", "img_size", "patch_size", "tokens", "params", "macs", "activations", "uncounted"):
         assert key in d
     assert (record.img_size, record.patch_size, record.tokens) == (384, 16, 577)

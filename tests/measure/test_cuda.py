@@ -11,6 +11,7 @@ import torch
 
 from bench.measure import memory
 
+from bench.measure.spec import Case
 from bench.runs import sweep
 
 from bench.measure import timing
@@ -26,11 +27,11 @@ HUGE_S = dict(model="vit_s16", img_size=512, patch_size=4, device="cuda", mode="
 S = (512 // 4) ** 2 + 1
 
 
-def explicit_case(batch) -> sweep.Case:
-    return sweep.Case(batch=batch, dtype="float32", overrides=dict(TINY_VIT, attn_backend="explicit"), **HUGE_S)
+def explicit_case(batch) -> Case:
+    return Case(batch=batch, dtype="float32", overrides=dict(TINY_VIT, attn_backend="explicit"), **HUGE_S)
 
 
-def run(case: sweep.Case) -> dict:
+def run(case: Case):
     return sweep.run_case(case, env={}, roof=1e12, min_run_time=0.05, min_runs=2, warmup=1)
 
 
@@ -38,13 +39,13 @@ def test_real_oom_is_recorded_and_memory_is_given_back():
     total = torch.cuda.mem_get_info()[1]
     batch = int(total // (2 * S * S * 4)) + 1  # the scores alone (2 heads, float32) need more than the card has
     record = run(explicit_case(batch))
-    assert record["status"] == "oom", record
-    assert "out of memory" in record["error"].lower()
+    assert record.status == "oom", record
+    assert "out of memory" in record.error.lower()
     assert torch.cuda.memory_allocated() < 64 * 2**20  # nothing left behind by the failed case
     after = run(explicit_case(1))
-    assert after["status"] == "ok", after
+    assert after.status == "ok", after
     # one sample's explicit scores (2 heads) were live at the peak: the allocator saw at least that much
-    assert after["memory"]["activation_bytes"] >= 2 * S * S * 4
+    assert after.memory.activation_bytes >= 2 * S * S * 4
 
 
 def test_max_batch_is_the_boundary():
@@ -55,7 +56,7 @@ def test_max_batch_is_the_boundary():
     assert 1 <= best < total // (2 * S * S * 4)
     assert fits(best) and not fits(best + 1)
     record = run(case)
-    assert record["status"] == "ok" and record["batch"] == best
+    assert record.status == "ok" and record.batch == best
 
 
 def test_bfloat16_autocast_on_cuda():
@@ -71,19 +72,19 @@ def test_bfloat16_autocast_on_cuda():
 
 
 def test_fused_attention_needs_less_memory_than_explicit():
-    common = dict(model_name="vit_s16", img_size=512, patch_size=4, batch=1, device="cuda", dtype="bfloat16")
-    fused = memory.measure_in_process(overrides=dict(TINY_VIT, attn_backend="fused"), **common)
-    explicit = memory.measure_in_process(overrides=dict(TINY_VIT, attn_backend="explicit"), **common)
+    common = dict(model="vit_s16", img_size=512, patch_size=4, batch=1, device="cuda", dtype="bfloat16")
+    fused = memory.measure_in_process(Case(overrides=dict(TINY_VIT, attn_backend="fused"), **common))
+    explicit = memory.measure_in_process(Case(overrides=dict(TINY_VIT, attn_backend="explicit"), **common))
     # explicit keeps at least one 2 x S x S score tensor (bf16 or wider); fused never builds it
     assert explicit.activation_bytes - fused.activation_bytes >= 2 * S * S * 2
     assert fused.activation_bytes < 2 * S * S * 2
 
 
 def test_train_step_on_cuda_records_more_memory_than_inference():
-    common = dict(model_name="mixer_s16", img_size=64, patch_size=8, batch=8, device="cuda")
+    common = dict(model="mixer_s16", img_size=64, patch_size=8, batch=8, device="cuda")
     small = {"hidden_dim": 64, "num_blocks": 2, "tokens_mlp_dim": 32, "channels_mlp_dim": 256}
-    infer = memory.measure_in_process(mode="infer", overrides=small, **common)
-    train = memory.measure_in_process(mode="train", overrides=small, **common)
+    infer = memory.measure_in_process(Case(mode="infer", overrides=small, **common))
+    train = memory.measure_in_process(Case(mode="train", overrides=small, **common))
     assert train.peak_bytes > infer.peak_bytes
-    t = timing.measure("mixer_s16", 64, 8, batch=8, device="cuda", mode="train", overrides=small, min_run_time=0.05)
+    t = timing.measure(Case(mode="train", overrides=small, **common), min_run_time=0.05)
     assert t.median_s > 0 and t.images_per_s == pytest.approx(8 / t.median_s)

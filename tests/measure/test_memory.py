@@ -11,6 +11,7 @@ import torch
 
 import architectures
 from bench.measure import memory
+from bench.measure.spec import Case
 
 TINY_VIT = {"hidden_dim": 32, "num_blocks": 1, "num_heads": 2, "mlp_dim": 64}
 MiB = 2**20
@@ -32,7 +33,7 @@ def n_params(name: str, img_size: int, patch_size=None, **overrides) -> int:
 @pytest.mark.slow
 def test_weights_are_four_bytes_per_parameter(worker):
     # ViT-S/16 (22M parameters, 88 MB) built for 32 px: weights dominate, activations are tiny
-    rec = worker.measure(model_name="vit_s16", img_size=32, batch=1)
+    rec = worker.measure(Case("vit_s16", 32, batch=1))
     expected = 4 * n_params("vit_s16", 32)
     assert rec.method == "cpu_peak_rss"
     assert abs(rec.weights_bytes - expected) < 0.1 * expected + 4 * MiB  # plus the pages the build touches
@@ -45,9 +46,9 @@ def test_explicit_attention_holds_the_s_by_s_matrix(worker):
     batch, heads, img, patch = 2, TINY_VIT["num_heads"], 128, 4
     S = (img // patch) ** 2 + 1  # 1,025 tokens with the class token
     matrix = batch * heads * S * S * 4  # one float32 attention matrix: 16.8 MB
-    common = dict(model_name="vit_s16", img_size=img, patch_size=patch, batch=batch)
-    fused = worker.measure(overrides=dict(TINY_VIT, attn_backend="fused"), **common)
-    explicit = worker.measure(overrides=dict(TINY_VIT, attn_backend="explicit"), **common)
+    common = dict(model="vit_s16", img_size=img, patch_size=patch, batch=batch)
+    fused = worker.measure(Case(overrides=dict(TINY_VIT, attn_backend="fused"), **common))
+    explicit = worker.measure(Case(overrides=dict(TINY_VIT, attn_backend="explicit"), **common))
     assert explicit.activation_bytes >= matrix  # q k^T (and its softmax) are alive at once
     assert explicit.activation_bytes < 4 * matrix
     assert fused.activation_bytes < matrix / 2  # the fused CPU kernel works in blocks
@@ -57,8 +58,8 @@ def test_explicit_attention_holds_the_s_by_s_matrix(worker):
 @pytest.mark.slow
 def test_worker_reports_a_bad_case_and_keeps_serving(worker):
     with pytest.raises(RuntimeError, match="no option"):
-        worker.measure(model_name="vit_s16", img_size=32, patch_size=8, batch=1, overrides={"no_such_option": 1})
-    rec = worker.measure(model_name="vit_s16", img_size=32, patch_size=8, batch=1, overrides=TINY_VIT)
+        worker.measure(Case("vit_s16", 32, 8, batch=1, overrides={"no_such_option": 1}))
+    rec = worker.measure(Case("vit_s16", 32, 8, batch=1, overrides=TINY_VIT))
     assert rec.activation_bytes >= 0
 
 
@@ -78,10 +79,10 @@ def test_peak_rss_reset_follows_a_large_allocation():
 @pytest.mark.cuda
 @cuda
 def test_cuda_allocator_peaks():
-    common = dict(model_name="vit_s16", img_size=256, patch_size=4, batch=2, device="cuda")
+    common = dict(model="vit_s16", img_size=256, patch_size=4, batch=2, device="cuda")
     S = (256 // 4) ** 2 + 1
-    fused = memory.measure(overrides=dict(TINY_VIT, attn_backend="fused"), **common)
-    explicit = memory.measure(overrides=dict(TINY_VIT, attn_backend="explicit"), **common)
+    fused = memory.measure(Case(overrides=dict(TINY_VIT, attn_backend="fused"), **common))
+    explicit = memory.measure(Case(overrides=dict(TINY_VIT, attn_backend="explicit"), **common))
     assert fused.method == "cuda_max_memory_allocated"
     # the caching allocator rounds every tensor up to a multiple of 512 bytes (measured on an H200)
     with torch.device("meta"):

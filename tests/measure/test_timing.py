@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-import architectures
+
 from bench.measure import timing
+from bench.measure.spec import Case
 
 TINY_VIT = {"hidden_dim": 32, "num_blocks": 1, "num_heads": 2, "mlp_dim": 64}
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -34,9 +35,9 @@ def test_slow_step_still_gets_min_runs():
 
 
 def test_measure_small_vit():
-    t = timing.measure("vit_s16", 32, 8, batch=2, overrides=TINY_VIT, min_run_time=0.01, warmup=1, min_runs=3)
+    t = timing.measure(Case("vit_s16", 32, 8, batch=2, overrides=TINY_VIT), min_run_time=0.01, warmup=1, min_runs=3)
     assert t.batch == 2 and t.median_s > 0 and t.iqr_s >= 0
-    assert t.to_dict()["images_per_s"] == pytest.approx(2 / t.median_s)
+    assert t.to_json()["images_per_s"] == pytest.approx(2 / t.median_s)
 
 
 def test_train_step_updates_weights_and_infer_does_not():
@@ -103,7 +104,7 @@ def test_paired_ratio_of_known_sleeps():
 @pytest.mark.cuda
 @cuda
 def test_cuda_measure_synchronises():
-    t = timing.measure("vit_s16", 64, 8, batch=4, device="cuda", overrides=TINY_VIT, min_run_time=0.05)
+    t = timing.measure(Case("vit_s16", 64, 8, batch=4, device="cuda", overrides=TINY_VIT), min_run_time=0.05)
     assert t.median_s > 0
     timing.check_dtype("cuda", "float16")
     assert timing.matmul_roof("cuda", "float16", size=2048, min_run_time=0.05) > 1e11

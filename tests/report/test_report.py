@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
-from bench import cli
-
-from bench import report
-from bench.runs.records import ResultsWriter
+from bench import cli, report
+from bench.analysis.series import fits_of, series_of
+from bench.runs.records import Record, ResultsWriter, read_results
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SIZES = (64, 96, 128, 160, 192)
@@ -28,7 +26,8 @@ def record(label, model, overrides, size, tokens, macs, seconds, act_bytes, stat
     }
     if status == "ok":
         times = [seconds * w for w in wobble]
-        r.update(time={"median_s": seconds, "iqr_s": 0.01 * seconds, "images_per_s": 1 / seconds, "times_s": times},
+        r.update(time={"median_s": seconds, "iqr_s": 0.01 * seconds, "mean_s": seconds, "runs": 3, "number_per_run": 1,
+                       "batch": 1, "warmup": 1, "images_per_s": 1 / seconds, "times_s": times},
                  memory={"method": "cpu_peak_rss", "weights_bytes": 10**6, "activation_bytes": act_bytes,
                          "peak_bytes": 5 * 10**8, "baseline_bytes": 4 * 10**8},
                  mfu=2 * macs / seconds / 1e11)
@@ -56,7 +55,7 @@ def write(folder, rows, extra_line=None):
     folder.mkdir(parents=True, exist_ok=True)
     with ResultsWriter(folder / "results.jsonl") as w:
         for i, r in enumerate(rows):
-            w.append(r)
+            w.append(Record.from_json(r))
             if extra_line and i == 0:
                 with open(folder / "results.jsonl", "a") as f:
                     f.write(extra_line + "\n")
@@ -65,8 +64,8 @@ def write(folder, rows, extra_line=None):
 def test_report_verdicts_tables_and_plots(tmp_path):
     write(tmp_path, synthetic(), extra_line="{broken")
     md, console, plots, warnings = report.build(tmp_path)
-    verdicts = {(row.series.label, row.quantity): row.fit.verdict for row in report.fits_of(report.series_of(
-        [json.loads(l) for l in (tmp_path / "results.jsonl").read_text().splitlines() if l.startswith("{\"")]))}
+    verdicts = {(row.series.label, row.quantity): row.fit.verdict
+                for row in fits_of(series_of(read_results(tmp_path / "results.jsonl")[0]))}
     assert verdicts[("mixer", "MACs")] == "linear"
     assert verdicts[("mixer", "latency")] == "linear"
     assert verdicts[("mixer", "activation memory")] == "linear"
@@ -85,8 +84,7 @@ def test_report_verdicts_tables_and_plots(tmp_path):
 
 def test_exact_vit_fit_recovers_the_attention_coefficient(tmp_path):
     write(tmp_path, synthetic())
-    records = [json.loads(l) for l in (tmp_path / "results.jsonl").read_text().splitlines()]
-    rows = report.fits_of(report.series_of(records))
+    rows = fits_of(series_of(read_results(tmp_path / "results.jsonl")[0]))
     vit = next(r for r in rows if r.series.label == "vit fused" and r.quantity == "MACs")
     assert vit.fit.b == pytest.approx(2 * 2 * D)  # 2 blocks x 2 S^2 d
     assert vit.fit.crossover_tokens == pytest.approx(6 * D)  # 12 S d^2 = 2 S^2 d at S = 6 d

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,12 +13,10 @@ import pytest
 import torch
 
 from bench import cli
-
-from bench.runs import records as results
-
-from bench.runs import sweep
-
 from bench.measure import timing
+from bench.measure.spec import Case
+from bench.runs import presets, sweep
+from bench.runs import records as results
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_VIT = {"hidden_dim": 32, "num_blocks": 1, "num_heads": 2, "mlp_dim": 64}
@@ -42,8 +38,8 @@ def test_find_max_batch_against_a_known_limit():
 
 
 def test_quick_grid():
-    p = sweep.PRESETS["quick"]
-    cases = sweep.build_grid(p.entries, p.resolutions, p.patch_sizes, batch=p.batch, device="cpu",
+    p = presets.PRESETS["quick"]
+    cases = presets.build_grid(p.entries, p.resolutions, p.patch_sizes, batch=p.batch, device="cpu",
                              dtypes=p.dtypes["cpu"], modes=p.modes)
     assert len(cases) == len(p.entries) * len(p.resolutions)
     assert len({c.key for c in cases}) == len(cases)
@@ -59,13 +55,13 @@ def test_quick_grid():
 
 
 def test_validate_rejects_indivisible_size():
-    case = sweep.Case("vit_s16", 65, 4, 1, "cpu", "float32", "infer", dict(TINY_VIT))
+    case = Case("vit_s16", 65, 4, 1, "cpu", "float32", "infer", dict(TINY_VIT))
     with pytest.raises(ValueError, match="vit_s16 at 65 px"):
         sweep.validate_cases([case])
 
 
 def small_cases(n_sizes=2):
-    return [sweep.Case("vit_s16", s, 8, 1, "cpu", "float32", "infer", dict(TINY_VIT, attn_backend="explicit"), label="tiny")
+    return [Case("vit_s16", s, 8, 1, "cpu", "float32", "infer", dict(TINY_VIT, attn_backend="explicit"), label="tiny")
             for s in (32, 48, 64)[:n_sizes]]
 
 
@@ -73,22 +69,22 @@ def small_cases(n_sizes=2):
 def test_oom_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
     real = timing.measure
 
-    def measure(model, img_size, *args, **kwargs):
-        if img_size == 32:
+    def measure(case, **kwargs):
+        if case.img_size == 32:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 TiB")
-        return real(model, img_size, *args, **kwargs)
+        return real(case, **kwargs)
 
     monkeypatch.setattr(timing, "measure", measure)
     log = io.StringIO()
     config = sweep.SweepConfig(cases=tuple(small_cases()), out=tmp_path, preset="test", min_run_time=0.01, min_runs=2, warmup=1)
     records = sweep.run_sweep(config, log=log)
-    assert [r["status"] for r in records] == ["oom", "ok"]
-    assert "out of memory" in records[0]["error"]
+    assert [r.status for r in records] == ["oom", "ok"]
+    assert "out of memory" in records[0].error
     ok = records[1]
-    assert ok["tokens"] == (48 // 8) ** 2 + 1 and ok["batch"] == 1
-    assert ok["time"]["median_s"] > 0 and ok["memory"]["method"] == "cpu_peak_rss"
-    assert ok["mfu"] == pytest.approx(2 * ok["macs"] * ok["time"]["images_per_s"] / ok["roof_flops_per_s"])
-    env = ok["env"]
+    assert ok.tokens == (48 // 8) ** 2 + 1 and ok.batch == 1
+    assert ok.time.median_s > 0 and ok.memory.method == "cpu_peak_rss"
+    assert ok.mfu == pytest.approx(2 * ok.macs * ok.time.images_per_s / ok.roof_flops_per_s)
+    env = ok.env
     assert env["torch"] == torch.__version__ and env["torch_threads"] >= 1 and env["cpu_model"] and env["date"]
     text = log.getvalue()
     assert "case 1/2" in text and "case 2/2" in text and "ETA" in text and "OOM" in text
@@ -132,7 +128,7 @@ def test_unwritable_out_and_cuda_without_gpu(tmp_path, capsys):
     blocker.write_text("")
     assert main_code(["sweep", "--device", "cpu", "--out", str(blocker / "sub")]) == 2
     err = capsys.readouterr().err
-    assert "not writable" in err and len(err.strip().splitlines()) == 1
+    assert f"{blocker} is a file" in err and len(err.strip().splitlines()) == 1
     assert blocker.read_text() == ""
     if not torch.cuda.is_available():
         assert main_code(["sweep", "--device", "cuda", "--out", str(tmp_path / "x")]) == 2
@@ -174,25 +170,19 @@ def test_interrupt_then_resume(tmp_path):
     assert f"({len(records)} already in" in done.stdout
     assert path.read_bytes().startswith(first)  # nothing rewritten
     records, problems = results.read_results(path)
-    keys = [results.case_key(r["case"]) for r in records]
+    keys = [r.key for r in records]
     assert problems == [] and len(keys) == 4 and len(set(keys)) == 4  # every case once: none redone
-    assert all(r["status"] == "ok" for r in records)
+    assert all(r.status == "ok" for r in records)
 
 
 def test_attention_option_rewrites_the_presets_vits():
-    import argparse
-
-    from bench.cli import cmd_sweep
-
-    quick = sweep.PRESETS["quick"]
-    args = argparse.Namespace(models=None, attention=["explicit"])
-    entries = cmd_sweep._entries(args, quick)
+    quick = presets.PRESETS["quick"]
+    entries = presets.expand(quick, None, ["explicit"])
     vits = [e for e in entries if e.model.startswith("vit")]
     assert [e.overrides["attn_backend"] for e in vits] == ["explicit"]
     assert vits[0].overrides["hidden_dim"] == 64 and vits[0].name == "vit d64 x2 explicit"
     assert len(entries) == len(quick.entries) - 1
-    args = argparse.Namespace(models=["vit_b16", "timm:vit_base_patch16_224", "mixer_b16"], attention=None)
-    names = [e.name for e in cmd_sweep._entries(args, quick)]
+    names = [e.name for e in presets.expand(quick, ["vit_b16", "timm:vit_base_patch16_224", "mixer_b16"], None)]
     assert names == ["vit_b16 fused", "timm:vit_base_patch16_224", "mixer_b16"]
 
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from bench.cli import cmd_flops
+from bench.runs import counts
 
 from bench.measure import formulas
 from bench.cli import main
@@ -132,6 +132,6 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
 
 
 def test_default_resolutions_skip_what_a_patch_does_not_divide():
-    cases = cmd_flops.plan(["vit_h14", "vit_b16"], None, None)
+    cases = counts.plan(["vit_h14", "vit_b16"], None, None)
     assert [c.img_size for c in cases if c.model == "vit_h14"] == [224, 448, 672, 896]
-    assert [c.img_size for c in cases if c.model == "vit_b16"] == list(cmd_flops.DEFAULT_RESOLUTIONS)
+    assert [c.img_size for c in cases if c.model == "vit_b16"] == list(counts.DEFAULT_RESOLUTIONS)

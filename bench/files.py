@@ -1,0 +1,58 @@
+"""Output files and folders: checks before any work, and writes that are never half-done.
+
+Used by every layer that writes (runs, report, experiments); errors are ``ValueError``
+naming the path, never a command-line flag (the command line adds that).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+
+def check_writable(out: Path) -> None:
+    """Raise ValueError when folder ``out`` cannot be created or written (creates nothing)."""
+    if str(out) == "":
+        raise ValueError("the output folder is an empty path")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} exists and is not a folder")
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"{out}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"{out}: {probe} is not writable")
+
+
+def make_folder(out: Path) -> None:
+    """Create ``out`` (and its parents); ValueError with the system's reason when that fails."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create {out} ({exc.strerror or exc})") from None
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp_path)`` and move the file into place only once it is complete.
+
+    A failure or a kill part-way leaves the previous file (or none) and no temporary file
+    behind on failure; the new file gets the permissions an ordinary ``open`` would give.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    write_atomically(path, lambda tmp: tmp.write_text(text))

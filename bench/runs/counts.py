@@ -1,0 +1,111 @@
+"""The grid that ``mixerbench flops`` counts, the MAC fits over it, and the cross-check of its counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_RESOLUTIONS = (224, 448, 512, 672, 896, 1024)  # 224 to 1024: each model takes those its patch divides
+CHECK_TOLERANCE = 0.01  # the counters must agree within 1% on the matmul/conv/attention part
+
+
+@dataclass(frozen=True)
+class CountCase:
+    model: str
+    img_size: int
+    patch_size: int | None  # None: the model's own (or no patch: convnet)
+
+
+def plan(models: list[str], resolutions: list[int] | None, patch_sizes: list[int] | None) -> list[CountCase]:
+    """Every case to count. With explicit resolutions, one a patch does not divide is a ValueError."""
+    import architectures
+
+    strict = resolutions is not None
+    sizes = list(resolutions) if strict else list(DEFAULT_RESOLUTIONS)
+    cases = []
+    for model in models:
+        own_patch = architectures.traits(model).patch_size
+        if own_patch is None:  # convnet: patch sizes do not apply
+            patches: list[int | None] = [None]
+        else:
+            patches = list(patch_sizes) if patch_sizes else [own_patch]
+        for patch in patches:
+            effective = own_patch if patch is None else patch
+            for size in sizes:
+                if effective is not None and size % effective:
+                    if strict:
+                        raise ValueError(f"resolution {size} is not divisible by patch size {effective} ({model})")
+                    continue
+                cases.append(CountCase(model, size, None if patch == own_patch else patch))
+    if not cases:
+        raise ValueError("no case to count: no default resolution is divisible by the patch sizes given")
+    return cases
+
+
+def count_cases(cases: list[CountCase]) -> list:
+    from bench.measure.counting import count
+
+    records = []
+    for case in cases:
+        try:
+            records.append(count(case.model, case.img_size, case.patch_size))
+        except ValueError as exc:
+            raise ValueError(f"{case.model} at {case.img_size} px: {exc}") from None
+    return records
+
+
+def fits(records: list) -> list[dict]:
+    """One fit per model swept over >= 3 token counts (or pixel counts for convnets)."""
+    from bench.analysis.scaling import crossover_resolution, fit
+    from bench.analysis.series import fit_axis, fit_x
+
+    out = []
+    by_patch: dict[tuple, list] = {}
+    by_size: dict[tuple, list] = {}
+    for r in records:
+        by_patch.setdefault((r.model, r.patch_size), []).append(r)
+        if r.tokens is not None:
+            by_size.setdefault((r.model, r.img_size), []).append(r)
+    for (model, patch), group in by_patch.items():
+        if len({r.img_size for r in group}) < 3:
+            continue
+        x = [fit_x(r.img_size, r.tokens) for r in group]
+        result = fit(x, [r.macs for r in group], axis=fit_axis(group[0].tokens))
+        entry = {"model": model, "patch_size": patch if group[0].tokens else None, "img_size": None, "x": x}
+        entry.update(result.to_dict())
+        entry["crossover_resolution"] = None
+        if group[0].tokens is not None:
+            prefix = group[0].tokens - (group[0].img_size // patch) ** 2
+            entry["crossover_resolution"] = crossover_resolution(result.crossover_tokens, patch, prefix)
+        out.append(entry)
+    for (model, size), group in by_size.items():
+        if len({r.patch_size for r in group}) < 3:
+            continue
+        result = fit([r.tokens for r in group], [r.macs for r in group], axis="patch_size")
+        entry = {"model": model, "patch_size": None, "img_size": size, "x": [r.tokens for r in group]}
+        entry.update(result.to_dict())
+        entry["crossover_resolution"] = None
+        out.append(entry)
+    return out
+
+
+def check(records: list, with_fvcore: bool) -> list[dict]:
+    """Matmul/conv/attention MACs by this counter, FlopCounterMode, the closed form and (optionally) fvcore."""
+    import architectures
+
+    from bench.measure import formulas
+    from bench.measure.counting import build, flop_counter_macs, fvcore_count
+
+    rows = []
+    for r in records:
+        patch = None if r.patch_size is None else r.patch_size
+        fcm = flop_counter_macs(r.model, r.img_size, patch)
+        closed = None
+        if not r.model.startswith(architectures.TIMM_PREFIX):
+            closed = formulas.closed_form(build(r.model, r.img_size, patch).config).matmul
+        fv = fvcore_count(r.model, r.img_size, patch).matmul_macs if with_fvcore else None
+        others = [v for v in (fcm, closed, fv) if v is not None]
+        worst = max(abs(v - r.matmul_macs) / r.matmul_macs for v in others)
+        rows.append({"model": r.model, "img_size": r.img_size, "patch_size": r.patch_size, "counter": r.matmul_macs,
+                     "flop_counter_mode": fcm, "closed_form": closed, "fvcore": fv, "max_rel_diff": worst,
+                     "ok": worst <= CHECK_TOLERANCE})
+    return rows
