@@ -7,11 +7,18 @@ serves the site on 127.0.0.1 and loads a track_ benchmark's page in Debian's chr
 It checks that flot drew the graph, that every request was answered from the site
 itself, and that the page logged no error. It is skipped when chromium is not installed
 (.ci/run installs it).
+
+The report page is published from a sweep whose labels and error message carry HTML and
+``javascript:``/``data:``/``vbscript:`` links: the page's HTML and the DOM chromium builds
+from it must show them as text, with no event-handler attribute, no such link and no
+dialog or blocked script.
 """
 
 from __future__ import annotations
 
 import functools
+import html
+import html.parser
 import http.server
 import io
 import json
@@ -54,13 +61,26 @@ def test_report_markdown_renders_headings_tables_lists_images_and_escapes():
     ])
     expected = "\n".join([
         "<h1>Title</h1>",
-        "<p>Some <code>a&lt;b</code> and <strong>bold</strong> text over two lines.</p>",
-        "<ul><li>one <em>item</em></li><li>two</li></ul>",
-        '<table><thead><tr><th style="text-align:left">model</th><th style="text-align:right">S</th></tr></thead>'
-        '<tbody><tr><td style="text-align:left">vit &lt;b16&gt;</td><td style="text-align:right">197</td></tr></tbody></table>',
-        '<p><img src="macs_vs_tokens.png" alt="macs"></p>',
+        "<p>Some <code>a&lt;b</code> and <strong>bold</strong> text",
+        "over two lines.</p>",
+        "<ul>", "<li>one <em>item</em></li>", "<li>two</li>", "</ul>",
+        "<table>", "<thead>", "<tr>", "<th>model</th>", '<th style="text-align:right">S</th>', "</tr>", "</thead>",
+        "<tbody>", "<tr>", "<td>vit &lt;b16&gt;</td>", '<td style="text-align:right">197</td>', "</tr>", "</tbody>", "</table>",
+        '<p><img src="macs_vs_tokens.png" alt="macs" /></p>',
+        "",
     ])
-    assert dashboard.render_markdown(md) == expected
+    assert dashboard.markdown_renderer().render(md) == expected
+
+
+@pytest.mark.parametrize("url, kept", [
+    ("http://example.org/a", True), ("HTTPS://example.org", True), ("macs_vs_tokens.png", True), ("../index.html", True),
+    ("#scaling-fits", True), ("//example.org/x", True), ("a/b:c", True),
+    ("javascript:alert(1)", False), ("JavaScript:alert(1)", False), (" \tjava\nscript:alert(1)", False),
+    ("data:text/html,x", False), ("data:image/png;base64,AAAA", False), ("vbscript:msgbox", False),
+    ("file:///etc/passwd", False), ("mailto:a@b", False),
+])
+def test_safe_link_keeps_http_relative_and_anchors_only(url, kept):
+    assert dashboard.safe_link(url) is kept
 
 
 def test_sri_matches_the_published_digest_of_a_known_string():
@@ -100,6 +120,116 @@ def test_cli_bad_report_folder_is_one_line_and_exit_2(tmp_path, capsys):
     assert err.count("\n") == 1 and "report.md not found" in err
 
 
+# --- the report page: strings from results files never become HTML -----------------------------
+
+PAYLOAD = '"><img src=x onerror=alert(1)>'
+JS_LINK = "[click](javascript:alert(1))"
+BAD_SCHEMES = ("javascript:", "data:", "vbscript:")
+
+
+def _sweep_record(label: str, size: int, status: str = "ok", error: str | None = None) -> dict:
+    """One results.jsonl line as `mixerbench sweep` writes it (the fields bench.report reads)."""
+    tokens = (size // 4) ** 2
+    r = {"case": {"model": "mixer_s16", "img_size": size, "patch_size": 4, "batch": 1, "device": "cpu", "dtype": "float32",
+                  "mode": "infer", "overrides": {}, "channels_last": False, "compile": False},
+         "label": label, "family": "mixer", "status": status, "tokens": tokens, "macs": 1000 * tokens, "batch": 1,
+         "env": {"device": "cpu", "device_name": "test cpu", "cpu_model": "test cpu", "cpu_count": 2, "torch_threads": 1,
+                 "torch": "x", "timm": "y", "python": "3", "git_commit": "abc", "date": "2026-01-01T00:00:00+00:00"},
+         "roof_flops_per_s": 1e11}
+    if status == "ok":
+        seconds = 1e-6 * tokens
+        r.update(time={"median_s": seconds, "iqr_s": 0.01 * seconds, "images_per_s": 1 / seconds,
+                       "times_s": [seconds, 1.002 * seconds, 0.998 * seconds]},
+                 memory={"method": "cpu_peak_rss", "weights_bytes": 10**6, "activation_bytes": 2000 * tokens,
+                         "peak_bytes": 5 * 10**8, "baseline_bytes": 4 * 10**8},
+                 mfu=2000 * tokens / seconds / 1e11)
+    else:
+        r["error"] = error
+    return r
+
+
+def _hostile_sweep(folder: Path) -> Path:
+    """A sweep folder whose labels and error message carry HTML and a javascript: link, with report.md built."""
+    from bench import report
+    from bench.runs.records import ResultsWriter
+
+    folder.mkdir(parents=True)
+    label = f"mixer {PAYLOAD} {JS_LINK}"
+    with ResultsWriter(folder / "results.jsonl") as w:
+        for size in (64, 96, 128):
+            w.append(_sweep_record(label, size))
+        w.append(_sweep_record(f"vit {PAYLOAD}", 64, status="error",
+                               error=f"RuntimeError: {PAYLOAD} ![x](data:image/png;base64,AAAA) [v](vbscript:msgbox)"))
+    report.write_report(folder)
+    md = (folder / "report.md").read_text()
+    assert PAYLOAD in md and JS_LINK in md  # the Markdown really carries the attack; the page must defuse it
+    return folder
+
+
+def _html_dir(base: Path) -> Path:
+    """A stand-in for asv's published site: an index.html with asv's navigation item."""
+    html_dir = base / "html"
+    html_dir.mkdir()
+    (html_dir / "index.html").write_text('<html><head></head><body><ul class="nav">\n'
+                                         '<li id="nav-li-regressions"><a href="#/regressions">Regressions</a></li>\n'
+                                         "</ul></body></html>\n")
+    return html_dir
+
+
+class _Page(html.parser.HTMLParser):
+    """Every start tag with its attributes, and the text, as a browser's parser would see them."""
+
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self.title = ""
+        self._in_title = False
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._in_title = tag == "title"
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_endtag(self, tag):
+        self._in_title = False
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._in_title:
+            self.title += data
+
+    def active(self) -> list[str]:
+        """Event-handler attributes, and href/src/action values with a scheme that runs code or embeds a document."""
+        found = []
+        for tag, attrs in self.tags:
+            for name, value in attrs.items():
+                if name.startswith("on"):
+                    found.append(f"<{tag} {name}={value!r}>")
+                target = re.sub(r"[\x00-\x20]", "", value or "").lower()
+                if name in ("href", "src", "action", "formaction") and target.startswith(BAD_SCHEMES):
+                    found.append(f"<{tag} {name}={value!r}>")
+        return found
+
+
+def test_report_page_shows_hostile_strings_as_text(tmp_path):
+    sweep = _hostile_sweep(tmp_path / "<i>sweep")
+    html_dir = _html_dir(tmp_path)
+    page = _Page(dashboard.publish_report(sweep, html_dir).read_text())
+    assert page.active() == []
+    assert [tag for tag, _ in page.tags].count("img") == len(list(sweep.glob("*.png"))) > 0  # the plots, nothing else
+    assert "i" not in [tag for tag, _ in page.tags]  # the folder name is text too
+    assert page.title == "mixerbench scaling report: <i>sweep"
+    text = "".join(page.text)
+    assert f"mixer {PAYLOAD} {JS_LINK}" in text
+    assert f"error: RuntimeError: {PAYLOAD} ![x](data:image/png;base64,AAAA) [v](vbscript:msgbox)" in text
+    assert (html_dir / "report" / "report.md").read_text() == (sweep / "report.md").read_text()
+
+
 # --- the browser test --------------------------------------------------------------------------
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -125,10 +255,29 @@ setInterval(function () {
 </script>"""
 
 
+# Put first in the report page's <head>, before its Content-Security-Policy (which applies only
+# to what follows it): records any dialog (alert, confirm, prompt) and anything the policy refused
+# to run, and writes the list into the DOM that --dump-dom prints.
+REPORT_PROBE = """<script>
+window.__ran = [];
+window.alert = window.confirm = window.prompt = function (m) { window.__ran.push('dialog: ' + m); };
+document.addEventListener('securitypolicyviolation', function (e) {
+  window.__ran.push('refused by the page policy: ' + e.violatedDirective + ' ' + (e.sample || ''));
+});
+setInterval(function () {
+  if (!document.body) return;
+  var out = document.getElementById('test-ran');
+  if (!out) { out = document.createElement('pre'); out.id = 'test-ran'; document.body.appendChild(out); }
+  out.textContent = JSON.stringify(window.__ran);
+}, 50);
+</script>"""
+
+
 class _Handler(http.server.SimpleHTTPRequestHandler):
-    """Serves the site; adds PROBE to index.html; records every request and its status."""
+    """Serves the site; adds a probe script to the pages in ``probes``; records every request and its status."""
 
     log: list[tuple[str, int]]
+    probes: dict[str, str]  # URL path -> script put first in the page's <head>
 
     def send_response(self, code, message=None):
         self.log.append((self.path, code))
@@ -138,8 +287,10 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         pass
 
     def send_head(self):
-        if self.path.split("?")[0] in ("/", "/index.html"):
-            body = (Path(self.directory) / "index.html").read_text().replace("<head>", "<head>" + PROBE, 1).encode()
+        path = self.path.split("?")[0]
+        if path in self.probes:
+            page = Path(self.directory) / (path.lstrip("/") or "index.html")
+            body = page.read_text().replace("<head>", "<head>" + self.probes[path], 1).encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
@@ -148,9 +299,10 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         return super().send_head()
 
 
-def _serve(directory: Path):
+def _serve(directory: Path, probes: dict[str, str] | None = None):
     log: list[tuple[str, int]] = []
-    handler = functools.partial(type("Handler", (_Handler,), {"log": log}), directory=str(directory))
+    probes = {"/": PROBE, "/index.html": PROBE} if probes is None else probes
+    handler = functools.partial(type("Handler", (_Handler,), {"log": log, "probes": probes}), directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, log
@@ -266,3 +418,26 @@ def test_track_benchmark_graph_renders_in_headless_chromium_without_errors(site,
 
     assert "<h1>mixerbench sweep report</h1>" in report_dom
     assert "/report/macs_vs_tokens.png" in {path for path, _ in log}
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run does)")
+def test_report_page_runs_no_script_in_headless_chromium(tmp_path):
+    sweep = _hostile_sweep(tmp_path / "sweep")
+    html_dir = _html_dir(tmp_path)
+    dashboard.publish_report(sweep, html_dir)
+    server, log = _serve(html_dir, {"/report/index.html": REPORT_PROBE})
+    try:
+        dom, stderr = _chromium_dom(f"http://127.0.0.1:{server.server_address[1]}/report/index.html", tmp_path / "profile")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert ("/report/index.html", 200) in log
+    ran = re.search(r'<pre id="test-ran">(.*?)</pre>', dom, re.DOTALL)
+    assert ran is not None, "the probe never ran: the page did not load"
+    assert json.loads(html.unescape(ran.group(1))) == []  # no dialog opened, nothing refused by the page's policy
+    assert not [line for line in stderr.splitlines() if "Content Security Policy" in line or "Uncaught" in line]
+    page = _Page(dom)  # the DOM as chromium built it
+    assert page.active() == []
+    text = "".join(page.text)
+    assert f"mixer {PAYLOAD} {JS_LINK}" in text and f"RuntimeError: {PAYLOAD}" in text
+    assert page.title == "mixerbench scaling report: sweep"
