@@ -5,8 +5,8 @@ itself: pinned npm packages are fetched once with `npm pack` into --cache (check
 against the registry's sha512) and the pages are pointed at copies under vendor/. With
 --report DIR, DIR/report.md and its PNG plots become report/index.html, linked from the
 dashboard's navigation bar (Markdown rendered by markdown-it-py with raw HTML off and
-only http(s), relative and #anchor links). Serve the result with `asv preview` or any
-static server.
+only http(s), relative and #anchor links; the folder is swapped in whole, so a failure
+leaves the previous report). Serve the result with `asv preview` or any static server.
 """
 
 from __future__ import annotations

@@ -17,18 +17,21 @@ into ``report/index.html`` of the same site and adds a "Scaling report" link to 
 navigation bar: one static folder that ``asv preview`` or any static server can serve.
 The report's strings come from results files (labels, error messages), so it is rendered
 by markdown-it-py with raw HTML off and links limited to http(s), relative paths and
-anchors, inside an autoescaped jinja2 page that forbids scripts.
+anchors, inside an autoescaped jinja2 page that forbids scripts; the folder is built
+beside the old one and swapped in whole.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -277,6 +280,8 @@ source: <a href="report.md">report.md</a></p>
 </html>
 """
 NAV_LINK = f'<li><a href="{REPORT_DIR}/index.html">Scaling report</a></li>'
+_STAGING = ".report-new-"  # siblings of report/ while it is built and swapped in
+_RETIRED = ".report-old-"
 
 
 def _with_nav_link(index: Path) -> str | None:
@@ -291,26 +296,62 @@ def _with_nav_link(index: Path) -> str | None:
     return page[:end] + "\n\t" + NAV_LINK + page[end:]
 
 
+def _build_report_dir(report_dir: Path, dest: Path) -> None:
+    """Write the report page, report.md and the PNG plots into the empty folder ``dest``."""
+    source = report_dir / "report.md"
+    for png in sorted(report_dir.glob("*.png")):
+        shutil.copy2(png, dest / png.name)
+    shutil.copy2(source, dest / "report.md")
+    css = next(f"{VENDOR_DIR}/{a.package}/{a.member}" for a in ASSETS if a.member.endswith("bootstrap.min.css"))
+    name = report_dir.resolve().name
+    (dest / "index.html").write_text(render_report(source.read_text(), name, css))
+
+
+def _swap_in(new: Path, dest: Path) -> None:
+    """Make ``new`` the folder ``dest``: the old one is renamed aside, then removed once ``new`` is in place."""
+    if not dest.exists():
+        os.replace(new, dest)
+        return
+    old = Path(tempfile.mkdtemp(prefix=_RETIRED, dir=dest.parent))
+    os.rmdir(old)  # only the unique name is wanted: rename() needs the target absent
+    os.replace(dest, old)
+    try:
+        os.replace(new, dest)
+    except BaseException:
+        os.replace(old, dest)  # put the previous report back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def publish_report(report_dir: Path, html_dir: Path) -> Path:
-    """Render ``report_dir/report.md`` with its PNGs into ``html_dir/report/`` and link it from asv's page."""
+    """Render ``report_dir/report.md`` with its PNGs into ``html_dir/report/`` and link it from asv's page.
+
+    The new folder is built beside the old one (``.report-new-*``) and swapped in by renaming
+    only when complete, so an error while publishing leaves the previous report as it was.
+    asv's index.html is rewritten (atomically) only after the swap.
+    """
     source = report_dir / "report.md"
     if not source.is_file():
         raise DashboardError(f"{source} does not exist: write it with `mixerbench report {report_dir}`")
     index = html_dir / "index.html"
     if not index.exists():
         raise DashboardError(f"{index} does not exist: run `asv publish` first")
+    new_index = _with_nav_link(index)  # checked before anything is written
+    for stale in [*html_dir.glob(_STAGING + "*"), *html_dir.glob(_RETIRED + "*")]:  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
     dest = html_dir / REPORT_DIR
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    for png in sorted(report_dir.glob("*.png")):
-        shutil.copy2(png, dest / png.name)
-    shutil.copy2(source, dest / "report.md")
-    css = next(f"{VENDOR_DIR}/{a.package}/{a.member}" for a in ASSETS if a.member.endswith("bootstrap.min.css"))
-    (dest / "index.html").write_text(render_report(source.read_text(), report_dir.resolve().name, css))
-    new_index = _with_nav_link(index)
+    staging = Path(tempfile.mkdtemp(prefix=_STAGING, dir=html_dir))
+    try:
+        staging.chmod(0o755)  # mkdtemp makes it 0700; a static server must be able to read it
+        _build_report_dir(report_dir, staging)
+        _swap_in(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     if new_index is not None:
-        index.write_text(new_index)
+        tmp = index.with_name(index.name + ".tmp")
+        tmp.write_text(new_index)
+        os.replace(tmp, index)
     return dest / "index.html"
 
 

@@ -11,7 +11,8 @@ itself, and that the page logged no error. It is skipped when chromium is not in
 The report page is published from a sweep whose labels and error message carry HTML and
 ``javascript:``/``data:``/``vbscript:`` links: the page's HTML and the DOM chromium builds
 from it must show them as text, with no event-handler attribute, no such link and no
-dialog or blocked script.
+dialog or blocked script. A failure while publishing (rendering, or the swap itself)
+must leave the previous report/ as it was.
 """
 
 from __future__ import annotations
@@ -228,6 +229,56 @@ def test_report_page_shows_hostile_strings_as_text(tmp_path):
     assert f"mixer {PAYLOAD} {JS_LINK}" in text
     assert f"error: RuntimeError: {PAYLOAD} ![x](data:image/png;base64,AAAA) [v](vbscript:msgbox)" in text
     assert (html_dir / "report" / "report.md").read_text() == (sweep / "report.md").read_text()
+
+
+def test_publishing_again_replaces_the_report_folder_whole(tmp_path):
+    html_dir = _html_dir(tmp_path)
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, body in ((first, "# first\n"), (second, "# second\n")):
+        folder.mkdir()
+        (folder / "report.md").write_text(body)
+    (first / "only_in_first.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    dashboard.publish_report(first, html_dir)
+    index = (html_dir / "index.html").read_text()
+    assert index.count(dashboard.NAV_LINK) == 1
+    dashboard.publish_report(second, html_dir)
+    assert sorted(p.name for p in (html_dir / "report").iterdir()) == ["index.html", "report.md"]
+    assert "<h1>second</h1>" in (html_dir / "report" / "index.html").read_text()
+    assert (html_dir / "index.html").read_text() == index  # the link is added once
+    assert sorted(p.name for p in html_dir.iterdir()) == ["index.html", "report"]  # no staging folder left
+
+
+@pytest.mark.parametrize("where", ["while rendering", "while swapping"])
+def test_a_failure_while_publishing_leaves_the_previous_report(tmp_path, monkeypatch, where):
+    html_dir = _html_dir(tmp_path)
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder, body in ((old, "# old report\n"), (new, "# new report\n")):
+        folder.mkdir()
+        (folder / "report.md").write_text(body)
+        (folder / f"{folder.name}.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    dashboard.publish_report(old, html_dir)
+    before = {p.name: p.read_bytes() for p in (html_dir / "report").iterdir()}
+    index = (html_dir / "index.html").read_bytes()
+
+    if where == "while rendering":  # after the plots and report.md were copied: midway through the build
+        def fail(*args, **kwargs):
+            raise RuntimeError("disk full")
+        monkeypatch.setattr(dashboard, "render_report", fail)
+    else:  # the old folder is already renamed aside when moving the new one in fails
+        real = os.replace
+
+        def fail(src, dst):
+            if Path(src).name.startswith(".report-new-") and Path(dst).name == "report":
+                raise OSError("disk full")
+            return real(src, dst)
+        monkeypatch.setattr(dashboard.os, "replace", fail)
+    with pytest.raises((RuntimeError, OSError), match="disk full"):
+        dashboard.publish_report(new, html_dir)
+
+    assert {p.name: p.read_bytes() for p in (html_dir / "report").iterdir()} == before
+    assert b"<h1>old report</h1>" in before["index.html"]
+    assert (html_dir / "index.html").read_bytes() == index
+    assert sorted(p.name for p in html_dir.iterdir()) == ["index.html", "report"]  # nothing half-built left
 
 
 # --- the browser test --------------------------------------------------------------------------
