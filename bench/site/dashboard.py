@@ -18,13 +18,15 @@ navigation bar: one static folder that ``asv preview`` or any static server can 
 The report's strings come from results files (labels, error messages), so it is rendered
 by markdown-it-py with raw HTML off and links limited to http(s), relative paths and
 anchors, inside an autoescaped jinja2 page that forbids scripts; the folder is built
-beside the old one and swapped in whole.
+beside the old one and swapped in whole. :func:`load_asv_config` reads asv.conf.json
+and turns a malformed one into a one-line :class:`DashboardError`.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -355,12 +357,47 @@ def publish_report(report_dir: Path, html_dir: Path) -> Path:
     return dest / "index.html"
 
 
-def asv_html_dir(config: Path) -> Path:
-    """The html_dir of an asv.conf.json (relative paths are relative to the config's folder, where asv runs)."""
-    from asv.util import load_json
+# --- asv's configuration and `asv publish` ------------------------------------------------
 
-    conf = load_json(str(config), js_comments=True)
-    return (config.parent / conf.get("html_dir", "html")).resolve()
+
+@dataclass(frozen=True)
+class AsvConfig:
+    """The parts of an asv.conf.json that the dashboard needs, paths resolved against the config's folder."""
+
+    path: Path
+    html_dir: Path
+    results_dir: Path
+
+
+def load_asv_config(config: Path) -> AsvConfig:
+    """Read ``config`` as asv does (JSON with // comments) and check what ``asv publish`` needs.
+
+    Raises DashboardError, with a one-line message, for a file that is not JSON, not an
+    object, lacks ``version`` (1) or ``repo``, or has a non-string ``html_dir``/``results_dir``.
+    Relative directories are relative to the config's folder, where asv runs.
+    """
+    from asv import util
+
+    try:
+        data = util.load_json(str(config), js_comments=True)
+    except (util.UserError, ValueError, TypeError, OSError, UnicodeDecodeError) as exc:
+        raise DashboardError(f"{config} cannot be read as JSON: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise DashboardError(f"{config} must hold a JSON object, not {type(data).__name__}")
+    missing = [key for key in ("version", "repo") if key not in data]
+    if missing:
+        raise DashboardError(f"{config} has no {' or '.join(repr(k) for k in missing)} (asv needs \"version\": 1 and \"repo\")")
+    if data["version"] != 1 or isinstance(data["version"], bool):
+        raise DashboardError(f"{config} has \"version\": {json.dumps(data['version'])}; asv 0.6 reads version 1")
+    if not isinstance(data["repo"], str) or not data["repo"]:
+        raise DashboardError(f"{config}: \"repo\" must be a non-empty string, not {json.dumps(data['repo'])}")
+    dirs = {}
+    for key, default in (("html_dir", "html"), ("results_dir", "results")):
+        value = data.get(key, default)
+        if not isinstance(value, str) or not value:
+            raise DashboardError(f"{config}: {key!r} must be a non-empty string, not {json.dumps(value)}")
+        dirs[key] = (config.parent / value).resolve()
+    return AsvConfig(config, **dirs)
 
 
 def run_asv_publish(config: Path, extra: list[str] | None = None) -> None:

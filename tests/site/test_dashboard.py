@@ -12,7 +12,7 @@ The report page is published from a sweep whose labels and error message carry H
 ``javascript:``/``data:``/``vbscript:`` links: the page's HTML and the DOM chromium builds
 from it must show them as text, with no event-handler attribute, no such link and no
 dialog or blocked script. A failure while publishing (rendering, or the swap itself)
-must leave the previous report/ as it was.
+must leave the previous report/ as it was. A malformed asv.conf.json is one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -279,6 +279,33 @@ def test_a_failure_while_publishing_leaves_the_previous_report(tmp_path, monkeyp
     assert b"<h1>old report</h1>" in before["index.html"]
     assert (html_dir / "index.html").read_bytes() == index
     assert sorted(p.name for p in html_dir.iterdir()) == ["index.html", "report"]  # nothing half-built left
+
+
+def test_the_projects_asv_config_is_read_with_its_comments():
+    pytest.importorskip("asv")
+    conf = dashboard.load_asv_config(ROOT / "asv.conf.json")
+    assert (conf.html_dir, conf.results_dir) == (ROOT / ".asv" / "html", ROOT / ".asv" / "results")
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"version": 1, "repo": "."', "cannot be read as JSON"),
+    ("", "cannot be read as JSON"),
+    ('["version", "repo"]', "must hold a JSON object, not list"),
+    ('{"version": 1}', "has no 'repo'"),
+    ('{"repo": "."}', "has no 'version'"),
+    ('{"version": 2, "repo": "."}', "asv 0.6 reads version 1"),
+    ('{"version": 1, "repo": ".", "html_dir": 5}', "'html_dir' must be a non-empty string"),
+    ('{"version": 1, "repo": ".", "results_dir": null}', "'results_dir' must be a non-empty string"),
+])
+def test_cli_malformed_asv_config_is_one_line_and_exit_2(tmp_path, capsys, text, message):
+    pytest.importorskip("asv")
+    config = tmp_path / "asv.conf.json"
+    config.write_text(text)
+    assert cli.main(["dashboard", "--config", str(config), "--cache", str(tmp_path / "cache")]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("mixerbench dashboard: error: ") and err.count("\n") == 1, err
+    assert message in err and "Traceback" not in err and out == ""
+    assert not (tmp_path / "cache").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["asv.conf.json"]
 
 
 # --- the browser test --------------------------------------------------------------------------
