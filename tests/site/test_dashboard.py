@@ -13,6 +13,10 @@ The report page is published from a sweep whose labels and error message carry H
 from it must show them as text, with no event-handler attribute, no such link and no
 dialog or blocked script. A failure while publishing (rendering, or the swap itself)
 must leave the previous report/ as it was. A malformed asv.conf.json is one line on stderr and exit code 2.
+
+The two-machine test records a tiny benchmark for two asv machine names in a temporary
+repository, publishes with ``mixerbench dashboard`` and checks that the benchmark's page
+lists both machines and draws a line for each.
 """
 
 from __future__ import annotations
@@ -519,3 +523,88 @@ def test_report_page_runs_no_script_in_headless_chromium(tmp_path):
     text = "".join(page.text)
     assert f"mixer {PAYLOAD} {JS_LINK}" in text and f"RuntimeError: {PAYLOAD}" in text
     assert page.title == "mixerbench scaling report: sweep"
+
+
+# --- one dashboard for two machines ------------------------------------------------------------
+
+MACHINES = ("alpha-box", "beta-box")
+
+
+@pytest.fixture(scope="module")
+def two_machine_site(tmp_path_factory) -> Path:
+    """A tiny asv project with results for two machines, published by ``mixerbench dashboard``."""
+    pytest.importorskip("asv")
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    base = tmp_path_factory.mktemp("machines")
+    repo = base / "repo"
+    (repo / "benchmarks").mkdir(parents=True)
+    (repo / "asv.conf.json").write_text(json.dumps({
+        "version": 1, "project": "tiny", "project_url": "#", "repo": ".", "branches": ["main"], "dvcs": "git",
+        "environment_type": "virtualenv", "benchmark_dir": "benchmarks", "env_dir": ".asv/env",
+        "results_dir": ".asv/results", "html_dir": ".asv/html"}))
+    (repo / "benchmarks" / "__init__.py").write_text("")
+    (repo / "benchmarks" / "answer.py").write_text("def track_answer():\n    return 42\n")
+    (repo / ".gitignore").write_text(".asv/\n")
+    for args in (["init", "-q", "-b", "main"], ["config", "user.email", "t@t"], ["config", "user.name", "t"],
+                 ["add", "-A"], ["commit", "-q", "-m", "base"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+    home = base / "home"
+    home.mkdir()
+    env = dict(os.environ, HOME=str(home))  # asv keeps its machine descriptions in ~/.asv-machine.json
+    asv = [sys.executable, "-m", "asv"]
+    for machine in MACHINES:  # asv writes results/<machine>/ for each
+        subprocess.run([*asv, "machine", "--yes", "--machine", machine], cwd=repo, env=env, check=True, capture_output=True)
+        done = subprocess.run([*asv, "run", "--python=same", "--machine", machine, "--set-commit-hash", commit],
+                              cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert sorted(p.name for p in (repo / ".asv" / "results").iterdir() if p.is_dir()) == list(MACHINES)
+    sweep = _hostile_sweep(base / "sweep")  # and a report beside the dashboard, through the CLI
+    done = subprocess.run([sys.executable, "-m", "bench", "dashboard", "--config", str(repo / "asv.conf.json"),
+                           "--report", str(sweep), "--cache", str(NPM_CACHE)],
+                          cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return repo / ".asv" / "html"
+
+
+@pytest.mark.slow
+def test_two_machines_are_published_as_one_dashboard(two_machine_site):
+    index = json.loads((two_machine_site / "index.json").read_text())
+    assert sorted(index["params"]["machine"]) == list(MACHINES)
+    graphs = {p.relative_to(two_machine_site / "graphs").as_posix() for p in (two_machine_site / "graphs").rglob("answer.track_answer.json")}
+    assert [g for g in graphs if "machine-alpha-box" in g] and [g for g in graphs if "machine-beta-box" in g], graphs
+    assert 'href="report/index.html"' in (two_machine_site / "index.html").read_text()
+    assert _Page((two_machine_site / "report" / "index.html").read_text()).active() == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run does)")
+def test_two_machines_appear_in_the_dashboard_in_headless_chromium(two_machine_site, tmp_path):
+    server, log = _serve(two_machine_site)
+    try:
+        dom, stderr = _chromium_dom(f"http://127.0.0.1:{server.server_address[1]}/index.html#answer.track_answer",
+                                    tmp_path / "profile")
+    finally:
+        server.shutdown()
+        server.server_close()
+    problems = re.search(r'<pre id="test-problems">(.*?)</pre>', dom, re.DOTALL)
+    assert problems is not None, "the probe never ran: the page did not load"
+    assert json.loads(html.unescape(problems.group(1))) == []
+    failed = [(path, code) for path, code in log if code >= 400]
+    assert not failed, failed
+
+    # The "machine" panel on the left has one button per machine, both selected.
+    panel = re.search(r'<div class="panel-heading">machine</div><div class="panel-body">(.*?)</div></div>', dom, re.DOTALL)
+    assert panel is not None, "the benchmark page has no machine panel"
+    buttons = re.findall(r'<a class="btn[^"]*"[^>]*>([^<]*)</a>', panel.group(1))
+    assert sorted(buttons) == list(MACHINES)
+    assert panel.group(1).count(" active") == len(MACHINES)
+    # flot drew the graph, with a legend entry (one line) per machine, and both lines' data was fetched.
+    graph = dom[dom.index('id="main-graph"'): dom.index('id="overview"')]
+    assert graph.count('class="flot-base"') == 1, "flot drew no graph for answer.track_answer"
+    legend = re.findall(r'<td class="legendLabel">([^<]*)</td>', graph)
+    assert sorted(legend) == [f"machine-{m}" for m in MACHINES]
+    served = {path.split("?")[0] for path, _ in log}
+    for machine in MACHINES:
+        assert [p for p in served if f"/machine-{machine}/" in p and p.endswith("answer.track_answer.json")], served
