@@ -4,7 +4,11 @@ Runs `asv publish` (unless --no-publish), then serves asv's CDN files from the s
 itself: pinned npm packages are fetched once with `npm pack` into --cache (checked
 against the registry's sha512) and the pages are pointed at copies under vendor/. With
 --report DIR, DIR/report.md and its PNG plots become report/index.html, linked from the
-dashboard's navigation bar. Serve the result with `asv preview` or any static server.
+dashboard's navigation bar (Markdown rendered by markdown-it-py with raw HTML off and
+only http(s), relative and #anchor links; the folder is swapped in whole, so a failure
+leaves the previous report). A malformed --config (not JSON, no "version" or "repo")
+is one line on stderr and exit code 2. Serve the result with `asv preview` or any static
+server.
 """
 
 from __future__ import annotations
@@ -37,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
         import asv  # noqa: F401
     except ImportError:
         raise UsageError("asv is not installed: pip install -e '.[dev]'") from None
-    html_dir = dashboard.asv_html_dir(args.config)
     try:
+        html_dir = dashboard.load_asv_config(args.config).html_dir  # a malformed config is one line, exit 2
         if not args.no_publish:
             dashboard.run_asv_publish(args.config)
         vendored = dashboard.vendor_assets(html_dir, args.cache)

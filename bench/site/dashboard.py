@@ -15,18 +15,25 @@ next npm release, see :data:`ASSETS`) the attribute is dropped.
 :func:`publish_report` renders a sweep folder's ``report.md`` (and copies its PNG plots)
 into ``report/index.html`` of the same site and adds a "Scaling report" link to asv's
 navigation bar: one static folder that ``asv preview`` or any static server can serve.
+The report's strings come from results files (labels, error messages), so it is rendered
+by markdown-it-py with raw HTML off and links limited to http(s), relative paths and
+anchors, inside an autoescaped jinja2 page that forbids scripts; the folder is built
+beside the old one and swapped in whole. :func:`load_asv_config` reads asv.conf.json
+and turns a malformed one into a one-line :class:`DashboardError`.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import html
+import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -210,139 +217,187 @@ def vendor_assets(html_dir: Path, cache: Path, npm: str = "npm") -> list[Vendore
 
 # --- the sweep's report -----------------------------------------------------------------
 
-_INLINE = (
-    (re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)"), r'<img src="\2" alt="\1">'),
-    (re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)"), r'<a href="\2">\1</a>'),
-    (re.compile(r"\*\*(.+?)\*\*"), r"<strong>\1</strong>"),
-    (re.compile(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])"), r"<em>\1</em>"),
-)
+# What a link or image in the report may point at: http(s) or no scheme at all (a relative
+# path, a "#" anchor, "//host/..."). Anything else (javascript:, data:, vbscript:, file:...)
+# is left as plain text by markdown-it.
+SAFE_SCHEMES = frozenset({"http", "https"})
+_SCHEME = re.compile(r"([a-z][a-z0-9+.\-]*):", re.IGNORECASE)
+_IGNORED_BY_BROWSERS = re.compile(r"[\x00-\x20\x7f]")  # URL parsers strip or skip these
 
 
-def _inline(text: str) -> str:
-    """Escape HTML, then render `code`, images, links, **bold** and *italics* (outside code)."""
-    parts = re.split(r"(`[^`]*`)", text)
-    out = []
-    for part in parts:
-        if part.startswith("`") and part.endswith("`") and len(part) >= 2:
-            out.append(f"<code>{html.escape(part[1:-1])}</code>")
-            continue
-        part = html.escape(part, quote=False)
-        for pattern, replacement in _INLINE:
-            part = pattern.sub(replacement, part)
-        out.append(part)
-    return "".join(out)
+def safe_link(url: str) -> bool:
+    """True for a link target the report may keep: an http(s) URL, a relative path or a ``#`` anchor.
 
-
-def _cells(line: str) -> list[str]:
-    return [c.strip() for c in line.strip().strip("|").split("|")]
-
-
-def render_markdown(text: str) -> str:
-    """HTML for the Markdown that ``bench.report`` writes: headings, paragraphs, lists, pipe tables, images.
-
-    Not a general Markdown renderer: other constructs come out as paragraphs of text.
+    ``url`` is markdown-it's normalised destination (entities decoded, then percent-encoded).
+    Control characters and spaces are dropped before the scheme is read, as a browser would.
     """
-    lines = text.splitlines()
-    out: list[str] = []
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if not line.strip():
-            i += 1
-        elif heading := re.match(r"(#{1,6})\s+(.*)", line):
-            level = len(heading.group(1))
-            out.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
-            i += 1
-        elif line.lstrip().startswith("|") and i + 1 < len(lines) and re.fullmatch(r"\s*\|?[\s:|-]+\|?\s*", lines[i + 1]):
-            aligns = ["right" if c.endswith(":") else "left" for c in _cells(lines[i + 1])]
-            head = "".join(f'<th style="text-align:{a}">{_inline(c)}</th>' for c, a in zip(_cells(line), aligns))
-            rows = []
-            i += 2
-            while i < len(lines) and lines[i].lstrip().startswith("|"):
-                rows.append("<tr>" + "".join(f'<td style="text-align:{a}">{_inline(c)}</td>'
-                                             for c, a in zip(_cells(lines[i]), aligns)) + "</tr>")
-                i += 1
-            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
-        elif re.match(r"\s*[-*]\s+", line):
-            items = []
-            while i < len(lines) and lines[i].strip():
-                if re.match(r"\s*[-*]\s+", lines[i]):
-                    items.append(re.sub(r"^\s*[-*]\s+", "", lines[i]))
-                else:  # continuation line of the previous item
-                    items[-1] += " " + lines[i].strip()
-                i += 1
-            out.append("<ul>" + "".join(f"<li>{_inline(t)}</li>" for t in items) + "</ul>")
-        else:
-            para = []
-            while i < len(lines) and lines[i].strip() and not re.match(r"#{1,6}\s|\s*\||\s*[-*]\s+", lines[i]):
-                para.append(lines[i].strip())
-                i += 1
-            if not para:  # a line that starts like a table but is not one
-                para.append(lines[i].strip())
-                i += 1
-            out.append(f"<p>{_inline(' '.join(para))}</p>")
-    return "\n".join(out)
+    scheme = _SCHEME.match(_IGNORED_BY_BROWSERS.sub("", url))
+    return scheme is None or scheme.group(1).lower() in SAFE_SCHEMES
 
 
-_REPORT_PAGE = """<!doctype html>
-<html>
+def markdown_renderer():
+    """markdown-it-py's CommonMark preset plus pipe tables; raw HTML off, links limited by :func:`safe_link`."""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    md.validateLink = safe_link
+    return md
+
+
+def render_report(markdown: str, sweep: str, bootstrap_css: str) -> str:
+    """The report page: ``markdown`` rendered by :func:`markdown_renderer` inside an autoescaped jinja2 shell.
+
+    ``sweep`` (the sweep folder's name) is escaped by the template; the body is markdown-it's
+    output, which escapes every text and attribute itself. The page carries no script and a
+    Content-Security-Policy that forbids scripts, so a string that slips through still cannot run.
+    """
+    import jinja2
+    from markupsafe import Markup
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    body = Markup(markdown_renderer().render(markdown))  # noqa: S704 -- markdown-it escapes, html is off
+    return env.from_string(_REPORT_TEMPLATE).render(sweep=sweep, bootstrap_css=bootstrap_css, body=body)
+
+
+_REPORT_TEMPLATE = """<!doctype html>
+<html lang="en">
 <head>
 <meta charset="utf-8">
-<title>mixerbench scaling report</title>
-<link rel="stylesheet" href="../{bootstrap_css}">
+<meta http-equiv="Content-Security-Policy" content="script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'">
+<title>mixerbench scaling report: {{ sweep }}</title>
+<link rel="stylesheet" href="../{{ bootstrap_css }}">
 <link rel="shortcut icon" href="../swallow.ico">
 <style>
-body {{ padding: 1em 2em; max-width: 1400px; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 90%; }}
-th, td {{ border: 1px solid #ccc; padding: 2px 6px; }}
-img {{ max-width: 100%; display: block; margin: 0.5em 0 1.5em; }}
+body { padding: 1em 2em; max-width: 1400px; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 90%; }
+th, td { border: 1px solid #ccc; padding: 2px 6px; }
+img { max-width: 100%; display: block; margin: 0.5em 0 1.5em; }
 </style>
 </head>
 <body>
-<p><a href="../index.html">&larr; asv dashboard</a> &middot; source: <a href="report.md">report.md</a></p>
-{body}
+<p><a href="../index.html">&larr; asv dashboard</a> &middot; sweep <code>{{ sweep }}</code> &middot;
+source: <a href="report.md">report.md</a></p>
+{{ body }}
 </body>
 </html>
 """
 NAV_LINK = f'<li><a href="{REPORT_DIR}/index.html">Scaling report</a></li>'
+_STAGING = ".report-new-"  # siblings of report/ while it is built and swapped in
+_RETIRED = ".report-old-"
+
+
+def _with_nav_link(index: Path) -> str | None:
+    """asv's index.html with the "Scaling report" item added, or None when it is already there."""
+    page = index.read_text()
+    if NAV_LINK in page:
+        return None
+    anchor = '<li id="nav-li-regressions">'
+    if anchor not in page:
+        raise DashboardError(f"{index} has no navigation item {anchor!r} to put the report link after")
+    end = page.index("</li>", page.index(anchor)) + len("</li>")
+    return page[:end] + "\n\t" + NAV_LINK + page[end:]
+
+
+def _build_report_dir(report_dir: Path, dest: Path) -> None:
+    """Write the report page, report.md and the PNG plots into the empty folder ``dest``."""
+    source = report_dir / "report.md"
+    for png in sorted(report_dir.glob("*.png")):
+        shutil.copy2(png, dest / png.name)
+    shutil.copy2(source, dest / "report.md")
+    css = next(f"{VENDOR_DIR}/{a.package}/{a.member}" for a in ASSETS if a.member.endswith("bootstrap.min.css"))
+    name = report_dir.resolve().name
+    (dest / "index.html").write_text(render_report(source.read_text(), name, css))
+
+
+def _swap_in(new: Path, dest: Path) -> None:
+    """Make ``new`` the folder ``dest``: the old one is renamed aside, then removed once ``new`` is in place."""
+    if not dest.exists():
+        os.replace(new, dest)
+        return
+    old = Path(tempfile.mkdtemp(prefix=_RETIRED, dir=dest.parent))
+    os.rmdir(old)  # only the unique name is wanted: rename() needs the target absent
+    os.replace(dest, old)
+    try:
+        os.replace(new, dest)
+    except BaseException:
+        os.replace(old, dest)  # put the previous report back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def publish_report(report_dir: Path, html_dir: Path) -> Path:
-    """Render ``report_dir/report.md`` with its PNGs into ``html_dir/report/`` and link it from asv's page."""
+    """Render ``report_dir/report.md`` with its PNGs into ``html_dir/report/`` and link it from asv's page.
+
+    The new folder is built beside the old one (``.report-new-*``) and swapped in by renaming
+    only when complete, so an error while publishing leaves the previous report as it was.
+    asv's index.html is rewritten (atomically) only after the swap.
+    """
     source = report_dir / "report.md"
     if not source.is_file():
         raise DashboardError(f"{source} does not exist: write it with `mixerbench report {report_dir}`")
     index = html_dir / "index.html"
     if not index.exists():
         raise DashboardError(f"{index} does not exist: run `asv publish` first")
+    new_index = _with_nav_link(index)  # checked before anything is written
+    for stale in [*html_dir.glob(_STAGING + "*"), *html_dir.glob(_RETIRED + "*")]:  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
     dest = html_dir / REPORT_DIR
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    markdown = source.read_text()
-    for png in sorted(report_dir.glob("*.png")):
-        shutil.copy2(png, dest / png.name)
-    shutil.copy2(source, dest / "report.md")
-    css = next(f"{VENDOR_DIR}/{a.package}/{a.member}" for a in ASSETS if a.member.endswith("bootstrap.min.css"))
-    (dest / "index.html").write_text(_REPORT_PAGE.format(bootstrap_css=css, body=render_markdown(markdown)))
-    page = index.read_text()
-    if NAV_LINK not in page:
-        anchor = '<li id="nav-li-regressions">'
-        if anchor not in page:
-            raise DashboardError(f"{index} has no navigation item {anchor!r} to put the report link after")
-        start = page.index(anchor)
-        end = page.index("</li>", start) + len("</li>")
-        page = page[:end] + "\n\t" + NAV_LINK + page[end:]
-        index.write_text(page)
+    staging = Path(tempfile.mkdtemp(prefix=_STAGING, dir=html_dir))
+    try:
+        staging.chmod(0o755)  # mkdtemp makes it 0700; a static server must be able to read it
+        _build_report_dir(report_dir, staging)
+        _swap_in(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if new_index is not None:
+        tmp = index.with_name(index.name + ".tmp")
+        tmp.write_text(new_index)
+        os.replace(tmp, index)
     return dest / "index.html"
 
 
-def asv_html_dir(config: Path) -> Path:
-    """The html_dir of an asv.conf.json (relative paths are relative to the config's folder, where asv runs)."""
-    from asv.util import load_json
+# --- asv's configuration and `asv publish` ------------------------------------------------
 
-    conf = load_json(str(config), js_comments=True)
-    return (config.parent / conf.get("html_dir", "html")).resolve()
+
+@dataclass(frozen=True)
+class AsvConfig:
+    """The parts of an asv.conf.json that the dashboard needs, paths resolved against the config's folder."""
+
+    path: Path
+    html_dir: Path
+    results_dir: Path
+
+
+def load_asv_config(config: Path) -> AsvConfig:
+    """Read ``config`` as asv does (JSON with // comments) and check what ``asv publish`` needs.
+
+    Raises DashboardError, with a one-line message, for a file that is not JSON, not an
+    object, lacks ``version`` (1) or ``repo``, or has a non-string ``html_dir``/``results_dir``.
+    Relative directories are relative to the config's folder, where asv runs.
+    """
+    from asv import util
+
+    try:
+        data = util.load_json(str(config), js_comments=True)
+    except (util.UserError, ValueError, TypeError, OSError, UnicodeDecodeError) as exc:
+        raise DashboardError(f"{config} cannot be read as JSON: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise DashboardError(f"{config} must hold a JSON object, not {type(data).__name__}")
+    missing = [key for key in ("version", "repo") if key not in data]
+    if missing:
+        raise DashboardError(f"{config} has no {' or '.join(repr(k) for k in missing)} (asv needs \"version\": 1 and \"repo\")")
+    if data["version"] != 1 or isinstance(data["version"], bool):
+        raise DashboardError(f"{config} has \"version\": {json.dumps(data['version'])}; asv 0.6 reads version 1")
+    if not isinstance(data["repo"], str) or not data["repo"]:
+        raise DashboardError(f"{config}: \"repo\" must be a non-empty string, not {json.dumps(data['repo'])}")
+    dirs = {}
+    for key, default in (("html_dir", "html"), ("results_dir", "results")):
+        value = data.get(key, default)
+        if not isinstance(value, str) or not value:
+            raise DashboardError(f"{config}: {key!r} must be a non-empty string, not {json.dumps(value)}")
+        dirs[key] = (config.parent / value).resolve()
+    return AsvConfig(config, **dirs)
 
 
 def run_asv_publish(config: Path, extra: list[str] | None = None) -> None:

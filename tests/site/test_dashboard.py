@@ -7,11 +7,23 @@ serves the site on 127.0.0.1 and loads a track_ benchmark's page in Debian's chr
 It checks that flot drew the graph, that every request was answered from the site
 itself, and that the page logged no error. It is skipped when chromium is not installed
 (.ci/run installs it).
+
+The report page is published from a sweep whose labels and error message carry HTML and
+``javascript:``/``data:``/``vbscript:`` links: the page's HTML and the DOM chromium builds
+from it must show them as text, with no event-handler attribute, no such link and no
+dialog or blocked script. A failure while publishing (rendering, or the swap itself)
+must leave the previous report/ as it was. A malformed asv.conf.json is one line on stderr and exit code 2.
+
+The two-machine test records a tiny benchmark for two asv machine names in a temporary
+repository, publishes with ``mixerbench dashboard`` and checks that the benchmark's page
+lists both machines and draws a line for each.
 """
 
 from __future__ import annotations
 
 import functools
+import html
+import html.parser
 import http.server
 import io
 import json
@@ -54,13 +66,26 @@ def test_report_markdown_renders_headings_tables_lists_images_and_escapes():
     ])
     expected = "\n".join([
         "<h1>Title</h1>",
-        "<p>Some <code>a&lt;b</code> and <strong>bold</strong> text over two lines.</p>",
-        "<ul><li>one <em>item</em></li><li>two</li></ul>",
-        '<table><thead><tr><th style="text-align:left">model</th><th style="text-align:right">S</th></tr></thead>'
-        '<tbody><tr><td style="text-align:left">vit &lt;b16&gt;</td><td style="text-align:right">197</td></tr></tbody></table>',
-        '<p><img src="macs_vs_tokens.png" alt="macs"></p>',
+        "<p>Some <code>a&lt;b</code> and <strong>bold</strong> text",
+        "over two lines.</p>",
+        "<ul>", "<li>one <em>item</em></li>", "<li>two</li>", "</ul>",
+        "<table>", "<thead>", "<tr>", "<th>model</th>", '<th style="text-align:right">S</th>', "</tr>", "</thead>",
+        "<tbody>", "<tr>", "<td>vit &lt;b16&gt;</td>", '<td style="text-align:right">197</td>', "</tr>", "</tbody>", "</table>",
+        '<p><img src="macs_vs_tokens.png" alt="macs" /></p>',
+        "",
     ])
-    assert dashboard.render_markdown(md) == expected
+    assert dashboard.markdown_renderer().render(md) == expected
+
+
+@pytest.mark.parametrize("url, kept", [
+    ("http://example.org/a", True), ("HTTPS://example.org", True), ("macs_vs_tokens.png", True), ("../index.html", True),
+    ("#scaling-fits", True), ("//example.org/x", True), ("a/b:c", True),
+    ("javascript:alert(1)", False), ("JavaScript:alert(1)", False), (" \tjava\nscript:alert(1)", False),
+    ("data:text/html,x", False), ("data:image/png;base64,AAAA", False), ("vbscript:msgbox", False),
+    ("file:///etc/passwd", False), ("mailto:a@b", False),
+])
+def test_safe_link_keeps_http_relative_and_anchors_only(url, kept):
+    assert dashboard.safe_link(url) is kept
 
 
 def test_sri_matches_the_published_digest_of_a_known_string():
@@ -100,6 +125,193 @@ def test_cli_bad_report_folder_is_one_line_and_exit_2(tmp_path, capsys):
     assert err.count("\n") == 1 and "report.md not found" in err
 
 
+# --- the report page: strings from results files never become HTML -----------------------------
+
+PAYLOAD = '"><img src=x onerror=alert(1)>'
+JS_LINK = "[click](javascript:alert(1))"
+BAD_SCHEMES = ("javascript:", "data:", "vbscript:")
+
+
+def _sweep_record(label: str, size: int, status: str = "ok", error: str | None = None) -> dict:
+    """One results.jsonl line as `mixerbench sweep` writes it (the fields bench.report reads)."""
+    tokens = (size // 4) ** 2
+    r = {"case": {"model": "mixer_s16", "img_size": size, "patch_size": 4, "batch": 1, "device": "cpu", "dtype": "float32",
+                  "mode": "infer", "overrides": {}, "channels_last": False, "compile": False},
+         "label": label, "family": "mixer", "status": status, "tokens": tokens, "macs": 1000 * tokens, "batch": 1,
+         "env": {"device": "cpu", "device_name": "test cpu", "cpu_model": "test cpu", "cpu_count": 2, "torch_threads": 1,
+                 "torch": "x", "timm": "y", "python": "3", "git_commit": "abc", "date": "2026-01-01T00:00:00+00:00"},
+         "roof_flops_per_s": 1e11}
+    if status == "ok":
+        seconds = 1e-6 * tokens
+        r.update(time={"median_s": seconds, "iqr_s": 0.01 * seconds, "images_per_s": 1 / seconds,
+                       "times_s": [seconds, 1.002 * seconds, 0.998 * seconds]},
+                 memory={"method": "cpu_peak_rss", "weights_bytes": 10**6, "activation_bytes": 2000 * tokens,
+                         "peak_bytes": 5 * 10**8, "baseline_bytes": 4 * 10**8},
+                 mfu=2000 * tokens / seconds / 1e11)
+    else:
+        r["error"] = error
+    return r
+
+
+def _hostile_sweep(folder: Path) -> Path:
+    """A sweep folder whose labels and error message carry HTML and a javascript: link, with report.md built."""
+    from bench import report
+    from bench.runs.records import ResultsWriter
+
+    folder.mkdir(parents=True)
+    label = f"mixer {PAYLOAD} {JS_LINK}"
+    with ResultsWriter(folder / "results.jsonl") as w:
+        for size in (64, 96, 128):
+            w.append(_sweep_record(label, size))
+        w.append(_sweep_record(f"vit {PAYLOAD}", 64, status="error",
+                               error=f"RuntimeError: {PAYLOAD} ![x](data:image/png;base64,AAAA) [v](vbscript:msgbox)"))
+    report.write_report(folder)
+    md = (folder / "report.md").read_text()
+    assert PAYLOAD in md and JS_LINK in md  # the Markdown really carries the attack; the page must defuse it
+    return folder
+
+
+def _html_dir(base: Path) -> Path:
+    """A stand-in for asv's published site: an index.html with asv's navigation item."""
+    html_dir = base / "html"
+    html_dir.mkdir()
+    (html_dir / "index.html").write_text('<html><head></head><body><ul class="nav">\n'
+                                         '<li id="nav-li-regressions"><a href="#/regressions">Regressions</a></li>\n'
+                                         "</ul></body></html>\n")
+    return html_dir
+
+
+class _Page(html.parser.HTMLParser):
+    """Every start tag with its attributes, and the text, as a browser's parser would see them."""
+
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self.title = ""
+        self._in_title = False
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._in_title = tag == "title"
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_endtag(self, tag):
+        self._in_title = False
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._in_title:
+            self.title += data
+
+    def active(self) -> list[str]:
+        """Event-handler attributes, and href/src/action values with a scheme that runs code or embeds a document."""
+        found = []
+        for tag, attrs in self.tags:
+            for name, value in attrs.items():
+                if name.startswith("on"):
+                    found.append(f"<{tag} {name}={value!r}>")
+                target = re.sub(r"[\x00-\x20]", "", value or "").lower()
+                if name in ("href", "src", "action", "formaction") and target.startswith(BAD_SCHEMES):
+                    found.append(f"<{tag} {name}={value!r}>")
+        return found
+
+
+def test_report_page_shows_hostile_strings_as_text(tmp_path):
+    sweep = _hostile_sweep(tmp_path / "<i>sweep")
+    html_dir = _html_dir(tmp_path)
+    page = _Page(dashboard.publish_report(sweep, html_dir).read_text())
+    assert page.active() == []
+    assert [tag for tag, _ in page.tags].count("img") == len(list(sweep.glob("*.png"))) > 0  # the plots, nothing else
+    assert "i" not in [tag for tag, _ in page.tags]  # the folder name is text too
+    assert page.title == "mixerbench scaling report: <i>sweep"
+    text = "".join(page.text)
+    assert f"mixer {PAYLOAD} {JS_LINK}" in text
+    assert f"error: RuntimeError: {PAYLOAD} ![x](data:image/png;base64,AAAA) [v](vbscript:msgbox)" in text
+    assert (html_dir / "report" / "report.md").read_text() == (sweep / "report.md").read_text()
+
+
+def test_publishing_again_replaces_the_report_folder_whole(tmp_path):
+    html_dir = _html_dir(tmp_path)
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, body in ((first, "# first\n"), (second, "# second\n")):
+        folder.mkdir()
+        (folder / "report.md").write_text(body)
+    (first / "only_in_first.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    dashboard.publish_report(first, html_dir)
+    index = (html_dir / "index.html").read_text()
+    assert index.count(dashboard.NAV_LINK) == 1
+    dashboard.publish_report(second, html_dir)
+    assert sorted(p.name for p in (html_dir / "report").iterdir()) == ["index.html", "report.md"]
+    assert "<h1>second</h1>" in (html_dir / "report" / "index.html").read_text()
+    assert (html_dir / "index.html").read_text() == index  # the link is added once
+    assert sorted(p.name for p in html_dir.iterdir()) == ["index.html", "report"]  # no staging folder left
+
+
+@pytest.mark.parametrize("where", ["while rendering", "while swapping"])
+def test_a_failure_while_publishing_leaves_the_previous_report(tmp_path, monkeypatch, where):
+    html_dir = _html_dir(tmp_path)
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder, body in ((old, "# old report\n"), (new, "# new report\n")):
+        folder.mkdir()
+        (folder / "report.md").write_text(body)
+        (folder / f"{folder.name}.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    dashboard.publish_report(old, html_dir)
+    before = {p.name: p.read_bytes() for p in (html_dir / "report").iterdir()}
+    index = (html_dir / "index.html").read_bytes()
+
+    if where == "while rendering":  # after the plots and report.md were copied: midway through the build
+        def fail(*args, **kwargs):
+            raise RuntimeError("disk full")
+        monkeypatch.setattr(dashboard, "render_report", fail)
+    else:  # the old folder is already renamed aside when moving the new one in fails
+        real = os.replace
+
+        def fail(src, dst):
+            if Path(src).name.startswith(".report-new-") and Path(dst).name == "report":
+                raise OSError("disk full")
+            return real(src, dst)
+        monkeypatch.setattr(dashboard.os, "replace", fail)
+    with pytest.raises((RuntimeError, OSError), match="disk full"):
+        dashboard.publish_report(new, html_dir)
+
+    assert {p.name: p.read_bytes() for p in (html_dir / "report").iterdir()} == before
+    assert b"<h1>old report</h1>" in before["index.html"]
+    assert (html_dir / "index.html").read_bytes() == index
+    assert sorted(p.name for p in html_dir.iterdir()) == ["index.html", "report"]  # nothing half-built left
+
+
+def test_the_projects_asv_config_is_read_with_its_comments():
+    pytest.importorskip("asv")
+    conf = dashboard.load_asv_config(ROOT / "asv.conf.json")
+    assert (conf.html_dir, conf.results_dir) == (ROOT / ".asv" / "html", ROOT / ".asv" / "results")
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"version": 1, "repo": "."', "cannot be read as JSON"),
+    ("", "cannot be read as JSON"),
+    ('["version", "repo"]', "must hold a JSON object, not list"),
+    ('{"version": 1}', "has no 'repo'"),
+    ('{"repo": "."}', "has no 'version'"),
+    ('{"version": 2, "repo": "."}', "asv 0.6 reads version 1"),
+    ('{"version": 1, "repo": ".", "html_dir": 5}', "'html_dir' must be a non-empty string"),
+    ('{"version": 1, "repo": ".", "results_dir": null}', "'results_dir' must be a non-empty string"),
+])
+def test_cli_malformed_asv_config_is_one_line_and_exit_2(tmp_path, capsys, text, message):
+    pytest.importorskip("asv")
+    config = tmp_path / "asv.conf.json"
+    config.write_text(text)
+    assert cli.main(["dashboard", "--config", str(config), "--cache", str(tmp_path / "cache")]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("mixerbench dashboard: error: ") and err.count("\n") == 1, err
+    assert message in err and "Traceback" not in err and out == ""
+    assert not (tmp_path / "cache").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["asv.conf.json"]
+
+
 # --- the browser test --------------------------------------------------------------------------
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -125,10 +337,29 @@ setInterval(function () {
 </script>"""
 
 
+# Put first in the report page's <head>, before its Content-Security-Policy (which applies only
+# to what follows it): records any dialog (alert, confirm, prompt) and anything the policy refused
+# to run, and writes the list into the DOM that --dump-dom prints.
+REPORT_PROBE = """<script>
+window.__ran = [];
+window.alert = window.confirm = window.prompt = function (m) { window.__ran.push('dialog: ' + m); };
+document.addEventListener('securitypolicyviolation', function (e) {
+  window.__ran.push('refused by the page policy: ' + e.violatedDirective + ' ' + (e.sample || ''));
+});
+setInterval(function () {
+  if (!document.body) return;
+  var out = document.getElementById('test-ran');
+  if (!out) { out = document.createElement('pre'); out.id = 'test-ran'; document.body.appendChild(out); }
+  out.textContent = JSON.stringify(window.__ran);
+}, 50);
+</script>"""
+
+
 class _Handler(http.server.SimpleHTTPRequestHandler):
-    """Serves the site; adds PROBE to index.html; records every request and its status."""
+    """Serves the site; adds a probe script to the pages in ``probes``; records every request and its status."""
 
     log: list[tuple[str, int]]
+    probes: dict[str, str]  # URL path -> script put first in the page's <head>
 
     def send_response(self, code, message=None):
         self.log.append((self.path, code))
@@ -138,8 +369,10 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         pass
 
     def send_head(self):
-        if self.path.split("?")[0] in ("/", "/index.html"):
-            body = (Path(self.directory) / "index.html").read_text().replace("<head>", "<head>" + PROBE, 1).encode()
+        path = self.path.split("?")[0]
+        if path in self.probes:
+            page = Path(self.directory) / (path.lstrip("/") or "index.html")
+            body = page.read_text().replace("<head>", "<head>" + self.probes[path], 1).encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
@@ -148,9 +381,10 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         return super().send_head()
 
 
-def _serve(directory: Path):
+def _serve(directory: Path, probes: dict[str, str] | None = None):
     log: list[tuple[str, int]] = []
-    handler = functools.partial(type("Handler", (_Handler,), {"log": log}), directory=str(directory))
+    probes = {"/": PROBE, "/index.html": PROBE} if probes is None else probes
+    handler = functools.partial(type("Handler", (_Handler,), {"log": log, "probes": probes}), directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, log
@@ -266,3 +500,111 @@ def test_track_benchmark_graph_renders_in_headless_chromium_without_errors(site,
 
     assert "<h1>mixerbench sweep report</h1>" in report_dom
     assert "/report/macs_vs_tokens.png" in {path for path, _ in log}
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run does)")
+def test_report_page_runs_no_script_in_headless_chromium(tmp_path):
+    sweep = _hostile_sweep(tmp_path / "sweep")
+    html_dir = _html_dir(tmp_path)
+    dashboard.publish_report(sweep, html_dir)
+    server, log = _serve(html_dir, {"/report/index.html": REPORT_PROBE})
+    try:
+        dom, stderr = _chromium_dom(f"http://127.0.0.1:{server.server_address[1]}/report/index.html", tmp_path / "profile")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert ("/report/index.html", 200) in log
+    ran = re.search(r'<pre id="test-ran">(.*?)</pre>', dom, re.DOTALL)
+    assert ran is not None, "the probe never ran: the page did not load"
+    assert json.loads(html.unescape(ran.group(1))) == []  # no dialog opened, nothing refused by the page's policy
+    assert not [line for line in stderr.splitlines() if "Content Security Policy" in line or "Uncaught" in line]
+    page = _Page(dom)  # the DOM as chromium built it
+    assert page.active() == []
+    text = "".join(page.text)
+    assert f"mixer {PAYLOAD} {JS_LINK}" in text and f"RuntimeError: {PAYLOAD}" in text
+    assert page.title == "mixerbench scaling report: sweep"
+
+
+# --- one dashboard for two machines ------------------------------------------------------------
+
+MACHINES = ("alpha-box", "beta-box")
+
+
+@pytest.fixture(scope="module")
+def two_machine_site(tmp_path_factory) -> Path:
+    """A tiny asv project with results for two machines, published by ``mixerbench dashboard``."""
+    pytest.importorskip("asv")
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    base = tmp_path_factory.mktemp("machines")
+    repo = base / "repo"
+    (repo / "benchmarks").mkdir(parents=True)
+    (repo / "asv.conf.json").write_text(json.dumps({
+        "version": 1, "project": "tiny", "project_url": "#", "repo": ".", "branches": ["main"], "dvcs": "git",
+        "environment_type": "virtualenv", "benchmark_dir": "benchmarks", "env_dir": ".asv/env",
+        "results_dir": ".asv/results", "html_dir": ".asv/html"}))
+    (repo / "benchmarks" / "__init__.py").write_text("")
+    (repo / "benchmarks" / "answer.py").write_text("def track_answer():\n    return 42\n")
+    (repo / ".gitignore").write_text(".asv/\n")
+    for args in (["init", "-q", "-b", "main"], ["config", "user.email", "t@t"], ["config", "user.name", "t"],
+                 ["add", "-A"], ["commit", "-q", "-m", "base"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+    home = base / "home"
+    home.mkdir()
+    env = dict(os.environ, HOME=str(home))  # asv keeps its machine descriptions in ~/.asv-machine.json
+    asv = [sys.executable, "-m", "asv"]
+    for machine in MACHINES:  # asv writes results/<machine>/ for each
+        subprocess.run([*asv, "machine", "--yes", "--machine", machine], cwd=repo, env=env, check=True, capture_output=True)
+        done = subprocess.run([*asv, "run", "--python=same", "--machine", machine, "--set-commit-hash", commit],
+                              cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert sorted(p.name for p in (repo / ".asv" / "results").iterdir() if p.is_dir()) == list(MACHINES)
+    sweep = _hostile_sweep(base / "sweep")  # and a report beside the dashboard, through the CLI
+    done = subprocess.run([sys.executable, "-m", "bench", "dashboard", "--config", str(repo / "asv.conf.json"),
+                           "--report", str(sweep), "--cache", str(NPM_CACHE)],
+                          cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return repo / ".asv" / "html"
+
+
+@pytest.mark.slow
+def test_two_machines_are_published_as_one_dashboard(two_machine_site):
+    index = json.loads((two_machine_site / "index.json").read_text())
+    assert sorted(index["params"]["machine"]) == list(MACHINES)
+    graphs = {p.relative_to(two_machine_site / "graphs").as_posix() for p in (two_machine_site / "graphs").rglob("answer.track_answer.json")}
+    assert [g for g in graphs if "machine-alpha-box" in g] and [g for g in graphs if "machine-beta-box" in g], graphs
+    assert 'href="report/index.html"' in (two_machine_site / "index.html").read_text()
+    assert _Page((two_machine_site / "report" / "index.html").read_text()).active() == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run does)")
+def test_two_machines_appear_in_the_dashboard_in_headless_chromium(two_machine_site, tmp_path):
+    server, log = _serve(two_machine_site)
+    try:
+        dom, stderr = _chromium_dom(f"http://127.0.0.1:{server.server_address[1]}/index.html#answer.track_answer",
+                                    tmp_path / "profile")
+    finally:
+        server.shutdown()
+        server.server_close()
+    problems = re.search(r'<pre id="test-problems">(.*?)</pre>', dom, re.DOTALL)
+    assert problems is not None, "the probe never ran: the page did not load"
+    assert json.loads(html.unescape(problems.group(1))) == []
+    failed = [(path, code) for path, code in log if code >= 400]
+    assert not failed, failed
+
+    # The "machine" panel on the left has one button per machine, both selected.
+    panel = re.search(r'<div class="panel-heading">machine</div><div class="panel-body">(.*?)</div></div>', dom, re.DOTALL)
+    assert panel is not None, "the benchmark page has no machine panel"
+    buttons = re.findall(r'<a class="btn[^"]*"[^>]*>([^<]*)</a>', panel.group(1))
+    assert sorted(buttons) == list(MACHINES)
+    assert panel.group(1).count(" active") == len(MACHINES)
+    # flot drew the graph, with a legend entry (one line) per machine, and both lines' data was fetched.
+    graph = dom[dom.index('id="main-graph"'): dom.index('id="overview"')]
+    assert graph.count('class="flot-base"') == 1, "flot drew no graph for answer.track_answer"
+    legend = re.findall(r'<td class="legendLabel">([^<]*)</td>', graph)
+    assert sorted(legend) == [f"machine-{m}" for m in MACHINES]
+    served = {path.split("?")[0] for path, _ in log}
+    for machine in MACHINES:
+        assert [p for p in served if f"/machine-{machine}/" in p and p.endswith("answer.track_answer.json")], served
