@@ -51,6 +51,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import architectures
 
+from bench.measure.opclass import MOVEMENT_OPS
 from bench.measure.spec import Case, FlopRecord
 from bench.measure.timing import torch_threads
 
@@ -199,20 +200,8 @@ def _adaptive_avg_pool(func, args, kwargs, out) -> int:
     return args[0].numel()
 
 
-# Data movement and allocation: no arithmetic at all (fvcore ignores the same kinds).
-rule("movement", *(
-    getattr(aten, name)
-    for name in (
-        "view", "_unsafe_view", "reshape", "transpose", "t", "permute", "expand", "cat", "stack", "select",
-        "slice", "unbind", "split", "split_with_sizes", "chunk", "narrow", "clone", "contiguous", "detach",
-        "alias", "as_strided", "squeeze", "unsqueeze", "flatten", "copy_", "_to_copy", "lift_fresh",
-        "empty", "empty_like", "empty_strided", "zeros", "zeros_like", "ones", "ones_like", "full",
-        "full_like", "new_empty", "new_zeros", "new_ones", "new_full", "arange", "fill_", "zero_", "index",
-        "gather", "roll", "constant_pad_nd", "unfold", "expand_as", "view_as", "repeat", "tile", "_reshape_alias",
-        "index_select", "masked_fill", "as_strided_", "squeeze_", "unsqueeze_", "transpose_", "t_", "detach_",
-    )
-    if hasattr(aten, name)
-))(None)
+# Data movement and allocation: no arithmetic at all (the one list, shared with the operator classes).
+rule("movement", *(getattr(aten, name) for name in sorted(MOVEMENT_OPS) if hasattr(aten, name)))(None)
 
 
 def ops_of(kind: str) -> frozenset:
