@@ -28,6 +28,7 @@ COMMANDS = (
     "bench.cli.cmd_properties",
     "bench.cli.cmd_shuffle",
     "bench.cli.cmd_dashboard",
+    "bench.cli.cmd_merge",
 )
 
 

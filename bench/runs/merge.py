@@ -1,0 +1,275 @@
+"""Merge sweep folders (shards of one sweep, or runs on several machines) into one folder.
+
+:func:`merge` unions the ``results.jsonl`` (and ``peers.jsonl``, when present) of several
+folders into a new folder. A record's identity is its case (:func:`bench.runs.records.case_key`)
+on a machine (:func:`machine_of`):
+
+- new records carry ``machine.machine_id`` (:mod:`bench.measure.fingerprint`);
+- older records only have ``env``; their machine is a hash of the environment's device,
+  device name, CPU model and CPU count (prefixed "env-"). Such ids can tell an H200 host
+  from a 2-core CPU runner, not two identical cloud machines apart; and a machine's old
+  and new records get different ids.
+
+Per identity:
+
+- identical records (the same JSON) collapse to one;
+- records whose status is neither "ok" nor "oom" (failures) are dropped when an ok/oom
+  record exists; of failures alone, only the newest is kept;
+- two different ok/oom records from different folders conflict: :class:`MergeConflict`
+  names the case and both folders, unless ``prefer="newest"``, which keeps only the one
+  with the latest ``env.date`` (ties: the later folder, then the later line);
+- different records that already sit together in one folder are that folder's own history
+  (a re-run at another thread count, as in ``results/cpu-peers/peers.jsonl``, whose case
+  key does not hold the thread count) and are all kept, in order: the merge did not bring
+  them together. Only a pair that no single folder holds side by side conflicts.
+
+Records keep their first-seen order. Everything is read and checked before anything is
+written; each output file is written to a temporary file, fsync'ed, then moved into place
+with ``os.replace``, so a failure leaves no half-written file. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.runs import records
+
+PEERS_FILENAME = "peers.jsonl"
+PREFER = ("newest",)
+KEPT_STATUSES = ("ok", "oom")
+ENV_MACHINE_FIELDS = ("device", "device_name", "cpu_model", "cpu_count")
+
+
+class MergeConflict(ValueError):
+    """Two different measurements of the same case on the same machine."""
+
+
+@dataclass(frozen=True)
+class MergeSummary:
+    """What :func:`merge` read and wrote."""
+
+    out: str
+    folders: tuple[str, ...]  # folders read, in order
+    records_in: int  # valid records read, all folders
+    records_out: int  # records written
+    duplicates: int  # identical copies collapsed
+    superseded: int  # failures dropped for an ok/oom record (or a newer failure) of the same case and machine
+    replaced: int  # conflicting records dropped by prefer="newest"
+    peers_in: int
+    peers_out: int
+    machines: tuple[str, ...]  # machine ids of the records written, sorted
+    problems: tuple[str, ...]  # broken lines skipped, "path line N: why"
+
+    def to_json(self) -> dict:
+        return {name: list(v) if isinstance(v, tuple) else v for name, v in self.__dict__.items()}
+
+
+def _as_dict(record: Any) -> dict:
+    """A record as a plain dict: dicts as they are, objects through ``to_json()`` (a dict or a JSON string)."""
+    if isinstance(record, dict):
+        return record
+    to_json = getattr(record, "to_json", None)
+    if to_json is None:
+        raise TypeError(f"not a record: {type(record).__name__}")
+    value = to_json()
+    if isinstance(value, (str, bytes)):
+        value = json.loads(value)
+    if not isinstance(value, dict):
+        raise TypeError(f"{type(record).__name__}.to_json() gave {type(value).__name__}, not a dict")
+    return value
+
+
+def _canonical(record: dict) -> str:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def machine_of(record: Any) -> str:
+    """The machine id of a record: ``machine.machine_id`` when stored, else "env-" + a hash of its env."""
+    record = _as_dict(record)
+    machine = record.get("machine")
+    if isinstance(machine, dict) and machine.get("machine_id"):
+        return str(machine["machine_id"])
+    env = record.get("env") if isinstance(record.get("env"), dict) else {}
+    parts = {name: env.get(name) for name in ENV_MACHINE_FIELDS}
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()[:12]
+    return f"env-{digest}"
+
+
+def _date(record: dict) -> datetime.datetime:
+    """``env.date`` as an aware datetime; missing or unreadable dates sort first."""
+    env = record.get("env") if isinstance(record.get("env"), dict) else {}
+    text = env.get("date")
+    oldest = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
+    if not isinstance(text, str):
+        return oldest
+    try:
+        value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return oldest
+    return value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
+
+
+def _describe(record: dict) -> str:
+    """A case in words, e.g. "vit_b16 fused (384 px, patch 16, batch 32, cuda, bfloat16, infer)"."""
+    case = record.get("case", {})
+    name = record.get("label") or case.get("model") or case.get("ours") or "case"
+    details = []
+    if case.get("img_size") is not None:
+        details.append(f"{case['img_size']} px")
+    if case.get("patch_size"):
+        details.append(f"patch {case['patch_size']}")
+    if case.get("batch") is not None:
+        details.append(f"batch {case['batch']}")
+    details += [str(case[field]) for field in ("device", "dtype", "mode") if case.get(field) is not None]
+    return f"{name} ({', '.join(details)})" if details else str(name)
+
+
+@dataclass
+class _Counts:
+    duplicates: int = 0
+    superseded: int = 0
+    replaced: int = 0
+
+
+def _merge_rows(rows: list[tuple[dict, int, int, str]], prefer: str | None, counts: _Counts, what: str) -> list[dict]:
+    """Union of (record, folder index, line number, folder) rows by the module's rules, in first-read order."""
+    groups: dict[tuple[str, str], list[tuple[dict, int, int, str]]] = {}
+    for row in rows:
+        groups.setdefault((records.case_key(row[0]["case"]), machine_of(row[0])), []).append(row)
+    merged = []
+    for (_, machine), group in groups.items():
+        first: dict[str, tuple[dict, int, int, str]] = {}  # canonical JSON -> where it was first read
+        homes: dict[str, set[int]] = {}  # canonical JSON -> the folders that hold it
+        for row in group:
+            text = _canonical(row[0])
+            homes.setdefault(text, set()).add(row[1])
+            if text in first:
+                counts.duplicates += 1
+            else:
+                first[text] = row
+
+        def age(text: str) -> tuple:  # newest last: date, then the latest folder holding it, then its line
+            return _date(first[text][0]), max(homes[text]), first[text][2]
+
+        kept = [text for text, row in first.items() if row[0].get("status") in KEPT_STATUSES]
+        if not kept:  # failures only: the newest one
+            kept = [max(first, key=age)]
+        counts.superseded += len(first) - len(kept)
+        # Different records that sat side by side in one folder are that folder's own history
+        # (re-runs, e.g. peers at several thread counts) and are all kept; two that never did conflict.
+        clash = next(((a, b) for i, a in enumerate(kept) for b in kept[i + 1:] if not homes[a] & homes[b]), None)
+        if clash is not None:
+            if prefer != "newest":
+                a, b = (first[t] for t in clash)
+                raise MergeConflict(f"conflicting {what} for {_describe(a[0])} on machine {machine}: "
+                                    f"{a[3]} and {b[3]} measured it differently")
+            counts.replaced += len(kept) - 1
+            kept = [max(kept, key=age)]
+        merged += [first[text] for text in kept]
+    merged.sort(key=lambda r: (r[1], r[2]))  # in the order the kept records were first read
+    return [row[0] for row in merged]
+
+
+def _read(path: Path, folder_index: int, folder: str, problems: list[str]) -> list[tuple[dict, int, int, str]]:
+    found, broken = records.read_results(path)
+    problems.extend(str(p) for p in broken)
+    return [(_as_dict(r), folder_index, line, folder) for line, r in enumerate(found)]
+
+
+def _write_atomically(target: Path, rows: list[dict]) -> Path:
+    """Write ``rows`` to a temporary file next to ``target``, fsync'ed; return its path (not yet moved)."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 -> what a plain open() would give
+        with os.fdopen(fd, "wb") as f:
+            for row in rows:
+                f.write((json.dumps(row, sort_keys=True, allow_nan=False) + "\n").encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return Path(name)
+
+
+def merge(out: Path, folders: Sequence[Path], prefer: str | None = None) -> MergeSummary:
+    """Union the results (and peers) of ``folders`` into ``out/results.jsonl`` (``out`` is created).
+
+    Raises ``ValueError`` (one line) when a folder has no results.jsonl, ``out/results.jsonl``
+    or ``out/peers.jsonl`` already exists, ``prefer`` is unknown, or two different ok/oom
+    records of one case on one machine conflict (:class:`MergeConflict`, unless
+    ``prefer="newest"``).
+    """
+    out = Path(out)
+    folders = [Path(f) for f in folders]
+    if prefer is not None and prefer not in PREFER:
+        raise ValueError(f"prefer must be one of {', '.join(PREFER)} or None, got {prefer!r}")
+    if not folders:
+        raise ValueError("no folders to merge")
+    for folder in folders:
+        if not (folder / records.FILENAME).is_file():
+            raise ValueError(f"{folder / records.FILENAME} not found (is {folder} a sweep folder?)")
+    results_target, peers_target = out / records.FILENAME, out / PEERS_FILENAME
+    if results_target.exists():
+        raise ValueError(f"{results_target} already exists; merge into a new folder")
+    any_peers = any((folder / PEERS_FILENAME).is_file() for folder in folders)
+    if any_peers and peers_target.exists():
+        raise ValueError(f"{peers_target} already exists; merge into a new folder")
+
+    problems: list[str] = []
+    result_rows, peer_rows = [], []
+    for index, folder in enumerate(folders):
+        result_rows += _read(folder / records.FILENAME, index, str(folder), problems)
+        if (folder / PEERS_FILENAME).is_file():
+            peer_rows += _read(folder / PEERS_FILENAME, index, str(folder), problems)
+    counts = _Counts()
+    merged = _merge_rows(result_rows, prefer, counts, "results")
+    peer_counts = _Counts()
+    peers = _merge_rows(peer_rows, prefer, peer_counts, "peer results")
+
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[Path, Path]] = []
+    placed: list[Path] = []
+    try:
+        if any_peers:
+            staged.append((_write_atomically(peers_target, peers), peers_target))
+        staged.append((_write_atomically(results_target, merged), results_target))
+        for tmp, target in staged:  # results.jsonl last: its presence means the merge finished
+            os.replace(tmp, target)
+            placed.append(target)
+    except BaseException:  # all or nothing: take back what was placed, drop temporary files and a new folder
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        for target in placed:
+            target.unlink(missing_ok=True)
+        if created:
+            try:
+                out.rmdir()
+            except OSError:
+                pass
+        raise
+
+    return MergeSummary(
+        out=str(out),
+        folders=tuple(str(f) for f in folders),
+        records_in=len(result_rows),
+        records_out=len(merged),
+        duplicates=counts.duplicates + peer_counts.duplicates,
+        superseded=counts.superseded + peer_counts.superseded,
+        replaced=counts.replaced + peer_counts.replaced,
+        peers_in=len(peer_rows),
+        peers_out=len(peers),
+        machines=tuple(sorted({machine_of(r) for r in merged})),
+        problems=tuple(problems),
+    )
