@@ -35,11 +35,12 @@ def make_folder(out: Path) -> None:
         raise ValueError(f"cannot create {out} ({exc.strerror or exc})") from None
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` and move the file into place only once it is complete.
+def prepare_atomically(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, flush it to disk and return it, not yet moved.
 
-    A failure or a kill part-way leaves the previous file (or none) and no temporary file
-    behind on failure; the new file gets the permissions an ordinary ``open`` would give.
+    For several files that must appear together: prepare each, then ``os.replace`` them.
+    The file gets the permissions an ordinary ``open`` would give (not mkstemp's 0600);
+    on failure it is removed.
     """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -48,9 +49,24 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp_path)`` and move the file into place only once it is complete.
+
+    A failure or a kill part-way leaves the previous file (or none) in place.
+    """
+    tmp = prepare_atomically(path, write)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
 
 

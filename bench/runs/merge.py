@@ -34,12 +34,13 @@ import datetime
 import hashlib
 import json
 import os
-import tempfile
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.files import prepare_atomically
 from bench.runs import records
 
 PEERS_FILENAME = "peers.jsonl"
@@ -178,28 +179,20 @@ def _merge_rows(rows: list[tuple[dict, int, int, str]], prefer: str | None, coun
     return [row[0] for row in merged]
 
 
-def _read(path: Path, folder_index: int, folder: str, problems: list[str]) -> list[tuple[dict, int, int, str]]:
-    found, broken = records.read_results(path)
+def _read(path: Path, folder_index: int, folder: str, problems: list[str], read=records.read_results) -> list[tuple[dict, int, int, str]]:
+    found, broken = read(path)
     problems.extend(str(p) for p in broken)
     return [(_as_dict(r), folder_index, line, folder) for line, r in enumerate(found)]
 
 
-def _write_atomically(target: Path, rows: list[dict]) -> Path:
-    """Write ``rows`` to a temporary file next to ``target``, fsync'ed; return its path (not yet moved)."""
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 -> what a plain open() would give
-        with os.fdopen(fd, "wb") as f:
+def _write_rows(target: Path, rows: list[dict]) -> Path:
+    """Write ``rows`` to a temporary file next to ``target``; return its path (not yet moved)."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
             for row in rows:
                 f.write((json.dumps(row, sort_keys=True, allow_nan=False) + "\n").encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
-    return Path(name)
+
+    return prepare_atomically(target, write)
 
 
 def merge(out: Path, folders: Sequence[Path], prefer: str | None = None) -> MergeSummary:
@@ -231,7 +224,7 @@ def merge(out: Path, folders: Sequence[Path], prefer: str | None = None) -> Merg
     for index, folder in enumerate(folders):
         result_rows += _read(folder / records.FILENAME, index, str(folder), problems)
         if (folder / PEERS_FILENAME).is_file():
-            peer_rows += _read(folder / PEERS_FILENAME, index, str(folder), problems)
+            peer_rows += _read(folder / PEERS_FILENAME, index, str(folder), problems, records.read_peers)
     counts = _Counts()
     merged = _merge_rows(result_rows, prefer, counts, "results")
     peer_counts = _Counts()
@@ -243,8 +236,8 @@ def merge(out: Path, folders: Sequence[Path], prefer: str | None = None) -> Merg
     placed: list[Path] = []
     try:
         if any_peers:
-            staged.append((_write_atomically(peers_target, peers), peers_target))
-        staged.append((_write_atomically(results_target, merged), results_target))
+            staged.append((_write_rows(peers_target, peers), peers_target))
+        staged.append((_write_rows(results_target, merged), results_target))
         for tmp, target in staged:  # results.jsonl last: its presence means the merge finished
             os.replace(tmp, target)
             placed.append(target)

@@ -49,6 +49,7 @@ def altered(folder: Path, line: int, median_s: float, date: str | None) -> dict:
     """Change one record's measurement (and date) in ``folder``; return it."""
     rows = lines(folder / "results.jsonl")
     rows[line]["time"]["median_s"] = median_s
+    rows[line]["time"]["images_per_s"] = rows[line]["time"]["batch"] / median_s  # derived, as a writer stores it
     if date is not None:
         rows[line]["env"]["date"] = date
     write(folder / "results.jsonl", rows)
@@ -89,7 +90,7 @@ def test_merged_folder_reloads_cleanly(tmp_path):
     found, problems = records.read_results(tmp_path / "out" / "results.jsonl")
     assert problems == []
     assert len(found) == summary.records_out == sum(len(lines(f / "results.jsonl")) for f in folders)
-    assert {r["status"] for r in found} == {"ok", "oom"}
+    assert {r.status for r in found} == {"ok", "oom"}
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["results.jsonl"]  # no temporary file left
     # merging the merged folder with its sources changes nothing
     again = mg.merge(tmp_path / "again", [tmp_path / "out", *folders])
@@ -111,7 +112,7 @@ def test_peers_are_merged_too(tmp_path):
     assert (summary.peers_in, summary.peers_out) == (12, 6)
     assert summary.duplicates == 20 + 6
     assert lines(tmp_path / "out" / "peers.jsonl") == lines(a / "peers.jsonl")
-    found, problems = records.read_results(tmp_path / "out" / "peers.jsonl")
+    found, problems = records.read_peers(tmp_path / "out" / "peers.jsonl")
     assert problems == [] and len(found) == 6
 
 
