@@ -47,6 +47,22 @@ def prepare_cpu() -> None:
     torch.set_num_threads(TIMED_THREADS)
 
 
+def build_step(model: str, device: str, mode: str):
+    """The step every timed and memory suite measures: TIMED_BATCH images of TIMED_IMG_SIZE, float32, random weights.
+
+    Runs the benchmark process on TIMED_THREADS threads first (CPU); skips (n/a) CUDA
+    cases where torch sees no GPU.
+    """
+    from bench.measure import timing
+    from bench.measure.spec import Case
+
+    require_device(device)
+    prepare_cpu()
+    case = Case(model, TIMED_IMG_SIZE, batch=TIMED_BATCH, device=device, mode=mode,
+                channels_last=timing.uses_channels_last(model))
+    return timing.case_step(case, timing.build_case(case))
+
+
 def require_device(device: str) -> None:
     """Skip a case (asv shows it as n/a) when ``device`` is "cuda" and torch sees no GPU."""
     import torch

@@ -15,7 +15,7 @@ class Count:
 
     def setup_cache(self) -> dict[tuple[str, int], dict]:
         # All cases counted once per environment and commit (a few seconds), in one process.
-        return {(m, s): flops.count(m, s).to_dict() for m in COUNTED_MODELS for s in RESOLUTIONS}
+        return {(m, s): flops.count(m, s).to_json() for m in COUNTED_MODELS for s in RESOLUTIONS}
 
     def track_params(self, counts: dict, model: str, img_size: int) -> int:
         return counts[model, img_size]["params"]

@@ -10,10 +10,10 @@ weights included; skipped (n/a) without a GPU.
 
 from __future__ import annotations
 
-from bench.measure import memory, timing
+from bench.measure import memory
 from bench.measure.spec import Case
 
-from .common import MODES, TIMED_BATCH, TIMED_IMG_SIZE, TIMED_MODELS, prepare_cpu, require_device
+from .common import MODES, TIMED_BATCH, TIMED_IMG_SIZE, TIMED_MODELS, build_step, require_device
 
 MiB = 2**20
 
@@ -32,12 +32,7 @@ class CpuStep:
     param_names = ("model", "mode")
 
     def setup(self, model: str, mode: str) -> None:
-        prepare_cpu()
-        channels_last = timing.uses_channels_last(model)
-        net = timing.build_model(model, TIMED_IMG_SIZE, device="cpu", channels_last=channels_last)
-        self.step = timing.make_step(
-            net, batch=TIMED_BATCH, img_size=TIMED_IMG_SIZE, device="cpu", mode=mode, channels_last=channels_last
-        )
+        self.step = build_step(model, "cpu", mode)
 
     def peakmem_step(self, model: str, mode: str) -> None:
         self.step()

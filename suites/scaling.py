@@ -9,9 +9,9 @@ quadratic term takes over earlier); it is tracked for the dashboard, not for the
 
 from __future__ import annotations
 
-from bench.measure import counting as flops
-
 from bench.analysis import scaling
+from bench.analysis.series import fit_axis, fit_x
+from bench.measure import counting as flops
 
 from .common import SCALED_MODELS, SCALING_RESOLUTIONS, VERDICT_CODES
 
@@ -27,11 +27,8 @@ class MacsFit:
         fits = {}
         for model in SCALED_MODELS:
             records = [flops.count(model, size) for size in SCALING_RESOLUTIONS]
-            if records[0].tokens is None:
-                x, axis = [r.img_size**2 for r in records], "pixels"
-            else:
-                x, axis = [r.tokens for r in records], "resolution"
-            fits[model] = scaling.fit(x, [r.macs for r in records], axis=axis).to_dict()
+            x = [fit_x(r.img_size, r.tokens) for r in records]
+            fits[model] = scaling.fit(x, [r.macs for r in records], axis=fit_axis(records[0].tokens)).to_dict()
         return fits
 
     def track_quadratic_coefficient(self, fits: dict, model: str) -> float:

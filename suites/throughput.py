@@ -8,9 +8,7 @@ the device's work. CUDA cases are skipped (n/a) where torch sees no GPU.
 
 from __future__ import annotations
 
-from bench.measure import timing
-
-from .common import DEVICES, MODES, TIMED_BATCH, TIMED_IMG_SIZE, TIMED_MODELS, prepare_cpu, require_device
+from .common import DEVICES, MODES, TIMED_MODELS, build_step
 
 
 class Step:
@@ -25,13 +23,7 @@ class Step:
     timeout = 180
 
     def setup(self, model: str, device: str, mode: str) -> None:
-        require_device(device)
-        prepare_cpu()
-        channels_last = timing.uses_channels_last(model)
-        net = timing.build_model(model, TIMED_IMG_SIZE, device=device, channels_last=channels_last)
-        self.step = timing.make_step(
-            net, batch=TIMED_BATCH, img_size=TIMED_IMG_SIZE, device=device, mode=mode, channels_last=channels_last
-        )
+        self.step = build_step(model, device, mode)
         self.step()  # one-off work (CUDA context and kernel loading, cuBLAS handles) stays out of every sample
 
     def time_step(self, model: str, device: str, mode: str) -> None:
