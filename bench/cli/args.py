@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Callable
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -56,3 +58,20 @@ def model_list(text: str) -> list[str]:
             except ValueError as exc:
                 raise argparse.ArgumentTypeError(str(exc)) from None
     return names
+
+
+def progress(label: str, stream=None) -> Callable[[int, int, str], None] | None:
+    """A progress callback ``(done, total, item)`` that redraws one line on stderr, or None when stderr is not a terminal.
+
+    Long commands pass it to the library (which knows nothing of terminals), so logs and
+    pipes stay free of carriage returns.
+    """
+    stream = stream or sys.stderr
+    if not stream.isatty():
+        return None
+
+    def show(done: int, total: int, item: str) -> None:
+        line = f"{label}: {done}/{total} {item}"
+        print(f"\r{line[:79]:<79}", end="\n" if done == total else "", file=stream, flush=True)
+
+    return show

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.cli.args import progress
 from bench.errors import UsageError
 
 NAME = "dashboard"
@@ -41,12 +42,17 @@ def run(args: argparse.Namespace) -> int:
         import asv  # noqa: F401
     except ImportError:
         raise UsageError("asv is not installed: pip install -e '.[dev]'") from None
+    show = progress("dashboard") or (lambda done, total, item: None)
     try:
         html_dir = dashboard.load_asv_config(args.config).html_dir  # a malformed config is one line, exit 2
         if not args.no_publish:
+            show(0, 3, "asv publish")
             dashboard.run_asv_publish(args.config)
+        show(1, 3, "JavaScript assets from npm")
         vendored = dashboard.vendor_assets(html_dir, args.cache)
+        show(2, 3, "scaling report")
         report = dashboard.publish_report(args.report, html_dir) if args.report is not None else None
+        show(3, 3, "done")
     except dashboard.DashboardError as exc:
         raise UsageError(str(exc)) from None
     checked = sum(v.integrity_kept for v in vendored)

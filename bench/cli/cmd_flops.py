@@ -21,7 +21,7 @@ import argparse
 import csv
 import json
 import sys
-from bench.cli.args import int_list, model_list
+from bench.cli.args import int_list, model_list, progress
 from bench.errors import UsageError
 from bench.runs.counts import CHECK_TOLERANCE, DEFAULT_RESOLUTIONS
 
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     models = args.models if args.models is not None else architectures.list_models()
     try:
-        records = count_cases(plan(models, args.resolutions, args.patch_sizes))
+        records = count_cases(plan(models, args.resolutions, args.patch_sizes), progress("counting"))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     fit_rows = fits(records)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench.cli.args import model_list, positive_int
+from bench.cli.args import model_list, positive_int, progress
 from bench.errors import UsageError
 
 NAME = "properties"
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         probe = ProbeConfig(img_size=args.img_size, patch_size=args.patch_size, num_blocks=args.num_blocks, seed=args.seed)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    results = run_checks(args.models, probe)
+    results = run_checks(args.models, probe, progress("checking"))
     if args.format == "json":
         print(json.dumps([r.to_json() for r in results], indent=2))
     else:

@@ -304,6 +304,13 @@ def _isotropy(model: str, fam: str, layers: list[LayerActivation]) -> CheckResul
     return CheckResult(model, "isotropy", isotropic == expected, value, detail)
 
 
-def run_checks(names: list[str], probe: ProbeConfig = ProbeConfig()) -> list[CheckResult]:
-    """All checks for every model in ``names``, in order."""
-    return [result for name in names for result in check_model(name, probe)]
+def run_checks(names: list[str], probe: ProbeConfig = ProbeConfig(), progress=None) -> list[CheckResult]:
+    """All checks for every model in ``names``, in order; ``progress(done, total, model)`` as each model starts and at the end."""
+    results = []
+    for i, name in enumerate(names):
+        if progress:
+            progress(i, len(names), name)
+        results += check_model(name, probe)
+    if progress and names:
+        progress(len(names), len(names), "checked")
+    return results

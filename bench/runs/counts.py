@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 DEFAULT_RESOLUTIONS = (224, 448, 512, 672, 896, 1024)  # 224 to 1024: each model takes those its patch divides
 CHECK_TOLERANCE = 0.01  # the counters must agree within 1% on the matmul/conv/attention part
@@ -41,15 +42,20 @@ def plan(models: list[str], resolutions: list[int] | None, patch_sizes: list[int
     return cases
 
 
-def count_cases(cases: list[CountCase]) -> list:
+def count_cases(cases: list[CountCase], progress: Callable[[int, int, str], None] | None = None) -> list:
+    """The count of every case in order; ``progress(done, total, case)`` after each."""
     from bench.measure.counting import count
 
     records = []
-    for case in cases:
+    for i, case in enumerate(cases, start=1):
+        if progress:
+            progress(i - 1, len(cases), f"{case.model} {case.img_size} px")
         try:
             records.append(count(case.model, case.img_size, case.patch_size))
         except ValueError as exc:
             raise ValueError(f"{case.model} at {case.img_size} px: {exc}") from None
+    if progress and cases:
+        progress(len(cases), len(cases), "counted")
     return records
 
 
