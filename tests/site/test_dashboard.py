@@ -143,7 +143,8 @@ def _sweep_record(label: str, size: int, status: str = "ok", error: str | None =
          "roof_flops_per_s": 1e11}
     if status == "ok":
         seconds = 1e-6 * tokens
-        r.update(time={"median_s": seconds, "iqr_s": 0.01 * seconds, "images_per_s": 1 / seconds,
+        r.update(time={"median_s": seconds, "iqr_s": 0.01 * seconds, "mean_s": seconds, "runs": 3, "number_per_run": 1,
+                       "batch": 1, "warmup": 1, "images_per_s": 1 / seconds,
                        "times_s": [seconds, 1.002 * seconds, 0.998 * seconds]},
                  memory={"method": "cpu_peak_rss", "weights_bytes": 10**6, "activation_bytes": 2000 * tokens,
                          "peak_bytes": 5 * 10**8, "baseline_bytes": 4 * 10**8},
@@ -156,15 +157,14 @@ def _sweep_record(label: str, size: int, status: str = "ok", error: str | None =
 def _hostile_sweep(folder: Path) -> Path:
     """A sweep folder whose labels and error message carry HTML and a javascript: link, with report.md built."""
     from bench import report
-    from bench.runs.records import ResultsWriter
 
     folder.mkdir(parents=True)
     label = f"mixer {PAYLOAD} {JS_LINK}"
-    with ResultsWriter(folder / "results.jsonl") as w:
-        for size in (64, 96, 128):
-            w.append(_sweep_record(label, size))
-        w.append(_sweep_record(f"vit {PAYLOAD}", 64, status="error",
-                               error=f"RuntimeError: {PAYLOAD} ![x](data:image/png;base64,AAAA) [v](vbscript:msgbox)"))
+    rows = [_sweep_record(label, size) for size in (64, 96, 128)]
+    rows.append(_sweep_record(f"vit {PAYLOAD}", 64, status="error",
+                              error=f"RuntimeError: {PAYLOAD} ![x](data:image/png;base64,AAAA) [v](vbscript:msgbox)"))
+    # written as any tool (or person) could write the file, not only through ResultsWriter
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     report.write_report(folder)
     md = (folder / "report.md").read_text()
     assert PAYLOAD in md and JS_LINK in md  # the Markdown really carries the attack; the page must defuse it
