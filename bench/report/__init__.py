@@ -87,14 +87,7 @@ def write_plots(out: Path, series: list[Series], fit_rows: list[FitRow]) -> list
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     for s in series:
         ax.plot([r.case.img_size for r in s.records], [r.time.images_per_s for r in s.records], "o-", label=s.label)
-    ax.set_xlabel("resolution, px")
-    ax.set_ylabel("images / s (log)")
-    ax.set_yscale("log")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title("Throughput")
-    fig.tight_layout()
-    save(fig, "throughput")
+    save(_finish(fig, ax, "resolution, px", "images / s (log)", "Throughput", xlog=False), "throughput")
 
     pairs = attention_pairs(series)
     if pairs:
@@ -102,16 +95,23 @@ def write_plots(out: Path, series: list[Series], fit_rows: list[FitRow]) -> list
         for fused, explicit in pairs:
             for s, style in ((fused, "o-"), (explicit, "s--")):
                 ax.plot(s.x(), [r.memory.activation_bytes / MiB for r in s.records], style, label=s.label)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("tokens S (log)")
-        ax.set_ylabel("activation memory, MiB (log)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-        ax.set_title("ViT attention: fused (SDPA) vs explicit (S x S matrix)")
-        fig.tight_layout()
-        save(fig, "attention")
+        save(_finish(fig, ax, "tokens S (log)", "activation memory, MiB (log)",
+                     "ViT attention: fused (SDPA) vs explicit (S x S matrix)"), "attention")
     return written
+
+
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str, xlog: bool = True):
+    """Log axes (x optionally linear), grid, labels, legend and title: the look of every single-panel plot."""
+    if xlog:
+        ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
 
 
 # --- text ----------------------------------------------------------------------------------

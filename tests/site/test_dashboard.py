@@ -154,6 +154,14 @@ def _sweep_record(label: str, size: int, status: str = "ok", error: str | None =
     return r
 
 
+def _commit_all(repo: Path) -> str:
+    """Make ``repo`` a git repository with everything in one commit on main; its hash."""
+    for args in (["init", "-q", "-b", "main"], ["config", "user.email", "t@t"], ["config", "user.name", "t"],
+                 ["add", "-A"], ["commit", "-q", "-m", "base"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
 def _hostile_sweep(folder: Path) -> Path:
     """A sweep folder whose labels and error message carry HTML and a javascript: link, with report.md built."""
     from bench import report
@@ -417,10 +425,7 @@ def site(tmp_path_factory) -> Path:
         else:
             shutil.copy2(src, repo / name)
     (repo / ".gitignore").write_text(".asv/\n__pycache__/\n")
-    for args in (["init", "-q", "-b", "main"], ["config", "user.email", "t@t"], ["config", "user.name", "t"],
-                 ["add", "-A"], ["commit", "-q", "-m", "base"]):
-        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+    commit = _commit_all(repo)
 
     home = base / "home"
     home.mkdir()
@@ -546,10 +551,7 @@ def two_machine_site(tmp_path_factory) -> Path:
     (repo / "benchmarks" / "__init__.py").write_text("")
     (repo / "benchmarks" / "answer.py").write_text("def track_answer():\n    return 42\n")
     (repo / ".gitignore").write_text(".asv/\n")
-    for args in (["init", "-q", "-b", "main"], ["config", "user.email", "t@t"], ["config", "user.name", "t"],
-                 ["add", "-A"], ["commit", "-q", "-m", "base"]):
-        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+    commit = _commit_all(repo)
     home = base / "home"
     home.mkdir()
     env = dict(os.environ, HOME=str(home))  # asv keeps its machine descriptions in ~/.asv-machine.json
