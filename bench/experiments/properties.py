@@ -20,12 +20,14 @@ position ``i``, so token ``i`` of the result is token ``perm[i]`` of the origina
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 import architectures
+from architectures.layers import check_patch_grid
 from architectures.mixer import MlpMixer
 from architectures.resnet import ResNet
 from architectures.vit import VisionTransformer
@@ -69,10 +71,8 @@ class LayerActivation:
 
 
 def patch_grid(img_size: int, patch_size: int) -> int:
-    """Patches per side; raises ValueError unless ``patch_size`` divides ``img_size``."""
-    if img_size <= 0 or patch_size <= 0 or img_size % patch_size:
-        raise ValueError(f"img_size {img_size} is not a positive multiple of patch_size {patch_size}")
-    return img_size // patch_size
+    """Patches per side; raises ValueError unless ``patch_size`` divides ``img_size`` (the models' own check)."""
+    return math.isqrt(check_patch_grid(img_size, patch_size))
 
 
 def random_permutation(n: int, seed: int) -> torch.Tensor:

@@ -35,6 +35,7 @@ from torch import nn
 
 import architectures
 
+from bench.measure.timing import torch_threads
 from bench.experiments.properties import permute_patches, permute_pixels, permute_token_order, random_permutation
 
 MODELS = ("mixer", "vit", "resnet")
@@ -223,14 +224,13 @@ def tiny_model(kind: str, img_size: int, patch_size: int, seed: int) -> nn.Modul
 @contextlib.contextmanager
 def deterministic(threads: int) -> Iterator[None]:
     """Deterministic algorithms and ``threads`` torch threads inside the block; previous settings after."""
-    previous = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(threads)
     try:
-        yield
+        with torch_threads(threads):
+            yield
     finally:
-        torch.use_deterministic_algorithms(previous[0])
-        torch.set_num_threads(previous[1])
+        torch.use_deterministic_algorithms(previous)
 
 
 def batch_order(n: int, train: TrainConfig, seed: int) -> torch.Tensor:

@@ -73,6 +73,7 @@ _MIXER_SMALL = {"hidden_dim": 64, "num_blocks": 2, "tokens_mlp_dim": 32, "channe
 _VIT_SMALL = {"hidden_dim": 64, "num_blocks": 2, "num_heads": 2, "mlp_dim": 256}
 _RESNET_SMALL = {"width": 16}
 
+# The three presets are alike in shape on purpose: each is one row of data, read top to bottom.
 PRESETS: dict[str, Preset] = {
     "quick": Preset(
         name="quick",

@@ -91,7 +91,7 @@ def test_bad_permutations_and_grids_are_rejected():
     x = images()
     with pytest.raises(ValueError, match="expected \\(64,\\)"):
         permute_patches(x, torch.arange(63), PATCH)
-    with pytest.raises(ValueError, match="not a positive multiple"):
+    with pytest.raises(ValueError, match="not divisible by patch_size"):
         permute_patches(x, torch.arange(S), 7)
     with pytest.raises(ValueError, match="permutation of 64"):
         permute_token_order(small("mixer_s16"), torch.zeros(S, dtype=torch.long))
@@ -231,7 +231,7 @@ def test_table_output(capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--img-size", "60"], "not a positive multiple of patch_size 8"),
+        (["--img-size", "60"], "img_size 60 is not divisible by patch_size 8"),
         (["--img-size", "8"], "one patch"),
         (["--models", "mixer_b61"], "did you mean mixer_b16"),
         (["--patch-size", "0"], "positive integer"),
