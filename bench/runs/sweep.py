@@ -40,6 +40,7 @@ class SweepConfig:
     min_runs: int = 5
     warmup: int = 2
     threads: int | None = None
+    shard: object | None = None  # the bench.runs.shard.Shard this run is (stored in every record), or None
 
 
 def validate_cases(cases: Iterable[Case]) -> None:
@@ -215,6 +216,7 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
                     record = run_case(case, env=env[case.device], roof=roofs[case.device, case.dtype],
                                       min_run_time=config.min_run_time, min_runs=config.min_runs,
                                       warmup=config.warmup, worker=worker, log=log)
+                    record.shard = config.shard.to_json() if config.shard is not None else None
                     writer.append(record)
                     elapsed = time.perf_counter() - started
                     eta = elapsed / i * (len(todo) - i)
@@ -223,6 +225,8 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
         finally:
             if worker is not None:
                 worker.close()
+    elif not path.exists():  # nothing to run (an empty shard): still a sweep folder that merge and report read
+        results.ResultsWriter(path).close()
     records, _ = results.read_results(path)
     return list(results.latest_by_key(records).values())
 
