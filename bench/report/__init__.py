@@ -16,6 +16,7 @@ from pathlib import Path
 from bench.analysis import scaling
 from bench.analysis.series import FitRow, Series, attention_pairs, fits_of, quantity, series_of
 from bench.files import write_atomically, write_text_atomically
+from bench.runs import machine
 from bench.runs import records as results
 
 MiB = 2**20
@@ -245,6 +246,7 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
     if (out / results.PEERS_FILENAME).exists():
         peers, peer_problems = results.read_peers(out / results.PEERS_FILENAME)
         warnings += [f"{p} (ignored)" for p in peer_problems]
+    warnings += machine.report_warnings(records, machine.read(out / machine.FILENAME))  # clocks, sharing, throttling
 
     status = {}
     for r in records:

@@ -190,6 +190,7 @@ def run_sweep(config: SweepConfig, *, log: TextIO = sys.stdout) -> list[Record]:
 def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
     from bench.measure import env as envinfo
     from bench.measure import memory, timing
+    from bench.runs import machine
 
     path = config.out / results.FILENAME
     done: set[str] = set()
@@ -209,6 +210,7 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
             roofs[device, dtype] = timing.matmul_roof(device, dtype)
             print(f"matmul roof {device} {dtype}: {roofs[device, dtype] / 1e9:.1f} GFLOP/s", file=log, flush=True)
         worker = memory.MemoryWorker() if "cpu" in devices else None
+        machines, run_started = {d: machine.start(d) for d in devices}, machine.now()  # fingerprint, GPU sample
         started = time.perf_counter()
         try:
             with results.ResultsWriter(path) as writer:
@@ -217,6 +219,7 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
                                       min_run_time=config.min_run_time, min_runs=config.min_runs,
                                       warmup=config.warmup, worker=worker, log=log)
                     record.shard = config.shard.to_json() if config.shard is not None else None
+                    record.machine = machines[case.device]
                     writer.append(record)
                     elapsed = time.perf_counter() - started
                     eta = elapsed / i * (len(todo) - i)
@@ -225,6 +228,7 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
         finally:
             if worker is not None:
                 worker.close()
+            machine.write_end(config.out, machines, run_started, config.shard, log)
     elif not path.exists():  # nothing to run (an empty shard): still a sweep folder that merge and report read
         results.ResultsWriter(path).close()
     records, _ = results.read_results(path)

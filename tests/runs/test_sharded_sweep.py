@@ -190,3 +190,67 @@ def test_an_empty_shard_leaves_an_empty_sweep_folder(tmp_path, no_scheduler, stu
     assert cli.main([*SMALL, "--shard", f"{count - 1}/{count}", "--out", str(out)]) == 0
     assert stub_measuring == [] and (out / results.FILENAME).read_text() == ""
     assert "0 of 6 cases" in capsys.readouterr().out
+
+
+# ---- machine fingerprints ----------------------------------------------------------------------------------------
+
+
+def test_every_record_carries_the_fingerprint_and_machine_json_has_the_run(tmp_path, no_scheduler, stub_measuring):
+    from bench.runs import machine
+
+    out = tmp_path / "fp"
+    assert cli.main([*SMALL, "--no-report", "--out", str(out)]) == 0
+    found, _ = results.read_results(out / results.FILENAME)
+    assert len(found) == 6
+    ids = {r.machine["machine_id"] for r in found}
+    assert len(ids) == 1 and all(r.machine["cpu_model"] and r.machine["gpu"] is None for r in found)
+    assert all("gpu_start" in r.machine and r.machine["gpu_start"] is None for r in found)  # CPU: null, present
+    assert all(r.shard is None and "shard" not in r.to_json() for r in found)  # unsharded: not written
+    data = json.loads((out / machine.FILENAME).read_text())
+    (run,) = data["runs"]
+    assert run["machine_id"] in ids and run["gpu_start"] is None and run["gpu_end"] is None and run["warnings"] == []
+    assert run["started"] <= run["finished"] and run["fingerprint"]["machine_id"] in ids
+    from bench.runs.merge import machine_of
+    assert {machine_of(r) for r in found} == ids  # merge tells machines apart by this id
+
+
+def test_cuda_samples_and_their_warnings_reach_machine_json_and_the_report(tmp_path, monkeypatch):
+    import shutil
+
+    from bench import report
+    from bench.measure import fingerprint
+    from bench.runs import machine
+
+    assert machine.sample("cuda") is not None  # no GPU here: every field null, never an error
+    assert machine.sample("cpu") is None
+    start = dict.fromkeys(fingerprint.SAMPLE_FIELDS, None) | {"clocks_locked": False, "other_processes": 2,
+                                                              "sm_clock_mhz": 1980, "throttle_reasons": 0}
+    end = dict(start, sm_clock_mhz=1500, throttle_reasons=0x8, other_processes=0)
+    samples = iter([start, end])
+    monkeypatch.setattr(machine, "sample", lambda device: next(samples))
+    m = machine.start("cuda")
+    assert m["gpu_start"] == start and set(m["gpu"]) == set(fingerprint.GPU_FIELDS)
+    folder = tmp_path / "h200"
+    folder.mkdir()
+    rows = (ROOT / "results" / "h200-paper" / "results.jsonl").read_text().splitlines()[:6]
+    (folder / "results.jsonl").write_text("".join(json.dumps(dict(json.loads(r), machine=m)) + "\n" for r in rows))
+    machine.finish(folder, {"cuda": m}, machine.now())
+    run = json.loads((folder / machine.FILENAME).read_text())["runs"][0]
+    assert run["gpu_start"] == start and run["gpu_end"] == end
+    assert any("not locked" in w for w in run["warnings"]) and any("shared" in w for w in run["warnings"])
+    assert any("throttled at the end" in w and "hw_slowdown" in w for w in run["warnings"])
+    assert any("dropped from 1980 to 1500" in w for w in run["warnings"])
+
+    md, _, _, warnings = report.build(folder)
+    section = md[md.index("## Warnings"):]
+    for words in ("not locked", "2 other compute process", "throttled at the end", "dropped"):
+        assert words in section
+    assert len([w for w in warnings if "not locked" in w]) == 1  # records and machine.json: said once
+
+    (folder / machine.FILENAME).write_text("{broken")  # an unreadable machine.json: the records still warn
+    md, _, _, _ = report.build(folder)
+    assert "not locked" in md and "throttled at the end" not in md
+    clean = tmp_path / "old"
+    clean.mkdir()
+    shutil.copy(ROOT / "results" / "h200-paper" / "results.jsonl", clean / "results.jsonl")
+    assert "## Warnings" not in report.build(clean)[0]  # old records: no fingerprint, no warning
