@@ -254,3 +254,54 @@ def test_cuda_samples_and_their_warnings_reach_machine_json_and_the_report(tmp_p
     clean.mkdir()
     shutil.copy(ROOT / "results" / "h200-paper" / "results.jsonl", clean / "results.jsonl")
     assert "## Warnings" not in report.build(clean)[0]  # old records: no fingerprint, no warning
+
+
+# ---- end to end: a Slurm job array of three tasks, merged and reported --------------------------------------------
+
+
+def subprocess_env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in SCHEDULER_VARS}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return dict(env, **extra)
+
+
+def mixerbench(*argv: str, **extra_env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench", *map(str, argv)], cwd=ROOT, env=subprocess_env(**extra_env),
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_three_slurm_shards_merge_into_the_whole_grid(tmp_path):
+    started = time.perf_counter()
+    folders = [tmp_path / f"task{k}" for k in range(3)]
+    procs = [subprocess.Popen([sys.executable, "-m", "bench", *SMALL, "--no-report", "--out", str(folder)], cwd=ROOT,
+                              env=subprocess_env(SLURM_ARRAY_TASK_ID=str(k), SLURM_ARRAY_TASK_COUNT="3"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for k, folder in enumerate(folders)]
+    outputs = [p.communicate(timeout=150) for p in procs]
+    for k, (p, (stdout, stderr)) in enumerate(zip(procs, outputs)):
+        assert p.returncode == 0, stderr
+        assert f"shard {k}/3 (slurm): " in stdout and " of 6 cases" in stdout
+
+    grid = {c.key for c in small_grid()}
+    per_shard = [keys_in(folder) for folder in folders]
+    flat = [key for keys in per_shard for key in keys]
+    assert len(flat) == len(set(flat)) == len(grid)  # nothing measured twice
+    assert all(per_shard)  # six cases over three shards: each got some
+    for k, folder in enumerate(folders):
+        found, _ = results.read_results(folder / results.FILENAME)
+        assert all(r.shard == {"index": k, "count": 3, "source": "slurm"} and r.status == "ok" for r in found)
+        assert json.loads((folder / "machine.json").read_text())["runs"][0]["shard"]["index"] == k
+
+    merged = tmp_path / "merged"
+    done = mixerbench("merge", merged, *folders)
+    assert done.returncode == 0, done.stderr
+    assert "machines: 1 " in done.stdout
+    assert set(keys_in(merged)) == grid and len(keys_in(merged)) == len(grid)  # the union is the unsharded grid
+
+    done = mixerbench("report", merged)
+    assert done.returncode == 0, done.stderr
+    md = (merged / "report.md").read_text()
+    assert "6 cases from `results.jsonl`: 6 ok." in md and "## Scaling fits" in md
+    assert "Devices side by side" not in md  # one machine
+    assert time.perf_counter() - started < 150
