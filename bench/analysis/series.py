@@ -1,7 +1,8 @@
 """Series of records and the one decision of what a cost is fitted against.
 
 A *series* is the ok records of one model (same label, overrides, patch, batch, device,
-dtype, mode, compile and threads) at different resolutions. Token models are fitted
+dtype, mode, compile and threads) on one machine (:func:`machine_of`) at different
+resolutions: a folder merged from several machines is fitted per machine. Token models are fitted
 against the number of tokens S; convnets, which have no tokens, against the number of
 pixels H x W (:func:`fit_x`). Each series with three or more sizes gets the two-term
 fit (:func:`bench.analysis.scaling.fit`) of MACs (exact), and of latency and activation
@@ -37,6 +38,7 @@ class Series:
     label: str
     key: tuple
     records: tuple  # ok Records, by increasing size
+    machine: str | None = None  # the machine's name when the records come from several machines, else None
 
     @property
     def axis(self) -> str:
@@ -53,7 +55,12 @@ class Series:
     def title(self) -> str:
         c = self.case
         patch = f" p{c.patch_size}" if c.patch_size else ""
-        return f"{self.label}{patch} b{c.batch} {c.device} {c.dtype} {c.mode}"
+        return f"{self.label}{patch} b{c.batch} {c.device} {c.dtype} {c.mode}" + (f" on {self.machine}" if self.machine else "")
+
+    @property
+    def legend(self) -> str:
+        """The label, with the machine when the folder has several (plots, console)."""
+        return f"{self.label} ({self.machine})" if self.machine else self.label
 
 
 @dataclass(frozen=True)
@@ -64,20 +71,50 @@ class FitRow:
     note: str = ""
 
 
+def machine_of(record: Record) -> str:
+    """The id of the machine a record ran on (:func:`bench.runs.merge.machine_of`: fingerprint, else env-derived)."""
+    from bench.runs.merge import machine_of as of
+
+    return of({"machine": getattr(record, "machine", None), "env": record.env})
+
+
+def machine_names(records: list[Record]) -> dict[str, str]:
+    """Machine id -> a name for reports: the device name, with a short id where two machines share one."""
+    names: dict[str, str] = {}
+    for r in records:
+        ident = machine_of(r)
+        if ident not in names:
+            gpu = (r.machine or {}).get("gpu") if isinstance((r.machine or {}).get("gpu"), dict) else {}
+            names[ident] = (r.env or {}).get("device_name") or gpu.get("name") or (r.machine or {}).get("cpu_model") or ident
+    shared = {n for n in names.values() if list(names.values()).count(n) > 1}
+    return {i: f"{n} [{i.removeprefix('env-')[:6]}]" if n in shared else n for i, n in names.items()}
+
+
+def latest_per_machine(records: list[Record]) -> list[Record]:
+    """The last record of each case on each machine (``records.latest_by_key``, machines kept apart)."""
+    return list({(machine_of(r), r.key): r for r in records}.values())
+
+
 def series_key(record: Record) -> tuple:
-    """Everything of a record's case but the image size (and the label it is reported under)."""
+    """Everything of a record's case but the image size (and the label it is reported under), and its machine."""
     c = record.case
     return (record.name, c.model, json.dumps(c.overrides, sort_keys=True), c.patch_size, c.batch, c.device, c.dtype,
-            c.mode, c.compile, c.threads)
+            c.mode, c.compile, c.threads, machine_of(record))
 
 
 def series_of(records: list[Record]) -> list[Series]:
-    """Group ok records into series (everything but the image size equal), in first-seen order."""
+    """Group ok records into series (everything but the image size equal), in first-seen order.
+
+    With records of several machines each series names its machine (:attr:`Series.machine`).
+    """
     groups: dict[tuple, list] = {}
     for r in records:
         if r.status == "ok":
             groups.setdefault(series_key(r), []).append(r)
-    return [Series(k[0], k, tuple(sorted(v, key=lambda r: r.case.img_size))) for k, v in groups.items()]
+    names = machine_names(records)
+    several = len(names) > 1
+    return [Series(k[0], k, tuple(sorted(v, key=lambda r: r.case.img_size)), names[k[-1]] if several else None)
+            for k, v in groups.items()]
 
 
 def quantity(record: Record, name: str) -> float:

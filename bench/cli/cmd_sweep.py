@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.cli import shard_option
 from bench.cli.args import int_list, model_list, positive_int
 from bench.errors import UsageError
 
@@ -62,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     parser.add_argument("--peers", action="store_true", help="time ours against timm (Mixer-B/16, ViT-B/16, ResNet-50), interleaved; print ratios")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per pair with --peers (default: 5)")
+    shard_option.add_argument(parser)
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -92,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.runs import presets, sweep
 
     _check(args)
+    shard = shard_option.resolve(args)
     try:
         device = timing.resolve_device(args.device)
         preset = presets.PRESETS[args.preset or ("paper" if device == "cuda" else "quick")]
@@ -102,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if args.max_batch and device != "cuda":
         raise UsageError("--max-batch searches GPU memory; it needs --device cuda")
-    out = args.out or sweep.default_out(device, "peers" if args.peers else preset.name)
+    out = args.out or sweep.default_out(device, ("peers" if args.peers else preset.name) + shard_option.default_suffix(shard))
     _folder(out, create=False)
 
     if args.peers:
@@ -137,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if (out / "results.jsonl").exists() and not args.resume:
         raise UsageError(f"{out / 'results.jsonl'} exists; add --resume to continue it, or choose another --out")
+    cases = shard_option.select(cases, shard, out, args.resume)
 
     _folder(out, create=True)
     if not args.models:
@@ -144,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     config = sweep.SweepConfig(
         cases=tuple(cases), out=out, preset=preset.name, resume=args.resume,
         min_run_time=args.min_run_time or preset.min_run_time, min_runs=preset.min_runs, warmup=preset.warmup,
-        threads=args.threads,
+        threads=args.threads, shard=shard,
     )
     try:
         records = sweep.run_sweep(config)

@@ -14,8 +14,10 @@ import sys
 from pathlib import Path
 
 from bench.analysis import scaling
-from bench.analysis.series import FitRow, Series, attention_pairs, fits_of, quantity, series_of
+from bench.analysis.series import FitRow, Series, attention_pairs, fits_of, latest_per_machine, quantity, series_of
 from bench.files import write_atomically, write_text_atomically
+from bench.report.devices import devices_table
+from bench.runs import machine
 from bench.runs import records as results
 
 MiB = 2**20
@@ -37,7 +39,7 @@ def _plot_series(ax, series: list[Series], name: str, fits: dict, scale: float =
     for s in series:
         x = s.x()
         y = [quantity(r, name) / scale for r in s.records]
-        line = ax.plot(x, y, "o", label=s.label)[0]
+        line = ax.plot(x, y, "o", label=s.legend)[0]
         f = fits.get((s.key, name))
         if f is not None:
             grid = np.geomspace(min(x), max(x), 60)
@@ -86,7 +88,7 @@ def write_plots(out: Path, series: list[Series], fit_rows: list[FitRow]) -> list
 
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     for s in series:
-        ax.plot([r.case.img_size for r in s.records], [r.time.images_per_s for r in s.records], "o-", label=s.label)
+        ax.plot([r.case.img_size for r in s.records], [r.time.images_per_s for r in s.records], "o-", label=s.legend)
     save(_finish(fig, ax, "resolution, px", "images / s (log)", "Throughput", xlog=False), "throughput")
 
     pairs = attention_pairs(series)
@@ -94,7 +96,7 @@ def write_plots(out: Path, series: list[Series], fit_rows: list[FitRow]) -> list
         fig, ax = plt.subplots(figsize=(6.5, 4.8))
         for fused, explicit in pairs:
             for s, style in ((fused, "o-"), (explicit, "s--")):
-                ax.plot(s.x(), [r.memory.activation_bytes / MiB for r in s.records], style, label=s.label)
+                ax.plot(s.x(), [r.memory.activation_bytes / MiB for r in s.records], style, label=s.legend)
         save(_finish(fig, ax, "tokens S (log)", "activation memory, MiB (log)",
                      "ViT attention: fused (SDPA) vs explicit (S x S matrix)"), "attention")
     return written
@@ -174,7 +176,8 @@ def attention_table(pairs: list[tuple[Series, Series]]) -> list[str]:
                 continue
             fa, ea = f.memory.activation_bytes, e.memory.activation_bytes
             ratio = f"{ea / fa:.1f}x" if fa > 0 else "-"
-            lines.append(f"| {fused.label.removesuffix(' fused')} | {f.tokens} | {_mib(fa)} | {_mib(ea)} | {ratio} | "
+            model = fused.label.removesuffix(" fused") + (f" ({fused.machine})" if fused.machine else "")
+            lines.append(f"| {model} | {f.tokens} | {_mib(fa)} | {_mib(ea)} | {ratio} | "
                          f"{f.time.median_s * 1e3:.1f} | {e.time.median_s * 1e3:.1f} |")
     return lines
 
@@ -236,7 +239,7 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
     path = out / results.FILENAME
     raw, problems = results.read_results(path)
     warnings = [f"{p} (ignored)" for p in problems]
-    records = list(results.latest_by_key(raw).values())
+    records = latest_per_machine(raw)  # one record per case and machine (a merged folder holds several machines)
     series = series_of(records)
     fit_rows = fits_of(series)
     plots = write_plots(out, series, fit_rows)
@@ -245,6 +248,7 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
     if (out / results.PEERS_FILENAME).exists():
         peers, peer_problems = results.read_peers(out / results.PEERS_FILENAME)
         warnings += [f"{p} (ignored)" for p in peer_problems]
+    warnings += machine.report_warnings(records, machine.read(out / machine.FILENAME))  # clocks, sharing, throttling
 
     status = {}
     for r in records:
@@ -257,6 +261,7 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
                "x is the number of tokens S (class token included) or, for convnets, pixels. "
                "MACs per image; latency in seconds per step (fitted on every timed sample); activation memory in bytes.", ""]
         md += fit_table(fit_rows) + [""]
+    md += devices_table(records, fit_rows)  # several machines (a merged folder): one row per machine
     if pairs:
         md += ["## ViT attention: fused vs explicit", "",
                "Same weights; the explicit backend materialises the S x S attention matrix (quadratic memory), "
@@ -284,7 +289,7 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
             continue
         f = row.fit
         share = f"{f.quadratic_share:.0%}" + ("" if f.share_ci is None else f" [{f.share_ci[0]:.0%}, {f.share_ci[1]:.0%}]")
-        console.append(f"{row.series.label[:24]:<24} {row.quantity:<17} {f.verdict:<12} quadratic share at x_max {share}")
+        console.append(f"{row.series.legend[:24]:<24} {row.quantity:<17} {f.verdict:<12} quadratic share at x_max {share}")
     return "\n".join(md), "\n".join(console), plots, warnings
 
 

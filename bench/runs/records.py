@@ -74,6 +74,8 @@ class Record:
     memory: MemoryRecord | None = None
     error: str | None = None
     elapsed_s: float | None = None
+    shard: dict | None = None  # the shard that ran it (bench.runs.shard.Shard.to_json()), when sharded
+    machine: dict | None = None  # the machine's fingerprint (bench.runs.machine), when recorded
     schema: int = SCHEMA_VERSION
     extra: dict = field(default_factory=dict)
 
@@ -113,6 +115,9 @@ class Record:
             out["time"] = self.time.to_json()
         if self.memory is not None:
             out["memory"] = self.memory.to_json()
+        for name in ("shard", "machine"):  # written only when set: older files stay byte-identical
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         return out
 
     @classmethod
@@ -154,6 +159,10 @@ class Record:
             extra={k: v for k, v in data.items() if k not in known},
         )
         record.case = case.replace(label=record.label)
+        for name in ("shard", "machine"):  # optional objects; absent or null is None
+            if data.get(name) is not None and not isinstance(data[name], dict):
+                raise ValueError(f"'{name}' is not an object")
+            setattr(record, name, data.get(name))
         for name in ("roof_flops_per_s", "mfu", "achieved_flops_per_s"):
             _finite(getattr(record, name), name)
         if time is not None:

@@ -40,6 +40,7 @@ class SweepConfig:
     min_runs: int = 5
     warmup: int = 2
     threads: int | None = None
+    shard: object | None = None  # the bench.runs.shard.Shard this run is (stored in every record), or None
 
 
 def validate_cases(cases: Iterable[Case]) -> None:
@@ -189,6 +190,7 @@ def run_sweep(config: SweepConfig, *, log: TextIO = sys.stdout) -> list[Record]:
 def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
     from bench.measure import env as envinfo
     from bench.measure import memory, timing
+    from bench.runs import machine
 
     path = config.out / results.FILENAME
     done: set[str] = set()
@@ -208,6 +210,7 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
             roofs[device, dtype] = timing.matmul_roof(device, dtype)
             print(f"matmul roof {device} {dtype}: {roofs[device, dtype] / 1e9:.1f} GFLOP/s", file=log, flush=True)
         worker = memory.MemoryWorker() if "cpu" in devices else None
+        machines, run_started = {d: machine.start(d) for d in devices}, machine.now()  # fingerprint, GPU sample
         started = time.perf_counter()
         try:
             with results.ResultsWriter(path) as writer:
@@ -215,6 +218,8 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
                     record = run_case(case, env=env[case.device], roof=roofs[case.device, case.dtype],
                                       min_run_time=config.min_run_time, min_runs=config.min_runs,
                                       warmup=config.warmup, worker=worker, log=log)
+                    record.shard = config.shard.to_json() if config.shard is not None else None
+                    record.machine = machines[case.device]
                     writer.append(record)
                     elapsed = time.perf_counter() - started
                     eta = elapsed / i * (len(todo) - i)
@@ -223,6 +228,9 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
         finally:
             if worker is not None:
                 worker.close()
+            machine.write_end(config.out, machines, run_started, config.shard, log)
+    elif not path.exists():  # nothing to run (an empty shard): still a sweep folder that merge and report read
+        results.ResultsWriter(path).close()
     records, _ = results.read_results(path)
     return list(results.latest_by_key(records).values())
 

@@ -1,0 +1,69 @@
+"""Which cases of a sweep's grid one shard runs (:mod:`bench.runs.shard` splits, this module prices).
+
+A case's predicted cost is its MACs per image (:func:`bench.measure.counting.count_case`,
+on the meta device, about 0.1 s a case) times its batch (1 for a searched batch, "max").
+Every task of a job array computes the same costs and the same assignment
+(:func:`bench.runs.shard.assign` on :attr:`Case.key`) independently, so every case runs in
+exactly one shard and the shards together run the whole grid.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from bench.measure.spec import Case
+from bench.runs import shard as sharding
+
+
+def _macs(case: Case) -> int:
+    from bench.measure import counting
+
+    return counting.count_case(case).macs
+
+
+def costs(cases: Sequence[Case], macs: Callable[[Case], float] = _macs) -> dict[str, float]:
+    """Case key -> predicted cost (MACs per image x batch; batch "max" counts as 1).
+
+    Cases that differ only in batch, dtype or mode are counted once. A case that cannot be
+    counted costs the median of the others (it still lands in exactly one shard).
+    """
+    per_model: dict[str, float | None] = {}
+    out: dict[str, float | None] = {}
+    for case in cases:
+        model_key = json.dumps([case.model, case.img_size, case.patch_size, case.overrides], sort_keys=True)
+        if model_key not in per_model:
+            try:
+                per_model[model_key] = float(macs(case))
+            except Exception:  # noqa: BLE001 - an uncountable case is priced below, never fatal here
+                per_model[model_key] = None
+        value = per_model[model_key]
+        out[case.key] = None if value is None else value * (case.batch if isinstance(case.batch, int) else 1)
+    known = [v for v in out.values() if v is not None]
+    fallback = statistics.median(known) if known else 1.0
+    return {key: (fallback if value is None else value) for key, value in out.items()}
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """The cases one shard runs, out of the grid, and its share of the predicted cost."""
+
+    shard: sharding.Shard
+    cases: tuple[Case, ...]  # in grid order
+    grid_cases: int  # distinct cases of the whole grid
+    share: float  # this shard's predicted cost / the grid's (0..1)
+
+    def describe(self) -> str:
+        return (f"shard {self.shard} ({self.shard.source}): {len(self.cases)} of {self.grid_cases} cases, "
+                f"{self.share:.1%} of the predicted cost (MACs x batch)")
+
+
+def plan(cases: Sequence[Case], shard: sharding.Shard, macs: Callable[[Case], float] = _macs) -> ShardPlan:
+    """The cases of ``cases`` that ``shard`` runs, balanced by :func:`costs` over the whole grid."""
+    priced = costs(cases, macs)
+    keys = sharding.select(priced, shard)
+    total = sum(priced.values())
+    share = sum(priced[k] for k in keys) / total if total > 0 else len(keys) / max(len(priced), 1)
+    return ShardPlan(shard, tuple(c for c in cases if c.key in keys), len(priced), share)
