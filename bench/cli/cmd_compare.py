@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.cli.args import factor_float
 from bench.errors import UsageError
 
 NAME = "compare"
@@ -21,7 +22,7 @@ HELP = "per-case ratios between two sweep folders; flag changes beyond a factor 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir_a", type=Path, help="baseline sweep folder")
     parser.add_argument("dir_b", type=Path, help="sweep folder to compare with the baseline")
-    parser.add_argument("--factor", type=float, default=1.1, help="flag ratios beyond this factor (default: 1.1)")
+    parser.add_argument("--factor", type=factor_float, default=1.1, help="flag ratios beyond this factor (default: 1.1)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench.cli.args import model_list, positive_int
+from bench.cli.args import model_list, positive_int, seed_int
 from bench.errors import UsageError
 
 NAME = "properties"
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patch-size", type=positive_int, default=8,
                         help="patch grid to permute; also the Mixer's and ViT's patch size (default: 8)")
     parser.add_argument("--num-blocks", type=positive_int, default=2, help="Mixer and ViT depth (default: 2)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for weights, inputs and the permutation (default: 0)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed for weights, inputs and the permutation, 0 <= seed < 2**63 (default: 0)")
 
 
 def run(args: argparse.Namespace) -> int:

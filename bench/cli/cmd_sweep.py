@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.cli.args import int_list, model_list, positive_int
+from bench.cli.args import int_list, model_list, out_folder, positive_float, positive_int, thread_count
 from bench.errors import UsageError
 
 NAME = "sweep"
@@ -55,13 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", type=_names(DTYPES), help="comma-separated: float32, bfloat16, float16 (autocast)")
     parser.add_argument("--mode", type=_names(MODES), help="comma-separated: infer, train (default: the preset's)")
     parser.add_argument("--compile", action="store_true", help="time torch.compile'd models")
-    parser.add_argument("--min-run-time", type=float, help="seconds of timed steps per case (default: the preset's)")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
-    parser.add_argument("--out", type=Path, help="output folder (default: a new mixerbench-results/<device>-<preset>-<time>)")
+    parser.add_argument("--min-run-time", type=positive_float, help="seconds of timed steps per case (default: the preset's)")
+    parser.add_argument("--threads", type=thread_count, help="torch threads, at most the CPUs available (default: torch's own choice)")
+    parser.add_argument("--out", type=out_folder, help="output folder (default: a new mixerbench-results/<device>-<preset>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue OUT/results.jsonl: skip cases recorded there as ok or oom")
     parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     parser.add_argument("--peers", action="store_true", help="time ours against timm (Mixer-B/16, ViT-B/16, ResNet-50), interleaved; print ratios")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per pair with --peers (default: 5)")
+    parser.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds per pair with --peers (default: 5)")
 
 
 def _check(args: argparse.Namespace) -> None:
