@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished cases are in {out / 'results.jsonl'}; continue with the same arguments plus --resume --out {out}")
         raise
-    failed = [r for r in records if r.status == "error"]
+    failed = [r for r in records if r.status not in ("ok", "oom")]  # error, killed: rerun by --resume
     if not args.no_report:
         summary = report.write_report(out)
         print(summary)

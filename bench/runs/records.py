@@ -29,7 +29,10 @@ from bench.measure.spec import Case, FlopRecord, MemoryRecord, Timing, case_key 
 FILENAME = "results.jsonl"
 PEERS_FILENAME = "peers.jsonl"
 SCHEMA_VERSION = 1
-STATUSES = ("ok", "oom", "error")
+STATUSES = ("ok", "oom", "error", "killed")
+# Final outcomes: ``--resume`` skips a case whose newest record has one of these and
+# measures every other case again ("error", "killed": a crash or a kill without evidence of OOM).
+FINAL_STATUSES = ("ok", "oom")
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,11 @@ def _finite(value, name: str) -> None:
 class Record:
     """One measured case: what was asked (``case``) and what came back, typed.
 
-    ``status`` is "ok" (every part measured), "oom" (out of memory, with evidence) or
-    "error". Counting may have succeeded on a case that failed later, so ``flops`` can be
-    present on any status; ``time`` and ``memory`` are present on every "ok" record.
+    ``status`` is "ok" (every part measured), "oom" (out of memory, with evidence: the
+    allocator's error or the cgroup's OOM-kill count), "killed" (the CPU memory worker died
+    from a signal with no such evidence) or "error". Counting and timing may have
+    succeeded on a case that failed later, so ``flops`` and ``time`` can be present on any
+    status; ``time`` and ``memory`` are present on every "ok" record.
     Keys this version does not know are kept in ``extra`` and written back unchanged.
     """
 

@@ -10,8 +10,9 @@ For each :class:`~bench.measure.spec.Case` :func:`run_case` returns a
 - the environment (:mod:`bench.measure.env`),
 
 and :func:`run_sweep` appends it to ``results.jsonl`` as soon as it exists
-(:mod:`bench.runs.records`). A case that runs out of memory is recorded with status "oom"
-and the sweep goes on; ``resume=True`` skips cases already recorded as "ok" or "oom".
+(:mod:`bench.runs.records`). A case that runs out of memory is recorded with status "oom",
+one whose memory worker is killed without evidence of OOM "killed", any other failure
+"error", and the sweep goes on; ``resume=True`` skips cases already recorded as "ok" or "oom".
 """
 
 from __future__ import annotations
@@ -119,7 +120,10 @@ def run_case(
     case: Case, *, env: dict, roof: float, min_run_time: float = 1.0, min_runs: int = 5, warmup: int = 2, worker=None,
     log: TextIO | None = None,
 ) -> Record:
-    """Count, time and measure one case; the record to append (status "ok", "oom" or "error").
+    """Count, time and measure one case; the record to append (status "ok", "oom", "killed" or "error").
+
+    Any exception of the case becomes its record (its type and first line in ``error``);
+    what was measured before it (count, timing) stays in the record.
 
     ``log`` receives a line per try of the max-batch search (``case.batch == "max"``).
     """
@@ -145,14 +149,22 @@ def run_case(
         _free_cuda()
         record.memory = memory.measure_in_process(sized) if case.device == "cuda" else worker.measure(sized)
         record.status = "ok"
-    except (torch.OutOfMemoryError, memory.WorkerOOM) as exc:
-        record.status, record.error = "oom", str(exc).splitlines()[0] if str(exc) else "out of memory"
-    except (RuntimeError, ValueError) as exc:
-        record.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    except memory.WorkerKilled as exc:  # no evidence of OOM: "killed", measured again on --resume
+        record.status, record.error = "killed", _first_line(exc)
+    except Exception as exc:  # any failure of one case is recorded; KeyboardInterrupt and SystemExit propagate
+        if memory.is_out_of_memory(exc):
+            record.status, record.error = "oom", _first_line(exc) or "out of memory"
+        else:
+            record.error = f"{type(exc).__name__}: {_first_line(exc)}"
     finally:
         _free_cuda()
     record.elapsed_s = round(time.perf_counter() - started, 3)
     return record
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _clock(seconds: float) -> str:
@@ -196,7 +208,7 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
         previous, problems = results.read_results(path)
         for problem in problems:
             print(f"warning: {problem} (kept; that case is measured again)", file=sys.stderr)
-        done = {k for k, r in results.latest_by_key(previous).items() if r.status in ("ok", "oom")}
+        done = {k for k, r in results.latest_by_key(previous).items() if r.status in results.FINAL_STATUSES}
     todo = [c for c in config.cases if c.key not in done]
     skipped = len(config.cases) - len(todo)
     print(f"sweep: {len(config.cases)} cases ({skipped} already in {path}), {len(todo)} to run", file=log, flush=True)

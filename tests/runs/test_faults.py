@@ -62,3 +62,125 @@ def test_degenerate_overrides_are_refused_before_the_sweep(model, overrides):
         sweep.validate_cases(cases)
     message = str(exc.value)
     assert f"{model} at 64 px" in message and next(iter(overrides)) in message and "\n" not in message
+
+
+# --- misrecorded outcomes ---------------------------------------------------------------------
+
+
+def tiny_cases(sizes=(32, 48), threads=None):
+    return [Case("vit_s16", s, 8, 1, "cpu", "float32", "infer", dict(TINY_VIT), label="tiny", threads=threads)
+            for s in sizes]
+
+
+def killing_start(monkeypatch):
+    """MemoryWorker._start that SIGKILLs the worker it starts, as a kill from outside would during a case."""
+    from bench.measure import memory
+
+    real = memory.MemoryWorker._start
+
+    def start(self):
+        proc = real(self)
+        os.kill(proc.pid, signal.SIGKILL)
+        return proc
+
+    monkeypatch.setattr(memory.MemoryWorker, "_start", start)
+
+
+def test_a_killed_worker_is_oom_only_with_the_cgroups_evidence(monkeypatch):
+    from bench.measure import memory
+
+    case = tiny_cases()[0]
+    killing_start(monkeypatch)
+    monkeypatch.setattr(memory, "oom_kill_count", lambda: 3)  # the OOM-kill counter does not move
+    with memory.MemoryWorker() as worker, pytest.raises(memory.WorkerKilled, match="SIGKILL"):
+        worker.measure(case)
+    counts = iter([3, 4])  # before the case, after the worker died: an OOM kill happened meanwhile
+    monkeypatch.setattr(memory, "oom_kill_count", lambda: next(counts))
+    with memory.MemoryWorker() as worker, pytest.raises(memory.WorkerOOM, match="oom_kill 3 -> 4"):
+        worker.measure(case)
+
+
+def test_a_killed_case_keeps_its_timing_and_is_measured_again_on_resume(tmp_path, monkeypatch):
+    from bench.measure import memory
+
+    killing_start(monkeypatch)
+    monkeypatch.setattr(memory, "oom_kill_count", lambda: None)  # nothing says it was out of memory
+    config = sweep.SweepConfig(cases=tuple(tiny_cases((32,))), out=tmp_path, preset="test", min_run_time=0.01,
+                               min_runs=2, warmup=1)
+    (record,) = sweep.run_sweep(config, log=open(os.devnull, "w"))
+    assert record.status == "killed" and "SIGKILL" in record.error
+    assert record.time is not None and record.time.median_s > 0 and record.mfu is not None  # latency kept
+    (line,) = results.read_results(tmp_path / results.FILENAME)[0]
+    assert line.status == "killed" and line.time == record.time
+    assert "killed" in results.STATUSES and "killed" not in results.FINAL_STATUSES
+
+
+def test_any_exception_in_a_case_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    from bench.measure import timing
+
+    failures = {32: OSError(28, "No space left on device"),
+                48: RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1099511627776 bytes."),
+                64: ZeroDivisionError("division by zero")}
+
+    def measure(case, **kwargs):
+        raise failures[case.img_size]
+
+    monkeypatch.setattr(timing, "measure", measure)
+    monkeypatch.setattr(timing, "matmul_roof", lambda device, dtype: 1e10)
+    config = sweep.SweepConfig(cases=tuple(tiny_cases((32, 48, 64))), out=tmp_path, preset="test")
+    records = sweep.run_sweep(config, log=open(os.devnull, "w"))
+    assert [r.status for r in records] == ["error", "oom", "error"]
+    assert records[0].error.startswith("OSError: ") and records[2].error == "ZeroDivisionError: division by zero"
+    assert "DefaultCPUAllocator" in records[1].error
+
+    def interrupted(case, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(timing, "measure", interrupted)
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C still stops the sweep
+        sweep.run_sweep(sweep.SweepConfig(cases=tuple(tiny_cases((80,))), out=tmp_path, preset="test", resume=True),
+                        log=open(os.devnull, "w"))
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+TINY_SWEEP = ["sweep", "--models", "vit_ti16", "--resolutions", "32,64", "--batch", "1", "--min-run-time", "0.01",
+              "--threads", "1", "--no-report"]
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_memory_worker_end_to_end_then_resume_exits_0(tmp_path):
+    """The real worker of a real sweep, killed from outside: recorded "killed" (exit 1); --resume reruns it (exit 0)."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *TINY_SWEEP, "--out", str(out)], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    killed = None
+    while killed is None and time.time() < deadline and proc.poll() is None:
+        for child in children_of(proc.pid):
+            os.kill(child, signal.SIGKILL)
+            killed = child
+        time.sleep(0.01)
+    stdout, stderr = proc.communicate(timeout=240)
+    assert killed is not None, "no memory worker appeared"
+    assert proc.returncode == 1, stderr
+    records, problems = results.read_results(out / results.FILENAME)
+    assert problems == [] and [r.status for r in records] == ["killed", "ok"], stdout
+    assert records[0].time is not None and "KILLED" in stdout
+
+    again = run_cli(*TINY_SWEEP, "--out", str(out), "--resume")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "(1 already in" in again.stdout
+    records, _ = results.read_results(out / results.FILENAME)
+    assert [r.status for r in records] == ["killed", "ok", "ok"]  # the killed line stays; the newest counts
