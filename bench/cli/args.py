@@ -79,14 +79,6 @@ def positive_float(text: str) -> float:
     return value
 
 
-def factor_float(text: str) -> float:
-    """Parse one finite float above 1 (an argparse ``type=``; e.g. compare's --factor)."""
-    value = finite_float(text)
-    if value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a finite number above 1, got {text!r}")
-    return value
-
-
 def seed_int(text: str) -> int:
     """Parse a random seed: an integer with 0 <= seed < 2**63 (what torch.manual_seed accepts)."""
     try:

@@ -37,7 +37,6 @@ REFUSED = {
     "sweep too many threads": (["sweep", "--threads", str(CPUS + 1)], f"only {CPUS} CPU"),
     "compare factor nan": (["compare", "a", "b", "--factor", "nan"], "finite"),
     "compare factor inf": (["compare", "a", "b", "--factor", "inf"], "finite"),
-    "compare factor 1": (["compare", "a", "b", "--factor", "1"], "above 1"),
     "properties huge seed": (["properties", "--seed", "99999999999999999999999"], "2**63"),
     "properties negative seed": (["properties", "--seed", "-1"], "2**63"),
 }
@@ -53,3 +52,8 @@ def test_bad_numbers_and_paths_are_refused_by_the_parser(name, tmp_path, capsys,
     assert exc.value.code == 2
     one_line_error(capsys, needle)
     assert list(tmp_path.iterdir()) == []  # nothing written, not even into the current folder
+
+
+def test_compare_factor_must_be_above_1(tmp_path, capsys):
+    assert main_code(["compare", str(tmp_path), str(tmp_path), "--factor", "1"]) == 2
+    one_line_error(capsys, "above 1")

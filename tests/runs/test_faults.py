@@ -184,3 +184,127 @@ def test_sigkill_of_the_memory_worker_end_to_end_then_resume_exits_0(tmp_path):
     assert "(1 already in" in again.stdout
     records, _ = results.read_results(out / results.FILENAME)
     assert [r.status for r in records] == ["killed", "ok", "ok"]  # the killed line stays; the newest counts
+
+
+@pytest.mark.slow
+def test_an_error_fixed_then_resumed_exits_0(tmp_path, monkeypatch, capsys):
+    from bench.measure import timing
+
+    out = tmp_path / "run"
+    argv = ["sweep", "--models", "vit_ti16", "--resolutions", "32", "--batch", "1", "--min-run-time", "0.01",
+            "--threads", "1", "--no-report", "--out", str(out)]
+    real = timing.measure
+
+    def broken(case, **kwargs):
+        raise RuntimeError("a bug, since fixed")
+
+    monkeypatch.setattr(timing, "measure", broken)
+    assert main_code(argv) == 1
+    monkeypatch.setattr(timing, "measure", real)
+    assert main_code([*argv, "--resume"]) == 0  # the superseded error line no longer counts
+    records, _ = results.read_results(out / results.FILENAME)
+    assert [r.status for r in records] == ["error", "ok"]
+
+
+def fake_run_case(case, **kwargs):
+    """An ok record without measuring anything (for tests of what the sweep does around its cases)."""
+    from bench.measure.spec import FlopRecord, MemoryRecord, Timing
+
+    return results.Record(
+        case=case, status="ok", label=case.name, env={"torch_threads": case.threads},
+        flops=FlopRecord(case.model, case.img_size, case.patch_size, 17, 1000, 10**6, 0, {}, 10**6),
+        time=Timing(0.01, 0.001, 0.01, 3, 1, 1, 1, (0.01, 0.01, 0.01)),
+        memory=MemoryRecord("cpu_peak_rss", 10**6, 10**9, 10**6, 10**8), mfu=0.1,
+    )
+
+
+def test_thread_count_is_part_of_the_key_resume_and_compare_do_not_mix(tmp_path, monkeypatch, capsys):
+    from bench.measure import memory, timing
+
+    monkeypatch.setattr(sweep, "run_case", fake_run_case)
+    monkeypatch.setattr(timing, "matmul_roof", lambda device, dtype: 1e10)
+    monkeypatch.setattr(memory, "MemoryWorker", lambda: type("W", (), {"close": lambda self: None})())
+    log = open(os.devnull, "w")
+    one, two, three = tmp_path / "one", tmp_path / "two", tmp_path / "three"
+    for folder in (one, two, three):
+        folder.mkdir()
+    sweep.run_sweep(sweep.SweepConfig(cases=tuple(tiny_cases(threads=1)), out=one, preset="test"), log=log)
+    sweep.run_sweep(sweep.SweepConfig(cases=tuple(tiny_cases(threads=1)), out=two, preset="test"), log=log)
+    # resuming with another thread count measures every case again, beside the others
+    import io
+
+    text = io.StringIO()
+    records = sweep.run_sweep(sweep.SweepConfig(cases=tuple(tiny_cases(threads=2)), out=two, preset="test", resume=True),
+                              log=text)
+    assert "(0 already in" in text.getvalue() and len(records) == 4
+    assert len(results.read_results(two / results.FILENAME)[0]) == 4
+    # runs at different thread counts are not compared as if alike: their cases are missing from each other
+    sweep.run_sweep(sweep.SweepConfig(cases=tuple(tiny_cases(threads=2)), out=three, preset="test"), log=log)
+    capsys.readouterr()
+    assert main_code(["compare", str(one), str(three)]) in (1, 2)
+    captured = capsys.readouterr()
+    assert "thread count (A: 1; B: 2)" in captured.err
+
+
+# --- a comparison that cannot be fooled ------------------------------------------------------
+
+
+def write_records(folder: Path, records, extra_lines=()):
+    folder.mkdir(parents=True, exist_ok=True)
+    with results.ResultsWriter(folder / results.FILENAME) as writer:
+        for r in records:
+            writer.append(r)
+    with open(folder / results.FILENAME, "a") as f:
+        for line in extra_lines:
+            f.write(line + "\n")
+
+
+def test_compare_fails_when_b_lacks_cases_of_a(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_records(a, [fake_run_case(c) for c in tiny_cases((32, 48, 64))])
+    write_records(b, [fake_run_case(c) for c in tiny_cases((32,))])
+    assert main_code(["compare", str(a), str(b)]) == 1
+    out = capsys.readouterr().out
+    assert out.count("  missing in B") == 2 and "2 of A missing in B" in out
+    assert main_code(["compare", str(a), str(b), "--allow-missing"]) == 0
+    assert "allowed" in capsys.readouterr().out
+    assert main_code(["compare", str(b), str(a)]) == 0  # B may have more cases than A
+
+
+def test_compare_zero_memory_bad_lines_and_environment_hint(tmp_path, capsys):
+    import dataclasses
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    zero = fake_run_case(tiny_cases((32,))[0])
+    zero.memory = dataclasses.replace(zero.memory, activation_bytes=0)
+    other = [fake_run_case(c) for c in tiny_cases((32,))]
+    other[0].env = {"torch": "9.9", "torch_threads": None}
+    write_records(a, [zero], extra_lines=['{"broken'])
+    write_records(b, other)
+    assert main_code(["compare", str(a), str(b)]) == 0
+    captured = capsys.readouterr()
+    assert "warning" not in captured.out and "line 2" in captured.err  # warnings on stderr
+    assert "1 cases compared" in captured.out
+    assert "environment" in captured.err and "9.9" in captured.err  # one-line hint
+    assert len([ln for ln in captured.err.splitlines() if ln.startswith("note:")]) == 1
+
+
+@pytest.mark.parametrize("command", ["compare", "report"])
+def test_report_and_compare_name_a_peers_folder(command, tmp_path, capsys):
+    peers = tmp_path / "peers"
+    peers.mkdir()
+    (peers / results.PEERS_FILENAME).write_text(json.dumps(
+        {"schema": 1, "case": {"ours": "mixer_b16", "timm": "timm:mixer_b16_224"}, "paired": {"ratio_median": 1.0}}) + "\n")
+    write_records(tmp_path / "sweep", [fake_run_case(tiny_cases((32,))[0])])
+    argv = [command, str(peers)] if command == "report" else [command, str(tmp_path / "sweep"), str(peers)]
+    assert main_code(argv) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "--peers" in line and "peers.jsonl" in line
+
+
+def test_report_without_a_valid_record_is_an_error(tmp_path, capsys):
+    write_records(tmp_path, [], extra_lines=['{"broken', json.dumps({"case": {"model": "x"}, "status": "ok"}), "[]"])
+    assert main_code(["report", str(tmp_path)]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "no valid record" in line and "3 invalid lines" in line
+    assert not (tmp_path / "report.md").exists()
