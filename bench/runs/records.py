@@ -204,9 +204,26 @@ class ResultsWriter:
                 self._flush()
 
     def append(self, record: Record | PeerRecord) -> None:
-        line = json.dumps(record.to_json(), sort_keys=True, allow_nan=False) + "\n"
-        self._file.write(line.encode("utf-8"))
-        self._flush()
+        """Write the record's line and fsync it; when that fails (disk full), cut the file back and raise OSError.
+
+        The line goes out with ``os.write`` (no Python buffer left holding it), so a failed
+        append leaves no half line behind where the file can be cut back, and closing the
+        writer afterwards does not fail a second time.
+        """
+        data = memoryview((json.dumps(record.to_json(), sort_keys=True, allow_nan=False) + "\n").encode("utf-8"))
+        self._file.flush()
+        fd = self._file.fileno()
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        except OSError:
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                pass  # a half line stays; readers report it by number and the next writer starts a new line
+            raise
 
     def _flush(self) -> None:
         self._file.flush()

@@ -192,10 +192,31 @@ def run_sweep(config: SweepConfig, *, log: TextIO = sys.stdout) -> list[Record]:
     again on resume supersedes its earlier line). Progress goes to ``log``: case i/N,
     elapsed time and an estimate of what is left.
     """
+    from bench import files
     from bench.measure import timing
 
-    with timing.torch_threads(config.threads):
+    with files.folder_lock(config.out), timing.torch_threads(config.threads):
+        path = config.out / results.FILENAME
+        if not config.resume and path.exists() and path.stat().st_size > 0:  # checked again under the lock
+            raise files.FolderBusy(f"{path} exists (another sweep wrote it meanwhile?); continue it with --resume")
         return _run_sweep(config, log)
+
+
+class RecordNotWritten(OSError):
+    """Appending a measured record to results.jsonl failed (disk full, file too large); the record went to stderr."""
+
+
+def _append(writer: results.ResultsWriter, record: Record | PeerRecord) -> None:
+    """Append ``record``; when that fails, print its line to stderr (so it is not lost) and raise RecordNotWritten."""
+    try:
+        writer.append(record)
+    except OSError as exc:
+        import json
+
+        print(json.dumps(record.to_json(), sort_keys=True, allow_nan=False), file=sys.stderr, flush=True)
+        raise RecordNotWritten(
+            f"cannot append to {writer.path} ({exc.strerror or exc}); the record just measured is the JSON line above: "
+            f"add it to {writer.path} once there is room, then --resume") from None
 
 
 def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
@@ -227,7 +248,7 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
                     record = run_case(case, env=env[case.device], roof=roofs[case.device, case.dtype],
                                       min_run_time=config.min_run_time, min_runs=config.min_runs,
                                       warmup=config.warmup, worker=worker, log=log)
-                    writer.append(record)
+                    _append(writer, record)
                     elapsed = time.perf_counter() - started
                     eta = elapsed / i * (len(todo) - i)
                     print(f"case {i}/{len(todo)}  {describe(record)}  [elapsed {_clock(elapsed)}, ETA {_clock(eta)}]",
@@ -255,11 +276,14 @@ def run_peers(
     """Latency ratio ours/timm of each pair, timed interleaved in this run (see :func:`bench.measure.timing.paired_ratio`).
 
     Both models of a pair hold the same weights (timm's state dict loaded into ours,
-    strictly) and run the same batch. One record per pair goes to ``out/peers.jsonl``.
+    strictly) and run the same batch. One record per pair goes to ``out/peers.jsonl``; a pair
+    that fails (weights that do not match, a model that does not build) is one line on
+    ``log`` and is not recorded: fewer records than pairs returned means some failed.
     """
+    from bench import files
     from bench.measure import timing
 
-    with timing.torch_threads(threads):
+    with files.folder_lock(out), timing.torch_threads(threads):
         return _run_peers(pairs, out, img_size, batch, device, dtype, mode, rounds, log)
 
 
@@ -272,17 +296,26 @@ def _run_peers(pairs, out, img_size, batch, device, dtype, mode, rounds, log) ->
     with results.ResultsWriter(out / results.PEERS_FILENAME) as writer:
         for ours, peer in pairs:
             channels_last = timing.uses_channels_last(ours)
-            theirs = timing.build_model(peer, img_size, device=device, channels_last=channels_last)
-            mine = timing.build_model(ours, img_size, device=device, channels_last=channels_last)
-            mine.load_state_dict(theirs.state_dict(), strict=True)
-            kw = dict(batch=batch, img_size=img_size, device=device, dtype=dtype, mode=mode, channels_last=channels_last)
-            paired = timing.paired_ratio(timing.make_step(mine, **kw), timing.make_step(theirs, **kw), rounds=rounds, number=1)
+            try:
+                theirs = timing.build_model(peer, img_size, device=device, channels_last=channels_last)
+                mine = timing.build_model(ours, img_size, device=device, channels_last=channels_last)
+                mine.load_state_dict(theirs.state_dict(), strict=True)
+                kw = dict(batch=batch, img_size=img_size, device=device, dtype=dtype, mode=mode, channels_last=channels_last)
+                paired = timing.paired_ratio(timing.make_step(mine, **kw), timing.make_step(theirs, **kw), rounds=rounds,
+                                             number=1)
+            except Exception as exc:  # one failed pair (e.g. weights that do not match): one line, then the next pair
+                text = " ".join(str(exc).split())
+                text = text if len(text) <= 200 else text[:197] + "..."
+                print(f"{ours:<10} / {peer:<28} FAILED: {type(exc).__name__}: {text}", file=log, flush=True)
+                mine = theirs = None
+                gc.collect()
+                continue
             record = PeerRecord(
                 case={"ours": ours, "timm": peer, "img_size": img_size, "batch": batch, "device": device,
                       "dtype": dtype, "mode": mode, "channels_last": channels_last},
                 paired=paired.to_dict(), env=env,
             )
-            writer.append(record)
+            _append(writer, record)
             records.append(record)
             print(f"{ours:<10} / {peer:<28} ratio {paired.ratio_median:.3f} (IQR {paired.ratio_q1:.3f}-{paired.ratio_q3:.3f}, "
                   f"{rounds} rounds)  ours {paired.median_a_s * 1e3:.0f} ms, timm {paired.median_b_s * 1e3:.0f} ms",

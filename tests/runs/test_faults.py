@@ -308,3 +308,78 @@ def test_report_without_a_valid_record_is_an_error(tmp_path, capsys):
     line = one_line(capsys.readouterr().err)
     assert "no valid record" in line and "3 invalid lines" in line
     assert not (tmp_path / "report.md").exists()
+
+
+# --- one writer per folder; --peers --------------------------------------------------------------
+
+
+def test_a_second_sweep_on_a_locked_folder_is_refused(tmp_path, capsys):
+    import fcntl
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".lock", "w") as held:  # what a first sweep holds while it runs
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        code = main_code([*TINY_SWEEP, "--out", str(out)])
+    assert code == 2
+    assert "in use by another sweep" in one_line(capsys.readouterr().err)
+    assert not (out / results.FILENAME).exists()
+    # the check that results.jsonl is new is made again under the lock (a sweep that started meanwhile)
+    (out / results.FILENAME).write_text(json.dumps(fake_run_case(tiny_cases()[0]).to_json()) + "\n")
+    from bench import files
+
+    with pytest.raises(files.FolderBusy, match="--resume"):
+        sweep.run_sweep(sweep.SweepConfig(cases=tuple(tiny_cases()), out=out, preset="test"), log=open(os.devnull, "w"))
+
+
+def test_peers_refuse_to_append_without_resume(tmp_path, capsys):
+    out = tmp_path / "peers"
+    out.mkdir()
+    (out / results.PEERS_FILENAME).write_text("")
+    assert main_code(["sweep", "--peers", "--out", str(out)]) == 2
+    assert "--resume" in one_line(capsys.readouterr().err)
+
+
+@pytest.mark.slow
+def test_a_failed_peer_pair_is_one_line_and_the_others_run(tmp_path, capsys):
+    out = tmp_path / "peers"
+    argv = ["sweep", "--peers", "--models", "vit_ti16,timm:resnet18,vit_ti16,timm:vit_tiny_patch16_224",
+            "--resolutions", "32", "--batch", "1", "--rounds", "1", "--threads", "1", "--out", str(out)]
+    assert main_code(argv) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    failed = [line for line in captured.out.splitlines() if "FAILED" in line]
+    assert len(failed) == 1 and "timm:resnet18" in failed[0] and len(failed[0]) < 400
+    assert "1 of 2 pairs failed" in one_line(captured.err)
+    peers, problems = results.read_peers(out / results.PEERS_FILENAME)
+    assert problems == [] and [p.case["timm"] for p in peers] == ["timm:vit_tiny_patch16_224"]
+    assert main_code([*argv, "--resume"]) == 1  # only the failed pair is tried again
+    assert "vit_tiny" not in capsys.readouterr().out
+
+
+# --- full disk ----------------------------------------------------------------------------------
+
+
+def limit_file_size(limit: int):
+    """preexec_fn: files this process writes may not grow past ``limit`` bytes (EFBIG, like a full disk)."""
+    import resource
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_a_sweep_loses_no_record(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    done = run_cli(*TINY_SWEEP, "--resolutions", "32", "--out", str(out), preexec_fn=limit_file_size(1000))
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    record = results.Record.from_json(json.loads(lines[-2]))  # the record measured, whole, on stderr
+    assert record.status == "ok" and record.case.img_size == 32
+    assert "cannot append" in lines[-1] and "File too large" in lines[-1]
+    assert (out / results.FILENAME).read_bytes() == b""  # no half line left behind
