@@ -190,13 +190,16 @@ def peers_table(records: list[dict]) -> list[str]:
 
 
 def _environment(records: list[dict]) -> list[str]:
-    envs = {json.dumps({k: v for k, v in r.env.items() if k != "date"}, sort_keys=True): r.env for r in records if r.env}
+    envs = {json.dumps({k: v for k, v in r.env.items() if k != "date"}, sort_keys=True): r.env
+            for r in records if isinstance(r.env, dict) and r.env}
     lines = []
     for env in envs.values():
+        env = {k: env.get(k, "?") for k in ("device", "device_name", "cpu_model", "cpu_count", "torch_threads", "torch",
+                                            "timm", "python", "git_commit")}  # an older or partial record: '?'
         lines.append(f"- {env['device']}: {env['device_name']}; CPU {env['cpu_model']}, {env['cpu_count']} cores, "
                      f"torch threads {env['torch_threads']}; torch {env['torch']}, timm {env['timm']}, Python {env['python']}; "
                      f"harness commit {env['git_commit']}")
-    dates = sorted(r.env["date"] for r in records if r.env)
+    dates = sorted(str(r.env["date"]) for r in records if isinstance(r.env, dict) and "date" in r.env)
     if dates:
         lines.append(f"- run started {dates[0]}" if dates[0] == dates[-1] else f"- runs started {dates[0]} to {dates[-1]}")
     roofs = sorted({(r.case.device, r.case.dtype, r.roof_flops_per_s) for r in records if r.roof_flops_per_s is not None})

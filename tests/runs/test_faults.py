@@ -383,3 +383,36 @@ def test_a_full_disk_during_a_sweep_loses_no_record(tmp_path):
     assert record.status == "ok" and record.case.img_size == 32
     assert "cannot append" in lines[-1] and "File too large" in lines[-1]
     assert (out / results.FILENAME).read_bytes() == b""  # no half line left behind
+
+
+# --- one line instead of a traceback -------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.3, 0.8, 1.5])
+def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(delay, tmp_path):
+    """SIGINT while Python imports torch and builds the parser, or later: never a traceback.
+
+    (Not before 0.3 s: in its first ~50 ms the interpreter itself starts, before any code of ours runs.)
+    """
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *TINY_SWEEP, "--out", str(tmp_path / "run")], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in one_line(stderr)
+
+
+@pytest.mark.slow
+def test_a_full_disk_leaves_the_previous_report_and_plots_whole(tmp_path, capsys):
+    write_records(tmp_path, [fake_run_case(c) for c in tiny_cases((32, 48, 64, 80))])
+    assert main_code(["report", str(tmp_path)]) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.suffix in (".md", ".png")}
+    assert "report.md" in before and any(name.endswith(".png") for name in before)
+    done = run_cli("report", str(tmp_path), preexec_fn=limit_file_size(4096))
+    assert done.returncode == 1
+    assert "File too large" in one_line(done.stderr)
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.suffix in (".md", ".png")}
+    assert after == before  # every file whole: the old one, never a truncated new one
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
