@@ -117,6 +117,10 @@ def write_plots(out: Path, series: list[Series], fit_rows: list[FitRow]) -> list
 # --- text ----------------------------------------------------------------------------------
 
 
+def _percent(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
 def _mib(n: float) -> str:
     return f"{n / MiB:.1f}"
 
@@ -159,7 +163,7 @@ def case_table(records: list) -> list[str]:
             continue
         t, m = r.time, r.memory
         lines.append(common + f"{r.macs / 1e9:.3f} | {t.median_s * 1e3:.2f} ({t.iqr_s * 1e3:.2f}) | {t.images_per_s:.1f} | "
-                     f"{r.mfu:.1%} | {_mib(m.weights_bytes)} | {_mib(m.activation_bytes)} | {_mib(m.peak_bytes)} | ok |")
+                     f"{_percent(r.mfu)} | {_mib(m.weights_bytes)} | {_mib(m.activation_bytes)} | {_mib(m.peak_bytes)} | ok |")
     return lines
 
 
@@ -277,7 +281,7 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
     for r in records:
         head = f"{r.name[:24]:<24} {r.case.img_size:>4} {r.tokens or '-':>5} "
         if r.status == "ok":
-            console.append(head + f"{r.time.median_s * 1e3:>8.1f} {r.time.images_per_s:>7.1f} {r.mfu:>6.1%} "
+            console.append(head + f"{r.time.median_s * 1e3:>8.1f} {r.time.images_per_s:>7.1f} {_percent(r.mfu):>6} "
                            f"{r.memory.activation_bytes / MiB:>8.1f}  ok")
         else:
             console.append(head + f"{'':>8} {'':>7} {'':>6} {'':>8}  {r.status}")

@@ -164,6 +164,8 @@ class Record:
         if time is not None:
             for name in ("median_s", "iqr_s", "mean_s"):
                 _finite(getattr(time, name), f"time.{name}")
+            if any(isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < math.inf for t in time.times_s):
+                raise ValueError("time.times_s holds a time that is not a finite positive number")
         return record
 
 

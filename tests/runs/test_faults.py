@@ -416,3 +416,39 @@ def test_a_full_disk_leaves_the_previous_report_and_plots_whole(tmp_path, capsys
     after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.suffix in (".md", ".png")}
     assert after == before  # every file whole: the old one, never a truncated new one
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+# --- bad lines never crash report or the end of a sweep ------------------------------------------
+
+
+def bad_lines(good: dict) -> list[str]:
+    no_time = dict(good)
+    no_time.pop("time")
+    nan_time = json.loads(json.dumps(good))
+    nan_time["time"]["times_s"][1] = float("nan")
+    zero_time = json.loads(json.dumps(good))
+    zero_time["time"]["times_s"][0] = 0.0
+    peers_row = {"schema": 1, "case": {"ours": "vit_ti16", "timm": "timm:vit_tiny_patch16_224"}, "paired": {}}
+    return [json.dumps(peers_row), json.dumps(no_time), json.dumps(nan_time), json.dumps(zero_time)]
+
+
+def test_times_must_be_finite_and_positive():
+    good = fake_run_case(tiny_cases()[0]).to_json()
+    for line in bad_lines(good)[2:]:
+        with pytest.raises(ValueError, match="times_s"):
+            results.Record.from_json(json.loads(line))
+
+
+def test_report_warns_of_each_bad_line_and_reports_the_rest(tmp_path, capsys):
+    records = [fake_run_case(c) for c in tiny_cases((32, 48, 64))]
+    no_mfu = fake_run_case(tiny_cases((80,))[0])
+    no_mfu.mfu = None  # an ok record written by hand or an older version, without MFU
+    good = records[0].to_json()
+    write_records(tmp_path, [*records, no_mfu], extra_lines=bad_lines(good))
+    assert main_code(["report", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    warned = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert [w.split(" line ")[1].split(":")[0] for w in warned] == ["5", "6", "7", "8"]
+    assert "Traceback" not in captured.err
+    report = (tmp_path / "report.md").read_text()
+    assert "4 cases" in report and "line 7" in report
