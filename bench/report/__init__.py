@@ -220,7 +220,8 @@ METHODS = """\
   convnets. images/s = batch / median.
 - **MFU** = achieved FLOP/s / the matmul roof: achieved = 2 x MACs x images/s for
   inference and 6 x MACs x images/s for training (backward ~ 2 forward passes); the roof
-  is a large matmul of the same dtype timed on the same device at the start of the run.
+  is a large matmul of the same dtype timed on the same device at the start of the run
+  (lower precision: a linear layer's matmul under autocast, the way the models run).
 - **Memory** (CPU): resident set size of a separate worker process (Linux /proc), peak
   mark reset before each case; glibc mmaps every block above 64 KiB so freed tensors
   leave the RSS. *weights* = RSS after building the model minus before; *activations* =

@@ -452,3 +452,30 @@ def test_report_warns_of_each_bad_line_and_reports_the_rest(tmp_path, capsys):
     assert "Traceback" not in captured.err
     report = (tmp_path / "report.md").read_text()
     assert "4 cases" in report and "line 7" in report
+
+
+# --- MFU in lower precision ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_float16_mfu_on_cpu_is_against_a_roof_timed_the_way_the_model_runs():
+    from bench.measure import timing
+
+    with timing.torch_threads(1):
+        roof32 = timing.matmul_roof("cpu", "float32", size=512, min_run_time=0.1)
+        roof16 = timing.matmul_roof("cpu", "float16", size=512, min_run_time=0.1)
+        # a plain float16 torch.mm on CPU runs a reference kernel ~50x slower than the model's linear layers
+        assert roof16 > roof32 / 30, (roof16, roof32)
+        case = Case("vit_s16", 64, 8, 2, "cpu", "float16", "infer", dict(TINY_VIT, hidden_dim=256, mlp_dim=1024),
+                    label="fp16", threads=1)
+        record = sweep.run_case(case, env={}, roof=roof16, min_run_time=0.05, min_runs=3, warmup=1,
+                                worker=SkipMemory())
+    assert record.time is not None and record.mfu is not None, record.error
+    assert 0 < record.mfu <= 1.0, record.mfu  # was 13 (1307%) against a plain float16 torch.mm
+
+
+class SkipMemory:
+    """A memory worker that measures nothing (the test needs the timing and MFU only)."""
+
+    def measure(self, case):
+        raise ValueError("memory not measured in this test")
