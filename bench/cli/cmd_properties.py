@@ -11,7 +11,7 @@ default; seconds on a CPU):
 
 "Same" means float32 max |diff| <= 1e-4; "changes" means max |diff| > 1e-3.
 timm peers (timm:<name>) are listed as not applicable. Exit code 0 when every
-applicable check passed, 1 otherwise.
+applicable check passed, 1 otherwise (or when the models do not fit in memory: one line).
 """
 
 from __future__ import annotations
@@ -45,7 +45,19 @@ def run(args: argparse.Namespace) -> int:
         probe = ProbeConfig(img_size=args.img_size, patch_size=args.patch_size, num_blocks=args.num_blocks, seed=args.seed)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    results = run_checks(args.models, probe)
+    try:
+        results = run_checks(args.models, probe)
+    except Exception as exc:  # out of memory: one line and exit 1, not a traceback
+        import sys
+
+        from bench.measure.memory import is_out_of_memory
+
+        if not is_out_of_memory(exc):
+            raise
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"mixerbench properties: error: out of memory ({detail}); try a smaller --img-size, a larger --patch-size "
+              f"or fewer --models", file=sys.stderr)
+        return 1
     if args.format == "json":
         print(json.dumps([r.to_json() for r in results], indent=2))
     else:

@@ -57,3 +57,23 @@ def test_bad_numbers_and_paths_are_refused_by_the_parser(name, tmp_path, capsys,
 def test_compare_factor_must_be_above_1(tmp_path, capsys):
     assert main_code(["compare", str(tmp_path), str(tmp_path), "--factor", "1"]) == 2
     one_line_error(capsys, "above 1")
+
+
+def test_properties_out_of_memory_is_one_line(tmp_path):
+    """A Mixer at 100,000 px has a 160 GB token-mixing layer; under a 6 GiB address-space limit it cannot be allocated."""
+    import resource
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
+
+    done = subprocess.run([sys.executable, "-m", "bench", "properties", "--models", "mixer_s16", "--img-size", "100000"],
+                          cwd=root, env=dict(os.environ, PYTHONPATH=str(root)), preexec_fn=limit, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 1
+    err = done.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and "out of memory" in err, err
