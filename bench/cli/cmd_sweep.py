@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         sweep.validate_cases(cases)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if (out / "results.jsonl").exists() and not args.resume:
+    if (out / "results.jsonl").exists() and (out / "results.jsonl").stat().st_size > 0 and not args.resume:  # empty: nothing to lose
         raise UsageError(f"{out / 'results.jsonl'} exists; add --resume to continue it, or choose another --out")
 
     _folder(out, create=True)

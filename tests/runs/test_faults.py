@@ -479,3 +479,16 @@ class SkipMemory:
 
     def measure(self, case):
         raise ValueError("memory not measured in this test")
+
+
+def test_an_empty_results_file_left_by_a_crash_does_not_block_a_rerun(tmp_path, monkeypatch, capsys):
+    from bench.measure import memory, timing
+
+    monkeypatch.setattr(sweep, "run_case", fake_run_case)
+    monkeypatch.setattr(timing, "matmul_roof", lambda device, dtype: 1e10)
+    monkeypatch.setattr(memory, "MemoryWorker", lambda: type("W", (), {"close": lambda self: None})())
+    (tmp_path / results.FILENAME).write_text("")
+    assert main_code([*TINY_SWEEP, "--out", str(tmp_path)]) == 0
+    assert len(results.read_results(tmp_path / results.FILENAME)[0]) == 2
+    assert main_code([*TINY_SWEEP, "--out", str(tmp_path)]) == 2  # a file with records still needs --resume
+    assert "--resume" in one_line(capsys.readouterr().err)
