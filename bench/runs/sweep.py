@@ -42,6 +42,14 @@ class SweepConfig:
     warmup: int = 2
     threads: int | None = None
 
+    def __post_init__(self):
+        import math
+
+        if not (isinstance(self.min_run_time, (int, float)) and math.isfinite(self.min_run_time) and self.min_run_time > 0):
+            raise ValueError(f"min_run_time must be a finite positive number of seconds, got {self.min_run_time!r}")
+        if self.min_runs < 1 or self.warmup < 0 or (self.threads is not None and self.threads < 1):
+            raise ValueError(f"min_runs >= 1, warmup >= 0 and threads >= 1 needed, got {self.min_runs}, {self.warmup}, {self.threads}")
+
 
 def validate_cases(cases: Iterable[Case]) -> None:
     """Build every case on the meta device; raise ValueError naming the first impossible one."""

@@ -492,3 +492,9 @@ def test_an_empty_results_file_left_by_a_crash_does_not_block_a_rerun(tmp_path, 
     assert len(results.read_results(tmp_path / results.FILENAME)[0]) == 2
     assert main_code([*TINY_SWEEP, "--out", str(tmp_path)]) == 2  # a file with records still needs --resume
     assert "--resume" in one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf"), 0.0, -1.0])
+def test_the_library_refuses_a_run_time_that_would_never_end(seconds, tmp_path):
+    with pytest.raises(ValueError, match="min_run_time"):
+        sweep.SweepConfig(cases=(), out=tmp_path, preset="test", min_run_time=seconds)
