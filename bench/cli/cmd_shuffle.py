@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.cli.args import positive_int
+from bench.cli.args import out_folder, positive_int
 from bench.errors import UsageError
 from bench.files import prepare_atomically
 
@@ -51,7 +51,7 @@ def kind_list(text: str) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="shuffle-results", help="output directory (default: shuffle-results)")
+    parser.add_argument("--out", type=out_folder, default="shuffle-results", help="output directory (default: shuffle-results)")
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     parser.add_argument("--seeds", type=positive_int, default=3, help="number of seeds, 0..N-1 (default: 3)")
     parser.add_argument("--steps", type=positive_int, default=100, help="training steps per run (default: 100)")

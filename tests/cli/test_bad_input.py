@@ -35,6 +35,8 @@ REFUSED = {
     "sweep rounds 0": (["sweep", "--peers", "--rounds", "0"], "positive"),
     "sweep empty out": (["sweep", "--out", ""], "empty"),
     "sweep too many threads": (["sweep", "--threads", str(CPUS + 1)], f"only {CPUS} CPU"),
+    "merge empty out": (["merge", "", "a"], "empty"),
+    "shuffle empty out": (["shuffle", "--out", ""], "empty"),
     "compare factor nan": (["compare", "a", "b", "--factor", "nan"], "finite"),
     "compare factor inf": (["compare", "a", "b", "--factor", "inf"], "finite"),
     "properties huge seed": (["properties", "--seed", "99999999999999999999999"], "2**63"),
