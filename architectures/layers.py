@@ -54,6 +54,19 @@ def init_transformer_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+def check_sizes(config, positive: tuple[str, ...], non_negative: tuple[str, ...] = ()) -> None:
+    """Raise ValueError unless each field in ``positive`` is an integer >= 1 (``non_negative``: >= 0).
+
+    Called by the configs' ``__post_init__``, so a degenerate model (no blocks, a zero-width
+    layer) is refused when it is described, not when it is built or run.
+    """
+    for names, minimum, what in ((positive, 1, "a positive integer"), (non_negative, 0, "an integer >= 0")):
+        for name in names:
+            value = getattr(config, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
 def check_patch_grid(img_size: int, patch_size: int) -> int:
     """Return the number of patches S = (img_size / patch_size)^2, or raise ValueError."""
     if img_size <= 0 or patch_size <= 0:

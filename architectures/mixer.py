@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers import Mlp, PatchEmbed, check_patch_grid, init_transformer_weights
+from .layers import Mlp, PatchEmbed, check_patch_grid, check_sizes, init_transformer_weights
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,10 @@ class MixerConfig:
     img_size: int = 224  # square input side in pixels
     in_chans: int = 3
     num_classes: int = 1000
+
+    def __post_init__(self):
+        check_sizes(self, ("patch_size", "hidden_dim", "num_blocks", "tokens_mlp_dim", "channels_mlp_dim", "img_size",
+                           "in_chans"), ("num_classes",))
 
     @property
     def num_patches(self) -> int:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .layers import check_sizes
+
 
 @dataclass(frozen=True)
 class ResNetConfig:
@@ -29,6 +31,9 @@ class ResNetConfig:
             raise ValueError(f"block must be 'basic' or 'bottleneck', got {self.block!r}")
         if self.img_size <= 0:
             raise ValueError(f"img_size must be positive, got {self.img_size}")
+        check_sizes(self, ("img_size", "in_chans", "width"), ("num_classes",))
+        if len(self.layers) != 4 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in self.layers):
+            raise ValueError(f"layers must be four positive block counts, got {self.layers!r}")
 
 
 # He et al. 2016, Table 1. Parameter counts with the 1000-class head.

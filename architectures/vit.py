@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import Mlp, PatchEmbed, check_patch_grid, init_transformer_weights
+from .layers import Mlp, PatchEmbed, check_patch_grid, check_sizes, init_transformer_weights
 
 ATTENTION_BACKENDS = ("fused", "explicit")
 GLOBAL_POOLS = ("token", "avg")
@@ -44,6 +44,8 @@ class ViTConfig:
     global_pool: str = "token"  # "token": head reads the class token; "avg": mean over all tokens
 
     def __post_init__(self):
+        check_sizes(self, ("patch_size", "hidden_dim", "num_blocks", "num_heads", "mlp_dim", "img_size", "in_chans"),
+                    ("num_classes",))
         if self.attn_backend not in ATTENTION_BACKENDS:
             raise ValueError(f"attn_backend must be one of {ATTENTION_BACKENDS}, got {self.attn_backend!r}")
         if self.global_pool not in GLOBAL_POOLS:

@@ -6,10 +6,11 @@ naming the path, never a command-line flag (the command line adds that).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 
 def check_writable(out: Path) -> None:
@@ -72,3 +73,34 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
 
 def write_text_atomically(path: Path, text: str) -> None:
     write_atomically(path, lambda tmp: tmp.write_text(text))
+
+
+LOCK_NAME = ".lock"
+
+
+class FolderBusy(ValueError):
+    """Another process holds the folder's lock (see :func:`folder_lock`)."""
+
+
+@contextlib.contextmanager
+def folder_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on folder ``out`` (``flock`` on ``out/.lock``) inside the block.
+
+    Non-blocking: raises :class:`FolderBusy` naming the holder's process id when another
+    process (a second sweep started on the same folder) holds it. The lock goes with the
+    process, so a killed sweep never leaves the folder locked; the empty ``.lock`` file stays.
+    """
+    import fcntl
+
+    fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise FolderBusy(f"{out} is in use by another sweep (process {holder}); wait for it to end or choose another folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -7,7 +7,8 @@ Command modules parse and print: the work is done by the library layers below
 ``bench.experiments``, ``bench.site``), imported inside ``run`` so that ``--help``
 never imports torch.
 Bad input raises :class:`bench.errors.UsageError` (or fails argparse) and becomes one
-line on stderr with exit code 2.
+line on stderr with exit code 2; an OSError (a full disk) one line and exit code 1;
+Ctrl-C, from the first instant on, one line and exit code 130.
 """
 
 from __future__ import annotations
@@ -51,18 +52,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command; the exit code: 0 done, 1 a failure while working, 2 bad input, 130 interrupted.
+
+    Everything happens inside the handlers, building the parser and parsing too (the
+    argument types import torch), so Ctrl-C at any moment is one line and exit code 130,
+    and a file that cannot be written (disk full) is one line and exit code 1.
+    """
+    prog = "mixerbench"
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        prog = f"mixerbench {args.command}"
         return args.run(args)
     except UsageError as exc:
-        print(f"mixerbench {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"mixerbench {args.command}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `mixerbench list | head`
         return 0
+    except OSError as exc:  # a file or folder that cannot be written or read: disk full, file too large, gone
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

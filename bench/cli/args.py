@@ -75,3 +75,63 @@ def progress(label: str, stream=None) -> Callable[[int, int, str], None] | None:
         print(f"\r{line[:79]:<79}", end="\n" if done == total else "", file=stream, flush=True)
 
     return show
+
+
+def finite_float(text: str) -> float:
+    """Parse one finite float (an argparse ``type=``): 'nan', 'inf' and '-inf' are refused."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """Parse one finite float above 0 (an argparse ``type=``)."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    """Parse a random seed: an integer with 0 <= seed < 2**63 (what torch.manual_seed accepts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"seed must be in [0, 2**63), got {text!r}")
+    return value
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask; os.cpu_count() where that is unknown)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def thread_count(text: str) -> int:
+    """Parse torch threads: a positive integer no larger than the CPUs available to this process."""
+    value = positive_int(text)
+    cpus = available_cpus()
+    if value > cpus:
+        raise argparse.ArgumentTypeError(f"{value} threads, but only {cpus} CPU{'s' * (cpus != 1)} are available to this process")
+    return value
+
+
+def out_folder(text: str):
+    """Parse an output folder path (an argparse ``type=``); the empty string is refused (Path('') is '.')."""
+    from pathlib import Path
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder path, got an empty string")
+    return Path(text)

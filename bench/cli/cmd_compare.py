@@ -2,9 +2,13 @@
 
 Cases are matched on their full description (model, overrides, size, patch, batch,
 device, dtype, mode). A ratio above FACTOR is flagged "worse", below 1/FACTOR "better".
-Exit code: 0 when nothing got worse, 1 when any case got worse (slower or more memory)
-or failed in B where it was ok in A, 2 on bad input. Like `asv continuous`, which also
-exits 1 on a regression, this suits CI.
+Every case of A must be in B: a case of A missing from B (not run, or run with another
+--threads, which is part of the case) is listed and fails the comparison unless
+--allow-missing. Warnings (bad lines; runs that differ in thread count or environment)
+go to stderr.
+Exit code: 0 when nothing got worse, 1 when any case got worse (slower or more memory),
+failed in B where it was ok in A, or is missing from B; 2 on bad input. Like `asv
+continuous`, which also exits 1 on a regression, this suits CI.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.cli.args import finite_float
 from bench.errors import UsageError
 
 NAME = "compare"
@@ -21,12 +26,28 @@ HELP = "per-case ratios between two sweep folders; flag changes beyond a factor 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir_a", type=Path, help="baseline sweep folder")
     parser.add_argument("dir_b", type=Path, help="sweep folder to compare with the baseline")
-    parser.add_argument("--factor", type=float, default=1.1, help="flag ratios beyond this factor (default: 1.1)")
+    parser.add_argument("--factor", type=finite_float, default=1.1, help="flag ratios beyond this factor (default: 1.1)")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="do not fail when cases of A are missing from B (they are still listed)")
+
+
+def not_a_sweep_folder(d: Path, command: str) -> UsageError:
+    """The one-line error for a folder without results.jsonl; a ``sweep --peers`` folder is named as such."""
+    from bench.runs import records as results
+
+    if (d / results.PEERS_FILENAME).is_file():
+        return UsageError(
+            f"{d} is a `sweep --peers` folder (peers.jsonl, no results.jsonl): `{command}` reads sweep folders; its ours/timm "
+            f"ratios are in {d / results.PEERS_FILENAME} (to get them in a report, run `sweep --peers --out SWEEP_DIR` "
+            f"into a sweep folder, then `mixerbench report SWEEP_DIR`)")
+    return UsageError(f"{d / results.FILENAME} not found (is {d} a sweep folder?)")
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from bench.runs import records as results
-    from bench.runs.compare import compare
+    from bench.runs.compare import compare, missing, run_differences
 
     if args.factor <= 1:
         raise UsageError(f"--factor must be above 1, got {args.factor}")
@@ -34,14 +55,20 @@ def run(args: argparse.Namespace) -> int:
     for d in (args.dir_a, args.dir_b):
         path = d / results.FILENAME
         if not path.is_file():
-            raise UsageError(f"{path} not found (is {d} a sweep folder?)")
+            raise not_a_sweep_folder(d, "compare")
         records, problems = results.read_results(path)
         for p in problems:
-            print(f"warning: {p} (ignored)")
+            print(f"warning: {p} (ignored)", file=sys.stderr)
+        if not records:
+            raise UsageError(f"{path} holds no valid record")
         loaded.append(records)
     rows = compare(loaded[0], loaded[1], args.factor)
+    lacking = missing(loaded[0], loaded[1])
+    hint = run_differences(loaded[0], loaded[1])
     if not rows:
-        raise UsageError(f"{args.dir_a} and {args.dir_b} have no case in common")
+        raise UsageError(f"{args.dir_a} and {args.dir_b} have no case in common" + (f"; {hint}" if hint else ""))
+    if hint:
+        print(f"note: {hint}", file=sys.stderr)
     print(f"B/A ratios ({args.dir_b} over {args.dir_a}); flagged beyond x{args.factor:g}")
     print(f"{'model':<24} {'px':>4} {'patch':>5} {'batch':>5} {'dtype':<8} {'mode':<5} {'time':>6} {'memory':>6}  flag")
     for row in rows:
@@ -53,5 +80,10 @@ def run(args: argparse.Namespace) -> int:
               f"{c.mode:<5} {t:>6} {m:>6}  {row['flag']}{status}")
     worse = sum(r["flag"] == "worse" for r in rows)
     better = sum(r["flag"] == "better" for r in rows)
-    print(f"{len(rows)} cases compared: {worse} worse, {better} better")
-    return 1 if worse else 0
+    for r in lacking:
+        c = r.case
+        print(f"{r.name[:24]:<24} {c.img_size:>4} {c.patch_size or '-':>5} {c.batch:>5} {c.dtype:<8} {c.mode:<5} "
+              f"{'-':>6} {'-':>6}  missing in B")
+    allowed = " (allowed by --allow-missing)" if lacking and args.allow_missing else ""
+    print(f"{len(rows)} cases compared: {worse} worse, {better} better; {len(lacking)} of A missing in B{allowed}")
+    return 1 if worse or (lacking and not args.allow_missing) else 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.cli.args import out_folder
 from bench.errors import UsageError
 
 NAME = "merge"
@@ -22,7 +23,7 @@ HELP = "union the results of several sweep folders (shards, machines) into a new
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out", type=Path, metavar="OUT", help="folder to write (must not hold a results.jsonl yet)")
+    parser.add_argument("out", type=out_folder, metavar="OUT", help="folder to write (must not hold a results.jsonl yet)")
     parser.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="sweep folders to merge, in order")
     parser.add_argument("--prefer", choices=("newest",), default=None,
                         help="on conflicting records of one case and machine keep the newest instead of refusing")

@@ -11,7 +11,7 @@ default; seconds on a CPU):
 
 "Same" means float32 max |diff| <= 1e-4; "changes" means max |diff| > 1e-3.
 timm peers (timm:<name>) are listed as not applicable. Exit code 0 when every
-applicable check passed, 1 otherwise.
+applicable check passed, 1 otherwise (or when the models do not fit in memory: one line).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench.cli.args import model_list, positive_int, progress
+from bench.cli.args import model_list, positive_int, progress, seed_int
 from bench.errors import UsageError
 
 NAME = "properties"
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patch-size", type=positive_int, default=8,
                         help="patch grid to permute; also the Mixer's and ViT's patch size (default: 8)")
     parser.add_argument("--num-blocks", type=positive_int, default=2, help="Mixer and ViT depth (default: 2)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for weights, inputs and the permutation (default: 0)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed for weights, inputs and the permutation, 0 <= seed < 2**63 (default: 0)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,7 +45,19 @@ def run(args: argparse.Namespace) -> int:
         probe = ProbeConfig(img_size=args.img_size, patch_size=args.patch_size, num_blocks=args.num_blocks, seed=args.seed)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    results = run_checks(args.models, probe, progress("checking"))
+    try:
+        results = run_checks(args.models, probe, progress("checking"))
+    except Exception as exc:  # out of memory: one line and exit 1, not a traceback
+        import sys
+
+        from bench.measure.memory import is_out_of_memory
+
+        if not is_out_of_memory(exc):
+            raise
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"mixerbench properties: error: out of memory ({detail}); try a smaller --img-size, a larger --patch-size "
+              f"or fewer --models", file=sys.stderr)
+        return 1
     if args.format == "json":
         print(json.dumps([r.to_json() for r in results], indent=2))
     else:

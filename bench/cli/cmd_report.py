@@ -1,7 +1,7 @@
 """Rebuild DIR/report.md and its PNG plots from DIR/results.jsonl (and DIR/peers.jsonl).
 
 Corrupt lines of results.jsonl are reported with their line number and skipped; the
-file itself is never rewritten.
+file itself is never rewritten. A file without a single valid record is an error (exit 2).
 """
 
 from __future__ import annotations
@@ -26,11 +26,17 @@ def run(args: argparse.Namespace) -> int:
 
     from bench.runs import records as results
 
+    from bench.cli.cmd_compare import not_a_sweep_folder
+
     path = args.dir / results.FILENAME
     if not path.is_file():
-        raise UsageError(f"{path} not found (is {args.dir} a sweep folder?)")
+        raise not_a_sweep_folder(args.dir, "report")
     if not os.access(args.dir, os.W_OK):
         raise UsageError(f"{args.dir} is not writable")
+    records, problems = results.read_results(path)
+    if not records:
+        first = f"; line {problems[0].line}: {problems[0].message}" if problems else ""
+        raise UsageError(f"{path} holds no valid record ({len(problems)} invalid line{'s' * (len(problems) != 1)}{first})")
     print(report.write_report(args.dir))
     print(f"report: {args.dir / 'report.md'}")
     return 0

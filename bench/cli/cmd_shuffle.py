@@ -9,8 +9,10 @@ loss trajectory (original_float64) up to float rounding (max |diff| <= 1e-6) and
 with the same accuracy. This pair trains in float64: in float32 rounding differences
 grow during training (see bench/shuffle.py).
 
-Writes into --out, as the runs finish:
-  runs.jsonl    one JSON line per training run (appended and flushed as each ends)
+Writes into --out (the runs stream to runs.jsonl.partial as each ends; at the end all
+four outputs are moved into place together, so an interrupted run, with --overwrite too,
+leaves the earlier results untouched and its finished runs in runs.jsonl.partial):
+  runs.jsonl    one JSON line per training run
   summary.json  configuration, accuracy mean/std/min/max per model and condition, the claim check
   shuffle.md    the table;  shuffle.png  the plot
 About 1-3 minutes on a 2-core CPU with the defaults. Exit code 0 when the claim check
@@ -21,18 +23,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.cli.args import positive_int
+from bench.cli.args import out_folder, positive_int
 from bench.errors import UsageError
-from bench.files import write_atomically, write_text_atomically
+from bench.files import prepare_atomically
 
 NAME = "shuffle"
 HELP = "train tiny Mixer, ViT and ResNet on patch- and pixel-shuffled images (the paper's Sec. 3.4, small)"
 OUTPUTS = ("runs.jsonl", "summary.json", "shuffle.md", "shuffle.png")
+PARTIAL = "runs.jsonl.partial"  # the runs of a run in progress (or interrupted)
 
 
 def kind_list(text: str) -> list[str]:
@@ -47,7 +51,7 @@ def kind_list(text: str) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="shuffle-results", help="output directory (default: shuffle-results)")
+    parser.add_argument("--out", type=out_folder, default="shuffle-results", help="output directory (default: shuffle-results)")
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     parser.add_argument("--seeds", type=positive_int, default=3, help="number of seeds, 0..N-1 (default: 3)")
     parser.add_argument("--steps", type=positive_int, default=100, help="training steps per run (default: 100)")
@@ -88,8 +92,9 @@ def run(args: argparse.Namespace) -> int:
     prepare_out(out, args.overwrite)
 
     runs_path = out / "runs.jsonl"
+    partial = out / PARTIAL  # runs stream here; every output is swapped in together at the end
     start = time.perf_counter()
-    with open(runs_path, "w", encoding="utf-8") as runs_file:
+    with open(partial, "w", encoding="utf-8") as runs_file:
 
         def on_record(record, i, total):
             runs_file.write(json.dumps(record.to_json()) + "\n")
@@ -97,16 +102,30 @@ def run(args: argparse.Namespace) -> int:
             print(f"[{i}/{total}] {record.model} {record.condition} seed {record.seed}: accuracy {100 * record.accuracy:.1f}% "
                   f"({record.seconds:.1f} s; elapsed {time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
 
-        print(f"training {len(config.runs())} runs ({config.train.steps} steps each); results stream to {runs_path}",
+        print(f"training {len(config.runs())} runs ({config.train.steps} steps each); results stream to {partial}",
               file=sys.stderr, flush=True)
-        records = run_experiment(config, on_record)
+        try:
+            records = run_experiment(config, on_record)
+        except KeyboardInterrupt:
+            print(f"interrupted: the finished runs are in {partial}; {out}'s earlier results are untouched",
+                  file=sys.stderr, flush=True)
+            raise
+        os.fsync(runs_file.fileno())
 
     summaries = summarize(records)
     claim = check_claim(records)
     text = summary_markdown(config, summaries, claim)
     summary = summary_json(config, summaries, claim, seconds=time.perf_counter() - start)
-    write_text_atomically(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    write_text_atomically(out / "shuffle.md", text)
-    write_atomically(out / "shuffle.png", lambda p: plot(records, summaries, p))
+    ready = [(prepare_atomically(out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n")),
+              out / "summary.json")]
+    try:
+        ready.append((prepare_atomically(out / "shuffle.md", lambda p: p.write_text(text)), out / "shuffle.md"))
+        ready.append((prepare_atomically(out / "shuffle.png", lambda p: plot(records, summaries, p)), out / "shuffle.png"))
+    except BaseException:
+        for tmp, _ in ready:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, final in [(partial, runs_path), *ready]:  # renames only: all four outputs change together
+        os.replace(tmp, final)
     print(f"{text}\nwrote {', '.join(str(out / name) for name in OUTPUTS)}")
     return 0 if claim is None or claim.passed else 1

@@ -4,6 +4,7 @@ With no arguments: the quick preset on CPU (a few minutes at most on 2 cores), t
 paper preset on a GPU. Every case is appended to OUT/results.jsonl as soon as it is
 measured; OUT/report.md and PNG plots are written at the end (`mixerbench report OUT`
 rebuilds them). Ctrl-C keeps every finished case; `--resume --out OUT` runs the rest.
+One sweep at a time writes into a folder (a lock on OUT/.lock): a second gets an error.
 
 Presets:
   quick  narrow 2-block Mixer and ViT (fused and explicit attention) and a thin ResNet-18,
@@ -23,7 +24,7 @@ import argparse
 from pathlib import Path
 
 from bench.cli import shard_option
-from bench.cli.args import int_list, model_list, positive_int
+from bench.cli.args import int_list, model_list, out_folder, positive_float, positive_int, thread_count
 from bench.errors import UsageError
 
 NAME = "sweep"
@@ -56,13 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", type=_names(DTYPES), help="comma-separated: float32, bfloat16, float16 (autocast)")
     parser.add_argument("--mode", type=_names(MODES), help="comma-separated: infer, train (default: the preset's)")
     parser.add_argument("--compile", action="store_true", help="time torch.compile'd models")
-    parser.add_argument("--min-run-time", type=float, help="seconds of timed steps per case (default: the preset's)")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
-    parser.add_argument("--out", type=Path, help="output folder (default: a new mixerbench-results/<device>-<preset>-<time>)")
-    parser.add_argument("--resume", action="store_true", help="continue OUT/results.jsonl: skip cases recorded there as ok or oom")
+    parser.add_argument("--min-run-time", type=positive_float, help="seconds of timed steps per case (default: the preset's)")
+    parser.add_argument("--threads", type=thread_count, help="torch threads, at most the CPUs available (default: torch's own choice)")
+    parser.add_argument("--out", type=out_folder, help="output folder (default: a new mixerbench-results/<device>-<preset>-<time>)")
+    parser.add_argument("--resume", action="store_true", help="continue OUT/results.jsonl: skip cases recorded there as ok or oom (with --peers: pairs already in OUT/peers.jsonl)")
     parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     parser.add_argument("--peers", action="store_true", help="time ours against timm (Mixer-B/16, ViT-B/16, ResNet-50), interleaved; print ratios")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per pair with --peers (default: 5)")
+    parser.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds per pair with --peers (default: 5)")
     shard_option.add_argument(parser)
 
 
@@ -88,8 +89,25 @@ def _folder(out: Path, create: bool) -> None:
         raise UsageError(f"--out {exc}") from None
 
 
+def _peers_to_run(out: Path, pairs, resume: bool, settings: dict):
+    """The pairs to time into ``out``: an existing peers.jsonl is refused without --resume, which skips the pairs
+    it holds with the same ``settings`` (img_size, batch, device, dtype, mode)."""
+    from bench.runs import records as results
+
+    path = out / results.PEERS_FILENAME
+    if not path.exists():
+        return pairs
+    if not resume:
+        raise UsageError(f"{path} exists; add --resume to time the pairs it lacks, or choose another --out")
+    done = {(r.case.get("ours"), r.case.get("timm")) for r in results.read_peers(path)[0]
+            if r.status == "ok" and all(r.case.get(k) == v for k, v in settings.items())}
+    return tuple(p for p in pairs if tuple(p) not in done)
+
+
 def run(args: argparse.Namespace) -> int:
-    from bench import report
+    import sys
+
+    from bench import files, report
     from bench.measure import timing
     from bench.runs import presets, sweep
 
@@ -115,11 +133,21 @@ def run(args: argparse.Namespace) -> int:
                 raise UsageError("--peers --models takes pairs: ours,timm:<name>,ours,timm:<name>...")
             pairs = tuple(zip(args.models[::2], args.models[1::2]))
         img_size = args.resolutions[0] if args.resolutions else 224
+        settings = dict(img_size=img_size, batch=args.batch or 8, device=device,
+                        dtype=args.dtype[0] if args.dtype else "float32", mode=(args.mode or ["infer"])[0])
+        pairs = _peers_to_run(out, pairs, args.resume, settings)
         _folder(out, create=True)
-        sweep.run_peers(pairs, out=out, img_size=img_size, batch=args.batch or 8, device=device,
-                        dtype=args.dtype[0] if args.dtype else "float32", mode=(args.mode or ["infer"])[0], rounds=args.rounds,
-                        threads=args.threads)
+        try:
+            done = sweep.run_peers(pairs, out=out, **settings, rounds=args.rounds, threads=args.threads, log=sys.stdout)
+        except files.FolderBusy as exc:
+            raise UsageError(str(exc)) from None
+        except sweep.RecordNotWritten as exc:
+            print(f"mixerbench sweep: error: {exc}", file=sys.stderr)
+            return 1
         print(f"wrote {out / 'peers.jsonl'}")
+        if len(done) < len(pairs):
+            print(f"mixerbench sweep: error: {len(pairs) - len(done)} of {len(pairs)} pairs failed (see above)", file=sys.stderr)
+            return 1
         return 0
 
     patch_sizes = args.patch_sizes or (list(preset.patch_sizes) if not args.models else [None])
@@ -138,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         sweep.validate_cases(cases)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if (out / "results.jsonl").exists() and not args.resume:
+    if (out / "results.jsonl").exists() and (out / "results.jsonl").stat().st_size > 0 and not args.resume:  # empty: nothing to lose
         raise UsageError(f"{out / 'results.jsonl'} exists; add --resume to continue it, or choose another --out")
     cases = shard_option.select(cases, shard, out, args.resume)
 
@@ -152,10 +180,15 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         records = sweep.run_sweep(config)
+    except files.FolderBusy as exc:
+        raise UsageError(str(exc)) from None
+    except sweep.RecordNotWritten as exc:
+        print(f"mixerbench sweep: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished cases are in {out / 'results.jsonl'}; continue with the same arguments plus --resume --out {out}")
         raise
-    failed = [r for r in records if r.status == "error"]
+    failed = [r for r in records if r.status not in ("ok", "oom")]  # error, killed: rerun by --resume
     if not args.no_report:
         summary = report.write_report(out)
         print(summary)

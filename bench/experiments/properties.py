@@ -227,6 +227,8 @@ class ProbeConfig:
             raise ValueError(f"img_size {self.img_size} with patch_size {self.patch_size} gives one patch: nothing to permute")
         if self.num_blocks <= 0 or self.batch <= 0:
             raise ValueError(f"num_blocks and batch must be positive, got {self.num_blocks} and {self.batch}")
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be in [0, 2**63), got {self.seed}")
 
 
 def build_probe_model(name: str, probe: ProbeConfig, **overrides) -> nn.Module:

@@ -24,7 +24,9 @@ at once and the peak follows the tensors alive at the same time.
 
 The step measured is the second one: the first (warm-up) also allocates one-off caches
 (oneDNN primitives, lazily created optimizer state), which would otherwise count as
-activations. A worker that the kernel kills for lack of memory reports ``oom``.
+activations. A worker that the kernel's OOM killer kills (the cgroup's ``oom_kill`` count
+grew) or whose allocator fails reports ``oom``; a worker killed otherwise raises
+:class:`WorkerKilled` (the sweep records "killed", and ``--resume`` measures it again).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import gc
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -47,7 +50,50 @@ _M_TRIM_THRESHOLD = -1
 
 
 class WorkerOOM(RuntimeError):
-    """The CPU memory worker was killed (SIGKILL: almost always the kernel's out-of-memory killer)."""
+    """The CPU memory worker ran out of memory, with evidence: the allocator said so, or the cgroup counted an OOM kill."""
+
+
+class WorkerKilled(RuntimeError):
+    """The CPU memory worker died from a signal with no evidence of running out of memory (a kill, a crash)."""
+
+
+def oom_kill_count() -> int | None:
+    """How many processes of this process's memory cgroup an OOM killer has killed; None where nothing says.
+
+    cgroup v2: ``oom_kill`` of ``memory.events``; v1: ``oom_kill`` of ``memory.oom_control``.
+    A worker that dies from SIGKILL is called out of memory only if this count grew meanwhile.
+    """
+    paths = []
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, where = line.split(":", 2)
+            where = where.lstrip("/")
+            if controllers == "":
+                paths.append(Path("/sys/fs/cgroup", where, "memory.events"))
+            elif "memory" in controllers.split(","):
+                paths.append(Path("/sys/fs/cgroup/memory", where, "memory.oom_control"))
+    except (OSError, ValueError):
+        pass
+    paths += [Path("/sys/fs/cgroup/memory.events"), Path("/sys/fs/cgroup/memory/memory.oom_control")]
+    for path in paths:
+        try:
+            match = re.search(r"^oom_kill (\d+)$", path.read_text(), re.MULTILINE)
+        except OSError:
+            continue
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocator's out-of-memory error (Python's, torch's CUDA or CPU allocator's)."""
+    if isinstance(exc, (MemoryError, WorkerOOM)):
+        return True
+    if type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and not isinstance(exc, WorkerKilled) and (
+        "DefaultCPUAllocator: can't allocate memory" in text or "DefaultCPUAllocator: not enough memory" in text)
 
 
 def measure(case: Case) -> MemoryRecord:
@@ -183,22 +229,42 @@ class MemoryWorker:
 
     def measure(self, case: Case) -> MemoryRecord:
         proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()
-        proc.stdin.write(json.dumps({"case": case.to_json(), "label": case.label}) + "\n")
-        proc.stdin.flush()
-        line = proc.stdout.readline()
+        kills_before = oom_kill_count()
+        try:
+            proc.stdin.write(json.dumps({"case": case.to_json(), "label": case.label}) + "\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+        except BrokenPipeError:  # the worker died before it read the case
+            line = ""
         if not line:  # the worker died
             code = proc.wait()
             tail = self._stderr_tail()
             self._proc = None
-            if code == -9:
-                raise WorkerOOM(f"memory worker killed (SIGKILL, out of memory?) measuring {case.name} at {case.img_size} px")
-            raise RuntimeError(f"memory worker exited with code {code}: {tail}")
+            raise self._death(code, tail, kills_before, case)
         reply = json.loads(line)
         if reply["status"] == "ok":
             return MemoryRecord.from_json(reply["record"])
         if reply["status"] == "oom":
             raise WorkerOOM(reply["error"])
         raise RuntimeError(f"memory worker: {reply['error']}")
+
+    @staticmethod
+    def _death(code: int, tail: str, kills_before: int | None, case: Case) -> RuntimeError:
+        """The exception for a worker that died with exit ``code``: OOM only with evidence."""
+        what = f"measuring {case.name} at {case.img_size} px"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            kills_after = oom_kill_count()
+            if code == -signal.SIGKILL and kills_before is not None and kills_after is not None and kills_after > kills_before:
+                return WorkerOOM(f"memory worker killed by the OOM killer (cgroup oom_kill {kills_before} -> {kills_after}) {what}")
+            if "DefaultCPUAllocator" in tail or "MemoryError" in tail:
+                return WorkerOOM(f"memory worker died ({name}) out of memory {what}: {tail}")
+            return WorkerKilled(f"memory worker killed by {name} {what}, no sign of running out of memory"
+                                + (f": {tail}" if tail else ""))
+        return WorkerKilled(f"memory worker exited with code {code} {what}" + (f": {tail}" if tail else ""))
 
     def _stderr_tail(self) -> str:
         self._stderr.seek(0)

@@ -119,6 +119,10 @@ def _finish(fig, ax, xlabel: str, ylabel: str, title: str, xlog: bool = True):
 # --- text ----------------------------------------------------------------------------------
 
 
+def _percent(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
 def _mib(n: float) -> str:
     return f"{n / MiB:.1f}"
 
@@ -161,7 +165,7 @@ def case_table(records: list) -> list[str]:
             continue
         t, m = r.time, r.memory
         lines.append(common + f"{r.macs / 1e9:.3f} | {t.median_s * 1e3:.2f} ({t.iqr_s * 1e3:.2f}) | {t.images_per_s:.1f} | "
-                     f"{r.mfu:.1%} | {_mib(m.weights_bytes)} | {_mib(m.activation_bytes)} | {_mib(m.peak_bytes)} | ok |")
+                     f"{_percent(r.mfu)} | {_mib(m.weights_bytes)} | {_mib(m.activation_bytes)} | {_mib(m.peak_bytes)} | ok |")
     return lines
 
 
@@ -193,13 +197,16 @@ def peers_table(records: list[dict]) -> list[str]:
 
 
 def _environment(records: list[dict]) -> list[str]:
-    envs = {json.dumps({k: v for k, v in r.env.items() if k != "date"}, sort_keys=True): r.env for r in records if r.env}
+    envs = {json.dumps({k: v for k, v in r.env.items() if k != "date"}, sort_keys=True): r.env
+            for r in records if isinstance(r.env, dict) and r.env}
     lines = []
     for env in envs.values():
+        env = {k: env.get(k, "?") for k in ("device", "device_name", "cpu_model", "cpu_count", "torch_threads", "torch",
+                                            "timm", "python", "git_commit")}  # an older or partial record: '?'
         lines.append(f"- {env['device']}: {env['device_name']}; CPU {env['cpu_model']}, {env['cpu_count']} cores, "
                      f"torch threads {env['torch_threads']}; torch {env['torch']}, timm {env['timm']}, Python {env['python']}; "
                      f"harness commit {env['git_commit']}")
-    dates = sorted(r.env["date"] for r in records if r.env)
+    dates = sorted(str(r.env["date"]) for r in records if isinstance(r.env, dict) and "date" in r.env)
     if dates:
         lines.append(f"- run started {dates[0]}" if dates[0] == dates[-1] else f"- runs started {dates[0]} to {dates[-1]}")
     roofs = sorted({(r.case.device, r.case.dtype, r.roof_flops_per_s) for r in records if r.roof_flops_per_s is not None})
@@ -216,7 +223,8 @@ METHODS = """\
   convnets. images/s = batch / median.
 - **MFU** = achieved FLOP/s / the matmul roof: achieved = 2 x MACs x images/s for
   inference and 6 x MACs x images/s for training (backward ~ 2 forward passes); the roof
-  is a large matmul of the same dtype timed on the same device at the start of the run.
+  is a large matmul of the same dtype timed on the same device at the start of the run
+  (lower precision: a linear layer's matmul under autocast, the way the models run).
 - **Memory** (CPU): resident set size of a separate worker process (Linux /proc), peak
   mark reset before each case; glibc mmaps every block above 64 KiB so freed tensors
   leave the RSS. *weights* = RSS after building the model minus before; *activations* =
@@ -279,7 +287,7 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
     for r in records:
         head = f"{r.name[:24]:<24} {r.case.img_size:>4} {r.tokens or '-':>5} "
         if r.status == "ok":
-            console.append(head + f"{r.time.median_s * 1e3:>8.1f} {r.time.images_per_s:>7.1f} {r.mfu:>6.1%} "
+            console.append(head + f"{r.time.median_s * 1e3:>8.1f} {r.time.images_per_s:>7.1f} {_percent(r.mfu):>6} "
                            f"{r.memory.activation_bytes / MiB:>8.1f}  ok")
         else:
             console.append(head + f"{'':>8} {'':>7} {'':>6} {'':>8}  {r.status}")

@@ -30,3 +30,41 @@ def compare(a: list[Record], b: list[Record], factor: float) -> list[dict]:
             row["flag"] = "better"
         rows.append(row)
     return rows
+
+
+def missing(a: list[Record], b: list[Record]) -> list[Record]:
+    """The newest record of each case of ``a`` that ``b`` lacks (matched on the case key), in ``a``'s order."""
+    in_b = set(latest_by_key(b))
+    return [r for key, r in latest_by_key(a).items() if key not in in_b]
+
+
+# Environment fields that make two runs differ beyond their cases (the commit is what a comparison is for).
+ENV_FIELDS = ("torch", "timm", "python", "device_name", "cpu_model", "cpu_count", "cuda")
+
+
+def _threads(records: list[Record]) -> set:
+    return {r.case.threads or (r.env or {}).get("torch_threads") for r in records} - {None}
+
+
+def _keys_without_threads(records: list[Record]) -> set[str]:
+    return {r.case.replace(threads=None).key for r in records}
+
+
+def run_differences(a: list[Record], b: list[Record]) -> str | None:
+    """One line on how runs ``a`` and ``b`` differ beyond their cases (thread count, environment); None if alike."""
+    parts = []
+    threads_a, threads_b = _threads(a), _threads(b)
+    if threads_a and threads_b and threads_a != threads_b:
+        text = f"thread count (A: {', '.join(map(str, sorted(threads_a)))}; B: {', '.join(map(str, sorted(threads_b)))})"
+        if _keys_without_threads(a) & _keys_without_threads(b) and not set(latest_by_key(a)) & set(latest_by_key(b)):
+            text += ", which is part of every case's key, so no case matches"
+        parts.append(text)
+    changed = []
+    for name in ENV_FIELDS:
+        va = {str((r.env or {}).get(name)) for r in a if r.env}
+        vb = {str((r.env or {}).get(name)) for r in b if r.env}
+        if va and vb and va != vb:
+            changed.append(f"{name} {'/'.join(sorted(va))} vs {'/'.join(sorted(vb))}")
+    if changed:
+        parts.append("environment (" + "; ".join(changed) + ")")
+    return f"A and B differ in {' and '.join(parts)}" if parts else None

@@ -29,7 +29,10 @@ from bench.measure.spec import Case, FlopRecord, MemoryRecord, Timing, case_key 
 FILENAME = "results.jsonl"
 PEERS_FILENAME = "peers.jsonl"
 SCHEMA_VERSION = 1
-STATUSES = ("ok", "oom", "error")
+STATUSES = ("ok", "oom", "error", "killed")
+# Final outcomes: ``--resume`` skips a case whose newest record has one of these and
+# measures every other case again ("error", "killed": a crash or a kill without evidence of OOM).
+FINAL_STATUSES = ("ok", "oom")
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,11 @@ def _finite(value, name: str) -> None:
 class Record:
     """One measured case: what was asked (``case``) and what came back, typed.
 
-    ``status`` is "ok" (every part measured), "oom" (out of memory, with evidence) or
-    "error". Counting may have succeeded on a case that failed later, so ``flops`` can be
-    present on any status; ``time`` and ``memory`` are present on every "ok" record.
+    ``status`` is "ok" (every part measured), "oom" (out of memory, with evidence: the
+    allocator's error or the cgroup's OOM-kill count), "killed" (the CPU memory worker died
+    from a signal with no such evidence) or "error". Counting and timing may have
+    succeeded on a case that failed later, so ``flops`` and ``time`` can be present on any
+    status; ``time`` and ``memory`` are present on every "ok" record.
     Keys this version does not know are kept in ``extra`` and written back unchanged.
     """
 
@@ -168,6 +173,8 @@ class Record:
         if time is not None:
             for name in ("median_s", "iqr_s", "mean_s"):
                 _finite(getattr(time, name), f"time.{name}")
+            if any(isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < math.inf for t in time.times_s):
+                raise ValueError("time.times_s holds a time that is not a finite positive number")
         return record
 
 
@@ -208,9 +215,26 @@ class ResultsWriter:
                 self._flush()
 
     def append(self, record: Record | PeerRecord) -> None:
-        line = json.dumps(record.to_json(), sort_keys=True, allow_nan=False) + "\n"
-        self._file.write(line.encode("utf-8"))
-        self._flush()
+        """Write the record's line and fsync it; when that fails (disk full), cut the file back and raise OSError.
+
+        The line goes out with ``os.write`` (no Python buffer left holding it), so a failed
+        append leaves no half line behind where the file can be cut back, and closing the
+        writer afterwards does not fail a second time.
+        """
+        data = memoryview((json.dumps(record.to_json(), sort_keys=True, allow_nan=False) + "\n").encode("utf-8"))
+        self._file.flush()
+        fd = self._file.fileno()
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        except OSError:
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                pass  # a half line stays; readers report it by number and the next writer starts a new line
+            raise
 
     def _flush(self) -> None:
         self._file.flush()

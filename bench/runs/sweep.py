@@ -10,8 +10,9 @@ For each :class:`~bench.measure.spec.Case` :func:`run_case` returns a
 - the environment (:mod:`bench.measure.env`),
 
 and :func:`run_sweep` appends it to ``results.jsonl`` as soon as it exists
-(:mod:`bench.runs.records`). A case that runs out of memory is recorded with status "oom"
-and the sweep goes on; ``resume=True`` skips cases already recorded as "ok" or "oom".
+(:mod:`bench.runs.records`). A case that runs out of memory is recorded with status "oom",
+one whose memory worker is killed without evidence of OOM "killed", any other failure
+"error", and the sweep goes on; ``resume=True`` skips cases already recorded as "ok" or "oom".
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ class SweepConfig:
     warmup: int = 2
     threads: int | None = None
     shard: object | None = None  # the bench.runs.shard.Shard this run is (stored in every record), or None
+
+    def __post_init__(self):
+        import math
+
+        if not (isinstance(self.min_run_time, (int, float)) and math.isfinite(self.min_run_time) and self.min_run_time > 0):
+            raise ValueError(f"min_run_time must be a finite positive number of seconds, got {self.min_run_time!r}")
+        if self.min_runs < 1 or self.warmup < 0 or (self.threads is not None and self.threads < 1):
+            raise ValueError(f"min_runs >= 1, warmup >= 0 and threads >= 1 needed, got {self.min_runs}, {self.warmup}, {self.threads}")
 
 
 def validate_cases(cases: Iterable[Case]) -> None:
@@ -120,7 +129,10 @@ def run_case(
     case: Case, *, env: dict, roof: float, min_run_time: float = 1.0, min_runs: int = 5, warmup: int = 2, worker=None,
     log: TextIO | None = None,
 ) -> Record:
-    """Count, time and measure one case; the record to append (status "ok", "oom" or "error").
+    """Count, time and measure one case; the record to append (status "ok", "oom", "killed" or "error").
+
+    Any exception of the case becomes its record (its type and first line in ``error``);
+    what was measured before it (count, timing) stays in the record.
 
     ``log`` receives a line per try of the max-batch search (``case.batch == "max"``).
     """
@@ -146,14 +158,22 @@ def run_case(
         _free_cuda()
         record.memory = memory.measure_in_process(sized) if case.device == "cuda" else worker.measure(sized)
         record.status = "ok"
-    except (torch.OutOfMemoryError, memory.WorkerOOM) as exc:
-        record.status, record.error = "oom", str(exc).splitlines()[0] if str(exc) else "out of memory"
-    except (RuntimeError, ValueError) as exc:
-        record.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    except memory.WorkerKilled as exc:  # no evidence of OOM: "killed", measured again on --resume
+        record.status, record.error = "killed", _first_line(exc)
+    except Exception as exc:  # any failure of one case is recorded; KeyboardInterrupt and SystemExit propagate
+        if memory.is_out_of_memory(exc):
+            record.status, record.error = "oom", _first_line(exc) or "out of memory"
+        else:
+            record.error = f"{type(exc).__name__}: {_first_line(exc)}"
     finally:
         _free_cuda()
     record.elapsed_s = round(time.perf_counter() - started, 3)
     return record
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _clock(seconds: float) -> str:
@@ -181,10 +201,31 @@ def run_sweep(config: SweepConfig, *, log: TextIO = sys.stdout) -> list[Record]:
     again on resume supersedes its earlier line). Progress goes to ``log``: case i/N,
     elapsed time and an estimate of what is left.
     """
+    from bench import files
     from bench.measure import timing
 
-    with timing.torch_threads(config.threads):
+    with files.folder_lock(config.out), timing.torch_threads(config.threads):
+        path = config.out / results.FILENAME
+        if not config.resume and path.exists() and path.stat().st_size > 0:  # checked again under the lock
+            raise files.FolderBusy(f"{path} exists (another sweep wrote it meanwhile?); continue it with --resume")
         return _run_sweep(config, log)
+
+
+class RecordNotWritten(OSError):
+    """Appending a measured record to results.jsonl failed (disk full, file too large); the record went to stderr."""
+
+
+def _append(writer: results.ResultsWriter, record: Record | PeerRecord) -> None:
+    """Append ``record``; when that fails, print its line to stderr (so it is not lost) and raise RecordNotWritten."""
+    try:
+        writer.append(record)
+    except OSError as exc:
+        import json
+
+        print(json.dumps(record.to_json(), sort_keys=True, allow_nan=False), file=sys.stderr, flush=True)
+        raise RecordNotWritten(
+            f"cannot append to {writer.path} ({exc.strerror or exc}); the record just measured is the JSON line above: "
+            f"add it to {writer.path} once there is room, then --resume") from None
 
 
 def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
@@ -198,7 +239,7 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
         previous, problems = results.read_results(path)
         for problem in problems:
             print(f"warning: {problem} (kept; that case is measured again)", file=sys.stderr)
-        done = {k for k, r in results.latest_by_key(previous).items() if r.status in ("ok", "oom")}
+        done = {k for k, r in results.latest_by_key(previous).items() if r.status in results.FINAL_STATUSES}
     todo = [c for c in config.cases if c.key not in done]
     skipped = len(config.cases) - len(todo)
     print(f"sweep: {len(config.cases)} cases ({skipped} already in {path}), {len(todo)} to run", file=log, flush=True)
@@ -220,7 +261,7 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
                                       warmup=config.warmup, worker=worker, log=log)
                     record.shard = config.shard.to_json() if config.shard is not None else None
                     record.machine = machines[case.device]
-                    writer.append(record)
+                    _append(writer, record)
                     elapsed = time.perf_counter() - started
                     eta = elapsed / i * (len(todo) - i)
                     print(f"case {i}/{len(todo)}  {describe(record)}  [elapsed {_clock(elapsed)}, ETA {_clock(eta)}]",
@@ -251,11 +292,14 @@ def run_peers(
     """Latency ratio ours/timm of each pair, timed interleaved in this run (see :func:`bench.measure.timing.paired_ratio`).
 
     Both models of a pair hold the same weights (timm's state dict loaded into ours,
-    strictly) and run the same batch. One record per pair goes to ``out/peers.jsonl``.
+    strictly) and run the same batch. One record per pair goes to ``out/peers.jsonl``; a pair
+    that fails (weights that do not match, a model that does not build) is one line on
+    ``log`` and is not recorded: fewer records than pairs returned means some failed.
     """
+    from bench import files
     from bench.measure import timing
 
-    with timing.torch_threads(threads):
+    with files.folder_lock(out), timing.torch_threads(threads):
         return _run_peers(pairs, out, img_size, batch, device, dtype, mode, rounds, log)
 
 
@@ -268,17 +312,26 @@ def _run_peers(pairs, out, img_size, batch, device, dtype, mode, rounds, log) ->
     with results.ResultsWriter(out / results.PEERS_FILENAME) as writer:
         for ours, peer in pairs:
             channels_last = timing.uses_channels_last(ours)
-            theirs = timing.build_model(peer, img_size, device=device, channels_last=channels_last)
-            mine = timing.build_model(ours, img_size, device=device, channels_last=channels_last)
-            mine.load_state_dict(theirs.state_dict(), strict=True)
-            kw = dict(batch=batch, img_size=img_size, device=device, dtype=dtype, mode=mode, channels_last=channels_last)
-            paired = timing.paired_ratio(timing.make_step(mine, **kw), timing.make_step(theirs, **kw), rounds=rounds, number=1)
+            try:
+                theirs = timing.build_model(peer, img_size, device=device, channels_last=channels_last)
+                mine = timing.build_model(ours, img_size, device=device, channels_last=channels_last)
+                mine.load_state_dict(theirs.state_dict(), strict=True)
+                kw = dict(batch=batch, img_size=img_size, device=device, dtype=dtype, mode=mode, channels_last=channels_last)
+                paired = timing.paired_ratio(timing.make_step(mine, **kw), timing.make_step(theirs, **kw), rounds=rounds,
+                                             number=1)
+            except Exception as exc:  # one failed pair (e.g. weights that do not match): one line, then the next pair
+                text = " ".join(str(exc).split())
+                text = text if len(text) <= 200 else text[:197] + "..."
+                print(f"{ours:<10} / {peer:<28} FAILED: {type(exc).__name__}: {text}", file=log, flush=True)
+                mine = theirs = None
+                gc.collect()
+                continue
             record = PeerRecord(
                 case={"ours": ours, "timm": peer, "img_size": img_size, "batch": batch, "device": device,
                       "dtype": dtype, "mode": mode, "channels_last": channels_last},
                 paired=paired.to_dict(), env=env,
             )
-            writer.append(record)
+            _append(writer, record)
             records.append(record)
             print(f"{ours:<10} / {peer:<28} ratio {paired.ratio_median:.3f} (IQR {paired.ratio_q1:.3f}-{paired.ratio_q3:.3f}, "
                   f"{rounds} rounds)  ours {paired.median_a_s * 1e3:.0f} ms, timm {paired.median_b_s * 1e3:.0f} ms",

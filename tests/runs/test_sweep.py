@@ -138,7 +138,7 @@ def test_unwritable_out_and_cuda_without_gpu(tmp_path, capsys):
 
 
 def test_existing_results_need_resume(tmp_path, capsys):
-    (tmp_path / "results.jsonl").write_text("")
+    (tmp_path / "results.jsonl").write_text("{}\n")  # any content (an empty file holds nothing and blocks nothing)
     assert cli.main(["sweep", "--out", str(tmp_path)]) == 2
     assert "--resume" in capsys.readouterr().err
 
