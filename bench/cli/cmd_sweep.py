@@ -68,12 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.rounds < 1:
-        raise UsageError("--rounds must be at least 1")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError("--threads must be at least 1")
-    if args.min_run_time is not None and args.min_run_time <= 0:
-        raise UsageError("--min-run-time must be positive")
+    # --rounds, --threads and --min-run-time are checked by their argparse types
     if args.resume and args.out is None:
         raise UsageError("--resume needs --out DIR (the folder of the sweep to continue)")
 
