@@ -1,9 +1,15 @@
-try:
-    from bench.cli import main
-except KeyboardInterrupt:  # Ctrl-C during the first imports: one line, no traceback
-    import sys
+import os
+import signal
+import sys
 
+
+def _interrupted(signum, frame):  # Ctrl-C before the command line is even imported: one line, no traceback
     sys.stderr.write("mixerbench: interrupted\n")
-    raise SystemExit(130) from None
+    sys.stderr.flush()
+    os._exit(130)
 
-raise SystemExit(main())
+
+signal.signal(signal.SIGINT, _interrupted)
+from bench.cli import console  # noqa: E402  (the handler must come first)
+
+console()

@@ -77,5 +77,48 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def console() -> None:
+    """The ``mixerbench`` program: :func:`main`, then exit with its code.
+
+    After Ctrl-C the process leaves at once (``os._exit``, streams flushed): an import that
+    the interrupt cut short (torch, numpy) can otherwise fail again in interpreter shutdown
+    and print a traceback, or re-raise the interrupt there. Every record is already on
+    disk by then (appended and fsync'ed as it is measured).
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, on_sigint)
+    code = main()
+    if code == 130:
+        _leave(130)
+    sys.exit(code)
+
+
+def on_sigint(signum, frame) -> None:
+    """Ctrl-C: KeyboardInterrupt as usual, except inside an import, where the program leaves at once.
+
+    A library's import-time ``try/except`` can swallow the KeyboardInterrupt (the command
+    then runs on) or leave a module half-initialised (a traceback follows); measurements
+    have not started during imports, so leaving at once loses nothing.
+    """
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            sys.stderr.write("mixerbench: interrupted\n")
+            _leave(130)
+        frame = frame.f_back
+    raise KeyboardInterrupt
+
+
+def _leave(code: int) -> None:
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
