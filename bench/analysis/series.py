@@ -5,7 +5,11 @@ dtype, mode, compile and threads) at different resolutions. Token models are fit
 against the number of tokens S; convnets, which have no tokens, against the number of
 pixels H x W (:func:`fit_x`). Each series with three or more sizes gets the two-term
 fit (:func:`bench.analysis.scaling.fit`) of MACs (exact), and of latency and activation
-memory (noisy).
+memory (measured: :func:`bench.analysis.stats.fit_measured`, one value per size and
+repetition, never every timing block as if it were independent).
+
+A ``--max-batch`` series measured each size at its own batch: its latency and memory are
+per image (divided by the batch that ran), never per step, so sizes are comparable.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bench.analysis import scaling
+from bench.analysis import scaling, stats
 
 if TYPE_CHECKING:
     from bench.runs.records import Record
@@ -80,40 +84,60 @@ def series_of(records: list[Record]) -> list[Series]:
     return [Series(k[0], k, tuple(sorted(v, key=lambda r: r.case.img_size))) for k, v in groups.items()]
 
 
+def per_image(record: Record) -> int:
+    """What measured values are divided by: the batch that ran for a --max-batch case, else 1 (per step)."""
+    return (record.batch or 1) if record.case.batch == "max" else 1
+
+
 def quantity(record: Record, name: str) -> float:
     if name == "MACs":
         return record.macs
     if name == "latency":
-        return record.time.median_s
+        return record.time.median_s / per_image(record)
     if name == "activation memory":
-        return record.memory.activation_bytes
+        return record.memory.activation_bytes / per_image(record)
     raise ValueError(name)
 
 
-def samples(s: Series) -> tuple[list[float], list[float]]:
-    """(x, per-step time) of every timed block of every case in the series."""
-    xs, ys = [], []
+def rounds_of(record: Record) -> list[list[float]]:
+    """Per-step times of a case's timed blocks, one list per repetition (round) of the sweep.
+
+    Records written before rounds existed hold one list: all their blocks, one repetition.
+    """
+    rounds = record.extra.get("rounds")
+    if rounds:
+        return [list(r) for r in rounds]
+    return [list(record.time.times_s or (record.time.median_s,))]
+
+
+def samples(s: Series) -> tuple[list[float], list[float], list[int]]:
+    """(x, per-step time, round) of every timed block of every case in the series (per image for --max-batch)."""
+    xs, ys, groups = [], [], []
     for x, r in zip(s.x(), s.records):
-        times = r.time.times_s or (r.time.median_s,)
-        xs += [x] * len(times)
-        ys += times
-    return xs, ys
+        for i, times in enumerate(rounds_of(r)):
+            xs += [x] * len(times)
+            ys += [t / per_image(r) for t in times]
+            groups += [i] * len(times)
+    return xs, ys, groups
 
 
 def fits_of(series: list[Series]) -> list[FitRow]:
     rows = []
     for s in series:
         for name in QUANTITIES:
-            x, y = s.x(), [quantity(r, name) for r in s.records]
-            if name == "latency":  # every timed sample, not only the medians: the interval then reflects the spread
-                x, y = samples(s)
+            x, y, groups = s.x(), [quantity(r, name) for r in s.records], None
+            if name == "latency":  # blocks summarised per round, then per size (bench.analysis.stats)
+                x, y, groups = samples(s)
             if len(set(x)) < 3:
                 rows.append(FitRow(s, name, None, f"{len(set(x))} sizes; a fit needs 3"))
                 continue
             if min(y) <= 0:
                 rows.append(FitRow(s, name, None, "a value <= 0 (below what the method resolves)"))
                 continue
-            rows.append(FitRow(s, name, scaling.fit(x, y, noisy=name != "MACs", axis=s.axis)))
+            if name == "MACs":
+                rows.append(FitRow(s, name, scaling.fit(x, y, axis=s.axis)))
+            else:
+                rows.append(FitRow(s, name, stats.fit_measured(x, y, groups, axis=s.axis)))
     return rows
 
 
