@@ -66,6 +66,43 @@ class FitRow:
     quantity: str  # one of QUANTITIES
     fit: scaling.ScalingFit | None
     note: str = ""
+    attribution: object = None  # bench.analysis.attribution.Attribution for latency with profiles
+
+    @property
+    def verdict(self) -> str | None:
+        """The verdict: per-operator attribution for profiled latency, else the fit's."""
+        if self.attribution is not None:
+            return self.attribution.verdict
+        return self.fit.verdict if self.fit is not None else None
+
+    @property
+    def quadratic_share(self) -> float | None:
+        if self.attribution is not None:
+            return self.attribution.quadratic_share
+        return self.fit.quadratic_share if self.fit is not None else None
+
+    @property
+    def share_ci(self):
+        if self.attribution is not None:
+            return self.attribution.share_ci
+        return self.fit.share_ci if self.fit is not None else None
+
+    @property
+    def drift_note(self) -> str:
+        """Why: the attribution's note (with the drift), or the fit's note and its drift per unit of x."""
+        if self.attribution is not None:
+            return self.attribution.note
+        if self.fit is None:
+            return self.note
+        parts = [self.fit.note] if self.fit.note else []
+        if self.fit.noisy:
+            unit = "pixel" if self.series.axis == "pixels" else "token"
+            values = [quantity(r, self.quantity) for r in self.series.records]
+            per = "image " if self.series.case.batch == "max" else ""
+            parts.append(f"{self.quantity} per {per}{unit} {stats.drift(self.series.x(), values):+.0%} over the range")
+            if self.quantity == "latency":
+                parts.append("no per-operator profile: the curve alone cannot tell efficiency from work")
+        return "; ".join(parts)
 
 
 def series_key(record: Record) -> tuple:
@@ -136,6 +173,11 @@ def fits_of(series: list[Series]) -> list[FitRow]:
                 continue
             if name == "MACs":
                 rows.append(FitRow(s, name, scaling.fit(x, y, axis=s.axis)))
+            elif name == "latency":
+                from bench.analysis import attribution
+
+                curve = stats.fit_measured(x, y, groups, axis=s.axis)
+                rows.append(FitRow(s, name, curve, attribution=attribution.attribute(s, [quantity(r, name) for r in s.records])))
             else:
                 rows.append(FitRow(s, name, stats.fit_measured(x, y, groups, axis=s.axis)))
     return rows

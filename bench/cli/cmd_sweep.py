@@ -6,8 +6,9 @@ measured; OUT/report.md and PNG plots are written at the end (`mixerbench report
 rebuilds them). Ctrl-C keeps every finished case; `--resume --out OUT` runs the rest.
 
 Presets:
-  quick  narrow 2-block Mixer and ViT (fused and explicit attention) and a thin ResNet-18,
-         patch 4, 64-192 px (S = 256..2,305 tokens), batch 1, float32, inference
+  quick  narrow 2-block Mixer (C=128) and ViT (d=64; fused and explicit attention) and ResNet-18,
+         patch 4, 64-192 px (S = 256..2,305 tokens), batch 1, float32, inference, one thread,
+         3 timing rounds per series in a shuffled size order
   paper  Mixer-B/16, ViT-B/16 (fused, explicit), ResNet-50, Mixer-L/16, ViT-L/16 at
          224-768 px, batch 32, bfloat16 on CUDA
   full   paper plus /32 models, up to 1024 px, float32 and bfloat16, inference and training
@@ -20,6 +21,7 @@ with their spread (OUT/peers.jsonl).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from bench.cli.args import int_list, model_list, positive_int
@@ -61,11 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue OUT/results.jsonl: skip cases recorded there as ok or oom")
     parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     parser.add_argument("--peers", action="store_true", help="time ours against timm (Mixer-B/16, ViT-B/16, ResNet-50), interleaved; print ratios")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per pair with --peers (default: 5)")
+    parser.add_argument("--rounds", type=int, help="timing rounds per series, sizes shuffled in each (default: the preset's); "
+                        "with --peers: interleaved rounds per pair (default: 5)")
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.rounds < 1:
+    if args.rounds is not None and args.rounds < 1:
         raise UsageError("--rounds must be at least 1")
     if args.threads is not None and args.threads < 1:
         raise UsageError("--threads must be at least 1")
@@ -114,14 +117,17 @@ def run(args: argparse.Namespace) -> int:
         img_size = args.resolutions[0] if args.resolutions else 224
         _folder(out, create=True)
         sweep.run_peers(pairs, out=out, img_size=img_size, batch=args.batch or 8, device=device,
-                        dtype=args.dtype[0] if args.dtype else "float32", mode=(args.mode or ["infer"])[0], rounds=args.rounds,
+                        dtype=args.dtype[0] if args.dtype else "float32", mode=(args.mode or ["infer"])[0], rounds=args.rounds or 5,
                         threads=args.threads)
         print(f"wrote {out / 'peers.jsonl'}")
         return 0
 
     patch_sizes = args.patch_sizes or (list(preset.patch_sizes) if not args.models else [None])
+    entries = presets.expand(preset, args.models, args.attention)
+    if args.resolutions:  # the command line's sizes for every model
+        entries = [dataclasses.replace(e, resolutions=None) for e in entries]
     cases = presets.build_grid(
-        presets.expand(preset, args.models, args.attention),
+        entries,
         args.resolutions or preset.resolutions,
         patch_sizes,
         batch="max" if args.max_batch else (args.batch or preset.batch),
@@ -129,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         dtypes=dtypes,
         modes=args.mode or preset.modes,
         compile=args.compile,
-        threads=args.threads,
+        threads=args.threads if args.threads is not None else preset.threads,
     )
     try:
         sweep.validate_cases(cases)
@@ -144,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     config = sweep.SweepConfig(
         cases=tuple(cases), out=out, preset=preset.name, resume=args.resume,
         min_run_time=args.min_run_time or preset.min_run_time, min_runs=preset.min_runs, warmup=preset.warmup,
-        threads=args.threads,
+        threads=args.threads if args.threads is not None else preset.threads, rounds=args.rounds or preset.rounds,
     )
     try:
         records = sweep.run_sweep(config)
