@@ -16,6 +16,7 @@ from pathlib import Path
 from bench.analysis import scaling
 from bench.analysis.series import FitRow, Series, attention_pairs, fits_of, quantity, series_of
 from bench.files import write_atomically, write_text_atomically
+from bench.report import breakdown, verdicts
 from bench.runs import records as results
 
 MiB = 2**20
@@ -142,7 +143,7 @@ def fit_table(rows: list[FitRow]) -> list[str]:
         cross = "-" if f.crossover is None else f"{f.crossover:,.0f}"
         share = f"{f.quadratic_share:.0%}" + ("" if f.share_ci is None else f" [{f.share_ci[0]:.0%}, {f.share_ci[1]:.0%}]")
         lines.append(f"| {row.series.title} | {row.quantity} | {xname} | {f.a:.3g} | {f.b:.3g} | {_ci(f)} | {cross} | {share} | "
-                     f"{_exponents(f)} | **{f.verdict}** |")
+                     f"{_exponents(f)} | **{row.verdict}** |")
     return lines
 
 
@@ -239,7 +240,8 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
     records = list(results.latest_by_key(raw).values())
     series = series_of(records)
     fit_rows = fits_of(series)
-    plots = write_plots(out, series, fit_rows)
+    plots = write_plots(out, series, fit_rows) + breakdown.write_plot(out, fit_rows)
+    verdicts.write_fits_json(out, fit_rows)
     pairs = attention_pairs(series)
     peers: list = []
     if (out / results.PEERS_FILENAME).exists():
@@ -255,8 +257,11 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
     if fit_rows:
         md += ["## Scaling fits: cost = a*x + b*x^2 + c", "",
                "x is the number of tokens S (class token included) or, for convnets, pixels. "
-               "MACs per image; latency in seconds per step (fitted on every timed sample); activation memory in bytes.", ""]
+               "MACs per image; latency in seconds per step, activation memory in bytes (per image for --max-batch); "
+               "measured quantities fitted on one median per size and round.", ""]
         md += fit_table(fit_rows) + [""]
+        md += ["## Verdicts (also in fits.json)", "", verdicts.RULE] + verdicts.verdict_table(fit_rows) + [""]
+        md += breakdown.markdown(fit_rows)
     if pairs:
         md += ["## ViT attention: fused vs explicit", "",
                "Same weights; the explicit backend materialises the S x S attention matrix (quadratic memory), "
@@ -284,7 +289,7 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
             continue
         f = row.fit
         share = f"{f.quadratic_share:.0%}" + ("" if f.share_ci is None else f" [{f.share_ci[0]:.0%}, {f.share_ci[1]:.0%}]")
-        console.append(f"{row.series.label[:24]:<24} {row.quantity:<17} {f.verdict:<12} quadratic share at x_max {share}")
+        console.append(f"{row.series.label[:24]:<24} {row.quantity:<17} {row.verdict:<12} {row.drift_note}")
     return "\n".join(md), "\n".join(console), plots, warnings
 
 

@@ -96,6 +96,9 @@ def time_series(cases: list[Case], *, rounds: int, min_run_time: float, min_runs
                 out[case.key].work = profiler.class_work(case.model, case.img_size, case.patch_size, **case.overrides)
             except (RuntimeError, ValueError, NotImplementedError):
                 out[case.key].work = None
+    if profile:  # the profiler's first use in a process initialises it (slow, and noisy in the first profile)
+        with profiler.quiet_profiler_logs(), torch.profiler.profile():
+            torch.ones(8).add_(1)
     rng = random.Random(seed)
     for r in range(rounds):
         order = list(cases)
