@@ -189,5 +189,5 @@ def attention_pairs(series: list[Series]) -> list[tuple[Series, Series]]:
         overrides = {k: v for k, v in s.case.overrides.items() if k != "attn_backend"}
         return (s.case.model, json.dumps(overrides, sort_keys=True)) + s.key[3:]
 
-    fused = {base(s): s for s in series if s.case.overrides.get("attn_backend") == "fused"}
+    fused = {base(s): s for s in series if s.case.overrides.get("attn_backend") in ("fused", "sdpa")}
     return [(fused[base(s)], s) for s in series if s.case.overrides.get("attn_backend") == "explicit" and base(s) in fused]

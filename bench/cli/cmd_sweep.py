@@ -50,7 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=model_list, help="comma-separated models instead of the preset's (reference names or timm:<name>)")
     parser.add_argument("--resolutions", type=int_list, help="comma-separated image sizes in pixels")
     parser.add_argument("--patch-sizes", type=int_list, help="comma-separated patch sizes (token models only; default: the preset's, or each model's own with --models)")
-    parser.add_argument("--attention", type=_names(("fused", "explicit")), help="attention backends of reference ViTs, e.g. fused,explicit (default: the preset's; fused with --models)")
+    from architectures.vit import ATTENTION_BACKENDS
+
+    parser.add_argument("--attention", type=_names(ATTENTION_BACKENDS), help="attention backends of reference ViTs: explicit, "
+                        "sdpa (torch's default dispatch; alias fused), sdpa-math, sdpa-flash, sdpa-efficient, sdpa-cudnn "
+                        "(default: the preset's; fused with --models); one the device cannot run is an error")
     parser.add_argument("--batch", type=positive_int, help="batch size (default: the preset's; 8 with --peers)")
     parser.add_argument("--max-batch", action="store_true", help="search the largest batch that fits for every case (CUDA)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda when available, else cpu")
@@ -91,7 +95,7 @@ def _folder(out: Path, create: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bench import report
-    from bench.measure import timing
+    from bench.measure import attention, timing
     from bench.runs import presets, sweep
 
     _check(args)
@@ -101,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
         dtypes = args.dtype or list(preset.dtypes[device])
         for dtype in dtypes:
             timing.check_dtype(device, dtype)
+            for backend in args.attention or ():
+                attention.check_backend(device, backend, dtype)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.max_batch and device != "cuda":

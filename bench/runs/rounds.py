@@ -40,6 +40,7 @@ class SeriesTiming:
         out: dict = {"rounds": self.rounds}
         if self.profiles:
             out["profile"] = summarise_profiles(self.profiles, self.work)
+            out["attention_kernel"] = out["profile"]["attention_kernel"]  # the kernel that ran (None: no attention)
         return out
 
 
