@@ -124,7 +124,7 @@ def quiet_profiler_logs():
             os.close(saved)
             tmp.seek(0)
             for line in tmp.read().decode(errors="replace").splitlines():
-                if not line.startswith(_NOISE) and "gpuGetDeviceCount" not in line:
+                if not line.startswith(_NOISE) and "gpuGetDeviceCount" not in line and "unknown size" not in line:
                     print(line, file=sys.stderr)
 
 
@@ -139,14 +139,19 @@ def _self_device_us(event) -> float:
 def profile_step(model: nn.Module, step: Callable[[], None], device: str = "cpu") -> dict:
     """Run ``step`` once under the profiler; time per operator class (seconds) and the attention kernel.
 
-    Returns ``{"cpu_s": {class: s}, "device_s": {class: s} (CUDA only, else {}), "ops": {op: calls},
+    Returns ``{"cpu_s": {class: s}, "device_s": {class: s} (CUDA only, else {}), "tensor_peak_bytes": int,
     "attention_kernel": "flash" | "efficient" | "cudnn" | "math" | "explicit" | None}``.
     """
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-    with quiet_profiler_logs(), module_labels(model), profile(activities=activities) as prof:
-        step()
+    with quiet_profiler_logs():  # the events are parsed here too: their warnings are noise of the same kind
+        with module_labels(model), profile(activities=activities, profile_memory=True) as prof:
+            step()
+        return _summarise(prof, device)
+
+
+def _summarise(prof, device: str) -> dict:
     cpu: dict[str, float] = defaultdict(float)
     dev: dict[str, float] = defaultdict(float)
     attention_ops: dict[str, int] = defaultdict(int)
@@ -161,10 +166,36 @@ def profile_step(model: nn.Module, step: Callable[[], None], device: str = "cpu"
         if classify(event.name, path) == "attention" or op_name(event.name) in SDPA_KERNELS:
             attention_ops[op_name(event.name)] += 1
     return {
+        "tensor_peak_bytes": tensor_peak(prof, device),
         "cpu_s": {c: cpu.get(c, 0.0) for c in CLASSES},
         "device_s": {c: dev.get(c, 0.0) for c in CLASSES} if device == "cuda" else {},
         "attention_kernel": attention_kernel(attention_ops),
     }
+
+
+def tensor_peak(prof, device: str = "cpu") -> int | None:
+    """The largest rise of live tensor bytes on ``device`` during the profiled step (profiler memory events).
+
+    Tensors alive before the step (weights, the input) do not count; memory freed first
+    (a training step drops the previous gradients) lowers the baseline the rise starts
+    from, so a training step's gradients count. Like ``torch.cuda.max_memory_allocated``,
+    it sees tensor bytes, not the pages or allocator slack that the process RSS holds.
+    None when this torch's profiler does not expose the events.
+    """
+    try:
+        events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    except AttributeError:
+        return None
+    kind = "cuda" if device == "cuda" else "cpu"
+    events = [e for e in events if getattr(e, "device_type", lambda: None)() is None
+              or str(e.device_type()).lower().endswith(kind)]
+    events.sort(key=lambda e: e.start_ns())
+    live = low = rise = 0
+    for e in events:
+        live += e.nbytes()
+        low = min(low, live)
+        rise = max(rise, live - low)
+    return int(rise)
 
 
 def attention_kernel(ops: dict[str, int]) -> str | None:

@@ -82,11 +82,11 @@ PRESETS: dict[str, Preset] = {
             Entry("mixer_s16", _MIXER_SMALL, "mixer C128 x2"),
             Entry("vit_s16", dict(_VIT_SMALL, attn_backend="fused"), "vit d64 x2"),
             Entry("vit_s16", dict(_VIT_SMALL, attn_backend="explicit"), "vit d64 x2"),
-            # a convnet at 64-192 px holds a constant 4.7 MiB oneDNN weight buffer (layer4) above its activations;
-            # from 224 px its activations dominate: 224-672 px is 9x the pixels, as S is for the token models
-            Entry("resnet18", resolutions=(224, 336, 448, 560, 672)),
+            # ResNet-18 below ~300 px holds a constant floor (a 4.7 MiB oneDNN weight buffer in layer4, more than its
+            # activations) and its MACs are a polynomial in pixels only at multiples of 32: 320-928 px, 8.4x the pixels
+            Entry("resnet18", resolutions=(320, 416, 544, 704, 928)),
         ),
-        resolutions=(64, 96, 128, 160, 192),
+        resolutions=(64, 80, 96, 112, 128, 160, 192),
         patch_sizes=(4,),
         batch=1,
         dtypes={"cpu": ("float32",), "cuda": ("float32",)},

@@ -51,6 +51,7 @@ def summarise_profiles(profiles: list[dict], work: dict | None) -> dict:
         "cpu_s": {c: float(np.median([p["cpu_s"][c] for p in profiles])) for c in classes},
         "cpu_s_rounds": {c: [p["cpu_s"][c] for p in profiles] for c in classes},
         "attention_kernel": profiles[-1].get("attention_kernel"),
+        "tensor_peak_bytes_rounds": [p.get("tensor_peak_bytes") for p in profiles],
         "steps": len(profiles),
     }
     if profiles[0].get("device_s"):

@@ -103,3 +103,31 @@ def test_cuda_kernels_are_named(backend, kernel):
     result = profile.profile_step(model, step, "cuda")
     assert result["attention_kernel"] == kernel
     assert result["device_s"]["attention"] > 0
+
+
+def test_tensor_peak_is_linear_in_s_for_fused_attention_and_counts_training_gradients():
+    from bench.analysis import stats
+
+    tokens, peaks = [], []
+    for size in (64, 80, 96, 112, 128):  # the quick preset's ViT (below ~250 tokens the flash kernel's blocks show)
+        overrides = {"hidden_dim": 64, "num_blocks": 2, "num_heads": 2, "mlp_dim": 256}
+        for backend in ("fused", "explicit"):
+            case = Case("vit_s16", size, 4, 1, "cpu", "float32", "infer", dict(overrides, attn_backend=backend))
+            model = timing.build_case(case)
+            step = timing.case_step(case, model)
+            step()
+            with timing.torch_threads(1):  # the quick preset's one thread (the flash kernel's buffers are per thread)
+                peak = profile.profile_step(model, step)["tensor_peak_bytes"]
+            if backend == "fused":
+                tokens.append((size // 4) ** 2 + 1)
+                peaks.append(peak)
+            else:
+                assert peak >= 2 * tokens[-1] ** 2 * 4  # the explicit S x S scores of 2 heads, float32
+    fit = stats.fit_measured(tokens, peaks)
+    assert fit.verdict == "linear" and fit.max_rel_residual < 0.01  # tensors, not pages
+    train = Case("vit_s16", 32, 8, 1, "cpu", "float32", "train", TINY_VIT)
+    model = timing.build_case(train)
+    step = timing.case_step(train, model)
+    step()
+    params = 4 * sum(p.numel() for p in model.parameters())
+    assert profile.profile_step(model, step)["tensor_peak_bytes"] >= params
