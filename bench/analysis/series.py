@@ -98,9 +98,12 @@ class FitRow:
         if self.fit.noisy:
             unit = "pixel" if self.series.axis == "pixels" else "token"
             values = [quantity(r, self.quantity) for r in self.series.records]
+            peaks = tensor_peaks(self.series) if self.quantity == "activation memory" else None
+            if peaks:
+                values = stats.summarise(*peaks)[1]
             per = "image " if self.series.case.batch == "max" else ""
             parts.append(f"{self.quantity} per {per}{unit} {stats.drift(self.series.x(), values):+.0%} over the range")
-            if self.quantity == "activation memory" and tensor_peaks(self.series):
+            if peaks:
                 parts.append("fitted on the profiled steps' peak tensor bytes (the RSS figures in the tables wiggle "
                              "a few percent per size)")
             if self.quantity == "latency":

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from bench.analysis import stats
-from bench.analysis.series import FitRow, quantity
+from bench.analysis.series import FitRow, quantity, tensor_peaks
 from bench.files import write_text_atomically
 
 FILENAME = "fits.json"
@@ -47,7 +47,10 @@ def fit_object(row: FitRow) -> dict:
                         "max_rel_residual": f.max_rel_residual, "note": f.note}
         obj["decided_by"] = "exact count" if not f.noisy else "curve (sizes as units)"
         if f.noisy:
-            obj["drift"] = stats.drift(s.x(), [quantity(r, row.quantity) for r in s.records])
+            peaks = tensor_peaks(s) if row.quantity == "activation memory" else None
+            values = stats.summarise(*peaks)[1] if peaks else [quantity(r, row.quantity) for r in s.records]
+            obj["drift"] = stats.drift(s.x(), values)
+            obj["measured_as"] = "profiled peak tensor bytes" if peaks else None
     if row.attribution is not None:
         obj["decided_by"] = "per-operator attribution"
         obj["attribution"] = row.attribution.to_dict()
