@@ -221,14 +221,11 @@ METHODS = """\
   peak RSS during one (second) step minus RSS just before it; *peak* includes the Python
   interpreter and torch (about 0.5-0.7 GB). (CUDA): `torch.cuda.max_memory_allocated`
   after a reset: tensors only, no CUDA context or allocator cache.
-- **Fits**: cost = a*x + b*x^2 + c by least squares (`bench.analysis.scaling.fit`), x = tokens S
-  (convnets: pixels). MACs are exact counts; latency and memory are noisy fits with a 95%
-  interval of b. *quadratic share* = b*x_max^2 / cost(x_max), the part of the cost at the
-  largest size that the quadratic term carries; *crossover* x* = a/b is where it equals
-  the linear term. Verdict: quadratic when the share's interval is above the tolerance
-  (2% noisy, 0 exact), linear when it lies within it, inconclusive otherwise; a noisy
-  cost that grows at most linearly between the two largest sizes (local exponent <= 1)
-  is inconclusive rather than quadratic (overhead or utilisation, not a quadratic term).
+- **Fits**: cost = a*x + b*x^2 + c by least squares (`bench.analysis`), x = tokens S
+  (convnets: pixels). MACs are exact counts; latency and memory are fitted on one median per
+  size and round, with a 95% interval of b. *quadratic share* = b*x_max^2 / cost(x_max);
+  *crossover* x* = a/b, shown only where b is significantly positive. Verdicts: see the
+  Verdicts section (latency decided per operator class when profiled).
 """
 
 
