@@ -7,10 +7,13 @@ N = (img_size / P)^2 patches plus the class token.
 Per block the cost is about 12 S D^2 (qkv, projection, MLP) + 2 S^2 D (q k^T and attn v)
 multiply-adds: linear in S until S is about 6 D, quadratic beyond.
 
-Attention has two interchangeable backends with the same weights:
-``"fused"`` calls ``scaled_dot_product_attention`` (never materialises S x S in memory
-on backends with a flash/efficient kernel); ``"explicit"`` computes q k^T, softmax and
-attn v, holding the S x S matrix. Switch with :func:`set_attention_backend`.
+Attention backends, interchangeable with the same weights:
+``"sdpa"`` (alias ``"fused"``, its older name) calls ``scaled_dot_product_attention`` with
+torch's default dispatch (never materialises S x S in memory on backends with a
+flash/efficient kernel); ``"sdpa-math"``, ``"sdpa-flash"``, ``"sdpa-efficient"`` and
+``"sdpa-cudnn"`` pin one kernel through ``torch.nn.attention.sdpa_kernel`` (a device
+without it raises RuntimeError); ``"explicit"`` computes q k^T, softmax and attn v,
+holding the S x S matrix. Switch with :func:`set_attention_backend`.
 """
 
 from __future__ import annotations
@@ -24,7 +27,21 @@ from torch import nn
 
 from .layers import Mlp, PatchEmbed, check_patch_grid, check_sizes, init_transformer_weights
 
-ATTENTION_BACKENDS = ("fused", "explicit")
+ATTENTION_BACKENDS = ("fused", "explicit", "sdpa", "sdpa-math", "sdpa-flash", "sdpa-efficient", "sdpa-cudnn")
+# backend -> the SDPBackend member it pins (None: torch's default dispatch)
+SDPA_PINNED = {"sdpa-math": "MATH", "sdpa-flash": "FLASH_ATTENTION", "sdpa-efficient": "EFFICIENT_ATTENTION",
+               "sdpa-cudnn": "CUDNN_ATTENTION"}
+
+
+def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "sdpa") -> torch.Tensor:
+    """``scaled_dot_product_attention`` with default dispatch ("sdpa", "fused") or one pinned kernel."""
+    pinned = SDPA_PINNED.get(backend)
+    if pinned is None:
+        return F.scaled_dot_product_attention(q, k, v)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(getattr(SDPBackend, pinned)):
+        return F.scaled_dot_product_attention(q, k, v)
 GLOBAL_POOLS = ("token", "avg")
 
 
@@ -38,7 +55,7 @@ class ViTConfig:
     img_size: int = 224
     in_chans: int = 3
     num_classes: int = 1000
-    attn_backend: str = "fused"  # "fused" (SDPA) or "explicit" (materialises S x S)
+    attn_backend: str = "fused"  # "fused"/"sdpa" (SDPA, default dispatch), "sdpa-<kernel>", or "explicit" (S x S)
     class_token: bool = True  # prepend a learned class token
     pos_embed: bool = True  # learned positional embedding (off: the model no longer knows patch order)
     global_pool: str = "token"  # "token": head reads the class token; "avg": mean over all tokens
@@ -91,8 +108,8 @@ class Attention(nn.Module):
         B, S, D = x.shape
         qkv = self.qkv(x).reshape(B, S, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, S, head_dim)
-        if self.backend == "fused":
-            x = F.scaled_dot_product_attention(q, k, v)
+        if self.backend != "explicit":
+            x = sdpa(q, k, v, self.backend)
         else:
             attn = (q * self.head_dim**-0.5) @ k.transpose(-2, -1)  # (B, heads, S, S)
             x = attn.softmax(dim=-1) @ v  # (B, heads, S, head_dim)

@@ -28,6 +28,9 @@ ends are the point value.
   most tol of the cost);
 * ``"inconclusive"``: anything else: the interval straddles tol, the fit bends
   down (b clearly negative), or a noisy fit has no degree of freedom left (3 points).
+  Exact counts that are not a polynomial of degree 2 in x (a residual that is not
+  exactly zero, e.g. ResNet's MACs off multiples of 32 px) are always inconclusive:
+  "linear" and "quadratic" are claims of exactness there.
 
 Noisy data must also grow faster than linearly where the share is taken: a noisy fit
 whose last local exponent (between the two largest x) is at most 1 is "inconclusive",
@@ -149,10 +152,11 @@ def fit(
     tol = (NOISY_SHARE_TOL if noisy else EXACT_SHARE_TOL) if share_tol is None else float(share_tol)
     x_max = distinct[-1]
 
+    polynomial = True
     if noisy:
         a, b, c, se, b_ci = _ols(xs, ys)
     else:
-        a, b, c = _exact_least_squares(xs, ys)
+        a, b, c, polynomial = _exact_least_squares(xs, ys)
         se = b_ci = None
 
     fitted_max = a * x_max + b * x_max**2 + c
@@ -170,7 +174,12 @@ def fit(
         share_lo = share_hi = share
 
     exponents = local_exponents(xs, ys)
-    if share_lo > tol and noisy and exponents[-1] <= 1:
+    if not polynomial:
+        verdict = "inconclusive"
+        residual = max(abs(y - (a * v + b * v * v + c)) / y for v, y in zip(xs, ys))
+        note = (f"the counts are not a polynomial a*x + b*x^2 + c in x (max relative residual {residual:.2g}): "
+                f"neither linear nor quadratic exactly (e.g. a convnet's stride-2 layers off multiples of 32)")
+    elif share_lo > tol and noisy and exponents[-1] <= 1:
         verdict = "inconclusive"
         note = (f"the fit bends up (quadratic share {share:.3g}) but the cost grows at most linearly at the "
                 f"largest x (local exponent {exponents[-1]:.2f}): overhead or utilisation, not a quadratic term")
@@ -227,8 +236,11 @@ def crossover_resolution(crossover_tokens: float | None, patch_size: int, prefix
     return patch_size * math.sqrt(crossover_tokens - prefix_tokens)
 
 
-def _exact_least_squares(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
-    """Solve the normal equations of [x, x^2, 1] exactly in rationals (Cramer's rule)."""
+def _exact_least_squares(xs: list[float], ys: list[float]) -> tuple[float, float, float, bool]:
+    """Solve the normal equations of [x, x^2, 1] exactly in rationals (Cramer's rule).
+
+    Returns a, b, c and whether every residual is exactly zero (the counts are that polynomial).
+    """
     rows = [(Fraction(v), Fraction(v) ** 2, Fraction(1)) for v in xs]
     targets = [Fraction(y) for y in ys]
     gram = [[sum(r[i] * r[j] for r in rows) for j in range(3)] for i in range(3)]
@@ -239,7 +251,8 @@ def _exact_least_squares(xs: list[float], ys: list[float]) -> tuple[float, float
         m = [[rhs[i] if j == k else gram[i][j] for j in range(3)] for i in range(3)]
         coeffs.append(_det3(m) / det)
     a, b, c = coeffs
-    return float(a), float(b), float(c)
+    exact = all(a * r[0] + b * r[1] + c == t for r, t in zip(rows, targets))
+    return float(a), float(b), float(c), exact
 
 
 def _det3(m: list[list[Fraction]]) -> Fraction:

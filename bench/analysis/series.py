@@ -6,7 +6,11 @@ resolutions: a folder merged from several machines is fitted per machine. Token 
 against the number of tokens S; convnets, which have no tokens, against the number of
 pixels H x W (:func:`fit_x`). Each series with three or more sizes gets the two-term
 fit (:func:`bench.analysis.scaling.fit`) of MACs (exact), and of latency and activation
-memory (noisy).
+memory (measured: :func:`bench.analysis.stats.fit_measured`, one value per size and
+repetition, never every timing block as if it were independent).
+
+A ``--max-batch`` series measured each size at its own batch: its latency and memory are
+per image (divided by the batch that ran), never per step, so sizes are comparable.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bench.analysis import scaling
+from bench.analysis import scaling, stats
 
 if TYPE_CHECKING:
     from bench.runs.records import Record
@@ -69,6 +73,49 @@ class FitRow:
     quantity: str  # one of QUANTITIES
     fit: scaling.ScalingFit | None
     note: str = ""
+    attribution: object = None  # bench.analysis.attribution.Attribution for latency with profiles
+
+    @property
+    def verdict(self) -> str | None:
+        """The verdict: per-operator attribution for profiled latency, else the fit's."""
+        if self.attribution is not None:
+            return self.attribution.verdict
+        return self.fit.verdict if self.fit is not None else None
+
+    @property
+    def quadratic_share(self) -> float | None:
+        if self.attribution is not None:
+            return self.attribution.quadratic_share
+        return self.fit.quadratic_share if self.fit is not None else None
+
+    @property
+    def share_ci(self):
+        if self.attribution is not None:
+            return self.attribution.share_ci
+        return self.fit.share_ci if self.fit is not None else None
+
+    @property
+    def drift_note(self) -> str:
+        """Why: the attribution's note (with the drift), or the fit's note and its drift per unit of x."""
+        if self.attribution is not None:
+            return self.attribution.note
+        if self.fit is None:
+            return self.note
+        parts = [self.fit.note] if self.fit.note else []
+        if self.fit.noisy:
+            unit = "pixel" if self.series.axis == "pixels" else "token"
+            values = [quantity(r, self.quantity) for r in self.series.records]
+            peaks = tensor_peaks(self.series) if self.quantity == "activation memory" else None
+            if peaks:
+                values = stats.summarise(*peaks)[1]
+            per = "image " if self.series.case.batch == "max" else ""
+            parts.append(f"{self.quantity} per {per}{unit} {stats.drift(self.series.x(), values):+.0%} over the range")
+            if peaks:
+                parts.append("fitted on the profiled steps' peak tensor bytes (the RSS figures in the tables wiggle "
+                             "a few percent per size)")
+            if self.quantity == "latency":
+                parts.append("no per-operator profile: the curve alone cannot tell efficiency from work")
+        return "; ".join(parts)
 
 
 def machine_of(record: Record) -> str:
@@ -117,40 +164,87 @@ def series_of(records: list[Record]) -> list[Series]:
             for k, v in groups.items()]
 
 
+def per_image(record: Record) -> int:
+    """What measured values are divided by: the batch that ran for a --max-batch case, else 1 (per step)."""
+    return (record.batch or 1) if record.case.batch == "max" else 1
+
+
 def quantity(record: Record, name: str) -> float:
     if name == "MACs":
         return record.macs
     if name == "latency":
-        return record.time.median_s
+        return record.time.median_s / per_image(record)
     if name == "activation memory":
-        return record.memory.activation_bytes
+        return record.memory.activation_bytes / per_image(record)
     raise ValueError(name)
 
 
-def samples(s: Series) -> tuple[list[float], list[float]]:
-    """(x, per-step time) of every timed block of every case in the series."""
-    xs, ys = [], []
+def rounds_of(record: Record) -> list[list[float]]:
+    """Per-step times of a case's timed blocks, one list per repetition (round) of the sweep.
+
+    Records written before rounds existed hold one list: all their blocks, one repetition.
+    """
+    rounds = record.extra.get("rounds")
+    if rounds:
+        return [list(r) for r in rounds]
+    return [list(record.time.times_s or (record.time.median_s,))]
+
+
+def samples(s: Series) -> tuple[list[float], list[float], list[int]]:
+    """(x, per-step time, round) of every timed block of every case in the series (per image for --max-batch)."""
+    xs, ys, groups = [], [], []
     for x, r in zip(s.x(), s.records):
-        times = r.time.times_s or (r.time.median_s,)
-        xs += [x] * len(times)
-        ys += times
-    return xs, ys
+        for i, times in enumerate(rounds_of(r)):
+            xs += [x] * len(times)
+            ys += [t / per_image(r) for t in times]
+            groups += [i] * len(times)
+    return xs, ys, groups
+
+
+def tensor_peaks(s: Series):
+    """(x, peak tensor bytes, round) from the profiled steps of a CPU series; None when a record lacks them.
+
+    On the CPU the memory record is the worker's RSS, which carries a per-size wiggle of
+    a few percent (pages, allocator size classes: the same at every repetition), enough
+    to hide or fake a 20% quadratic share over 7 sizes. The profiled steps also record
+    the peak of live tensor bytes (bench.measure.profile.tensor_peak), which is what
+    CUDA's allocator figure measures; the activation-memory fit of a CPU series uses it.
+    """
+    xs, ys, groups = [], [], []
+    for x, r in zip(s.x(), s.records):
+        peaks = (r.extra.get("profile") or {}).get("tensor_peak_bytes_rounds") or []
+        if r.memory is None or r.memory.method != "cpu_peak_rss" or not peaks or not all(peaks):
+            return None
+        xs += [x] * len(peaks)
+        ys += [p / per_image(r) for p in peaks]
+        groups += list(range(len(peaks)))
+    return xs, ys, groups
 
 
 def fits_of(series: list[Series]) -> list[FitRow]:
     rows = []
     for s in series:
         for name in QUANTITIES:
-            x, y = s.x(), [quantity(r, name) for r in s.records]
-            if name == "latency":  # every timed sample, not only the medians: the interval then reflects the spread
-                x, y = samples(s)
+            x, y, groups = s.x(), [quantity(r, name) for r in s.records], None
+            if name == "latency":  # blocks summarised per round, then per size (bench.analysis.stats)
+                x, y, groups = samples(s)
+            elif name == "activation memory" and tensor_peaks(s):  # CPU: tensor bytes, not RSS pages (see tensor_peaks)
+                x, y, groups = tensor_peaks(s)
             if len(set(x)) < 3:
                 rows.append(FitRow(s, name, None, f"{len(set(x))} sizes; a fit needs 3"))
                 continue
             if min(y) <= 0:
                 rows.append(FitRow(s, name, None, "a value <= 0 (below what the method resolves)"))
                 continue
-            rows.append(FitRow(s, name, scaling.fit(x, y, noisy=name != "MACs", axis=s.axis)))
+            if name == "MACs":
+                rows.append(FitRow(s, name, scaling.fit(x, y, axis=s.axis)))
+            elif name == "latency":
+                from bench.analysis import attribution
+
+                curve = stats.fit_measured(x, y, groups, axis=s.axis)
+                rows.append(FitRow(s, name, curve, attribution=attribution.attribute(s, [quantity(r, name) for r in s.records])))
+            else:
+                rows.append(FitRow(s, name, stats.fit_measured(x, y, groups, axis=s.axis)))
     return rows
 
 
@@ -160,5 +254,5 @@ def attention_pairs(series: list[Series]) -> list[tuple[Series, Series]]:
         overrides = {k: v for k, v in s.case.overrides.items() if k != "attn_backend"}
         return (s.case.model, json.dumps(overrides, sort_keys=True)) + s.key[3:]
 
-    fused = {base(s): s for s in series if s.case.overrides.get("attn_backend") == "fused"}
+    fused = {base(s): s for s in series if s.case.overrides.get("attn_backend") in ("fused", "sdpa")}
     return [(fused[base(s)], s) for s in series if s.case.overrides.get("attn_backend") == "explicit" and base(s) in fused]

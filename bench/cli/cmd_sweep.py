@@ -7,8 +7,9 @@ rebuilds them). Ctrl-C keeps every finished case; `--resume --out OUT` runs the 
 One sweep at a time writes into a folder (a lock on OUT/.lock): a second gets an error.
 
 Presets:
-  quick  narrow 2-block Mixer and ViT (fused and explicit attention) and a thin ResNet-18,
-         patch 4, 64-192 px (S = 256..2,305 tokens), batch 1, float32, inference
+  quick  narrow 2-block Mixer (C=128) and ViT (d=64; fused and explicit attention) and ResNet-18,
+         patch 4, 64-192 px (S = 256..2,305 tokens), batch 1, float32, inference, one thread,
+         3 timing rounds per series in a shuffled size order
   paper  Mixer-B/16, ViT-B/16 (fused, explicit), ResNet-50, Mixer-L/16, ViT-L/16 at
          224-768 px, batch 32, bfloat16 on CUDA
   full   paper plus /32 models, up to 1024 px, float32 and bfloat16, inference and training
@@ -21,6 +22,7 @@ with their spread (OUT/peers.jsonl).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from bench.cli import shard_option
@@ -50,7 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=model_list, help="comma-separated models instead of the preset's (reference names or timm:<name>)")
     parser.add_argument("--resolutions", type=int_list, help="comma-separated image sizes in pixels")
     parser.add_argument("--patch-sizes", type=int_list, help="comma-separated patch sizes (token models only; default: the preset's, or each model's own with --models)")
-    parser.add_argument("--attention", type=_names(("fused", "explicit")), help="attention backends of reference ViTs, e.g. fused,explicit (default: the preset's; fused with --models)")
+    from architectures.vit import ATTENTION_BACKENDS
+
+    parser.add_argument("--attention", type=_names(ATTENTION_BACKENDS), help="attention backends of reference ViTs: explicit, "
+                        "sdpa (torch's default dispatch; alias fused), sdpa-math, sdpa-flash, sdpa-efficient, sdpa-cudnn "
+                        "(default: the preset's; fused with --models); one the device cannot run is an error")
     parser.add_argument("--batch", type=positive_int, help="batch size (default: the preset's; 8 with --peers)")
     parser.add_argument("--max-batch", action="store_true", help="search the largest batch that fits for every case (CUDA)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda when available, else cpu")
@@ -63,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue OUT/results.jsonl: skip cases recorded there as ok or oom (with --peers: pairs already in OUT/peers.jsonl)")
     parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     parser.add_argument("--peers", action="store_true", help="time ours against timm (Mixer-B/16, ViT-B/16, ResNet-50), interleaved; print ratios")
-    parser.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds per pair with --peers (default: 5)")
+    parser.add_argument("--rounds", type=positive_int, help="timing rounds per series, sizes shuffled in each (default: the preset's); "
+                        "with --peers: interleaved rounds per pair (default: 5)")
     shard_option.add_argument(parser)
 
 
@@ -103,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from bench import files, report
-    from bench.measure import timing
+    from bench.measure import attention, timing
     from bench.runs import presets, sweep
 
     _check(args)
@@ -114,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         dtypes = args.dtype or list(preset.dtypes[device])
         for dtype in dtypes:
             timing.check_dtype(device, dtype)
+            for backend in args.attention or ():
+                attention.check_backend(device, backend, dtype)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.max_batch and device != "cuda":
@@ -133,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         pairs = _peers_to_run(out, pairs, args.resume, settings)
         _folder(out, create=True)
         try:
-            done = sweep.run_peers(pairs, out=out, **settings, rounds=args.rounds, threads=args.threads, log=sys.stdout)
+            done = sweep.run_peers(pairs, out=out, **settings, rounds=args.rounds or 5, threads=args.threads, log=sys.stdout)
         except files.FolderBusy as exc:
             raise UsageError(str(exc)) from None
         except sweep.RecordNotWritten as exc:
@@ -146,8 +155,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     patch_sizes = args.patch_sizes or (list(preset.patch_sizes) if not args.models else [None])
+    entries = presets.expand(preset, args.models, args.attention)
+    if args.resolutions:  # the command line's sizes for every model
+        entries = [dataclasses.replace(e, resolutions=None) for e in entries]
     cases = presets.build_grid(
-        presets.expand(preset, args.models, args.attention),
+        entries,
         args.resolutions or preset.resolutions,
         patch_sizes,
         batch="max" if args.max_batch else (args.batch or preset.batch),
@@ -155,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         dtypes=dtypes,
         modes=args.mode or preset.modes,
         compile=args.compile,
-        threads=args.threads,
+        threads=args.threads if args.threads is not None else preset.threads,
     )
     try:
         sweep.validate_cases(cases)
@@ -171,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
     config = sweep.SweepConfig(
         cases=tuple(cases), out=out, preset=preset.name, resume=args.resume,
         min_run_time=args.min_run_time or preset.min_run_time, min_runs=preset.min_runs, warmup=preset.warmup,
-        threads=args.threads, shard=shard,
+        threads=args.threads if args.threads is not None else preset.threads, rounds=args.rounds or preset.rounds,
+        shard=shard,
     )
     try:
         records = sweep.run_sweep(config)

@@ -7,7 +7,9 @@ no allocator cache).
 - ``weights_bytes``: allocated after building the model minus before;
 - ``peak_bytes``: the allocator's peak during one step (weights included);
 - ``activation_bytes``: that peak minus what was allocated just before the step
-  (activations, workspaces, gradients and optimizer updates in a training step).
+  (activations, workspaces, gradients and optimizer updates in a training step; the
+  warm-up step's gradients are freed before the baseline is read, so a training step's
+  figure includes its gradients: at least the parameter bytes).
 
 CPU (in a child process, :class:`MemoryWorker`): the *resident set size* of a separate
 Python process that does nothing but these measurements, read from /proc (Linux). Before
@@ -132,6 +134,8 @@ def measure_in_process(case: Case, *, batch: int | None = None) -> MemoryRecord:
         weights = read_now() - baseline
         step = timing.case_step(case, model, batch=batch)
         step()  # warm-up: one-off caches and optimizer state
+        for p in model.parameters():  # the warm-up's gradients must not sit in the baseline: the step makes them anew
+            p.grad = None
         if not cuda:
             release_cpu_memory()
         reset_peak()

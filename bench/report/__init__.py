@@ -16,6 +16,7 @@ from pathlib import Path
 from bench.analysis import scaling
 from bench.analysis.series import FitRow, Series, attention_pairs, fits_of, latest_per_machine, quantity, series_of
 from bench.files import write_atomically, write_text_atomically
+from bench.report import breakdown, verdicts
 from bench.report.devices import devices_table
 from bench.runs import machine
 from bench.runs import records as results
@@ -148,7 +149,7 @@ def fit_table(rows: list[FitRow]) -> list[str]:
         cross = "-" if f.crossover is None else f"{f.crossover:,.0f}"
         share = f"{f.quadratic_share:.0%}" + ("" if f.share_ci is None else f" [{f.share_ci[0]:.0%}, {f.share_ci[1]:.0%}]")
         lines.append(f"| {row.series.title} | {row.quantity} | {xname} | {f.a:.3g} | {f.b:.3g} | {_ci(f)} | {cross} | {share} | "
-                     f"{_exponents(f)} | **{f.verdict}** |")
+                     f"{_exponents(f)} | **{row.verdict}** |")
     return lines
 
 
@@ -231,14 +232,11 @@ METHODS = """\
   peak RSS during one (second) step minus RSS just before it; *peak* includes the Python
   interpreter and torch (about 0.5-0.7 GB). (CUDA): `torch.cuda.max_memory_allocated`
   after a reset: tensors only, no CUDA context or allocator cache.
-- **Fits**: cost = a*x + b*x^2 + c by least squares (`bench.analysis.scaling.fit`), x = tokens S
-  (convnets: pixels). MACs are exact counts; latency and memory are noisy fits with a 95%
-  interval of b. *quadratic share* = b*x_max^2 / cost(x_max), the part of the cost at the
-  largest size that the quadratic term carries; *crossover* x* = a/b is where it equals
-  the linear term. Verdict: quadratic when the share's interval is above the tolerance
-  (2% noisy, 0 exact), linear when it lies within it, inconclusive otherwise; a noisy
-  cost that grows at most linearly between the two largest sizes (local exponent <= 1)
-  is inconclusive rather than quadratic (overhead or utilisation, not a quadratic term).
+- **Fits**: cost = a*x + b*x^2 + c by least squares (`bench.analysis`), x = tokens S
+  (convnets: pixels). MACs are exact counts; latency and memory are fitted on one median per
+  size and round, with a 95% interval of b. *quadratic share* = b*x_max^2 / cost(x_max);
+  *crossover* x* = a/b, shown only where b is significantly positive. Verdicts: see the
+  Verdicts section (latency decided per operator class when profiled).
 """
 
 
@@ -250,7 +248,8 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
     records = latest_per_machine(raw)  # one record per case and machine (a merged folder holds several machines)
     series = series_of(records)
     fit_rows = fits_of(series)
-    plots = write_plots(out, series, fit_rows)
+    plots = write_plots(out, series, fit_rows) + breakdown.write_plot(out, fit_rows)
+    verdicts.write_fits_json(out, fit_rows)
     pairs = attention_pairs(series)
     peers: list = []
     if (out / results.PEERS_FILENAME).exists():
@@ -267,8 +266,11 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
     if fit_rows:
         md += ["## Scaling fits: cost = a*x + b*x^2 + c", "",
                "x is the number of tokens S (class token included) or, for convnets, pixels. "
-               "MACs per image; latency in seconds per step (fitted on every timed sample); activation memory in bytes.", ""]
+               "MACs per image; latency in seconds per step, activation memory in bytes (per image for --max-batch); "
+               "measured quantities fitted on one median per size and round.", ""]
         md += fit_table(fit_rows) + [""]
+        md += ["## Verdicts (also in fits.json)", "", verdicts.RULE] + verdicts.verdict_table(fit_rows) + [""]
+        md += breakdown.markdown(fit_rows)
     md += devices_table(records, fit_rows)  # several machines (a merged folder): one row per machine
     if pairs:
         md += ["## ViT attention: fused vs explicit", "",
@@ -295,9 +297,7 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
     for row in fit_rows:
         if row.fit is None:
             continue
-        f = row.fit
-        share = f"{f.quadratic_share:.0%}" + ("" if f.share_ci is None else f" [{f.share_ci[0]:.0%}, {f.share_ci[1]:.0%}]")
-        console.append(f"{row.series.legend[:24]:<24} {row.quantity:<17} {f.verdict:<12} quadratic share at x_max {share}")
+        console.append(f"{row.series.legend[:24]:<24} {row.quantity:<17} {row.verdict:<12} {row.drift_note}")
     return "\n".join(md), "\n".join(console), plots, warnings
 
 

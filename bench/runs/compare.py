@@ -16,8 +16,10 @@ def compare(a: list[Record], b: list[Record], factor: float) -> list[dict]:
         row = {"label": rb.name, "case": rb.case, "tokens": rb.tokens,
                "status_a": ra.status, "status_b": rb.status, "time": None, "memory": None, "flag": ""}
         if ra.status == rb.status == "ok":
-            row["time"] = rb.time.median_s / ra.time.median_s
-            ma, mb = ra.memory.activation_bytes, rb.memory.activation_bytes
+            # per image: a --max-batch case may have run at different batches in A and B
+            na, nb = ra.batch or ra.time.batch, rb.batch or rb.time.batch
+            row["time"] = (rb.time.median_s / nb) / (ra.time.median_s / na)
+            ma, mb = ra.memory.activation_bytes / na, rb.memory.activation_bytes / nb
             row["memory"] = mb / ma if ma > 0 and mb > 0 else None
             ratios = [r for r in (row["time"], row["memory"]) if r is not None]
             if any(r > factor for r in ratios):

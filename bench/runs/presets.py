@@ -39,6 +39,7 @@ class Entry:
     model: str
     overrides: dict = field(default_factory=dict)
     stem: str = ""
+    resolutions: tuple[int, ...] | None = None  # this model's own sizes in a preset (None: the preset's)
 
     @property
     def attention(self) -> str | None:
@@ -50,7 +51,7 @@ class Entry:
         return f"{stem} {self.attention}" if self.attention else stem
 
     def with_attention(self, backend: str) -> Entry:
-        return Entry(self.model, dict(self.overrides, attn_backend=backend), self.stem)
+        return Entry(self.model, dict(self.overrides, attn_backend=backend), self.stem, self.resolutions)
 
 
 @dataclass(frozen=True)
@@ -66,32 +67,38 @@ class Preset:
     min_runs: int  # timed samples per case at least (slow steps)
     warmup: int  # untimed steps before timing
     note: str
+    rounds: int = 3  # timing rounds per series, sizes in a shuffled order each round (bench.runs.rounds)
+    threads: int | None = None  # torch threads unless --threads (None: torch's default)
 
 
 # Narrow, shallow versions of the reference models, for the CPU (paper ratios kept: D_S = C/2, D_C = 4C, mlp = 4d).
-_MIXER_SMALL = {"hidden_dim": 64, "num_blocks": 2, "tokens_mlp_dim": 32, "channels_mlp_dim": 256}
+_MIXER_SMALL = {"hidden_dim": 128, "num_blocks": 2, "tokens_mlp_dim": 64, "channels_mlp_dim": 512}
 _VIT_SMALL = {"hidden_dim": 64, "num_blocks": 2, "num_heads": 2, "mlp_dim": 256}
-_RESNET_SMALL = {"width": 16}
 
 # The three presets are alike in shape on purpose: each is one row of data, read top to bottom.
 PRESETS: dict[str, Preset] = {
     "quick": Preset(
         name="quick",
         entries=(
-            Entry("mixer_s16", _MIXER_SMALL, "mixer C64 x2"),
+            Entry("mixer_s16", _MIXER_SMALL, "mixer C128 x2"),
             Entry("vit_s16", dict(_VIT_SMALL, attn_backend="fused"), "vit d64 x2"),
             Entry("vit_s16", dict(_VIT_SMALL, attn_backend="explicit"), "vit d64 x2"),
-            Entry("resnet18", _RESNET_SMALL, "resnet18 w16"),
+            # ResNet-18 below ~300 px holds a constant floor (a 4.7 MiB oneDNN weight buffer in layer4, more than its
+            # activations) and its MACs are a polynomial in pixels only at multiples of 32: 320-928 px, 8.4x the pixels
+            Entry("resnet18", resolutions=(320, 416, 544, 704, 928)),
         ),
-        resolutions=(64, 96, 128, 160, 192),
+        resolutions=(64, 80, 96, 112, 128, 160, 192),
         patch_sizes=(4,),
         batch=1,
         dtypes={"cpu": ("float32",), "cuda": ("float32",)},
         modes=("infer",),
-        min_run_time=0.2,
-        min_runs=3,
+        min_run_time=0.3,
+        min_runs=6,
         warmup=1,
-        note="small widths (Mixer C=64, ViT d=64, 2 blocks; ResNet-18 at width 16), patch 4: S = 256..2,305",
+        note="small widths (Mixer C=128, ViT d=64, 2 blocks) at patch 4: S = 256..2,305; ResNet-18; one thread, "
+             "3 shuffled timing rounds",
+        rounds=3,
+        threads=1,
     ),
     "paper": Preset(
         name="paper",
@@ -163,7 +170,8 @@ def expand(preset: Preset, models: Sequence[str] | None = None, attention: Seque
         if entry.attention is None:
             entries.append(entry)
             continue
-        base = Entry(entry.model, {k: v for k, v in entry.overrides.items() if k != "attn_backend"}, entry.stem)
+        base = Entry(entry.model, {k: v for k, v in entry.overrides.items() if k != "attn_backend"}, entry.stem,
+                     entry.resolutions)
         if repr(base) in seen:
             continue
         seen.add(repr(base))
@@ -196,7 +204,7 @@ def build_grid(
         for patch in (patch_sizes if traits.has_tokens else (None,)):
             for mode in modes:
                 for dtype in dtypes:
-                    for res in resolutions:
+                    for res in (entry.resolutions or resolutions):
                         cases.append(Case(entry.model, res, patch, batch, device, dtype, mode, dict(entry.overrides),
                                           traits.channels_last, compile, entry.name, threads))
     return cases

@@ -41,6 +41,7 @@ class SweepConfig:
     min_runs: int = 5
     warmup: int = 2
     threads: int | None = None
+    rounds: int = 1  # timing rounds per series, sizes shuffled each round (bench.runs.rounds); 1: case by case
     shard: object | None = None  # the bench.runs.shard.Shard this run is (stored in every record), or None
 
     def __post_init__(self):
@@ -127,7 +128,7 @@ def _cuda_batch_fits(case: Case, log: TextIO | None = None) -> Callable[[int], b
 
 def run_case(
     case: Case, *, env: dict, roof: float, min_run_time: float = 1.0, min_runs: int = 5, warmup: int = 2, worker=None,
-    log: TextIO | None = None,
+    log: TextIO | None = None, pretimed=None,
 ) -> Record:
     """Count, time and measure one case; the record to append (status "ok", "oom", "killed" or "error").
 
@@ -135,6 +136,8 @@ def run_case(
     what was measured before it (count, timing) stays in the record.
 
     ``log`` receives a line per try of the max-batch search (``case.batch == "max"``).
+    ``pretimed`` (a :class:`bench.runs.rounds.SeriesTiming`) holds the case's timing from
+    the rounds of its series, used instead of timing it here.
     """
     import torch
 
@@ -152,7 +155,13 @@ def run_case(
                 raise torch.OutOfMemoryError("not even batch 1 fits")
         record.batch = batch
         sized = case.replace(batch=batch)
-        record.time = timing.measure(sized, min_run_time=min_run_time, min_runs=min_runs, warmup=warmup)
+        if pretimed is not None:
+            if pretimed.error is not None:
+                raise pretimed.error
+            record.time = pretimed.timing
+            record.extra.update(pretimed.extra())
+        else:
+            record.time = timing.measure(sized, min_run_time=min_run_time, min_runs=min_runs, warmup=warmup)
         record.achieved_flops_per_s = timing.achieved_flops(record.flops.macs, record.time.images_per_s, case.mode)
         record.mfu = record.achieved_flops_per_s / roof
         _free_cuda()
@@ -232,6 +241,7 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
     from bench.measure import env as envinfo
     from bench.measure import memory, timing
     from bench.runs import machine
+    from bench.runs import rounds
 
     path = config.out / results.FILENAME
     done: set[str] = set()
@@ -255,10 +265,10 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
         started = time.perf_counter()
         try:
             with results.ResultsWriter(path) as writer:
-                for i, case in enumerate(todo, start=1):
+                for i, (case, pretimed) in enumerate(rounds.pretime(todo, config, log), start=1):
                     record = run_case(case, env=env[case.device], roof=roofs[case.device, case.dtype],
                                       min_run_time=config.min_run_time, min_runs=config.min_runs,
-                                      warmup=config.warmup, worker=worker, log=log)
+                                      warmup=config.warmup, worker=worker, log=log, pretimed=pretimed)
                     record.shard = config.shard.to_json() if config.shard is not None else None
                     record.machine = machines[case.device]
                     _append(writer, record)

@@ -180,3 +180,11 @@ def test_to_dict_has_the_contract_keys():
     for key in ("axis", "a", "b", "c", "crossover_tokens", "quadratic_share", "local_exponents", "verdict", "b_ci"):
         assert key in d
     assert isinstance(d["b_ci"], list)
+
+
+def test_exact_counts_that_are_not_a_polynomial_are_neither_linear_nor_quadratic():
+    # ResNet's stride-2 layers round: off multiples of 32 px its MACs are not a polynomial in pixels
+    records = [count("resnet50", r) for r in (224, 240, 256, 272)]
+    result = fit([r.img_size**2 for r in records], [r.macs for r in records], axis="pixels")
+    assert result.verdict == "inconclusive" and "not a polynomial" in result.note
+    assert result.max_rel_residual > 0

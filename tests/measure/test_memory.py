@@ -41,6 +41,14 @@ def test_weights_are_four_bytes_per_parameter(worker):
     assert rec.activation_bytes < 0.1 * expected
 
 
+def test_training_activations_include_the_gradients(worker):
+    # ViT-S/16 at 32 px: 22M parameters, so its gradients alone are 83 MiB; activations are tiny
+    rec = worker.measure(Case("vit_s16", 32, batch=1, mode="train", threads=1))
+    grads = 4 * n_params("vit_s16", 32)
+    assert rec.activation_bytes >= 0.95 * grads  # RSS pages: a few may already be resident
+    assert rec.activation_bytes < 2 * grads + 16 * MiB
+
+
 @pytest.mark.slow
 def test_explicit_attention_holds_the_s_by_s_matrix(worker):
     batch, heads, img, patch = 2, TINY_VIT["num_heads"], 128, 4

@@ -36,19 +36,79 @@ def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def rerandomise_zero_parameters(model: torch.nn.Module) -> list[str]:
+    """Give every parameter timm initialises to zero random values; the names changed.
+
+    timm zero-initialises Mixer's head (so every Mixer's logits are 0 whatever its body
+    computes) and each ResNet block's last BatchNorm scale (so every residual branch adds
+    0): an equivalence test on fresh timm models could not fail there. BatchNorm scales
+    get U(0.5, 1.5), everything else N(0, 0.02^2).
+    """
+    changed = []
+    with torch.no_grad():
+        for mod_name, module in model.named_modules():
+            for p_name, p in module.named_parameters(recurse=False):
+                if torch.count_nonzero(p) == 0:
+                    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and p_name == "weight":
+                        p.uniform_(0.5, 1.5)
+                    else:
+                        p.normal_(0.0, 0.02)
+                    changed.append(f"{mod_name}.{p_name}")
+    return changed
+
+
+def timm_pair(name: str, img_size: int = 224):
+    torch.manual_seed(0)
+    reference = timm.create_model(TIMM_TWINS[name], pretrained=False, num_classes=1000).eval()
+    rerandomise_zero_parameters(reference)
+    ours = architectures.create(name).eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    return ours, reference
+
+
+def max_logit_diff(a, b, img_size: int = 224) -> float:
+    x = torch.randn(1, 3, img_size, img_size, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        return (a(x) - b(x)).abs().max().item()
+
+
 @pytest.mark.parametrize(
     "name", [pytest.param(n, marks=pytest.mark.slow) if n in LARGE else n for n in TIMM_TWINS]
 )
 def test_timm_weights_load_strictly_and_give_the_same_logits(name):
-    torch.manual_seed(0)
-    reference = timm.create_model(TIMM_TWINS[name], pretrained=False, num_classes=1000).eval()
-    ours = architectures.create(name).eval()
-    ours.load_state_dict(reference.state_dict(), strict=True)
+    ours, reference = timm_pair(name)
     assert n_params(ours) == n_params(reference)
-    x = torch.randn(1, 3, 224, 224)
+    assert not [n for n, p in reference.named_parameters() if torch.count_nonzero(p) == 0]
     with torch.inference_mode():
-        diff = (ours(x) - reference(x)).abs().max().item()
-    assert diff <= 1e-4
+        assert reference(torch.randn(1, 3, 224, 224)).abs().max() > 1e-3  # the logits depend on the input
+    assert max_logit_diff(ours, reference) <= 1e-4
+
+
+def _corrupt(module: torch.nn.Module) -> None:
+    with torch.no_grad():
+        module.weight.mul_(1.01)
+
+
+@pytest.mark.parametrize("name, where", [
+    ("mixer_s32", lambda m: m.blocks[3].mlp_tokens.fc1),  # a token-mixing MLP
+    ("resnet18", lambda m: m.layer4[1].conv2),  # the last conv of the last block (its BN scale was zero in timm)
+    ("vit_ti16", lambda m: m.blocks[5].attn.qkv),
+])
+def test_the_equivalence_test_fails_for_a_corrupted_layer(name, where):
+    ours, reference = timm_pair(name)
+    _corrupt(where(ours))
+    assert max_logit_diff(ours, reference) > 1e-4  # what the equivalence test would then see
+
+
+def test_without_rerandomising_timm_hides_a_corrupted_mixer_or_resnet_block():
+    """Why the zero-initialised parameters are re-randomised: on fresh timm models the check cannot fail."""
+    for name, where in (("mixer_s32", lambda m: m.blocks[3].mlp_tokens.fc1), ("resnet18", lambda m: m.layer4[1].conv2)):
+        torch.manual_seed(0)
+        reference = timm.create_model(TIMM_TWINS[name], pretrained=False, num_classes=1000).eval()
+        ours = architectures.create(name).eval()
+        ours.load_state_dict(reference.state_dict(), strict=True)
+        _corrupt(where(ours))
+        assert max_logit_diff(ours, reference) <= 1e-4
 
 
 # Tolstikhin et al. 2021, Table 1: parameters in millions, without the classification head.

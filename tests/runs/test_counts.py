@@ -100,7 +100,7 @@ def test_check_fails_when_a_counter_disagrees(capsys, monkeypatch):
     code, out, err = run(capsys, "--models", "vit_ti16", "--resolutions", "224", "--check")
     assert code == 1
     assert "FAIL" in out
-    assert "disagree by more than 1%" in err
+    assert "disagree (exact agreement required)" in err
 
 
 @pytest.mark.parametrize(
@@ -135,3 +135,15 @@ def test_default_resolutions_skip_what_a_patch_does_not_divide():
     cases = counts.plan(["vit_h14", "vit_b16"], None, None)
     assert [c.img_size for c in cases if c.model == "vit_h14"] == [224, 448, 672, 896]
     assert [c.img_size for c in cases if c.model == "vit_b16"] == list(counts.DEFAULT_RESOLUTIONS)
+
+
+def test_check_demands_exact_agreement(monkeypatch):
+    from bench.measure import counting
+    from bench.runs import counts
+
+    records = counts.count_cases([counts.CountCase("mixer_s32", 224, None)])
+    assert counts.check(records, with_fvcore=False)[0]["ok"]
+    real = counting.flop_counter_macs
+    monkeypatch.setattr(counting, "flop_counter_macs", lambda *a, **k: real(*a, **k) + 1)  # one MAC in ~1e9
+    row = counts.check(records, with_fvcore=False)[0]
+    assert not row["ok"] and 0 < row["max_rel_diff"] < 1e-8

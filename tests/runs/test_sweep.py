@@ -41,8 +41,14 @@ def test_quick_grid():
     p = presets.PRESETS["quick"]
     cases = presets.build_grid(p.entries, p.resolutions, p.patch_sizes, batch=p.batch, device="cpu",
                              dtypes=p.dtypes["cpu"], modes=p.modes)
-    assert len(cases) == len(p.entries) * len(p.resolutions)
+    assert len(cases) == sum(len(e.resolutions or p.resolutions) for e in p.entries)
     assert len({c.key for c in cases}) == len(cases)
+    for entry in p.entries:  # every series spans at least 8x in S (pixels for the convnet)
+        sizes = entry.resolutions or p.resolutions
+        assert (max(sizes) / min(sizes)) ** 2 >= 8
+    assert all(c.threads == 1 for c in presets.build_grid(p.entries, p.resolutions, p.patch_sizes, batch=1,
+                                                          device="cpu", dtypes=["float32"], modes=["infer"],
+                                                          threads=p.threads))
     resnets = [c for c in cases if c.model.startswith("resnet")]
     assert resnets and all(c.patch_size is None and c.channels_last for c in resnets)
     vits = [c for c in cases if c.model.startswith("vit")]

@@ -1,0 +1,88 @@
+"""Per-operator breakdown: time per operator class against S (or pixels) for every profiled series.
+
+The classes are those of :mod:`bench.measure.opclass`; each size's median step time is
+split in proportion to the profiled self time of each class (CPU time on the CPU, device
+time on CUDA: :mod:`bench.analysis.attribution`). ``breakdown.png`` stacks the classes per
+size, one panel per series; the table gives milliseconds per class and the share of
+attention in the step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.analysis.attribution import CLASS_LABELS
+from bench.analysis.series import FitRow
+from bench.files import write_atomically
+from bench.measure.opclass import CLASSES
+
+PLOT = "breakdown.png"
+COLORS = {"attention": "#d62728", "token_mixing": "#9467bd", "dense": "#1f77b4", "norm_elementwise": "#2ca02c",
+          "data_movement": "#7f7f7f"}
+
+
+def profiled(rows: list[FitRow]) -> list[FitRow]:
+    return [r for r in rows if r.quantity == "latency" and r.attribution is not None]
+
+
+def table(rows: list[FitRow]) -> list[str]:
+    head = " | ".join(f"{CLASS_LABELS[c]} ms" for c in CLASSES)
+    lines = [f"| series | x | ms/step | {head} | attention share | clock | kernel |",
+             "| --- | ---: | ---: | " + " | ".join("---:" for _ in CLASSES) + " | ---: | --- | --- |"]
+    for row in profiled(rows):
+        s, att = row.series, row.attribution
+        for x, r, times in zip(s.x(), s.records, att.class_time):
+            total = sum(times.values())
+            cells = " | ".join(f"{times[c] * 1e3:.2f}" for c in CLASSES)
+            kernel = (r.extra.get("profile") or {}).get("attention_kernel") or "-"
+            lines.append(f"| {s.label} | {x:,} | {total * 1e3:.2f} | {cells} | {times['attention'] / total:.0%} | "
+                         f"{att.clock} | {kernel} |")
+    return lines
+
+
+def write_plot(out: Path, rows: list[FitRow]) -> list[str]:
+    """Write breakdown.png (stacked time per class against x, one panel per profiled series); the names written."""
+    rows = profiled(rows)
+    if not rows:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(2, len(rows))
+    nrows = (len(rows) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(6.5 * cols, 4.2 * nrows), squeeze=False)
+    for ax, row in zip(axes.flat, rows):
+        s, att = row.series, row.attribution
+        labels = [f"{x:,}" for x in s.x()]
+        bottom = [0.0] * len(labels)
+        for c in CLASSES:
+            values = [t[c] * 1e3 for t in att.class_time]
+            if any(values):
+                ax.bar(labels, values, bottom=bottom, color=COLORS[c], label=CLASS_LABELS[c])
+                bottom = [b + v for b, v in zip(bottom, values)]
+        for i, t in enumerate(att.class_time):
+            total = sum(t.values())
+            if t["attention"] > 0 and total > 0:
+                ax.annotate(f"{t['attention'] / total:.0%}", (i, bottom[i]), ha="center", va="bottom", fontsize=7)
+        ax.set_title(f"{s.label}: {row.verdict} ({att.clock} time)", fontsize=9)
+        ax.set_xlabel("pixels H x W" if s.axis == "pixels" else "tokens S")
+        ax.set_ylabel("ms per step")
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(rows):]:
+        ax.set_visible(False)
+    fig.suptitle("Time per operator class (profiled step, scaled to the median step; % = attention's share)")
+    fig.tight_layout()
+    write_atomically(out / PLOT, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return [PLOT]
+
+
+def markdown(rows: list[FitRow]) -> list[str]:
+    if not profiled(rows):
+        return []
+    return ["## Time per operator class", "",
+            "Each size's median step split over operator classes in proportion to the profiled self time "
+            "(`torch.profiler`, module paths from forward hooks, classes from `bench.measure.opclass`); "
+            "attention share = attention's part of the step.", ""] + table(rows) + [""]

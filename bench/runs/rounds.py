@@ -1,0 +1,171 @@
+"""Timing a series in rounds: every size once per round, in a shuffled order, then a profiled step.
+
+The sizes of one series (a model at several resolutions) are timed in ``rounds``
+repetitions. Each round visits every size once, in an order shuffled afresh (seeded,
+so reruns repeat it), and times ``blocks`` blocks of that size after one warm-up step;
+a round ends with one profiled step per size (:func:`bench.measure.profile.profile_step`).
+Slow drift of the machine (another job starting, clocks, thermal state) then falls on
+all sizes alike instead of growing with the size, and the rounds are the independent
+repetitions :mod:`bench.analysis.stats` summarises (median per round, then per size).
+
+Models stay built between rounds on the CPU; on CUDA each round builds them again, so
+the largest sizes of a series never hold memory at once. A case that fails (out of
+memory, an error) is left out of the later rounds and its exception is handed to the
+sweep, which records it as it would have.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bench.measure.spec import Case, Timing
+
+
+@dataclass
+class SeriesTiming:
+    """What the rounds measured for one case: a Timing over all blocks, the blocks per round, profiles."""
+
+    timing: Timing | None = None
+    rounds: list[list[float]] = field(default_factory=list)
+    profiles: list[dict] = field(default_factory=list)
+    work: dict | None = None
+    error: BaseException | None = None
+
+    def extra(self) -> dict:
+        """The record's extra keys: ``rounds`` (per-step times per round) and ``profile`` (median per class)."""
+        out: dict = {"rounds": self.rounds}
+        if self.profiles:
+            out["profile"] = summarise_profiles(self.profiles, self.work)
+            out["attention_kernel"] = out["profile"]["attention_kernel"]  # the kernel that ran (None: no attention)
+        return out
+
+
+def summarise_profiles(profiles: list[dict], work: dict | None) -> dict:
+    """Per class the median over rounds of the profiled time, the attention kernel, and the class work."""
+    classes = profiles[0]["cpu_s"].keys()
+    out = {
+        "cpu_s": {c: float(np.median([p["cpu_s"][c] for p in profiles])) for c in classes},
+        "cpu_s_rounds": {c: [p["cpu_s"][c] for p in profiles] for c in classes},
+        "attention_kernel": profiles[-1].get("attention_kernel"),
+        "tensor_peak_bytes_rounds": [p.get("tensor_peak_bytes") for p in profiles],
+        "steps": len(profiles),
+    }
+    if profiles[0].get("device_s"):
+        out["device_s"] = {c: float(np.median([p["device_s"][c] for p in profiles])) for c in classes}
+        out["device_s_rounds"] = {c: [p["device_s"][c] for p in profiles] for c in classes}
+    if work is not None:
+        out["work"] = work
+    return out
+
+
+def time_series(cases: list[Case], *, rounds: int, min_run_time: float, min_runs: int, warmup: int, seed: int = 0,
+                profile: bool = True) -> dict[str, SeriesTiming]:
+    """Time ``cases`` (one series; numeric batches) in ``rounds`` shuffled rounds; results by case key."""
+    import torch
+
+    from bench.measure import profile as profiler
+    from bench.measure import timing
+
+    benchmark = timing._benchmark_module()
+    out = {c.key: SeriesTiming() for c in cases}
+    keep = all(c.device == "cpu" for c in cases)
+    built: dict[str, tuple] = {}
+    numbers: dict[str, int] = {}
+    blocks = max(1, math.ceil(min_runs / rounds))
+    per_block = min_run_time / (rounds * blocks)
+
+    def make(case: Case):
+        if case.key in built:
+            return built[case.key]
+        model = timing.build_case(case)
+        step = timing.case_step(case, model)
+        timer = benchmark.Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads())
+        if keep:
+            built[case.key] = (model, step, timer)
+        return model, step, timer
+
+    def fail(case: Case, exc: BaseException) -> None:
+        out[case.key].error = exc
+        built.pop(case.key, None)
+
+    if profile:
+        for case in cases:
+            try:
+                out[case.key].work = profiler.class_work(case.model, case.img_size, case.patch_size, **case.overrides)
+            except (RuntimeError, ValueError, NotImplementedError):
+                out[case.key].work = None
+    if profile:  # the profiler's first use in a process initialises it (slow, and noisy in the first profile)
+        with profiler.quiet_profiler_logs(), torch.profiler.profile():
+            torch.ones(8).add_(1)
+    rng = random.Random(seed)
+    for r in range(rounds):
+        order = list(cases)
+        rng.shuffle(order)
+        for case in order:
+            st = out[case.key]
+            if st.error is not None:
+                continue
+            try:
+                with timing.torch_threads(case.threads):
+                    model, step, timer = make(case)
+                    if case.key not in numbers:  # first visit: warm up, then size the blocks from one timed step
+                        for _ in range(max(1, warmup)):
+                            step()
+                        once = timer.timeit(1).median
+                        numbers[case.key] = max(1, int(per_block / max(once, 1e-9)))
+                    else:
+                        step()  # the model's caches went cold while the other sizes ran
+                    times = [timer.timeit(numbers[case.key]).median for _ in range(blocks)]
+                    st.rounds.append(times)
+                    if profile:
+                        st.profiles.append(profiler.profile_step(model, step, case.device))
+            except (torch.OutOfMemoryError, RuntimeError, ValueError, MemoryError) as exc:
+                fail(case, exc)
+            finally:
+                if not keep:
+                    built.clear()
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
+    built.clear()
+    for case in cases:
+        st = out[case.key]
+        if st.error is None and st.rounds:
+            all_times = [t for block in st.rounds for t in block]
+            q1, q3 = (float(v) for v in np.percentile(all_times, [25, 75]))
+            per_round = [float(np.median(b)) for b in st.rounds]
+            st.timing = Timing(
+                median_s=float(np.median(per_round)), iqr_s=q3 - q1, mean_s=float(np.mean(all_times)),
+                runs=len(all_times), number_per_run=numbers[case.key], batch=int(case.batch), warmup=warmup,
+                times_s=tuple(all_times),
+            )
+    return out
+
+
+def series_groups(cases: list[Case]) -> list[list[Case]]:
+    """Cases grouped into series (everything but the image size equal), in first-seen order."""
+    groups: dict[str, list[Case]] = {}
+    for c in cases:
+        key = c.replace(img_size=0).key + "|" + c.name
+        groups.setdefault(key, []).append(c)
+    return list(groups.values())
+
+
+def pretime(cases: list[Case], config, log=None):
+    """(case, SeriesTiming or None) for every case, in order: each series timed in rounds just before its cases.
+
+    ``config`` is the sweep's :class:`~bench.runs.sweep.SweepConfig`; with ``config.rounds`` <= 1, or for
+    ``--max-batch`` cases, None (the sweep times the case by itself).
+    """
+    for group in series_groups(cases):
+        pre: dict = {}
+        if config.rounds > 1 and all(c.batch != "max" for c in group):
+            if log is not None:
+                print(f"timing {group[0].name}: {len(group)} sizes x {config.rounds} rounds, shuffled", file=log, flush=True)
+            pre = time_series(group, rounds=config.rounds, min_run_time=config.min_run_time, min_runs=config.min_runs,
+                              warmup=config.warmup)
+        for case in group:
+            yield case, pre.get(case.key)
