@@ -44,6 +44,13 @@ def _names(choices: tuple[str, ...]):
     return parse
 
 
+def _attention_names(text: str) -> list[str]:
+    """--attention's type: the backends ``architectures.vit`` knows (imported only when the option is given)."""
+    from architectures.vit import ATTENTION_BACKENDS
+
+    return _names(ATTENTION_BACKENDS)(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from bench.measure.spec import DTYPES, MODES
     from bench.runs.presets import PRESETS
@@ -52,9 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=model_list, help="comma-separated models instead of the preset's (reference names or timm:<name>)")
     parser.add_argument("--resolutions", type=int_list, help="comma-separated image sizes in pixels")
     parser.add_argument("--patch-sizes", type=int_list, help="comma-separated patch sizes (token models only; default: the preset's, or each model's own with --models)")
-    from architectures.vit import ATTENTION_BACKENDS
 
-    parser.add_argument("--attention", type=_names(ATTENTION_BACKENDS), help="attention backends of reference ViTs: explicit, "
+    parser.add_argument("--attention", type=_attention_names, help="attention backends of reference ViTs: explicit, "
                         "sdpa (torch's default dispatch; alias fused), sdpa-math, sdpa-flash, sdpa-efficient, sdpa-cudnn "
                         "(default: the preset's; fused with --models); one the device cannot run is an error")
     parser.add_argument("--batch", type=positive_int, help="batch size (default: the preset's; 8 with --peers)")
