@@ -72,7 +72,7 @@ def test_merged_report_fits_each_machine_and_shows_both_devices(cpu_and_h200):
     assert "vit_b16 fused: quadratic / linear" in gpu[7] and "vit_b16 explicit: quadratic / quadratic" in gpu[7]
     # MAC S* = 6 d + ... = 4,645 tokens for ViT-B (closed form, DESIGN.md); the latency S* is a number (b significantly positive)
     assert re.search(r"vit_b16 fused: 4,645 / \d{1,2},\d{3}", gpu[8]), gpu[8]
-    assert "vit d64 x2 fused: 402 / 1,138" in cpu[8]
+    assert re.search(r"vit d64 x2 fused: 402 / \d?,?\d{3}", cpu[8]), cpu[8]  # 6 d = 384 plus the norms' and head's share
     assert "mixer C64 x2: - / -" in cpu[6]  # linear MACs: no crossover; latency b not significant: none either
 
 
