@@ -5,40 +5,20 @@ resolution at a fixed patch (``axis="resolution"``) or by patch size at a fixed
 resolution (``axis="patch_size"``); for convnets, which have no tokens, it is the
 number of input pixels H*W (``axis="pixels"``).
 
-Two kinds of data:
+This module fits **exact** counts (parameters, MACs, bytes): the least-squares fit is
+solved in rational arithmetic, so a cost that is exactly linear gives ``b == 0`` exactly
+(Mixer with D_S fixed) and ViT gives ``b == 2*L*d`` exactly (18,432 MACs for ViT-B).
+Measured quantities (time, memory) are fitted by :mod:`bench.analysis.stats` on one value
+per size, into the same :class:`ScalingFit`.
 
-* **exact** counts (parameters, MACs): the least-squares fit is solved in rational
-  arithmetic, so a cost that is exactly linear gives ``b == 0`` exactly (Mixer with
-  D_S fixed) and ViT gives ``b == 2*L*d`` exactly (18,432 MACs for ViT-B).
-* **noisy** measurements (time, memory; ``noisy=True``): least squares in floating
-  point on relative residuals (weights 1/cost^2, since timing noise is a fraction of
-  the value), with OLS standard errors, a 95% interval for ``b`` from Student's t
-  (dof = n - 3) and the matching interval of the quadratic share.
+The verdict rule. Let ``share = b*x_max^2 / cost(x_max)``, the fraction of the cost that
+the quadratic term carries at the largest x, and ``tol`` = ``share_tol`` (default 1e-9):
 
-The verdict rule (the same for both, only the tolerance differs). Let
-``share = b*x_max^2 / cost_fit(x_max)``, the fraction of the fitted cost that the
-quadratic term carries at the largest x, and ``tol`` = ``share_tol`` (default 1e-9
-for exact data, 0.02 for noisy data). For noisy data ``share`` is an interval
-[share_lo, share_hi] computed from the 95% interval of ``b``; for exact data both
-ends are the point value.
-
-* ``"quadratic"``: share_lo > tol (the quadratic term carries more than tol of the
-  cost at the largest x, with 95% confidence for noisy data);
-* ``"linear"``: -tol <= share_lo and share_hi <= tol (any quadratic term carries at
-  most tol of the cost);
-* ``"inconclusive"``: anything else: the interval straddles tol, the fit bends
-  down (b clearly negative), or a noisy fit has no degree of freedom left (3 points).
-  Exact counts that are not a polynomial of degree 2 in x (a residual that is not
-  exactly zero, e.g. ResNet's MACs off multiples of 32 px) are always inconclusive:
-  "linear" and "quadratic" are claims of exactness there.
-
-Noisy data must also grow faster than linearly where the share is taken: a noisy fit
-whose last local exponent (between the two largest x) is at most 1 is "inconclusive",
-not "quadratic". A measured cost can bend upwards without any quadratic work, when a
-fixed overhead and a device that is under-filled at small x give way to a saturated one:
-on an H200, Mixer-B/16's latency has b > 0 with a share of 5% [3%, 6%] at 768 px while
-its local exponents stay between 0.77 and 0.95 (MFU rising from 20% to 30%); ViT-B/16's
-fused-attention latency has share 26% and exponents up to 1.24.
+* ``"quadratic"``: share > tol;
+* ``"linear"``: -tol <= share <= tol;
+* ``"inconclusive"``: the fit bends down (share < -tol), or the counts are not a
+  polynomial of degree 2 in x (a residual that is not exactly zero, e.g. ResNet's MACs
+  off multiples of 32 px): "linear" and "quadratic" are claims of exactness.
 
 The crossover S* = a/b is where the quadratic term equals the linear one; it exists
 only when a > 0 and b > 0. Local log-log exponents d log(cost) / d log(x) between
@@ -54,12 +34,10 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from typing import Sequence
 
-import numpy as np
 
 AXES = ("resolution", "patch_size", "pixels")
 VERDICTS = ("linear", "quadratic", "inconclusive")
 EXACT_SHARE_TOL = 1e-9
-NOISY_SHARE_TOL = 0.02
 
 # Two-sided 95% quantiles of Student's t (the 0.975 quantile) by degrees of freedom,
 # from the standard tables (e.g. NIST/SEMATECH e-Handbook, Table 1.3.6.7.2).
@@ -123,21 +101,8 @@ class ScalingFit:
         return d
 
 
-def fit(
-    x: Sequence[float],
-    cost: Sequence[float],
-    *,
-    noisy: bool = False,
-    axis: str = "resolution",
-    share_tol: float | None = None,
-) -> ScalingFit:
-    """Least-squares fit of cost = a*x + b*x^2 + c, with the verdict of the module docstring.
-
-    ``x`` and ``cost`` are equal-length sequences of positive numbers with at least three
-    distinct x (repeated x are allowed, e.g. several timing samples per size).
-    ``noisy=False`` treats the costs as exact counts (rational arithmetic);
-    ``noisy=True`` adds standard errors and 95% intervals. Raises ValueError on bad input.
-    """
+def checked_input(x: Sequence[float], cost: Sequence[float], axis: str) -> tuple[list[float], list[float], list[float]]:
+    """(x, cost, the distinct x sorted) as floats; ValueError unless they can be fitted (for every fit here)."""
     if axis not in AXES:
         raise ValueError(f"axis must be one of {AXES}, got {axis!r}")
     xs = [float(v) for v in x]
@@ -149,54 +114,40 @@ def fit(
     distinct = sorted(set(xs))
     if len(distinct) < 3:
         raise ValueError(f"a fit of a*x + b*x^2 + c needs at least 3 distinct x, got {len(distinct)}")
-    tol = (NOISY_SHARE_TOL if noisy else EXACT_SHARE_TOL) if share_tol is None else float(share_tol)
+    return xs, ys, distinct
+
+
+def fit(
+    x: Sequence[float],
+    cost: Sequence[float],
+    *,
+    axis: str = "resolution",
+    share_tol: float | None = None,
+) -> ScalingFit:
+    """Exact least-squares fit of cost = a*x + b*x^2 + c, with the verdict of the module docstring.
+
+    ``x`` and ``cost`` are equal-length sequences of positive numbers with at least three
+    distinct x. Raises ValueError on bad input.
+    """
+    xs, ys, distinct = checked_input(x, cost, axis)
+    tol = EXACT_SHARE_TOL if share_tol is None else float(share_tol)
     x_max = distinct[-1]
-
-    polynomial = True
-    if noisy:
-        a, b, c, se, b_ci = _ols(xs, ys)
-    else:
-        a, b, c, polynomial = _exact_least_squares(xs, ys)
-        se = b_ci = None
-
-    fitted_max = a * x_max + b * x_max**2 + c
-    share = b * x_max**2 / fitted_max
-    share_ci = None
+    a, b, c, polynomial = _exact_least_squares(xs, ys)
+    share = b * x_max**2 / (a * x_max + b * x_max**2 + c)
+    residuals = [abs(y - (a * v + b * v * v + c)) / y for v, y in zip(xs, ys)]
     note = ""
-    if noisy:
-        if b_ci is None:
-            share_lo = share_hi = float("nan")
-            note = "3 points leave no degree of freedom for an interval"
-        else:
-            share_ci = (b_ci[0] * x_max**2 / fitted_max, b_ci[1] * x_max**2 / fitted_max)
-            share_lo, share_hi = share_ci
-    else:
-        share_lo = share_hi = share
-
-    exponents = local_exponents(xs, ys)
     if not polynomial:
         verdict = "inconclusive"
-        residual = max(abs(y - (a * v + b * v * v + c)) / y for v, y in zip(xs, ys))
-        note = (f"the counts are not a polynomial a*x + b*x^2 + c in x (max relative residual {residual:.2g}): "
+        note = (f"the counts are not a polynomial a*x + b*x^2 + c in x (max relative residual {max(residuals):.2g}): "
                 f"neither linear nor quadratic exactly (e.g. a convnet's stride-2 layers off multiples of 32)")
-    elif share_lo > tol and noisy and exponents[-1] <= 1:
-        verdict = "inconclusive"
-        note = (f"the fit bends up (quadratic share {share:.3g}) but the cost grows at most linearly at the "
-                f"largest x (local exponent {exponents[-1]:.2f}): overhead or utilisation, not a quadratic term")
-    elif share_lo > tol:
+    elif share > tol:
         verdict = "quadratic"
-    elif -tol <= share_lo and share_hi <= tol:
+    elif share >= -tol:
         verdict = "linear"
     else:
         verdict = "inconclusive"
-        if not note:
-            if share_hi < -tol:
-                note = f"the fit bends down (quadratic share {share:.3g} < -{tol:g})"
-            else:
-                note = f"the quadratic share's interval [{share_lo:.3g}, {share_hi:.3g}] straddles the tolerance {tol:g}"
-
+        note = f"the fit bends down (quadratic share {share:.3g} < -{tol:g})"
     crossover = a / b if a > 0 and b > 0 else None
-    residuals = [abs(y - (a * v + b * v * v + c)) / y for v, y in zip(xs, ys)]
     return ScalingFit(
         axis=axis,
         a=a,
@@ -205,17 +156,14 @@ def fit(
         crossover_tokens=None if axis == "pixels" else crossover,
         crossover=crossover,
         quadratic_share=share,
-        local_exponents=exponents,
+        local_exponents=local_exponents(xs, ys),
         verdict=verdict,
-        noisy=noisy,
+        noisy=False,
         n_points=len(xs),
         x_min=distinct[0],
         x_max=x_max,
         max_rel_residual=max(residuals),
         share_tol=tol,
-        b_ci=b_ci,
-        share_ci=share_ci,
-        se=se,
         note=note,
     )
 
@@ -261,30 +209,3 @@ def _det3(m: list[list[Fraction]]) -> Fraction:
         - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
         + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
     )
-
-
-def _ols(xs: list[float], ys: list[float]):
-    """Weighted least squares on relative residuals (weights 1/cost^2), x scaled to [0, 1].
-
-    Timing and memory noise is multiplicative (a few percent of the value), so each
-    point is weighted by 1/cost^2: every point's relative error counts alike and the
-    largest sizes do not drown the smallest. Returns a, b, c, their standard errors and
-    the 95% interval of b (None, None when n = 3 leaves no degree of freedom).
-    """
-    x = np.asarray(xs)
-    y = np.asarray(ys)
-    sx = x.max()
-    u = x / sx
-    design = np.column_stack([u, u * u, np.ones_like(u)]) / y[:, None]
-    beta, *_ = np.linalg.lstsq(design, np.ones_like(y), rcond=None)
-    scale = np.array([1 / sx, 1 / sx**2, 1.0])
-    a, b, c = (float(v) for v in beta * scale)
-    dof = len(xs) - 3
-    if dof < 1:
-        return a, b, c, None, None
-    resid = 1.0 - design @ beta
-    sigma2 = float(resid @ resid) / dof
-    cov = sigma2 * np.linalg.inv(design.T @ design)
-    se = np.sqrt(np.diag(cov)) * scale
-    half = t_quantile_975(dof) * float(se[1])
-    return a, b, c, (float(se[0]), float(se[1]), float(se[2])), (b - half, b + half)

@@ -167,18 +167,10 @@ def fit_measured(
     summarised to one value per size first (:func:`summarise`), so the result does not
     depend on how many blocks were taken. ``n_points`` is the number of sizes.
     """
-    if axis not in scaling.AXES:
-        raise ValueError(f"axis must be one of {scaling.AXES}, got {axis!r}")
-    if len(x) != len(y):
-        raise ValueError(f"x and cost differ in length ({len(x)} and {len(y)})")
-    if not all(np.isfinite(v) and v > 0 for v in list(x) + list(y)):
-        raise ValueError("x and cost must be finite and positive")
+    scaling.checked_input(x, y, axis)
     sizes, values, _ = summarise(x, y, groups)
-    if len(sizes) < 3:
-        raise ValueError(f"a fit of a*x + b*x^2 + c needs at least 3 distinct x, got {len(sizes)}")
     result = wls(sizes, np.asarray(values))
     a, b, c = (float(v) for v in result.beta)
-    fitted_max = float(result.fitted_max)
     share = float(result.share())
     if result.se is None:
         b_ci = share_ci = se = None
@@ -192,7 +184,6 @@ def fit_measured(
         verdict, note = curve_verdict(share_ci[0], share_ci[1], share_tol)
     crossover = a / b if a > 0 and b > 0 and b_ci is not None and b_ci[0] > 0 else None
     residuals = [abs(v - (a * s + b * s * s + c)) / v for s, v in zip(sizes, values)]
-    del fitted_max
     return scaling.ScalingFit(
         axis=axis, a=a, b=b, c=c,
         crossover_tokens=None if axis == "pixels" else crossover, crossover=crossover,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import random
 
 import pytest
 
 from bench.measure import formulas
 from bench.measure.counting import build, count
+from bench.analysis.stats import fit_measured
 from bench.analysis.scaling import crossover_resolution, fit, local_exponents, t_quantile_975
 
 RESOLUTIONS = (224, 448, 512, 672, 896, 1024)
@@ -95,59 +95,10 @@ def test_exact_power_laws():
     assert result.quadratic_share == 1.0
 
 
-def _noisy(coeffs, xs, rel_noise, seed, repeats=3):
-    a, b, c = coeffs
-    rng = random.Random(seed)
-    x_all = [x for x in xs for _ in range(repeats)]
-    return x_all, [(a * x + b * x * x + c) * (1 + rng.gauss(0, rel_noise)) for x in x_all]
-
-
-TOKENS = [197, 577, 1025, 1601, 2305, 4097]
-
-
-def test_noisy_quadratic_interval_covers_the_truth():
-    true = (85e6, 18_432.0, 1e8)
-    hits = 0
-    for seed in range(20):
-        x, y = _noisy(true, TOKENS, 0.03, seed)
-        result = fit(x, y, noisy=True)
-        assert result.verdict == "quadratic"
-        lo, hi = result.b_ci
-        hits += lo <= true[1] <= hi
-        assert result.share_ci[0] <= result.quadratic_share <= result.share_ci[1]
-    assert hits >= 16  # a 95% interval: about 19 of 20
-
-
-def test_noisy_linear_is_linear_when_precise_and_inconclusive_when_not():
-    covered = 0
-    for seed in range(10):
-        precise = fit(*_noisy((6.4e7, 0.0, 1e6), TOKENS, 0.002, seed), noisy=True)
-        assert precise.verdict == "linear"
-        covered += precise.b_ci[0] <= 0 <= precise.b_ci[1]
-    assert covered >= 8  # a 95% interval
-    vague = fit(*_noisy((6.4e7, 0.0, 1e6), TOKENS[:4], 0.10, seed=1, repeats=1), noisy=True)
-    assert vague.verdict == "inconclusive"
-    assert vague.note
-
-
-def test_noisy_upward_bend_without_superlinear_growth_is_inconclusive():
-    # A large fixed overhead c with a small positive b: convex, yet the cost grows more slowly
-    # than S everywhere on this range (like Mixer's GPU latency with rising utilisation).
-    true = (2e-5, 4.5e-10, 5e-3)
-    slow = fit(*_noisy(true, TOKENS[:5], 0.002, seed=3), noisy=True)
-    assert slow.share_ci[0] > slow.share_tol  # the share alone would say quadratic
-    assert slow.local_exponents[-1] < 1
-    assert slow.verdict == "inconclusive" and "at most linearly" in slow.note
-    # the same b with no overhead grows faster than S at the top: quadratic
-    steep = fit(*_noisy((2e-5, 4.5e-10, 0.0), TOKENS, 0.002, seed=3), noisy=True)
-    assert steep.local_exponents[-1] > 1 and steep.verdict == "quadratic"
-
-
-def test_noisy_three_points_are_inconclusive():
-    result = fit([1, 2, 3], [1.0, 4.1, 8.9], noisy=True)
+def test_measured_three_points_are_inconclusive():
+    result = fit_measured([1, 2, 3], [1.0, 4.1, 8.9])
     assert result.verdict == "inconclusive"
     assert result.b_ci is None
-    assert "degree of freedom" in result.note
 
 
 def test_t_quantiles_match_the_tables():
@@ -171,12 +122,13 @@ def test_t_quantiles_match_the_tables():
     ],
 )
 def test_bad_input(x, cost, kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        fit(x, cost, **kwargs)
+    for fitter in (fit, fit_measured):
+        with pytest.raises(ValueError, match=message):
+            fitter(x, cost, **kwargs)
 
 
 def test_to_dict_has_the_contract_keys():
-    d = fit([1, 2, 3, 4], [1.0, 4.2, 8.8, 16.1], noisy=True).to_dict()
+    d = fit_measured([1, 2, 3, 4], [1.0, 4.2, 8.8, 16.1]).to_dict()
     for key in ("axis", "a", "b", "c", "crossover_tokens", "quadratic_share", "local_exponents", "verdict", "b_ci"):
         assert key in d
     assert isinstance(d["b_ci"], list)
