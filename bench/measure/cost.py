@@ -377,3 +377,14 @@ def copy_bandwidth(device: str, *, nbytes: int | None = None, min_run_time: floa
 
     t = timing.time_step(step, batch=1, min_run_time=min_run_time, warmup=2, min_runs=3, label="copy bandwidth")
     return 2 * src.numel() * 4 / t.median_s
+
+
+def count_case_or_none(case: Case, batch: int | None = None) -> CostRecord | None:
+    """:func:`count_case`, or None (logged) for a case that cannot run on meta (a timm peer, say): the sweep goes on."""
+    import logging
+
+    try:
+        return count_case(case, batch)
+    except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
+        logging.getLogger(__name__).warning("%s at %s px: no cost on meta (%s)", case.name, case.img_size, exc)
+        return None
