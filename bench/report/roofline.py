@@ -161,19 +161,22 @@ def plot(out: Path, rows: list[dict]) -> str | None:
 
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
     roofs = {}
+    series: dict[str, list] = {}
     for row in rows:
-        r, c = row["record"], row["cost"]
-        intensity = c.flops / c.bytes_moved
-        ax.plot(intensity, c.flops / row["measured_s"], "o", ms=4, label=_case_name(r))
-        ax.plot(intensity, c.flops / row["predicted_s"], "x", ms=4, color="grey")
+        r = row["record"]
+        series.setdefault(f"{_case_name(r)} {r.case.dtype} b{r.batch}", []).append(row)
         roofs[(r.case.device, r.case.dtype)] = (r.roof_flops_per_s, row["bandwidth"])
+    for label, group in series.items():  # one colour per model and mode, sizes joined in order
+        group = sorted(group, key=lambda row: row["record"].case.img_size)
+        intensity = [row["cost"].flops / row["cost"].bytes_moved for row in group]
+        line = ax.plot(intensity, [row["cost"].flops / row["measured_s"] for row in group], "o-", ms=4, label=label)[0]
+        ax.plot(intensity, [row["cost"].flops / row["predicted_s"] for row in group], "x:", ms=4, color=line.get_color(),
+                alpha=0.6)
     grid = np.geomspace(0.5, 1e4, 200)
     for (device, dtype), (roof, bw) in roofs.items():
         ax.plot(grid, np.minimum(roof, bw * grid), "-", color="black", alpha=0.5)
         ax.text(grid[-1], roof, f" {device} {dtype}", fontsize=7, va="bottom", ha="right")
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
-    ax.legend(unique.values(), unique.keys(), fontsize=6, ncol=2)
+    ax.legend(fontsize=6, ncol=2)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity, FLOP per byte moved (log)")
