@@ -71,7 +71,10 @@ def run(args: argparse.Namespace) -> int:
     fit_rows = [dict(f, quantity="macs") for f in fits(records)]
     from bench.runs import costs
 
-    priced = costs.price(records, args.attention, args.mode)  # bytes moved, peak activation bytes, ops (COST.md)
+    try:
+        priced = costs.price(records, args.attention, args.mode)  # bytes moved, peak activation bytes, ops (COST.md)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     cost_fits = costs.fits(priced)
     checks = check(records, args.fvcore) if args.check else None
     if args.format == "json":

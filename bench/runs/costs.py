@@ -40,14 +40,17 @@ def price(records: list, attentions: list[str] | None, modes: list[str]) -> list
     """Every record at every mode and (ViTs only) every attention backend; None: each model's own backend."""
     from bench.measure.cost import cost
 
+    import architectures
+
     priced = []
     for r in records:
+        patch = None if r.patch_size == architectures.traits(r.model).patch_size else r.patch_size  # None: the model's own
         backends = attentions if attentions and has_attention_backends(r.model) else [None]
         for backend in backends:
             overrides = {} if backend is None else {"attn_backend": backend}
             for mode in modes:
                 try:
-                    priced.append(Priced(r, cost(r.model, r.img_size, r.patch_size, mode=mode, **overrides)))
+                    priced.append(Priced(r, cost(r.model, r.img_size, patch, mode=mode, **overrides)))
                 except (RuntimeError, NotImplementedError) as exc:  # a timm peer that cannot run on meta
                     raise ValueError(f"{r.model} at {r.img_size} px: cannot be priced on meta ({exc})") from None
     return priced
