@@ -45,6 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "exit 1 if any disagrees at all (they agree exactly)")
     parser.add_argument("--fvcore", action="store_true",
                         help="with --check, also run fvcore on real CPU tensors (executes every case once at batch 1)")
+    from bench.cli.cmd_sweep import _names
+
+    parser.add_argument("--attention", type=_names(("fused", "explicit")), default=None,
+                        help="attention backends of reference ViTs to price, e.g. fused,explicit (default: the preset's)")
+    parser.add_argument("--mode", type=_names(("infer", "train")), default=["infer"],
+                        help="steps to price: infer, train or both (default: infer); see COST.md")
 
 
 RECORD_KEYS = ("model", "img_size", "patch_size", "tokens", "params", "macs", "activations", "matmul_macs", "uncounted", "device")
@@ -62,10 +68,17 @@ def run(args: argparse.Namespace) -> int:
         records = count_cases(plan(models, args.resolutions, args.patch_sizes), progress("counting"))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    fit_rows = fits(records)
+    fit_rows = [dict(f, quantity="macs") for f in fits(records)]
+    from bench.runs import costs
+
+    try:
+        priced = costs.price(records, args.attention, args.mode)  # bytes moved, peak activation bytes, ops (COST.md)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    cost_fits = costs.fits(priced)
     checks = check(records, args.fvcore) if args.check else None
     if args.format == "json":
-        payload = {"records": [{k: getattr(r, k) for k in RECORD_KEYS} for r in records], "fits": fit_rows}
+        payload = {"records": [p.to_json(RECORD_KEYS) for p in priced], "fits": fit_rows + cost_fits}
         if checks is not None:
             payload["checks"] = checks
         print(json.dumps(payload, indent=2))
@@ -77,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
                              f"{r.gmacs:.4f}", r.activations, r.matmul_macs, r.device])
     else:
         print_table(records, fit_rows, checks)
+        print_cost_table(priced, cost_fits)
     if checks is not None and not all(c["ok"] for c in checks):
         bad = [c for c in checks if not c["ok"]]
         print(f"mixerbench flops: {len(bad)} case(s) disagree (exact agreement required)", file=sys.stderr)
@@ -131,3 +145,21 @@ def print_table(records: list, fit_rows: list[dict], checks: list[dict] | None) 
         agree = sum(c["ok"] for c in checks)
         worst = max(c["max_rel_diff"] for c in checks)
         print(f"{agree} of {len(checks)} cases agree exactly (largest relative difference {worst:.2e})")
+
+
+
+def print_cost_table(priced: list, cost_fits: list[dict]) -> None:
+    """Bytes moved, peak activation memory and operators of one step per image (batch 1, float32)."""
+    width = max(len("model"), *(len(p.flops.model) for p in priced))
+    print("\none step per image (batch 1, float32, counted on meta): bytes moved, peak activation memory, operators")
+    print(f"{'model':<{width}} {'img':>5} {'attention':>9} {'mode':>5} {'MB moved':>10} {'peak act MiB':>12} {'ops':>6}")
+    for p in priced:
+        c = p.cost
+        print(f"{p.flops.model:<{width}} {p.flops.img_size:>5} {_dash(c.attention):>9} {c.mode:>5} {c.bytes_moved / 1e6:>10.1f} "
+              f"{c.peak_activation_bytes / 2**20:>12.2f} {c.ops:>6}")
+    if cost_fits:
+        print("\ncost = a*S + b*S^2 + c (S tokens; convnets: S = pixels)")
+        print(f"{'model':<{width}} {'attention':>9} {'mode':>5} {'quantity':<22} {'b':>10} {'quad share':>10} verdict")
+        for f in cost_fits:
+            print(f"{f['model']:<{width}} {_dash(f['attention']):>9} {f['mode']:>5} {f['quantity']:<22} {f['b']:>10.4g} "
+                  f"{f['quadratic_share']:>10.1%} {f['verdict']}")

@@ -168,3 +168,47 @@ class MemoryRecord:
     @classmethod
     def from_json(cls, data: dict) -> MemoryRecord:
         return cls(**_fields(cls, data))
+
+
+@dataclass(frozen=True)
+class CostRecord:
+    """The deterministic cost of one step beyond MACs (``bench.measure.cost``), counted on the meta device.
+
+    ``bytes_moved``: bytes read plus bytes written by every operator that does work
+    (views and other metadata-only operators move nothing): a lower bound on memory
+    traffic without fusion. ``peak_activation_bytes``: the peak of the bytes held by
+    tensors allocated during the step, weights and the input batch excluded (training:
+    gradients and optimizer state excluded too; they are ``gradient_bytes`` and
+    ``optimizer_bytes``). ``peak_step_bytes``: the same peak with gradients and optimizer
+    state included (what an allocator sees above the weights). ``ops``: operator calls
+    that do work (what launch overhead scales with). ``by_class``: the same per operator
+    class (``bench.measure.opclass.CLASSES``): ``bytes_moved``, ``ops``, ``flops``.
+    ``kernels``: distinct operator calls ``[class, op, flops, bytes, count]``, enough
+    to price the step on any roofline (``bench.measure.cost.predict``).
+    """
+
+    model: str
+    img_size: int
+    patch_size: int | None
+    tokens: int | None
+    batch: int
+    dtype: str
+    mode: str
+    device: str  # the device whose kernels and autocast policy were modelled
+    attention: str | None  # ViT attention backend, None for other models
+    bytes_moved: int
+    peak_activation_bytes: int
+    ops: int
+    flops: int  # arithmetic of every operator (matmuls 2 per MAC, backward included; elementwise 1 per element)
+    peak_step_bytes: int
+    by_class: dict[str, dict]
+    gradient_bytes: int | None = None  # train only
+    optimizer_bytes: int | None = None  # train only
+    kernels: list = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> CostRecord:
+        return cls(**_fields(cls, data))

@@ -279,6 +279,11 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
         md += attention_table(pairs) + [""]
     if peers:
         md += ["## Reference models vs timm (interleaved in one run)", ""] + peers_table(peers) + [""]
+    from bench.report import roofline
+
+    roof_md, roof_plots = roofline.section(records, out)  # predicted vs measured time per operator class
+    md += roof_md
+    plots = plots + roof_plots
     md += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
     md += ["## Cases", ""] + case_table(records) + [""]
     md += ["## How it was measured", "", METHODS]

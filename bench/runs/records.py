@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from bench.measure.spec import Case, FlopRecord, MemoryRecord, Timing, case_key  # noqa: F401 (case_key: part of this API)
+from bench.measure.spec import Case, CostRecord, FlopRecord, MemoryRecord, Timing, case_key  # noqa: F401 (case_key: part of this API)
 
 FILENAME = "results.jsonl"
 PEERS_FILENAME = "peers.jsonl"
@@ -81,6 +81,8 @@ class Record:
     elapsed_s: float | None = None
     shard: dict | None = None  # the shard that ran it (bench.runs.shard.Shard.to_json()), when sharded
     machine: dict | None = None  # the machine's fingerprint (bench.runs.machine), when recorded
+    cost: CostRecord | None = None  # bytes moved, peak activation bytes, operators (bench.measure.cost)
+    copy_bytes_per_s: float | None = None  # copy bandwidth measured at the start of the run (the roofline's memory roof)
     schema: int = SCHEMA_VERSION
     extra: dict = field(default_factory=dict)
 
@@ -110,7 +112,7 @@ class Record:
         out: dict = dict(self.extra)
         out.update(schema=self.schema, case=self.case.to_json(), label=self.name, status=self.status)
         for name in ("family", "env", "roof_flops_per_s", "flops_per_mac", "batch", "achieved_flops_per_s", "mfu",
-                     "error", "elapsed_s"):
+                     "error", "elapsed_s", "copy_bytes_per_s"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
@@ -123,6 +125,8 @@ class Record:
         for name in ("shard", "machine"):  # written only when set: older files stay byte-identical
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
+        if self.cost is not None:
+            out["cost"] = self.cost.to_json()
         return out
 
     @classmethod
@@ -143,6 +147,7 @@ class Record:
             flops = FlopRecord.from_json(data["flops"]) if isinstance(data.get("flops"), dict) else None
             time = Timing.from_json(data["time"]) if isinstance(data.get("time"), dict) else None
             memory = MemoryRecord.from_json(data["memory"]) if isinstance(data.get("memory"), dict) else None
+            cost = CostRecord.from_json(data["cost"]) if isinstance(data.get("cost"), dict) else None
         except TypeError as exc:  # a part lacks a field
             raise ValueError(f"malformed part: {exc}") from None
         if flops is None and isinstance(data.get("macs"), int):  # files written before 'flops' was stored
@@ -161,6 +166,7 @@ class Record:
             env=data.get("env"), roof_flops_per_s=data.get("roof_flops_per_s"), flops_per_mac=data.get("flops_per_mac"),
             flops=flops, batch=data.get("batch"), time=time, achieved_flops_per_s=data.get("achieved_flops_per_s"),
             mfu=data.get("mfu"), memory=memory, error=data.get("error"), elapsed_s=data.get("elapsed_s"), schema=schema,
+            cost=cost, copy_bytes_per_s=data.get("copy_bytes_per_s"),
             extra={k: v for k, v in data.items() if k not in known},
         )
         record.case = case.replace(label=record.label)

@@ -128,7 +128,7 @@ def _cuda_batch_fits(case: Case, log: TextIO | None = None) -> Callable[[int], b
 
 def run_case(
     case: Case, *, env: dict, roof: float, min_run_time: float = 1.0, min_runs: int = 5, warmup: int = 2, worker=None,
-    log: TextIO | None = None, pretimed=None,
+    log: TextIO | None = None, pretimed=None, copy_bytes_per_s: float | None = None,
 ) -> Record:
     """Count, time and measure one case; the record to append (status "ok", "oom", "killed" or "error").
 
@@ -141,10 +141,10 @@ def run_case(
     """
     import torch
 
-    from bench.measure import counting, memory, timing
+    from bench.measure import cost, counting, memory, timing
 
     record = Record(case=case, status="error", label=case.name, family=architectures.family(case.model), env=env,
-                    roof_flops_per_s=roof, flops_per_mac=FLOPS_PER_MAC[case.mode])
+                    roof_flops_per_s=roof, flops_per_mac=FLOPS_PER_MAC[case.mode], copy_bytes_per_s=copy_bytes_per_s)
     started = time.perf_counter()
     try:
         record.flops = counting.count_case(case)
@@ -155,6 +155,7 @@ def run_case(
                 raise torch.OutOfMemoryError("not even batch 1 fits")
         record.batch = batch
         sized = case.replace(batch=batch)
+        record.cost = cost.count_case_or_none(sized)  # bytes moved, peak activation bytes, operators (meta device)
         if pretimed is not None:
             if pretimed.error is not None:
                 raise pretimed.error
@@ -238,6 +239,7 @@ def _append(writer: results.ResultsWriter, record: Record | PeerRecord) -> None:
 
 
 def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
+    from bench.measure import cost
     from bench.measure import env as envinfo
     from bench.measure import memory, timing
     from bench.runs import machine
@@ -260,6 +262,7 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
         for device, dtype in sorted({(c.device, c.dtype) for c in todo}):
             roofs[device, dtype] = timing.matmul_roof(device, dtype)
             print(f"matmul roof {device} {dtype}: {roofs[device, dtype] / 1e9:.1f} GFLOP/s", file=log, flush=True)
+        copies = {d: cost.copy_bandwidth(d) for d in sorted(devices)}  # the roofline's memory roof (bench.report.roofline)
         worker = memory.MemoryWorker() if "cpu" in devices else None
         machines, run_started = {d: machine.start(d) for d in devices}, machine.now()  # fingerprint, GPU sample
         started = time.perf_counter()
@@ -268,7 +271,8 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
                 for i, (case, pretimed) in enumerate(rounds.pretime(todo, config, log), start=1):
                     record = run_case(case, env=env[case.device], roof=roofs[case.device, case.dtype],
                                       min_run_time=config.min_run_time, min_runs=config.min_runs,
-                                      warmup=config.warmup, worker=worker, log=log, pretimed=pretimed)
+                                      warmup=config.warmup, worker=worker, log=log, pretimed=pretimed,
+                                      copy_bytes_per_s=copies[case.device])
                     record.shard = config.shard.to_json() if config.shard is not None else None
                     record.machine = machines[case.device]
                     _append(writer, record)

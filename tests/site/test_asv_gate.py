@@ -25,7 +25,7 @@ import architectures
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_FILES = ("pyproject.toml", "README.md", "asv.conf.json", "architectures", "bench", "suites")
-GATE_BENCHMARKS = r"^(flops|scaling)\."  # the deterministic suites (README: "The regression gate")
+GATE_BENCHMARKS = r"^(flops|scaling|cost)\."  # the deterministic suites (README: "The regression gate"; COST.md)
 MACHINE = "gate-test"
 
 pytestmark = [
@@ -80,6 +80,21 @@ def gate_repo(tmp_path_factory) -> tuple[Path, dict]:
         readme.write("\nA sentence that changes nothing measured.\n")
     _commit(repo, "comment and README only")
 
+    # Regressions that leave parameters and MACs unchanged (COST.md): only the cost suite can see them.
+    _git(repo, "checkout", "-q", "-b", "explicit", "main")
+    _edit(repo / "architectures" / "vit.py", 'attn_backend: str = "fused"', 'attn_backend: str = "explicit"')
+    _commit(repo, "ViT: explicit attention by default")
+
+    _git(repo, "checkout", "-q", "-b", "copy", "main")
+    _edit(repo / "architectures" / "mixer.py", "x = x + self.mlp_tokens(y).transpose(1, 2)  #",
+          "x = x + self.mlp_tokens(y).transpose(1, 2).contiguous()  #")
+    _commit(repo, "Mixer: an extra full-tensor copy per block")
+
+    _git(repo, "checkout", "-q", "-b", "float64", "main")
+    _edit(repo / "architectures" / "mixer.py", "x = x + self.mlp_tokens(y).transpose(1, 2)  #",
+          "x = (x.double() + self.mlp_tokens(y).transpose(1, 2)).float()  #")
+    _commit(repo, "Mixer: the token-mixing residual added in float64")
+
     _git(repo, "checkout", "-q", "-b", "slow", "main")
     _edit(repo / "architectures" / "mixer.py", "import dataclasses\n", "import dataclasses\nimport time\n")
     _edit(repo / "architectures" / "mixer.py", "        x = self.stem(x)  # (B, 3, H, W) -> (B, S, C)\n",
@@ -97,8 +112,9 @@ def gate_repo(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def _continuous(repo: Path, env: dict, tip: str, bench: str = GATE_BENCHMARKS, factor: str = "1.0") -> subprocess.CompletedProcess:
+    quick = ["--quick"] if bench == GATE_BENCHMARKS else []  # track_ values are the same on one run
     return subprocess.run(
-        [sys.executable, "-m", "asv", "continuous", "--machine", MACHINE, "--factor", factor,
+        [sys.executable, "-m", "asv", "continuous", "--machine", MACHINE, "--factor", factor, *quick,
          "--bench", bench, "--show-stderr", "main", tip],
         cwd=repo, env=env, capture_output=True, text=True, timeout=1500,
     )
@@ -108,18 +124,22 @@ def _tail(done: subprocess.CompletedProcess, n: int = 60) -> str:
     return "\n".join((done.stdout + done.stderr).splitlines()[-n:])
 
 
-def test_gate_fails_when_mixer_cost_grows_faster_than_linearly(gate_repo):
-    repo, env = gate_repo
-    done = _continuous(repo, env, "regress")
+def _worse(done: subprocess.CompletedProcess) -> dict[str, tuple[str, str]]:
+    """asv's table: "| + | before | after | ratio | benchmark(params) |" for what got worse."""
     assert done.returncode == 1, f"asv continuous should flag the regression (exit 1), got {done.returncode}:\n{_tail(done)}"
-    out = done.stdout
-    assert "PERFORMANCE DECREASED" in out, _tail(done)
-    # asv's table: "| + | before | after | ratio | benchmark(params) |" for what got worse.
+    assert "PERFORMANCE DECREASED" in done.stdout, _tail(done)
     worse = {}
-    for line in out.splitlines():
+    for line in done.stdout.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 5 and cells[0] == "+":
             worse[cells[4]] = (cells[1], cells[2])
+    return worse
+
+
+def test_gate_fails_when_mixer_cost_grows_faster_than_linearly(gate_repo):
+    repo, env = gate_repo
+    done = _continuous(repo, env, "regress")
+    worse = _worse(done)
     # Independent expectation (closed form): with D_S = round(D_S0 * S / 196), each block's
     # token-mixing MLP Linear(S, D_S) + Linear(D_S, S) gains 2*S*dD + dD weights and biases.
     for model, blocks, tokens_mlp_dim in (("mixer_b16", 12, 384), ("mixer_s16", 8, 256)):
@@ -128,7 +148,9 @@ def test_gate_fails_when_mixer_cost_grows_faster_than_linearly(gate_repo):
         delta = blocks * ((2 * s * grown + grown) - (2 * s * tokens_mlp_dim + tokens_mlp_dim))
         before = sum(p.numel() for p in architectures.create(model, img_size=384).parameters())
         key = f"flops.Count.track_params('{model}', 384)"
-        assert worse.get(key) == (f"{before:g}", f"{before + delta:g}"), (key, _tail(done))
+        # asv prints 6 significant digits or the whole integer, depending on its version and --quick
+        got = tuple(float(v) for v in worse.get(key, ("nan", "nan")))
+        assert got == pytest.approx((before, before + delta), rel=5e-6), (key, _tail(done))
         assert f"flops.Count.track_gmacs('{model}', 384)" in worse, _tail(done)
     for name in ("track_verdict", "track_quadratic_coefficient", "track_quadratic_share_percent"):
         assert f"scaling.MacsFit.{name}('mixer_b16')" in worse, _tail(done)
@@ -152,3 +174,47 @@ def test_timing_report_flags_a_slower_forward_pass(gate_repo):
     assert done.returncode == 1, f"asv continuous should flag the slowdown (exit 1), got {done.returncode}:\n{_tail(done)}"
     assert "PERFORMANCE DECREASED" in done.stdout, _tail(done)
     assert "throughput.Step.time_step('mixer_s16', 'cpu', 'infer')" in done.stdout, _tail(done)
+
+
+def _only_cost(worse: dict, done) -> None:
+    # MACs and parameters did not move: the flops and scaling suites see nothing.
+    assert worse and all(k.startswith("cost.Step.") for k in worse), (sorted(worse), _tail(done))
+
+
+def test_gate_fails_when_vit_attention_defaults_to_explicit(gate_repo):
+    repo, env = gate_repo
+    done = _continuous(repo, env, "explicit")
+    worse = _worse(done)
+    _only_cost(worse, done)
+    for mode in ("infer", "train"):
+        for name in ("track_bytes_moved", "track_peak_activation_bytes"):
+            assert f"cost.Step.{name}('vit_b16', 384, '{mode}')" in worse, _tail(done)
+    assert not [k for k in worse if "mixer" in k or "resnet" in k], _tail(done)
+
+
+def test_gate_fails_on_an_extra_copy_in_the_mixer_block(gate_repo):
+    repo, env = gate_repo
+    done = _continuous(repo, env, "copy")
+    worse = _worse(done)
+    _only_cost(worse, done)
+    for model in ("mixer_s16", "mixer_b16"):
+        for size in (224, 384):
+            assert f"cost.Step.track_bytes_moved('{model}', {size}, 'infer')" in worse, _tail(done)
+            assert f"cost.Step.track_ops('{model}', {size}, 'infer')" in worse, _tail(done)
+    # One copy per block: operators grow by exactly the number of blocks (12 for Mixer-B).
+    before, after = worse["cost.Step.track_ops('mixer_b16', 224, 'infer')"]
+    assert int(after) - int(before) == 12, (before, after)
+    assert not [k for k in worse if "vit_" in k or "resnet" in k], _tail(done)
+
+
+def test_gate_fails_on_a_float64_upcast(gate_repo):
+    repo, env = gate_repo
+    done = _continuous(repo, env, "float64")
+    worse = _worse(done)
+    _only_cost(worse, done)
+    # The float64 sum is a transient of the token-mixing half; the block's peak (the channel
+    # MLP) does not move, the bytes and the two extra casts per block do.
+    for mode in ("infer", "train"):
+        for name in ("track_bytes_moved", "track_ops"):
+            assert f"cost.Step.{name}('mixer_b16', 224, '{mode}')" in worse, _tail(done)
+    assert not [k for k in worse if "vit_" in k or "resnet" in k], _tail(done)

@@ -1,0 +1,223 @@
+"""The roofline of every case: predicted step time from the deterministic cost, against the measured time.
+
+Each operator the step runs (``CostRecord.kernels``: class, FLOPs, bytes moved, calls) is
+priced at ``max(flops / roof, bytes / bandwidth)``: the matmul roof the sweep measured
+(``roof_flops_per_s``, the case's dtype) and the copy bandwidth it measured
+(``copy_bytes_per_s``). An operator is *compute-bound* when its FLOP time is the larger,
+*memory-bound* otherwise; a class is marked by where most of its predicted time is.
+The sum is a lower bound for an unfused, perfectly overlapped execution: measured /
+predicted says how far the real kernels are from their roof (launch overhead, kernels
+below the roof, the time the GPU sits idle between small kernels).
+
+Records written before the cost existed are priced on the meta device from their case
+(``bench.measure.cost.count_case``); a CUDA record without a measured copy bandwidth uses
+the device's nominal bandwidth (H200: 4.8 TB/s), and the report says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.measure.opclass import CLASSES
+
+PLOT = "roofline.png"
+COST_QUANTITIES = ("bytes_moved", "peak_activation_bytes", "ops")
+# Nominal HBM bandwidth of GPUs by the name torch reports, bytes/s (vendor data sheets).
+NOMINAL_BANDWIDTH = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.0e12}
+# A profiled sweep (bench.measure.profile via bench.runs.rounds) stores measured seconds per step by operator
+# class in record.extra["profile"]: "device_s" on CUDA, "cpu_s" (CPU self time) always. Used for the per-class
+# measured / predicted when present.
+PROFILE_KEY = "profile"
+
+
+def measured_by_class(record) -> dict | None:
+    """Measured seconds per step by operator class (device time on CUDA, CPU self time otherwise), or None."""
+    profile = record.extra.get(PROFILE_KEY)
+    if not isinstance(profile, dict):
+        return None
+    by_class = profile.get("device_s") or profile.get("cpu_s")
+    return by_class if isinstance(by_class, dict) and by_class else None
+
+
+def predict(kernels: list, roof: float, bandwidth: float) -> dict:
+    """Predicted seconds of a step: total and per class (compute part, memory part, bound)."""
+    by_class: dict[str, dict] = {}
+    for cls, _op, flops, nbytes, calls in kernels:
+        compute, memory = flops / roof, nbytes / bandwidth
+        entry = by_class.setdefault(cls, {"predicted_s": 0.0, "compute_bound_s": 0.0, "memory_bound_s": 0.0})
+        entry["predicted_s"] += calls * max(compute, memory)
+        entry["compute_bound_s" if compute >= memory else "memory_bound_s"] += calls * max(compute, memory)
+    for entry in by_class.values():
+        entry["bound"] = "compute" if entry["compute_bound_s"] >= entry["memory_bound_s"] else "memory"
+    return {"predicted_s": sum(e["predicted_s"] for e in by_class.values()), "by_class": by_class}
+
+
+def bandwidth_of(record) -> tuple[float | None, str]:
+    """(copy bandwidth in bytes/s, where it comes from) for a record."""
+    if record.copy_bytes_per_s:
+        return record.copy_bytes_per_s, "measured"
+    name = (record.env or {}).get("device_name", "") if record.case.device == "cuda" else ""
+    for gpu, nominal in NOMINAL_BANDWIDTH.items():
+        if gpu in name:
+            return nominal, f"nominal {gpu}"
+    return None, "unknown"
+
+
+def cost_of(record):
+    """The record's CostRecord, or one counted on meta from its case (records older than the cost); None if impossible."""
+    if record.cost is not None:
+        return record.cost
+    from bench.measure.cost import count_case_or_none
+
+    return count_case_or_none(record.case, record.batch)
+
+
+def rows_of(records: list) -> list[dict]:
+    rows = []
+    for r in records:
+        if r.status != "ok" or not r.roof_flops_per_s:
+            continue
+        bandwidth, source = bandwidth_of(r)
+        cost = cost_of(r) if bandwidth else None
+        if cost is None:
+            continue
+        p = predict(cost.kernels, r.roof_flops_per_s, bandwidth)
+        rows.append({"record": r, "cost": cost, "bandwidth": bandwidth, "source": source, "measured_s": r.time.median_s,
+                     "profile": measured_by_class(r), **p})
+    return rows
+
+
+def _case_name(r) -> str:
+    c = r.case
+    attention = c.overrides.get("attn_backend")
+    suffix = f" {attention}" if attention and attention not in r.name else ""
+    return f"{r.name}{suffix} {c.mode}"
+
+
+def table(rows: list[dict]) -> list[str]:
+    classes = [c for c in CLASSES if any(c in row["by_class"] for row in rows)]
+    head = ("| case | px | S | batch | dtype | measured ms | predicted ms | measured / predicted | MFU | "
+            + " | ".join(f"{c}: share, bound" for c in classes) + " |")
+    lines = [head, "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |" + " --- |" * len(classes)]
+    for row in rows:
+        r = row["record"]
+        cells = []
+        for c in classes:
+            e = row["by_class"].get(c)
+            if e is None:
+                cells.append("-")
+                continue
+            cell = f"{e['predicted_s'] / row['predicted_s']:.0%} {e['bound']}"
+            measured = (row["profile"] or {}).get(c)
+            if measured:
+                cell += f", measured/pred {measured / e['predicted_s']:.1f}"
+            cells.append(cell)
+        lines.append(f"| {_case_name(r)} | {r.case.img_size} | {r.tokens or '-'} | {r.batch} | {r.case.dtype} | "
+                     f"{row['measured_s'] * 1e3:.2f} | {row['predicted_s'] * 1e3:.2f} | "
+                     f"{row['measured_s'] / row['predicted_s']:.2f} | {r.mfu:.0%} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def where_time_goes(rows: list[dict]) -> list[str]:
+    """One sentence per model and mode at its largest size: the memory-bound share and how far it is from the roof."""
+    last: dict[tuple, dict] = {}
+    for row in rows:
+        r = row["record"]
+        key = (_case_name(r), r.case.dtype, r.batch)
+        if key not in last or r.case.img_size > last[key]["record"].case.img_size:
+            last[key] = row
+    lines = []
+    for row in last.values():
+        r = row["record"]
+        memory = sum(e["memory_bound_s"] for e in row["by_class"].values()) / row["predicted_s"]
+        parts = ", ".join(f"{c} {e['predicted_s'] / row['predicted_s']:.0%} ({e['bound']})"
+                          for c, e in sorted(row["by_class"].items(), key=lambda kv: -kv[1]["predicted_s"]))
+        lines.append(f"- **{_case_name(r)}** at {r.case.img_size} px: {memory:.0%} of the predicted time is memory-bound "
+                     f"({parts}); it runs at {row['measured_s'] / row['predicted_s']:.2f}x its roofline time, MFU {r.mfu:.0%}; "
+                     f"{row['cost'].ops} operators, {row['cost'].bytes_moved / 1e9:.2f} GB moved per step.")
+    return lines
+
+
+def cost_fit_table(records: list, rows: list[dict]) -> list[str]:
+    """Exact two-term fits of bytes moved, peak activation bytes and operators per series (the MACs' verdict rule)."""
+    from bench.analysis.scaling import fit
+    from bench.analysis.series import series_of
+
+    costs = {id(row["record"]): row["cost"] for row in rows}
+    lines = ["| series | quantity | b | quadratic share at x_max | verdict |", "| --- | --- | ---: | ---: | --- |"]
+    for s in series_of(records):
+        got = [(x, costs.get(id(r))) for x, r in zip(s.x(), s.records)]
+        got = [(x, c) for x, c in got if c is not None]
+        if len({x for x, _ in got}) < 3:
+            continue
+        for quantity in COST_QUANTITIES:
+            f = fit([x for x, _ in got], [getattr(c, quantity) for _, c in got], axis=s.axis)
+            lines.append(f"| {s.title} | {quantity} | {f.b:.4g} | {f.quadratic_share:.1%} | **{f.verdict}** |")
+    return lines if len(lines) > 2 else []
+
+
+def plot(out: Path, rows: list[dict]) -> str | None:
+    """roofline.png: every case at its arithmetic intensity and measured FLOP/s, under its roofs."""
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from bench.files import write_atomically
+
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    roofs = {}
+    series: dict[str, list] = {}
+    for row in rows:
+        r = row["record"]
+        series.setdefault(f"{_case_name(r)} {r.case.dtype} b{r.batch}", []).append(row)
+        roofs[(r.case.device, r.case.dtype)] = (r.roof_flops_per_s, row["bandwidth"])
+    for label, group in series.items():  # one colour per model and mode, sizes joined in order
+        group = sorted(group, key=lambda row: row["record"].case.img_size)
+        intensity = [row["cost"].flops / row["cost"].bytes_moved for row in group]
+        line = ax.plot(intensity, [row["cost"].flops / row["measured_s"] for row in group], "o-", ms=4, label=label)[0]
+        ax.plot(intensity, [row["cost"].flops / row["predicted_s"] for row in group], "x:", ms=4, color=line.get_color(),
+                alpha=0.6)
+    grid = np.geomspace(0.5, 1e4, 200)
+    for (device, dtype), (roof, bw) in roofs.items():
+        ax.plot(grid, np.minimum(roof, bw * grid), "-", color="black", alpha=0.5)
+        ax.text(grid[-1], roof, f" {device} {dtype}", fontsize=7, va="bottom", ha="right")
+    ax.legend(fontsize=6, ncol=2)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity, FLOP per byte moved (log)")
+    ax.set_ylabel("FLOP/s: measured (dots), roofline prediction (x) (log)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title("Roofline: each step's FLOPs and bytes (meta count) against the measured roofs")
+    fig.tight_layout()
+    write_atomically(out / PLOT, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return PLOT
+
+
+def section(records: list, out: Path) -> tuple[list[str], list[str]]:
+    """(markdown lines, plots written) of the roofline section for ``records``."""
+    rows = rows_of(records)
+    if not rows:
+        return [], []
+    sources = sorted({(row["record"].case.device, row["source"], row["bandwidth"]) for row in rows})
+    md = ["## Roofline: where the time goes", "",
+          "Each operator of the step (counted on meta: FLOPs and bytes moved) is priced at max(FLOPs / matmul roof, "
+          "bytes / copy bandwidth); the prediction is their sum, a lower bound for unfused kernels. "
+          "*share, bound*: a class's part of the predicted time and whether compute or memory bounds most of it. "
+          "Elementwise operators are priced against the same matmul roof (they are memory-bound either way).", ""]
+    md += [f"- copy bandwidth {device}: {bw / 1e9:.0f} GB/s ({source})" for device, source, bw in sources]
+    if any(row["source"].startswith("nominal") for row in rows):
+        md += ["- these records predate the measured copy bandwidth: the GPU's nominal bandwidth stands in "
+               "(the measured one is typically 85-90% of it)"]
+    md += [""] + table(rows) + ["", "### Where the time goes (largest size of each model)", ""] + where_time_goes(rows) + [""]
+    fits = cost_fit_table(records, rows)
+    if fits:
+        md += ["### Deterministic cost: cost = a*x + b*x^2 + c, exact", "",
+               "Bytes moved, peak activation bytes and operators of one step (meta count at the case's batch and dtype).", ""]
+        md += fits + [""]
+    name = plot(out, rows)
+    return md, [name] if name else []

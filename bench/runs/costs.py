@@ -1,0 +1,78 @@
+"""The deterministic cost beyond MACs for ``mixerbench flops``: one step per case, attention backend and mode, and its fits.
+
+Each counted case (a :class:`~bench.measure.spec.FlopRecord`) is priced by
+:func:`bench.measure.cost.cost` at batch 1 in float32 (per image, like the MACs) for every
+mode asked for (infer, train) and, for ViTs, every attention backend asked for. The
+bytes moved, peak activation bytes and operator count of every series swept over at least
+three token counts (pixels for convnets) get the same exact two-term fit and verdict as
+the MACs (:func:`bench.analysis.scaling.fit`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+COST_QUANTITIES = ("bytes_moved", "peak_activation_bytes", "ops")
+COST_KEYS = ("attention", "mode", "batch", "dtype", "bytes_moved", "peak_activation_bytes", "peak_step_bytes", "ops",
+             "gradient_bytes", "optimizer_bytes", "by_class")
+
+
+@dataclass(frozen=True)
+class Priced:
+    """A counted case with the cost of one step of it."""
+
+    flops: object  # FlopRecord
+    cost: object  # CostRecord
+
+    def to_json(self, record_keys) -> dict:
+        out = {k: getattr(self.flops, k) for k in record_keys}
+        out.update({k: getattr(self.cost, k) for k in COST_KEYS})
+        return out
+
+
+def has_attention_backends(model: str) -> bool:
+    import architectures
+
+    return not model.startswith(architectures.TIMM_PREFIX) and hasattr(architectures.get_config(model), "attn_backend")
+
+
+def price(records: list, attentions: list[str] | None, modes: list[str]) -> list[Priced]:
+    """Every record at every mode and (ViTs only) every attention backend; None: each model's own backend."""
+    from bench.measure.cost import cost
+
+    import architectures
+
+    priced = []
+    for r in records:
+        patch = None if r.patch_size == architectures.traits(r.model).patch_size else r.patch_size  # None: the model's own
+        backends = attentions if attentions and has_attention_backends(r.model) else [None]
+        for backend in backends:
+            overrides = {} if backend is None else {"attn_backend": backend}
+            for mode in modes:
+                try:
+                    priced.append(Priced(r, cost(r.model, r.img_size, patch, mode=mode, **overrides)))
+                except (RuntimeError, NotImplementedError) as exc:  # a timm peer that cannot run on meta
+                    raise ValueError(f"{r.model} at {r.img_size} px: cannot be priced on meta ({exc})") from None
+    return priced
+
+
+def fits(priced: list[Priced]) -> list[dict]:
+    """Exact fits of bytes moved, peak activation bytes and operators against S (pixels) per series of >= 3 sizes."""
+    from bench.analysis.scaling import fit
+    from bench.analysis.series import fit_axis, fit_x
+
+    groups: dict[tuple, list[Priced]] = {}
+    for p in priced:
+        groups.setdefault((p.flops.model, p.flops.patch_size, p.cost.attention, p.cost.mode), []).append(p)
+    out = []
+    for (model, patch, attention, mode), group in groups.items():
+        if len({p.flops.img_size for p in group}) < 3:
+            continue
+        x = [fit_x(p.flops.img_size, p.flops.tokens) for p in group]
+        for quantity in COST_QUANTITIES:
+            result = fit(x, [getattr(p.cost, quantity) for p in group], axis=fit_axis(group[0].flops.tokens))
+            entry = {"model": model, "patch_size": patch if group[0].flops.tokens else None, "img_size": None,
+                     "attention": attention, "mode": mode, "quantity": quantity, "x": x}
+            entry.update(result.to_dict())
+            out.append(entry)
+    return out

@@ -1,0 +1,47 @@
+"""Bytes moved, peak activation bytes and operators of one step per image: deterministic, so any move is a code change.
+
+``bench.measure.cost.cost`` of each model at each resolution, inference and training step,
+batch 1, float32, counted on the meta device (about a second for all cases here). Every
+value is oriented so that up is bad: more bytes moved, a higher activation peak, more
+operators (launches). They catch what MACs miss: explicit instead of fused attention,
+an extra copy or elementwise pass, an upcast to float64 (COST.md).
+"""
+
+from __future__ import annotations
+
+from bench.measure import cost as costs
+
+from .common import COUNTED_MODELS, MODES, RESOLUTIONS
+
+
+class Step:
+    """One step of each model at each resolution and mode (batch 1, float32, the model's default attention)."""
+
+    params = (COUNTED_MODELS, RESOLUTIONS, MODES)
+    param_names = ("model", "img_size", "mode")
+
+    def setup_cache(self) -> dict[tuple[str, int, str], dict]:
+        # All cases priced once per environment and commit, in one process.
+        out = {}
+        for m in COUNTED_MODELS:
+            for s in RESOLUTIONS:
+                for mode in MODES:
+                    record = costs.cost(m, s, mode=mode)
+                    out[m, s, mode] = {"bytes_moved": record.bytes_moved, "ops": record.ops,
+                                       "peak_activation_bytes": record.peak_activation_bytes}
+        return out
+
+    def track_bytes_moved(self, counts: dict, model: str, img_size: int, mode: str) -> int:
+        return counts[model, img_size, mode]["bytes_moved"]
+
+    track_bytes_moved.unit = "bytes"
+
+    def track_peak_activation_bytes(self, counts: dict, model: str, img_size: int, mode: str) -> int:
+        return counts[model, img_size, mode]["peak_activation_bytes"]
+
+    track_peak_activation_bytes.unit = "bytes"
+
+    def track_ops(self, counts: dict, model: str, img_size: int, mode: str) -> int:
+        return counts[model, img_size, mode]["ops"]
+
+    track_ops.unit = "operator calls"
