@@ -119,10 +119,10 @@ class FitRow:
 
 
 def machine_of(record: Record) -> str:
-    """The id of the machine a record ran on (:func:`bench.runs.merge.machine_of`: fingerprint, else env-derived)."""
-    from bench.runs.merge import machine_of as of
+    """The id of the machine a record ran on (:func:`bench.measure.fingerprint.machine_of`: fingerprint, else env-derived)."""
+    from bench.measure.fingerprint import machine_of as of
 
-    return of({"machine": getattr(record, "machine", None), "env": record.env})
+    return of(getattr(record, "machine", None), record.env)
 
 
 def machine_names(records: list[Record]) -> dict[str, str]:

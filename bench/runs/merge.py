@@ -31,7 +31,6 @@ with ``os.replace``, so a failure leaves no half-written file. Nothing here impo
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 
@@ -41,12 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.files import prepare_atomically
+from bench.measure import fingerprint
 from bench.runs import records
 
 PEERS_FILENAME = "peers.jsonl"
 PREFER = ("newest",)
 KEPT_STATUSES = ("ok", "oom")
-ENV_MACHINE_FIELDS = ("device", "device_name", "cpu_model", "cpu_count")
 
 
 class MergeConflict(ValueError):
@@ -93,15 +92,9 @@ def _canonical(record: dict) -> str:
 
 
 def machine_of(record: Any) -> str:
-    """The machine id of a record: ``machine.machine_id`` when stored, else "env-" + a hash of its env."""
+    """The machine id of a record (:func:`bench.measure.fingerprint.machine_of`)."""
     record = _as_dict(record)
-    machine = record.get("machine")
-    if isinstance(machine, dict) and machine.get("machine_id"):
-        return str(machine["machine_id"])
-    env = record.get("env") if isinstance(record.get("env"), dict) else {}
-    parts = {name: env.get(name) for name in ENV_MACHINE_FIELDS}
-    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()[:12]
-    return f"env-{digest}"
+    return fingerprint.machine_of(record.get("machine"), record.get("env"))
 
 
 def _date(record: dict) -> datetime.datetime:
