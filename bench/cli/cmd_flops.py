@@ -23,7 +23,7 @@ import json
 import sys
 from bench.cli.args import int_list, model_list, progress
 from bench.errors import UsageError
-from bench.runs.counts import CHECK_TOLERANCE, DEFAULT_RESOLUTIONS
+from bench.runs.counts import DEFAULT_RESOLUTIONS
 
 NAME = "flops"
 HELP = "parameters, MACs (attention counted) and activations per case; linear/quadratic verdict"

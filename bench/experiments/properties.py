@@ -29,7 +29,6 @@ from torch import nn
 import architectures
 from architectures.layers import check_patch_grid
 from architectures.mixer import MlpMixer
-from architectures.resnet import ResNet
 from architectures.vit import VisionTransformer
 
 EQUAL_TOL = 1e-4  # float32 logits "the same": max abs difference at most this
