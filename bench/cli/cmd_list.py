@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.measure.counting import zoo
+    from bench.measure.formulas import zoo
 
     rows = zoo()
     if args.format == "json":

@@ -393,17 +393,6 @@ def count(model: str, img_size: int, patch_size: int | None = None, **overrides)
     )
 
 
-def zoo() -> list[dict]:
-    """One row per reference model: name, family, patch size, tokens and parameters at 224 px (built on meta)."""
-    rows = []
-    for name in architectures.list_models():
-        net = build(name, 224)
-        rows.append({"model": name, "family": architectures.family(name), "img_size": 224,
-                     "patch_size": architectures.traits(name).patch_size, "tokens": architectures.num_tokens(net),
-                     "params": sum(p.numel() for p in net.parameters())})
-    return rows
-
-
 def count_case(case: Case) -> FlopRecord:
     """:func:`count` of the model, size, patch and overrides of ``case`` (batch 1: MACs are per image)."""
     return count(case.model, case.img_size, case.patch_size, **case.overrides)

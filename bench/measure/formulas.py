@@ -135,3 +135,72 @@ def closed_form(config) -> ClosedForm:
     if isinstance(config, ResNetConfig):
         return resnet(config)
     raise TypeError(f"no closed form for {type(config).__name__}")
+
+
+# --- parameters -----------------------------------------------------------------------------
+# Weights plus biases of every layer, from the same architecture descriptions. A Linear(i, o)
+# or a convolution with bias has i*o*k^2 + o, LayerNorm and BatchNorm 2 per channel (scale and
+# shift; BatchNorm's running statistics are buffers, not parameters).
+
+
+def _linear(i: int, o: int) -> int:
+    return i * o + o
+
+
+def mixer_params(config: MixerConfig) -> int:
+    """Stem P^2 * in_chans * C + C; per block two LayerNorms, the token MLP (S -> D_S -> S) and the channel MLP."""
+    s, c = config.num_patches, config.hidden_dim
+    block = 2 * 2 * c + _linear(s, config.tokens_mlp_dim) + _linear(config.tokens_mlp_dim, s)
+    block += _linear(c, config.channels_mlp_dim) + _linear(config.channels_mlp_dim, c)
+    head = _linear(c, config.num_classes) if config.num_classes else 0
+    return _linear(config.in_chans * config.patch_size**2, c) + config.num_blocks * block + 2 * c + head
+
+
+def vit_params(config: ViTConfig) -> int:
+    """Patch embedding, class token and positional embedding, per block qkv + projection + MLP + two LayerNorms."""
+    d, m = config.hidden_dim, config.mlp_dim
+    block = 2 * 2 * d + _linear(d, 3 * d) + _linear(d, d) + _linear(d, m) + _linear(m, d)
+    embed = _linear(config.in_chans * config.patch_size**2, d)
+    embed += d * config.class_token + config.num_tokens * d * config.pos_embed
+    head = _linear(d, config.num_classes) if config.num_classes else 0
+    return embed + config.num_blocks * block + 2 * d + head
+
+
+def resnet_params(config: ResNetConfig) -> int:
+    """Convolutions without bias, a BatchNorm after each, projection shortcuts where the shape changes, the fc head."""
+    expansion = 1 if config.block == "basic" else 4
+    total = config.in_chans * config.width * 49 + 2 * config.width  # conv1 7x7 + bn1
+    c_in = config.width
+    for stage, blocks in enumerate(config.layers):
+        width = config.width * 2**stage
+        for j in range(blocks):
+            stride = 2 if stage > 0 and j == 0 else 1
+            if config.block == "basic":
+                convs = [(c_in, width, 3), (width, width, 3)]
+            else:
+                convs = [(c_in, width, 1), (width, width, 3), (width, width * expansion, 1)]
+            total += sum(i * o * k * k + 2 * o for i, o, k in convs)
+            if stride != 1 or c_in != width * expansion:  # projection shortcut: 1x1 conv + BatchNorm
+                total += c_in * width * expansion + 2 * width * expansion
+            c_in = width * expansion
+    return total + (_linear(c_in, config.num_classes) if config.num_classes else 0)
+
+
+def params(config) -> int:
+    """Parameters of a reference model's config (Mixer, ViT or ResNet)."""
+    for kind, count in ((MixerConfig, mixer_params), (ViTConfig, vit_params), (ResNetConfig, resnet_params)):
+        if isinstance(config, kind):
+            return count(config)
+    raise TypeError(f"no parameter formula for {type(config).__name__}")
+
+
+def zoo() -> list[dict]:
+    """One row per reference model: name, family, patch size, tokens and parameters at 224 px, from the configs alone."""
+    import architectures
+
+    rows = []
+    for name in architectures.list_models():
+        traits = architectures.traits(name)
+        rows.append({"model": name, "family": traits.family, "img_size": 224, "patch_size": traits.patch_size,
+                     "tokens": traits.tokens(224), "params": params(architectures.get_config(name))})
+    return rows
