@@ -10,7 +10,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 
 def check_writable(out: Path) -> None:
@@ -68,6 +68,40 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_together(
+    files: Sequence[tuple[Path, Callable[[Path], None]]], ready: Sequence[tuple[Path, Path]] = ()
+) -> None:
+    """Write several files so that they change together.
+
+    Each ``(target, write)`` is prepared beside its target (:func:`prepare_atomically`);
+    then the prepared files and the ``ready`` ``(tmp, target)`` pairs are renamed into
+    place, in that order. A failure while preparing leaves every target as it was; a
+    failure while renaming removes the targets that did not exist before.
+    """
+    prepared: list[tuple[Path, Path]] = []
+    try:
+        for target, write in files:
+            prepared.append((prepare_atomically(target, write), target))
+    except BaseException:
+        for tmp, _ in prepared:
+            tmp.unlink(missing_ok=True)
+        raise
+    moves = [*prepared, *ready]
+    new = {target for _, target in moves if not target.exists()}
+    placed: list[Path] = []
+    try:
+        for tmp, target in moves:
+            os.replace(tmp, target)
+            placed.append(target)
+    except BaseException:
+        for tmp, _ in prepared:
+            tmp.unlink(missing_ok=True)
+        for target in placed:
+            if target in new:
+                target.unlink(missing_ok=True)
         raise
 
 

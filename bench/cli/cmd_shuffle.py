@@ -31,7 +31,7 @@ from pathlib import Path
 
 from bench.cli.args import out_folder, positive_int
 from bench.errors import UsageError
-from bench.files import prepare_atomically
+from bench.files import write_together
 
 NAME = "shuffle"
 HELP = "train tiny Mixer, ViT and ResNet on patch- and pixel-shuffled images (the paper's Sec. 3.4, small)"
@@ -116,16 +116,10 @@ def run(args: argparse.Namespace) -> int:
     claim = check_claim(records)
     text = summary_markdown(config, summaries, claim)
     summary = summary_json(config, summaries, claim, seconds=time.perf_counter() - start)
-    ready = [(prepare_atomically(out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n")),
-              out / "summary.json")]
-    try:
-        ready.append((prepare_atomically(out / "shuffle.md", lambda p: p.write_text(text)), out / "shuffle.md"))
-        ready.append((prepare_atomically(out / "shuffle.png", lambda p: plot(records, summaries, p)), out / "shuffle.png"))
-    except BaseException:
-        for tmp, _ in ready:
-            tmp.unlink(missing_ok=True)
-        raise
-    for tmp, final in [(partial, runs_path), *ready]:  # renames only: all four outputs change together
-        os.replace(tmp, final)
+    write_together([
+        (out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n")),
+        (out / "shuffle.md", lambda p: p.write_text(text)),
+        (out / "shuffle.png", lambda p: plot(records, summaries, p)),
+    ], ready=[(partial, runs_path)])  # renames only after everything is written: all four outputs change together
     print(f"{text}\nwrote {', '.join(str(out / name) for name in OUTPUTS)}")
     return 0 if claim is None or claim.passed else 1

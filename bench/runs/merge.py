@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.files import prepare_atomically
+from bench.files import write_together
 from bench.measure import fingerprint
 from bench.runs import records
 
@@ -178,14 +177,14 @@ def _read(path: Path, folder_index: int, folder: str, problems: list[str], read=
     return [(_as_dict(r), folder_index, line, folder) for line, r in enumerate(found)]
 
 
-def _write_rows(target: Path, rows: list[dict]) -> Path:
-    """Write ``rows`` to a temporary file next to ``target``; return its path (not yet moved)."""
+def _rows_writer(rows: list[dict]):
+    """A writer of ``rows`` as JSON lines, for :func:`bench.files.write_together`."""
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             for row in rows:
                 f.write((json.dumps(row, sort_keys=True, allow_nan=False) + "\n").encode("utf-8"))
 
-    return prepare_atomically(target, write)
+    return write
 
 
 def merge(out: Path, folders: Sequence[Path], prefer: str | None = None) -> MergeSummary:
@@ -225,20 +224,10 @@ def merge(out: Path, folders: Sequence[Path], prefer: str | None = None) -> Merg
 
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    staged: list[tuple[Path, Path]] = []
-    placed: list[Path] = []
-    try:
-        if any_peers:
-            staged.append((_write_rows(peers_target, peers), peers_target))
-        staged.append((_write_rows(results_target, merged), results_target))
-        for tmp, target in staged:  # results.jsonl last: its presence means the merge finished
-            os.replace(tmp, target)
-            placed.append(target)
-    except BaseException:  # all or nothing: take back what was placed, drop temporary files and a new folder
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
-        for target in placed:
-            target.unlink(missing_ok=True)
+    targets = ([(peers_target, _rows_writer(peers))] if any_peers else []) + [(results_target, _rows_writer(merged))]
+    try:  # all or nothing; results.jsonl last: its presence means the merge finished
+        write_together(targets)
+    except BaseException:
         if created:
             try:
                 out.rmdir()

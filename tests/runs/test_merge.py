@@ -235,14 +235,16 @@ def test_refusals_are_one_line_exit_2(tmp_path, capsys):
 def test_a_failed_write_leaves_nothing(tmp_path, monkeypatch, capsys):
     a = copy("cpu-quick", tmp_path, "a")
     shutil.copy(RESULTS / "cpu-peers" / "peers.jsonl", a)
-    real_replace = mg.os.replace
+    from bench import files
+
+    real_replace = files.os.replace
 
     def replace(src, dst):
         if Path(dst).name == "results.jsonl":
             raise OSError(28, "No space left on device", str(dst))
         real_replace(src, dst)
 
-    monkeypatch.setattr(mg.os, "replace", replace)
+    monkeypatch.setattr(files.os, "replace", replace)
     with pytest.raises(OSError):
         mg.merge(tmp_path / "out", [a])
     assert not (tmp_path / "out").exists()  # peers.jsonl taken back, temporary files and the new folder gone
