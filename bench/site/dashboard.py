@@ -37,6 +37,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.files import write_text_atomically
+
 # npm tarballs -> the registry's sha512 integrity (``npm view <spec> dist.integrity``).
 PACKAGES: dict[str, str] = {
     "jquery@3.3.1": "sha512-Ubldcmxp5np52/ENotGxlLe6aGMvmF4R8S6tZjsP6Knsaxd/xp3Zrh50cG93lR6nPXyUFwzN3ZSOQI0wRJNdGg==",
@@ -351,9 +353,7 @@ def publish_report(report_dir: Path, html_dir: Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if new_index is not None:
-        tmp = index.with_name(index.name + ".tmp")
-        tmp.write_text(new_index)
-        os.replace(tmp, index)
+        write_text_atomically(index, new_index)
     return dest / "index.html"
 
 
