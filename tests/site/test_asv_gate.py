@@ -154,7 +154,9 @@ def test_gate_fails_when_mixer_cost_grows_faster_than_linearly(gate_repo):
         assert f"flops.Count.track_gmacs('{model}', 384)" in worse, _tail(done)
     for name in ("track_verdict", "track_quadratic_coefficient", "track_quadratic_share_percent"):
         assert f"scaling.MacsFit.{name}('mixer_b16')" in worse, _tail(done)
-    assert worse["scaling.MacsFit.track_verdict('mixer_b16')"] == ("0", "2")  # linear -> quadratic
+    # linear -> inconclusive: D_S = round(D_S0 * S / 196) rounds, so the MACs are no longer exactly a polynomial
+    # in S, and an exact fit says linear or quadratic only with a zero residual (the verdict still moves up)
+    assert worse["scaling.MacsFit.track_verdict('mixer_b16')"] == ("0", "1")
     # At 224 px S = 196, so D_S is unchanged; ViT and ResNet did not change at all.
     assert not [k for k in worse if "224" in k or "vit_" in k or "resnet" in k], _tail(done)
 
