@@ -118,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     from bench import files, report
     from bench.measure import attention, timing
     from bench.runs import presets, sweep
+    from bench.runs import records as results
 
     _check(args)
     shard = shard_option.resolve(args)
@@ -202,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished cases are in {out / 'results.jsonl'}; continue with the same arguments plus --resume --out {out}")
         raise
-    failed = [r for r in records if r.status not in ("ok", "oom")]  # error, killed: rerun by --resume
+    failed = [r for r in records if r.status not in results.FINAL_STATUSES]  # error, killed: rerun by --resume
     if not args.no_report:
         summary = report.write_report(out)
         print(summary)

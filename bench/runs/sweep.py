@@ -235,7 +235,7 @@ def _append(writer: results.ResultsWriter, record: Record | PeerRecord) -> None:
         print(json.dumps(record.to_json(), sort_keys=True, allow_nan=False), file=sys.stderr, flush=True)
         raise RecordNotWritten(
             f"cannot append to {writer.path} ({exc.strerror or exc}); the record just measured is the JSON line above: "
-            f"add it to {writer.path} once there is room, then --resume") from None
+            f"add it to {writer.path} once there is room, then resume the sweep") from None
 
 
 def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
