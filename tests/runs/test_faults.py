@@ -142,15 +142,17 @@ def test_any_exception_in_a_case_is_recorded_and_the_sweep_goes_on(tmp_path, mon
                         log=open(os.devnull, "w"))
 
 
-def children_of(pid: int) -> list[int]:
+def children_of(pid: int, command: str = "bench.measure.memory") -> list[int]:
+    """The child processes of ``pid`` whose command line contains ``command`` (the memory worker, not e.g. git)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and command in cmdline:
                 found.append(int(entry.name))
     return found
 
