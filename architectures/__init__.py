@@ -9,4 +9,14 @@
 from .registry import TIMM_PREFIX, ModelTraits, create, family, get_config, list_models, num_tokens, traits
 from .vit import set_attention_backend
 
-__all__ = ["TIMM_PREFIX", "ModelTraits", "create", "family", "get_config", "list_models", "num_tokens", "set_attention_backend", "traits"]
+__all__ = [
+    "TIMM_PREFIX",
+    "ModelTraits",
+    "create",
+    "family",
+    "get_config",
+    "list_models",
+    "num_tokens",
+    "set_attention_backend",
+    "traits",
+]

@@ -32,8 +32,11 @@ class MixerConfig:
     num_classes: int = 1000
 
     def __post_init__(self):
-        check_sizes(self, ("patch_size", "hidden_dim", "num_blocks", "tokens_mlp_dim", "channels_mlp_dim", "img_size",
-                           "in_chans"), ("num_classes",))
+        check_sizes(
+            self,
+            ("patch_size", "hidden_dim", "num_blocks", "tokens_mlp_dim", "channels_mlp_dim", "img_size", "in_chans"),
+            ("num_classes",),
+        )
 
     @property
     def num_patches(self) -> int:
@@ -43,13 +46,27 @@ class MixerConfig:
 
 # Tolstikhin et al. 2021, Table 1 (parameters in millions, without the head, in the comment).
 PRESETS: dict[str, MixerConfig] = {
-    "mixer_s32": MixerConfig(patch_size=32, hidden_dim=512, num_blocks=8, tokens_mlp_dim=256, channels_mlp_dim=2048),  # 19M
-    "mixer_s16": MixerConfig(patch_size=16, hidden_dim=512, num_blocks=8, tokens_mlp_dim=256, channels_mlp_dim=2048),  # 18M
-    "mixer_b32": MixerConfig(patch_size=32, hidden_dim=768, num_blocks=12, tokens_mlp_dim=384, channels_mlp_dim=3072),  # 60M
-    "mixer_b16": MixerConfig(patch_size=16, hidden_dim=768, num_blocks=12, tokens_mlp_dim=384, channels_mlp_dim=3072),  # 59M
-    "mixer_l32": MixerConfig(patch_size=32, hidden_dim=1024, num_blocks=24, tokens_mlp_dim=512, channels_mlp_dim=4096),  # 206M
-    "mixer_l16": MixerConfig(patch_size=16, hidden_dim=1024, num_blocks=24, tokens_mlp_dim=512, channels_mlp_dim=4096),  # 207M
-    "mixer_h14": MixerConfig(patch_size=14, hidden_dim=1280, num_blocks=32, tokens_mlp_dim=640, channels_mlp_dim=5120),  # 431M
+    "mixer_s32": MixerConfig(
+        patch_size=32, hidden_dim=512, num_blocks=8, tokens_mlp_dim=256, channels_mlp_dim=2048
+    ),  # 19M
+    "mixer_s16": MixerConfig(
+        patch_size=16, hidden_dim=512, num_blocks=8, tokens_mlp_dim=256, channels_mlp_dim=2048
+    ),  # 18M
+    "mixer_b32": MixerConfig(
+        patch_size=32, hidden_dim=768, num_blocks=12, tokens_mlp_dim=384, channels_mlp_dim=3072
+    ),  # 60M
+    "mixer_b16": MixerConfig(
+        patch_size=16, hidden_dim=768, num_blocks=12, tokens_mlp_dim=384, channels_mlp_dim=3072
+    ),  # 59M
+    "mixer_l32": MixerConfig(
+        patch_size=32, hidden_dim=1024, num_blocks=24, tokens_mlp_dim=512, channels_mlp_dim=4096
+    ),  # 206M
+    "mixer_l16": MixerConfig(
+        patch_size=16, hidden_dim=1024, num_blocks=24, tokens_mlp_dim=512, channels_mlp_dim=4096
+    ),  # 207M
+    "mixer_h14": MixerConfig(
+        patch_size=14, hidden_dim=1280, num_blocks=32, tokens_mlp_dim=640, channels_mlp_dim=5120
+    ),  # 431M
 }
 
 
@@ -119,5 +136,7 @@ def build(
     num_patches = config.num_patches  # validates img_size / patch_size
     if scale_tokens_mlp:
         base_patches = (224 // base.patch_size) ** 2
-        config = dataclasses.replace(config, tokens_mlp_dim=max(1, round(base.tokens_mlp_dim * num_patches / base_patches)))
+        config = dataclasses.replace(
+            config, tokens_mlp_dim=max(1, round(base.tokens_mlp_dim * num_patches / base_patches))
+        )
     return MlpMixer(config)

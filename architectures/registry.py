@@ -56,7 +56,9 @@ def _family_module(name: str) -> ModuleType:
     return _FAMILIES[name]
 
 
-def create(name: str, img_size: int = 224, patch_size: int | None = None, num_classes: int = 1000, **overrides) -> nn.Module:
+def create(
+    name: str, img_size: int = 224, patch_size: int | None = None, num_classes: int = 1000, **overrides
+) -> nn.Module:
     """Build model ``name`` with random weights for square ``img_size`` inputs.
 
     ``patch_size`` overrides the preset's patch (Mixer, ViT); ``overrides`` replace any
@@ -130,7 +132,7 @@ class ModelTraits:
         return (img_size // (patch_size or self.patch_size)) ** 2 + self.prefix_tokens
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def traits(name: str) -> ModelTraits:
     """The :class:`ModelTraits` of a reference model (from its config) or a timm peer (built once on meta)."""
     if not name.startswith(TIMM_PREFIX):

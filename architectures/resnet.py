@@ -107,7 +107,10 @@ class ResNet(nn.Module):
         super().__init__()
         self.config = config
         block = BasicBlock if config.block == "basic" else Bottleneck
-        self.conv1, self.bn1 = nn.Conv2d(config.in_chans, config.width, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(config.width)
+        self.conv1, self.bn1 = (
+            nn.Conv2d(config.in_chans, config.width, 7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(config.width),
+        )
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         in_ch = config.width
@@ -142,7 +145,9 @@ class ResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def build(name: str, img_size: int = 224, patch_size: int | None = None, num_classes: int = 1000, **overrides) -> ResNet:
+def build(
+    name: str, img_size: int = 224, patch_size: int | None = None, num_classes: int = 1000, **overrides
+) -> ResNet:
     if patch_size is not None:
         raise ValueError(f"{name} is a convolutional network and takes no patch_size (got {patch_size})")
     config = dataclasses.replace(PRESETS[name], img_size=img_size, num_classes=num_classes, **overrides)

@@ -29,8 +29,12 @@ from .layers import Mlp, PatchEmbed, check_patch_grid, check_sizes, init_transfo
 
 ATTENTION_BACKENDS = ("fused", "explicit", "sdpa", "sdpa-math", "sdpa-flash", "sdpa-efficient", "sdpa-cudnn")
 # backend -> the SDPBackend member it pins (None: torch's default dispatch)
-SDPA_PINNED = {"sdpa-math": "MATH", "sdpa-flash": "FLASH_ATTENTION", "sdpa-efficient": "EFFICIENT_ATTENTION",
-               "sdpa-cudnn": "CUDNN_ATTENTION"}
+SDPA_PINNED = {
+    "sdpa-math": "MATH",
+    "sdpa-flash": "FLASH_ATTENTION",
+    "sdpa-efficient": "EFFICIENT_ATTENTION",
+    "sdpa-cudnn": "CUDNN_ATTENTION",
+}
 
 
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "sdpa") -> torch.Tensor:
@@ -42,6 +46,8 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "sdpa
 
     with sdpa_kernel(getattr(SDPBackend, pinned)):
         return F.scaled_dot_product_attention(q, k, v)
+
+
 GLOBAL_POOLS = ("token", "avg")
 
 
@@ -61,8 +67,11 @@ class ViTConfig:
     global_pool: str = "token"  # "token": head reads the class token; "avg": mean over all tokens
 
     def __post_init__(self):
-        check_sizes(self, ("patch_size", "hidden_dim", "num_blocks", "num_heads", "mlp_dim", "img_size", "in_chans"),
-                    ("num_classes",))
+        check_sizes(
+            self,
+            ("patch_size", "hidden_dim", "num_blocks", "num_heads", "mlp_dim", "img_size", "in_chans"),
+            ("num_classes",),
+        )
         if self.attn_backend not in ATTENTION_BACKENDS:
             raise ValueError(f"attn_backend must be one of {ATTENTION_BACKENDS}, got {self.attn_backend!r}")
         if self.global_pool not in GLOBAL_POOLS:
@@ -140,7 +149,9 @@ class VisionTransformer(nn.Module):
         self.num_tokens = config.num_tokens  # S, class token included
         self.patch_embed = PatchEmbed(config.patch_size, config.in_chans, config.hidden_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_dim)) if config.class_token else None
-        self.pos_embed = nn.Parameter(torch.zeros(1, config.num_tokens, config.hidden_dim)) if config.pos_embed else None
+        self.pos_embed = (
+            nn.Parameter(torch.zeros(1, config.num_tokens, config.hidden_dim)) if config.pos_embed else None
+        )
         self.blocks = nn.Sequential(*[Block(config) for _ in range(config.num_blocks)])
         self.norm = nn.LayerNorm(config.hidden_dim, eps=1e-6)
         self.head = nn.Linear(config.hidden_dim, config.num_classes) if config.num_classes > 0 else nn.Identity()
@@ -184,10 +195,12 @@ def set_attention_backend(model: nn.Module, backend: str) -> nn.Module:
     return model
 
 
-def build(name: str, img_size: int = 224, patch_size: int | None = None, num_classes: int = 1000, **overrides) -> VisionTransformer:
+def build(
+    name: str, img_size: int = 224, patch_size: int | None = None, num_classes: int = 1000, **overrides
+) -> VisionTransformer:
     base = PRESETS[name]
     config = dataclasses.replace(
         base, img_size=img_size, patch_size=patch_size or base.patch_size, num_classes=num_classes, **overrides
     )
-    config.num_patches  # validates img_size / patch_size before any weight is allocated
+    _ = config.num_patches  # validates img_size / patch_size before any weight is allocated
     return VisionTransformer(config)

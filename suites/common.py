@@ -58,8 +58,14 @@ def build_step(model: str, device: str, mode: str):
 
     require_device(device)
     prepare_cpu()
-    case = Case(model, TIMED_IMG_SIZE, batch=TIMED_BATCH, device=device, mode=mode,
-                channels_last=timing.uses_channels_last(model))
+    case = Case(
+        model,
+        TIMED_IMG_SIZE,
+        batch=TIMED_BATCH,
+        device=device,
+        mode=mode,
+        channels_last=timing.uses_channels_last(model),
+    )
     return timing.case_step(case, timing.build_case(case))
 
 

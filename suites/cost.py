@@ -27,8 +27,11 @@ class Step:
             for s in RESOLUTIONS:
                 for mode in MODES:
                     record = costs.cost(m, s, mode=mode)
-                    out[m, s, mode] = {"bytes_moved": record.bytes_moved, "ops": record.ops,
-                                       "peak_activation_bytes": record.peak_activation_bytes}
+                    out[m, s, mode] = {
+                        "bytes_moved": record.bytes_moved,
+                        "ops": record.ops,
+                        "peak_activation_bytes": record.peak_activation_bytes,
+                    }
         return out
 
     def track_bytes_moved(self, counts: dict, model: str, img_size: int, mode: str) -> int:

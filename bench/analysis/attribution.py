@@ -40,8 +40,13 @@ import numpy as np
 
 from bench.analysis import scaling, stats
 
-CLASS_LABELS = {"attention": "attention", "token_mixing": "token mixing", "dense": "dense matmuls/convs",
-                "norm_elementwise": "norms and element-wise", "data_movement": "data movement"}
+CLASS_LABELS = {
+    "attention": "attention",
+    "token_mixing": "token mixing",
+    "dense": "dense matmuls/convs",
+    "norm_elementwise": "norms and element-wise",
+    "data_movement": "data movement",
+}
 
 
 @dataclass(frozen=True)
@@ -57,9 +62,15 @@ class Attribution:
     class_time: list = field(default_factory=list)  # per size: {class: seconds of the median step}
 
     def to_dict(self) -> dict:
-        return {"verdict": self.verdict, "quadratic_share": self.quadratic_share,
-                "share_ci": list(self.share_ci) if self.share_ci else None, "quadratic_classes": self.quadratic_classes,
-                "drift": self.drift, "class_drift": self.class_drift, "clock": self.clock}
+        return {
+            "verdict": self.verdict,
+            "quadratic_share": self.quadratic_share,
+            "share_ci": list(self.share_ci) if self.share_ci else None,
+            "quadratic_classes": self.quadratic_classes,
+            "drift": self.drift,
+            "class_drift": self.class_drift,
+            "clock": self.clock,
+        }
 
 
 def profile_of(record) -> dict | None:
@@ -146,13 +157,29 @@ def attribute(series, latencies: list[float]) -> Attribution | None:
     shown = f"{share:.0%}" + (f" [{lo:.0%}, {hi:.0%}]" if ci else "")
     if verdict == "quadratic":
         names = ", ".join(CLASS_LABELS[c] for c in qfrac)
-        note = (f"quadratic work ({names}) takes {shown} of the step at {where}; "
-                f"time per {unit} {drift:+.0%} over the range{own}")
+        note = (
+            f"quadratic work ({names}) takes {shown} of the step at {where}; "
+            f"time per {unit} {drift:+.0%} over the range{own}"
+        )
     elif verdict == "linear":
-        note = (f"linear work ({shown} of the step in quadratic-work operators at {where}); "
-                f"time per {unit} {drift:+.0%} over the range{own}")
+        note = (
+            f"linear work ({shown} of the step in quadratic-work operators at {where}); "
+            f"time per {unit} {drift:+.0%} over the range{own}"
+        )
     else:
-        note = (f"quadratic work takes {shown} of the step at {where}: the interval straddles {tol:.0%}"
-                if ci else "one profiled round: no interval") + f"; time per {unit} {drift:+.0%} over the range"
-    return Attribution(verdict=verdict, quadratic_share=share, share_ci=ci, quadratic_classes=qfrac, drift=drift,
-                       class_drift=class_drift, clock=clock_of(records[-1]), note=note, class_time=per_size)
+        note = (
+            f"quadratic work takes {shown} of the step at {where}: the interval straddles {tol:.0%}"
+            if ci
+            else "one profiled round: no interval"
+        ) + f"; time per {unit} {drift:+.0%} over the range"
+    return Attribution(
+        verdict=verdict,
+        quadratic_share=share,
+        share_ci=ci,
+        quadratic_classes=qfrac,
+        drift=drift,
+        class_drift=class_drift,
+        clock=clock_of(records[-1]),
+        note=note,
+        class_time=per_size,
+    )

@@ -30,10 +30,9 @@ to 896 px), "nearly linear", although b*S^2 already carries 40% of them at 896 p
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
-from typing import Sequence
-
 
 AXES = ("resolution", "patch_size", "pixels")
 VERDICTS = ("linear", "quadratic", "inconclusive")
@@ -42,10 +41,39 @@ EXACT_SHARE_TOL = 1e-9
 # Two-sided 95% quantiles of Student's t (the 0.975 quantile) by degrees of freedom,
 # from the standard tables (e.g. NIST/SEMATECH e-Handbook, Table 1.3.6.7.2).
 _T975 = {
-    1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-    11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086,
-    21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042,
-    40: 2.021, 60: 2.000, 120: 1.980,
+    1: 12.706,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    7: 2.365,
+    8: 2.306,
+    9: 2.262,
+    10: 2.228,
+    11: 2.201,
+    12: 2.179,
+    13: 2.160,
+    14: 2.145,
+    15: 2.131,
+    16: 2.120,
+    17: 2.110,
+    18: 2.101,
+    19: 2.093,
+    20: 2.086,
+    21: 2.080,
+    22: 2.074,
+    23: 2.069,
+    24: 2.064,
+    25: 2.060,
+    26: 2.056,
+    27: 2.052,
+    28: 2.048,
+    29: 2.045,
+    30: 2.042,
+    40: 2.021,
+    60: 2.000,
+    120: 1.980,
 }
 
 
@@ -138,8 +166,10 @@ def fit(
     note = ""
     if not polynomial:
         verdict = "inconclusive"
-        note = (f"the counts are not a polynomial a*x + b*x^2 + c in x (max relative residual {max(residuals):.2g}): "
-                f"neither linear nor quadratic exactly (e.g. a convnet's stride-2 layers off multiples of 32)")
+        note = (
+            f"the counts are not a polynomial a*x + b*x^2 + c in x (max relative residual {max(residuals):.2g}): "
+            f"neither linear nor quadratic exactly (e.g. a convnet's stride-2 layers off multiples of 32)"
+        )
     elif share > tol:
         verdict = "quadratic"
     elif share >= -tol:

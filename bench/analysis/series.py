@@ -59,7 +59,9 @@ class Series:
     def title(self) -> str:
         c = self.case
         patch = f" p{c.patch_size}" if c.patch_size else ""
-        return f"{self.label}{patch} b{c.batch} {c.device} {c.dtype} {c.mode}" + (f" on {self.machine}" if self.machine else "")
+        return f"{self.label}{patch} b{c.batch} {c.device} {c.dtype} {c.mode}" + (
+            f" on {self.machine}" if self.machine else ""
+        )
 
     @property
     def legend(self) -> str:
@@ -111,8 +113,10 @@ class FitRow:
             per = "image " if self.series.case.batch == "max" else ""
             parts.append(f"{self.quantity} per {per}{unit} {stats.drift(self.series.x(), values):+.0%} over the range")
             if peaks:
-                parts.append("fitted on the profiled steps' peak tensor bytes (the RSS figures in the tables wiggle "
-                             "a few percent per size)")
+                parts.append(
+                    "fitted on the profiled steps' peak tensor bytes (the RSS figures in the tables wiggle "
+                    "a few percent per size)"
+                )
             if self.quantity == "latency":
                 parts.append("no per-operator profile: the curve alone cannot tell efficiency from work")
         return "; ".join(parts)
@@ -132,7 +136,9 @@ def machine_names(records: list[Record]) -> dict[str, str]:
         ident = machine_of(r)
         if ident not in names:
             gpu = (r.machine or {}).get("gpu") if isinstance((r.machine or {}).get("gpu"), dict) else {}
-            names[ident] = (r.env or {}).get("device_name") or gpu.get("name") or (r.machine or {}).get("cpu_model") or ident
+            names[ident] = (
+                (r.env or {}).get("device_name") or gpu.get("name") or (r.machine or {}).get("cpu_model") or ident
+            )
     shared = {n for n in names.values() if list(names.values()).count(n) > 1}
     return {i: f"{n} [{i.removeprefix('env-')[:6]}]" if n in shared else n for i, n in names.items()}
 
@@ -145,8 +151,19 @@ def latest_per_machine(records: list[Record]) -> list[Record]:
 def series_key(record: Record) -> tuple:
     """Everything of a record's case but the image size (and the label it is reported under), and its machine."""
     c = record.case
-    return (record.name, c.model, json.dumps(c.overrides, sort_keys=True), c.patch_size, c.batch, c.device, c.dtype,
-            c.mode, c.compile, c.threads, machine_of(record))
+    return (
+        record.name,
+        c.model,
+        json.dumps(c.overrides, sort_keys=True),
+        c.patch_size,
+        c.batch,
+        c.device,
+        c.dtype,
+        c.mode,
+        c.compile,
+        c.threads,
+        machine_of(record),
+    )
 
 
 def series_of(records: list[Record]) -> list[Series]:
@@ -160,8 +177,10 @@ def series_of(records: list[Record]) -> list[Series]:
             groups.setdefault(series_key(r), []).append(r)
     names = machine_names(records)
     several = len(names) > 1
-    return [Series(k[0], k, tuple(sorted(v, key=lambda r: r.case.img_size)), names[k[-1]] if several else None)
-            for k, v in groups.items()]
+    return [
+        Series(k[0], k, tuple(sorted(v, key=lambda r: r.case.img_size)), names[k[-1]] if several else None)
+        for k, v in groups.items()
+    ]
 
 
 def per_image(record: Record) -> int:
@@ -242,7 +261,9 @@ def fits_of(series: list[Series]) -> list[FitRow]:
                 from bench.analysis import attribution
 
                 curve = stats.fit_measured(x, y, groups, axis=s.axis)
-                rows.append(FitRow(s, name, curve, attribution=attribution.attribute(s, [quantity(r, name) for r in s.records])))
+                rows.append(
+                    FitRow(s, name, curve, attribution=attribution.attribute(s, [quantity(r, name) for r in s.records]))
+                )
             else:
                 rows.append(FitRow(s, name, stats.fit_measured(x, y, groups, axis=s.axis)))
     return rows
@@ -250,9 +271,12 @@ def fits_of(series: list[Series]) -> list[FitRow]:
 
 def attention_pairs(series: list[Series]) -> list[tuple[Series, Series]]:
     """(fused, explicit) series of the same ViT that differ only in the attention backend."""
+
     def base(s: Series) -> tuple:
         overrides = {k: v for k, v in s.case.overrides.items() if k != "attn_backend"}
         return (s.case.model, json.dumps(overrides, sort_keys=True)) + s.key[3:]
 
     fused = {base(s): s for s in series if s.case.overrides.get("attn_backend") in ("fused", "sdpa")}
-    return [(fused[base(s)], s) for s in series if s.case.overrides.get("attn_backend") == "explicit" and base(s) in fused]
+    return [
+        (fused[base(s)], s) for s in series if s.case.overrides.get("attn_backend") == "explicit" and base(s) in fused
+    ]

@@ -42,8 +42,8 @@ Latency is not judged on the curve alone: a CPU or GPU changes efficiency with s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -53,7 +53,9 @@ MEASURED_SHARE_TOL = 0.10
 IRLS_ITERATIONS = 4
 
 
-def summarise(x: Sequence[float], y: Sequence[float], groups: Sequence | None = None) -> tuple[list[float], list[float], list[int]]:
+def summarise(
+    x: Sequence[float], y: Sequence[float], groups: Sequence | None = None
+) -> tuple[list[float], list[float], list[int]]:
     """(sizes, one value per size, repetitions per size).
 
     ``groups`` names the repetition (round) of each observation; the value of a size is
@@ -137,9 +139,15 @@ def curve_verdict(share_lo: float, share_hi: float, tol: float = MEASURED_SHARE_
         return "quadratic", ""
     if share_hi <= tol:
         if share_hi < 0:
-            return "linear", f"bends down: grows more slowly than a straight line (quadratic share at most {share_hi:.1%})"
+            return (
+                "linear",
+                f"bends down: grows more slowly than a straight line (quadratic share at most {share_hi:.1%})",
+            )
         return "linear", ""
-    return "inconclusive", f"the quadratic share's interval [{share_lo:.0%}, {share_hi:.0%}] straddles the tolerance {tol:.0%}"
+    return (
+        "inconclusive",
+        f"the quadratic share's interval [{share_lo:.0%}, {share_hi:.0%}] straddles the tolerance {tol:.0%}",
+    )
 
 
 def verdicts_batch(fits: WLS, tol: float = MEASURED_SHARE_TOL) -> np.ndarray:
@@ -185,9 +193,23 @@ def fit_measured(
     crossover = a / b if a > 0 and b > 0 and b_ci is not None and b_ci[0] > 0 else None
     residuals = [abs(v - (a * s + b * s * s + c)) / v for s, v in zip(sizes, values)]
     return scaling.ScalingFit(
-        axis=axis, a=a, b=b, c=c,
-        crossover_tokens=None if axis == "pixels" else crossover, crossover=crossover,
-        quadratic_share=share, local_exponents=scaling.local_exponents(sizes, values), verdict=verdict, noisy=True,
-        n_points=len(sizes), x_min=sizes[0], x_max=sizes[-1], max_rel_residual=max(residuals), share_tol=share_tol,
-        b_ci=b_ci, share_ci=share_ci, se=se, note=note,
+        axis=axis,
+        a=a,
+        b=b,
+        c=c,
+        crossover_tokens=None if axis == "pixels" else crossover,
+        crossover=crossover,
+        quadratic_share=share,
+        local_exponents=scaling.local_exponents(sizes, values),
+        verdict=verdict,
+        noisy=True,
+        n_points=len(sizes),
+        x_min=sizes[0],
+        x_max=sizes[-1],
+        max_rel_residual=max(residuals),
+        share_tol=share_tol,
+        b_ci=b_ci,
+        share_ci=share_ci,
+        se=se,
+        note=note,
     )

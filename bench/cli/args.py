@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -33,7 +33,9 @@ def int_list(text: str) -> list[int]:
     try:
         values = [int(t) for t in items]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of positive integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of positive integers, got {text!r}"
+        ) from None
     if any(v <= 0 for v in values):
         raise argparse.ArgumentTypeError(f"values must be positive, got {text!r}")
     return values
@@ -124,7 +126,9 @@ def thread_count(text: str) -> int:
     value = positive_int(text)
     cpus = available_cpus()
     if value > cpus:
-        raise argparse.ArgumentTypeError(f"{value} threads, but only {cpus} CPU{'s' * (cpus != 1)} are available to this process")
+        raise argparse.ArgumentTypeError(
+            f"{value} threads, but only {cpus} CPU{'s' * (cpus != 1)} are available to this process"
+        )
     return value
 
 

@@ -26,9 +26,14 @@ HELP = "per-case ratios between two sweep folders; flag changes beyond a factor 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir_a", type=Path, help="baseline sweep folder")
     parser.add_argument("dir_b", type=Path, help="sweep folder to compare with the baseline")
-    parser.add_argument("--factor", type=finite_float, default=1.1, help="flag ratios beyond this factor (default: 1.1)")
-    parser.add_argument("--allow-missing", action="store_true",
-                        help="do not fail when cases of A are missing from B (they are still listed)")
+    parser.add_argument(
+        "--factor", type=finite_float, default=1.1, help="flag ratios beyond this factor (default: 1.1)"
+    )
+    parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="do not fail when cases of A are missing from B (they are still listed)",
+    )
 
 
 def not_a_sweep_folder(d: Path, command: str) -> UsageError:
@@ -39,7 +44,8 @@ def not_a_sweep_folder(d: Path, command: str) -> UsageError:
         return UsageError(
             f"{d} is a `sweep --peers` folder (peers.jsonl, no results.jsonl): `{command}` reads sweep folders; its ours/timm "
             f"ratios are in {d / results.PEERS_FILENAME} (to get them in a report, run `sweep --peers --out SWEEP_DIR` "
-            f"into a sweep folder, then `mixerbench report SWEEP_DIR`)")
+            f"into a sweep folder, then `mixerbench report SWEEP_DIR`)"
+        )
     return UsageError(f"{d / results.FILENAME} not found (is {d} a sweep folder?)")
 
 
@@ -76,14 +82,18 @@ def run(args: argparse.Namespace) -> int:
         t = "-" if row["time"] is None else f"{row['time']:.3f}"
         m = "-" if row["memory"] is None else f"{row['memory']:.3f}"
         status = "" if row["status_a"] == row["status_b"] == "ok" else f" ({row['status_a']} -> {row['status_b']})"
-        print(f"{row['label'][:24]:<24} {c.img_size:>4} {c.patch_size or '-':>5} {c.batch:>5} {c.dtype:<8} "
-              f"{c.mode:<5} {t:>6} {m:>6}  {row['flag']}{status}")
+        print(
+            f"{row['label'][:24]:<24} {c.img_size:>4} {c.patch_size or '-':>5} {c.batch:>5} {c.dtype:<8} "
+            f"{c.mode:<5} {t:>6} {m:>6}  {row['flag']}{status}"
+        )
     worse = sum(r["flag"] == "worse" for r in rows)
     better = sum(r["flag"] == "better" for r in rows)
     for r in lacking:
         c = r.case
-        print(f"{r.name[:24]:<24} {c.img_size:>4} {c.patch_size or '-':>5} {c.batch:>5} {c.dtype:<8} {c.mode:<5} "
-              f"{'-':>6} {'-':>6}  missing in B")
+        print(
+            f"{r.name[:24]:<24} {c.img_size:>4} {c.patch_size or '-':>5} {c.batch:>5} {c.dtype:<8} {c.mode:<5} "
+            f"{'-':>6} {'-':>6}  missing in B"
+        )
     allowed = " (allowed by --allow-missing)" if lacking and args.allow_missing else ""
     print(f"{len(rows)} cases compared: {worse} worse, {better} better; {len(lacking)} of A missing in B{allowed}")
     return 1 if worse or (lacking and not args.allow_missing) else 0

@@ -24,10 +24,18 @@ HELP = "asv publish, made to work offline, with the sweep's scaling report besid
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=Path("asv.conf.json"), help="asv configuration (default: asv.conf.json)")
-    parser.add_argument("--report", type=Path, help="a sweep folder with report.md and PNG plots to publish beside the dashboard")
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "mixerbench" / "npm",
-                        help="where npm tarballs are kept (default: ~/.cache/mixerbench/npm)")
+    parser.add_argument(
+        "--config", type=Path, default=Path("asv.conf.json"), help="asv configuration (default: asv.conf.json)"
+    )
+    parser.add_argument(
+        "--report", type=Path, help="a sweep folder with report.md and PNG plots to publish beside the dashboard"
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path.home() / ".cache" / "mixerbench" / "npm",
+        help="where npm tarballs are kept (default: ~/.cache/mixerbench/npm)",
+    )
     parser.add_argument("--no-publish", action="store_true", help="skip `asv publish` (post-process an existing site)")
 
 
@@ -37,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.config.is_file():
         raise UsageError(f"{args.config} not found (run from the repository root, or pass --config)")
     if args.report is not None and not (args.report / "report.md").is_file():
-        raise UsageError(f"{args.report / 'report.md'} not found: --report takes a sweep folder (see `mixerbench report`)")
+        raise UsageError(
+            f"{args.report / 'report.md'} not found: --report takes a sweep folder (see `mixerbench report`)"
+        )
     try:
         import asv  # noqa: F401
     except ImportError:
@@ -56,8 +66,10 @@ def run(args: argparse.Namespace) -> int:
     except dashboard.DashboardError as exc:
         raise UsageError(str(exc)) from None
     checked = sum(v.integrity_kept for v in vendored)
-    print(f"dashboard: {html_dir}/index.html ({len(vendored)} CDN files served from vendor/, "
-          f"{checked} of them still checked by the browser against asv's integrity hashes)")
+    print(
+        f"dashboard: {html_dir}/index.html ({len(vendored)} CDN files served from vendor/, "
+        f"{checked} of them still checked by the browser against asv's integrity hashes)"
+    )
     if report is not None:
         print(f"scaling report: {report}")
     print(f"serve it: asv preview --config {args.config}   (or: python -m http.server -d {html_dir})")

@@ -23,10 +23,16 @@ HELP = "union the results of several sweep folders (shards, machines) into a new
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out", type=out_folder, metavar="OUT", help="folder to write (must not hold a results.jsonl yet)")
+    parser.add_argument(
+        "out", type=out_folder, metavar="OUT", help="folder to write (must not hold a results.jsonl yet)"
+    )
     parser.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="sweep folders to merge, in order")
-    parser.add_argument("--prefer", choices=("newest",), default=None,
-                        help="on conflicting records of one case and machine keep the newest instead of refusing")
+    parser.add_argument(
+        "--prefer",
+        choices=("newest",),
+        default=None,
+        help="on conflicting records of one case and machine keep the newest instead of refusing",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,9 +49,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{where}{exc.strerror or exc}") from None
     for problem in summary.problems:
         print(f"warning: {problem} (skipped)")
-    print(f"merged {len(summary.folders)} folders: {summary.records_in} records in, {summary.records_out} out "
-          f"({summary.duplicates} identical copies collapsed, {summary.superseded} failures superseded, "
-          f"{summary.replaced} replaced by newer)")
+    print(
+        f"merged {len(summary.folders)} folders: {summary.records_in} records in, {summary.records_out} out "
+        f"({summary.duplicates} identical copies collapsed, {summary.superseded} failures superseded, "
+        f"{summary.replaced} replaced by newer)"
+    )
     if summary.peers_in:
         print(f"peers: {summary.peers_in} in, {summary.peers_out} out")
     print(f"machines: {len(summary.machines)} ({', '.join(summary.machines)})")

@@ -28,21 +28,36 @@ DEFAULT_MODELS = "mixer_s16,vit_s16,resnet18"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", type=model_list, default=DEFAULT_MODELS,
-                        help=f"comma-separated model names (default: {DEFAULT_MODELS})")
+    parser.add_argument(
+        "--models",
+        type=model_list,
+        default=DEFAULT_MODELS,
+        help=f"comma-separated model names (default: {DEFAULT_MODELS})",
+    )
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
     parser.add_argument("--img-size", type=positive_int, default=64, help="input side in pixels (default: 64)")
-    parser.add_argument("--patch-size", type=positive_int, default=8,
-                        help="patch grid to permute; also the Mixer's and ViT's patch size (default: 8)")
+    parser.add_argument(
+        "--patch-size",
+        type=positive_int,
+        default=8,
+        help="patch grid to permute; also the Mixer's and ViT's patch size (default: 8)",
+    )
     parser.add_argument("--num-blocks", type=positive_int, default=2, help="Mixer and ViT depth (default: 2)")
-    parser.add_argument("--seed", type=seed_int, default=0, help="seed for weights, inputs and the permutation, 0 <= seed < 2**63 (default: 0)")
+    parser.add_argument(
+        "--seed",
+        type=seed_int,
+        default=0,
+        help="seed for weights, inputs and the permutation, 0 <= seed < 2**63 (default: 0)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from bench.experiments.properties import ProbeConfig, run_checks
 
     try:
-        probe = ProbeConfig(img_size=args.img_size, patch_size=args.patch_size, num_blocks=args.num_blocks, seed=args.seed)
+        probe = ProbeConfig(
+            img_size=args.img_size, patch_size=args.patch_size, num_blocks=args.num_blocks, seed=args.seed
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     try:
@@ -55,8 +70,11 @@ def run(args: argparse.Namespace) -> int:
         if not is_out_of_memory(exc):
             raise
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        print(f"mixerbench properties: error: out of memory ({detail}); try a smaller --img-size, a larger --patch-size "
-              f"or fewer --models", file=sys.stderr)
+        print(
+            f"mixerbench properties: error: out of memory ({detail}); try a smaller --img-size, a larger --patch-size "
+            f"or fewer --models",
+            file=sys.stderr,
+        )
         return 1
     if args.format == "json":
         print(json.dumps([r.to_json() for r in results], indent=2))

@@ -23,10 +23,8 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     from bench import report
-
-    from bench.runs import records as results
-
     from bench.cli.cmd_compare import not_a_sweep_folder
+    from bench.runs import records as results
 
     path = args.dir / results.FILENAME
     if not path.is_file():
@@ -36,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
     records, problems = results.read_results(path)
     if not records:
         first = f"; line {problems[0].line}: {problems[0].message}" if problems else ""
-        raise UsageError(f"{path} holds no valid record ({len(problems)} invalid line{'s' * (len(problems) != 1)}{first})")
+        raise UsageError(
+            f"{path} holds no valid record ({len(problems)} invalid line{'s' * (len(problems) != 1)}{first})"
+        )
     print(report.write_report(args.dir))
     print(f"report: {args.dir / 'report.md'}")
     return 0

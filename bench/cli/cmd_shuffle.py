@@ -51,14 +51,20 @@ def kind_list(text: str) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=out_folder, default="shuffle-results", help="output directory (default: shuffle-results)")
+    parser.add_argument(
+        "--out", type=out_folder, default="shuffle-results", help="output directory (default: shuffle-results)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     parser.add_argument("--seeds", type=positive_int, default=3, help="number of seeds, 0..N-1 (default: 3)")
     parser.add_argument("--steps", type=positive_int, default=100, help="training steps per run (default: 100)")
     parser.add_argument("--train-size", type=positive_int, default=2000, help="training images (default: 2000)")
     parser.add_argument("--test-size", type=positive_int, default=500, help="test images (default: 500)")
-    parser.add_argument("--models", type=kind_list, default=["mixer", "vit", "resnet"],
-                        help="subset of mixer,vit,resnet (default: all three)")
+    parser.add_argument(
+        "--models",
+        type=kind_list,
+        default=["mixer", "vit", "resnet"],
+        help="subset of mixer,vit,resnet (default: all three)",
+    )
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:
@@ -67,7 +73,9 @@ def prepare_out(out: Path, overwrite: bool) -> None:
         raise UsageError(f"--out {out} exists and is not a directory")
     existing = [name for name in OUTPUTS if (out / name).exists()]
     if existing and not overwrite:
-        raise UsageError(f"--out {out} already holds results ({', '.join(existing)}); pass --overwrite or choose another directory")
+        raise UsageError(
+            f"--out {out} already holds results ({', '.join(existing)}); pass --overwrite or choose another directory"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):
@@ -77,7 +85,17 @@ def prepare_out(out: Path, overwrite: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.experiments.shuffle import DataConfig, ExperimentConfig, TrainConfig, check_claim, plot, run_experiment, summarize, summary_json, summary_markdown
+    from bench.experiments.shuffle import (
+        DataConfig,
+        ExperimentConfig,
+        TrainConfig,
+        check_claim,
+        plot,
+        run_experiment,
+        summarize,
+        summary_json,
+        summary_markdown,
+    )
 
     try:
         config = ExperimentConfig(
@@ -99,16 +117,26 @@ def run(args: argparse.Namespace) -> int:
         def on_record(record, i, total):
             runs_file.write(json.dumps(record.to_json()) + "\n")
             runs_file.flush()
-            print(f"[{i}/{total}] {record.model} {record.condition} seed {record.seed}: accuracy {100 * record.accuracy:.1f}% "
-                  f"({record.seconds:.1f} s; elapsed {time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+            print(
+                f"[{i}/{total}] {record.model} {record.condition} seed {record.seed}: accuracy {100 * record.accuracy:.1f}% "
+                f"({record.seconds:.1f} s; elapsed {time.perf_counter() - start:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
 
-        print(f"training {len(config.runs())} runs ({config.train.steps} steps each); results stream to {partial}",
-              file=sys.stderr, flush=True)
+        print(
+            f"training {len(config.runs())} runs ({config.train.steps} steps each); results stream to {partial}",
+            file=sys.stderr,
+            flush=True,
+        )
         try:
             records = run_experiment(config, on_record)
         except KeyboardInterrupt:
-            print(f"interrupted: the finished runs are in {partial}; {out}'s earlier results are untouched",
-                  file=sys.stderr, flush=True)
+            print(
+                f"interrupted: the finished runs are in {partial}; {out}'s earlier results are untouched",
+                file=sys.stderr,
+                flush=True,
+            )
             raise
         os.fsync(runs_file.fileno())
 
@@ -116,10 +144,13 @@ def run(args: argparse.Namespace) -> int:
     claim = check_claim(records)
     text = summary_markdown(config, summaries, claim)
     summary = summary_json(config, summaries, claim, seconds=time.perf_counter() - start)
-    write_together([
-        (out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n")),
-        (out / "shuffle.md", lambda p: p.write_text(text)),
-        (out / "shuffle.png", lambda p: plot(records, summaries, p)),
-    ], ready=[(partial, runs_path)])  # renames only after everything is written: all four outputs change together
+    write_together(
+        [
+            (out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n")),
+            (out / "shuffle.md", lambda p: p.write_text(text)),
+            (out / "shuffle.png", lambda p: plot(records, summaries, p)),
+        ],
+        ready=[(partial, runs_path)],
+    )  # renames only after everything is written: all four outputs change together
     print(f"{text}\nwrote {', '.join(str(out / name) for name in OUTPUTS)}")
     return 0 if claim is None or claim.passed else 1

@@ -56,27 +56,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from bench.runs.presets import PRESETS
 
     parser.add_argument("--preset", choices=tuple(PRESETS), help="grid to run (default: quick on CPU, paper on CUDA)")
-    parser.add_argument("--models", type=model_list, help="comma-separated models instead of the preset's (reference names or timm:<name>)")
+    parser.add_argument(
+        "--models",
+        type=model_list,
+        help="comma-separated models instead of the preset's (reference names or timm:<name>)",
+    )
     parser.add_argument("--resolutions", type=int_list, help="comma-separated image sizes in pixels")
-    parser.add_argument("--patch-sizes", type=int_list, help="comma-separated patch sizes (token models only; default: the preset's, or each model's own with --models)")
+    parser.add_argument(
+        "--patch-sizes",
+        type=int_list,
+        help="comma-separated patch sizes (token models only; default: the preset's, or each model's own with --models)",
+    )
 
-    parser.add_argument("--attention", type=_attention_names, help="attention backends of reference ViTs: explicit, "
-                        "sdpa (torch's default dispatch; alias fused), sdpa-math, sdpa-flash, sdpa-efficient, sdpa-cudnn "
-                        "(default: the preset's; fused with --models); one the device cannot run is an error")
+    parser.add_argument(
+        "--attention",
+        type=_attention_names,
+        help="attention backends of reference ViTs: explicit, "
+        "sdpa (torch's default dispatch; alias fused), sdpa-math, sdpa-flash, sdpa-efficient, sdpa-cudnn "
+        "(default: the preset's; fused with --models); one the device cannot run is an error",
+    )
     parser.add_argument("--batch", type=positive_int, help="batch size (default: the preset's; 8 with --peers)")
-    parser.add_argument("--max-batch", action="store_true", help="search the largest batch that fits for every case (CUDA)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda when available, else cpu")
+    parser.add_argument(
+        "--max-batch", action="store_true", help="search the largest batch that fits for every case (CUDA)"
+    )
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda when available, else cpu"
+    )
     parser.add_argument("--dtype", type=_names(DTYPES), help="comma-separated: float32, bfloat16, float16 (autocast)")
     parser.add_argument("--mode", type=_names(MODES), help="comma-separated: infer, train (default: the preset's)")
     parser.add_argument("--compile", action="store_true", help="time torch.compile'd models")
-    parser.add_argument("--min-run-time", type=positive_float, help="seconds of timed steps per case (default: the preset's)")
-    parser.add_argument("--threads", type=thread_count, help="torch threads, at most the CPUs available (default: torch's own choice)")
-    parser.add_argument("--out", type=out_folder, help="output folder (default: a new mixerbench-results/<device>-<preset>-<time>)")
-    parser.add_argument("--resume", action="store_true", help="continue OUT/results.jsonl: skip cases recorded there as ok or oom (with --peers: pairs already in OUT/peers.jsonl)")
+    parser.add_argument(
+        "--min-run-time", type=positive_float, help="seconds of timed steps per case (default: the preset's)"
+    )
+    parser.add_argument(
+        "--threads", type=thread_count, help="torch threads, at most the CPUs available (default: torch's own choice)"
+    )
+    parser.add_argument(
+        "--out", type=out_folder, help="output folder (default: a new mixerbench-results/<device>-<preset>-<time>)"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue OUT/results.jsonl: skip cases recorded there as ok or oom (with --peers: pairs already in OUT/peers.jsonl)",
+    )
     parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
-    parser.add_argument("--peers", action="store_true", help="time ours against timm (Mixer-B/16, ViT-B/16, ResNet-50), interleaved; print ratios")
-    parser.add_argument("--rounds", type=positive_int, help="timing rounds per series, sizes shuffled in each (default: the preset's); "
-                        "with --peers: interleaved rounds per pair (default: 5)")
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="time ours against timm (Mixer-B/16, ViT-B/16, ResNet-50), interleaved; print ratios",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=positive_int,
+        help="timing rounds per series, sizes shuffled in each (default: the preset's); "
+        "with --peers: interleaved rounds per pair (default: 5)",
+    )
     shard_option.add_argument(parser)
 
 
@@ -107,8 +141,11 @@ def _peers_to_run(out: Path, pairs, resume: bool, settings: dict):
         return pairs
     if not resume:
         raise UsageError(f"{path} exists; add --resume to time the pairs it lacks, or choose another --out")
-    done = {(r.case.get("ours"), r.case.get("timm")) for r in results.read_peers(path)[0]
-            if r.status == "ok" and all(r.case.get(k) == v for k, v in settings.items())}
+    done = {
+        (r.case.get("ours"), r.case.get("timm"))
+        for r in results.read_peers(path)[0]
+        if r.status == "ok" and all(r.case.get(k) == v for k, v in settings.items())
+    }
     return tuple(p for p in pairs if tuple(p) not in done)
 
 
@@ -134,7 +171,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if args.max_batch and device != "cuda":
         raise UsageError("--max-batch searches GPU memory; it needs --device cuda")
-    out = args.out or sweep.default_out(device, ("peers" if args.peers else preset.name) + shard_option.default_suffix(shard))
+    out = args.out or sweep.default_out(
+        device, ("peers" if args.peers else preset.name) + shard_option.default_suffix(shard)
+    )
     _folder(out, create=False)
 
     if args.peers:
@@ -144,12 +183,19 @@ def run(args: argparse.Namespace) -> int:
                 raise UsageError("--peers --models takes pairs: ours,timm:<name>,ours,timm:<name>...")
             pairs = tuple(zip(args.models[::2], args.models[1::2]))
         img_size = args.resolutions[0] if args.resolutions else 224
-        settings = dict(img_size=img_size, batch=args.batch or 8, device=device,
-                        dtype=args.dtype[0] if args.dtype else "float32", mode=(args.mode or ["infer"])[0])
+        settings = dict(
+            img_size=img_size,
+            batch=args.batch or 8,
+            device=device,
+            dtype=args.dtype[0] if args.dtype else "float32",
+            mode=(args.mode or ["infer"])[0],
+        )
         pairs = _peers_to_run(out, pairs, args.resume, settings)
         _folder(out, create=True)
         try:
-            done = sweep.run_peers(pairs, out=out, **settings, rounds=args.rounds or 5, threads=args.threads, log=sys.stdout)
+            done = sweep.run_peers(
+                pairs, out=out, **settings, rounds=args.rounds or 5, threads=args.threads, log=sys.stdout
+            )
         except files.FolderBusy as exc:
             raise UsageError(str(exc)) from None
         except sweep.RecordNotWritten as exc:
@@ -157,7 +203,10 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(f"wrote {out / 'peers.jsonl'}")
         if len(done) < len(pairs):
-            print(f"mixerbench sweep: error: {len(pairs) - len(done)} of {len(pairs)} pairs failed (see above)", file=sys.stderr)
+            print(
+                f"mixerbench sweep: error: {len(pairs) - len(done)} of {len(pairs)} pairs failed (see above)",
+                file=sys.stderr,
+            )
             return 1
         return 0
 
@@ -180,7 +229,9 @@ def run(args: argparse.Namespace) -> int:
         sweep.validate_cases(cases)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if (out / "results.jsonl").exists() and (out / "results.jsonl").stat().st_size > 0 and not args.resume:  # empty: nothing to lose
+    if (
+        (out / "results.jsonl").exists() and (out / "results.jsonl").stat().st_size > 0 and not args.resume
+    ):  # empty: nothing to lose
         raise UsageError(f"{out / 'results.jsonl'} exists; add --resume to continue it, or choose another --out")
     cases = shard_option.select(cases, shard, out, args.resume)
 
@@ -188,9 +239,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.models:
         print(f"preset {preset.name}: {preset.note}")
     config = sweep.SweepConfig(
-        cases=tuple(cases), out=out, preset=preset.name, resume=args.resume,
-        min_run_time=args.min_run_time or preset.min_run_time, min_runs=preset.min_runs, warmup=preset.warmup,
-        threads=args.threads if args.threads is not None else preset.threads, rounds=args.rounds or preset.rounds,
+        cases=tuple(cases),
+        out=out,
+        preset=preset.name,
+        resume=args.resume,
+        min_run_time=args.min_run_time or preset.min_run_time,
+        min_runs=preset.min_runs,
+        warmup=preset.warmup,
+        threads=args.threads if args.threads is not None else preset.threads,
+        rounds=args.rounds or preset.rounds,
         shard=shard,
     )
     try:
@@ -201,7 +258,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"mixerbench sweep: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"\ninterrupted: finished cases are in {out / 'results.jsonl'}; continue with the same arguments plus --resume --out {out}")
+        print(
+            f"\ninterrupted: finished cases are in {out / 'results.jsonl'}; continue with the same arguments plus --resume --out {out}"
+        )
         raise
     failed = [r for r in records if r.status not in results.FINAL_STATUSES]  # error, killed: rerun by --resume
     if not args.no_report:

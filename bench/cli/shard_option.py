@@ -16,10 +16,11 @@ from bench.errors import UsageError
 
 def add_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--shard", metavar="K/N",
+        "--shard",
+        metavar="K/N",
         help="run shard K of N (0-based) of the grid, balanced by predicted cost; default: from a Slurm job array "
-             "(SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT or _MIN/_MAX) or a Kubernetes Indexed Job "
-             "(JOB_COMPLETION_INDEX with MIXERBENCH_SHARD_COUNT), else the whole grid",
+        "(SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT or _MIN/_MAX) or a Kubernetes Indexed Job "
+        "(JOB_COMPLETION_INDEX with MIXERBENCH_SHARD_COUNT), else the whole grid",
     )
 
 
@@ -71,7 +72,11 @@ def _check_folder(out: Path, shard, resume: bool) -> None:
         return
     found, _ = records.read_results(path)
     mine = (shard.index, shard.count)
-    other = sorted({(r.shard.get("index"), r.shard.get("count")) for r in found if r.shard is not None} - {mine}, key=str)
+    other = sorted(
+        {(r.shard.get("index"), r.shard.get("count")) for r in found if r.shard is not None} - {mine}, key=str
+    )
     if other:
-        raise UsageError(f"--shard: {path} holds records of shard {other[0][0]}/{other[0][1]}, but this run is "
-                         f"shard {shard}; use one --out folder per shard")
+        raise UsageError(
+            f"--shard: {path} holds records of shard {other[0][0]}/{other[0][1]}, but this run is "
+            f"shard {shard}; use one --out folder per shard"
+        )

@@ -37,7 +37,12 @@ CHANGE_FACTOR = 10  # logits "changed": max abs difference above CHANGE_FACTOR *
 # The checks, by family; a check's name states the claim, ``passed`` says whether it held.
 CHECKS = {
     "mixer": ("patch_order_changes_logits", "equivariant_with_permuted_token_weights", "isotropy"),
-    "vit": ("patch_order_changes_logits", "equivariant_with_permuted_pos_embed", "invariant_without_pos_embed", "isotropy"),
+    "vit": (
+        "patch_order_changes_logits",
+        "equivariant_with_permuted_pos_embed",
+        "invariant_without_pos_embed",
+        "isotropy",
+    ),
     "resnet": ("patch_order_changes_logits", "isotropy"),
     "timm": ("patch_order_changes_logits", "isotropy"),
 }
@@ -141,7 +146,9 @@ def permute_token_order(model: nn.Module, perm: torch.Tensor) -> nn.Module:
                 rows = permuted.pos_embed[:, offset:]
                 permuted.pos_embed[:, offset:] = rows[:, perm]
         else:
-            raise ValueError(f"{type(model).__name__} has no token-order weights to permute (reference Mixer and ViT only)")
+            raise ValueError(
+                f"{type(model).__name__} has no token-order weights to permute (reference Mixer and ViT only)"
+            )
     return permuted
 
 
@@ -223,7 +230,9 @@ class ProbeConfig:
     def __post_init__(self):
         side = patch_grid(self.img_size, self.patch_size)
         if side * side < 2:
-            raise ValueError(f"img_size {self.img_size} with patch_size {self.patch_size} gives one patch: nothing to permute")
+            raise ValueError(
+                f"img_size {self.img_size} with patch_size {self.patch_size} gives one patch: nothing to permute"
+            )
         if self.num_blocks <= 0 or self.batch <= 0:
             raise ValueError(f"num_blocks and batch must be positive, got {self.num_blocks} and {self.batch}")
         if not 0 <= self.seed < 2**63:
@@ -261,13 +270,19 @@ def check_model(name: str, probe: ProbeConfig = ProbeConfig()) -> list[CheckResu
         results = [_changes(name, max_abs_diff(model(x_perm), logits), "same weights, patches permuted")]
         if fam == "mixer":
             diff = max_abs_diff(permute_token_order(model, perm)(x_perm), logits)
-            results.append(_same(name, "equivariant_with_permuted_token_weights", diff, "token-mixing weights permuted too"))
+            results.append(
+                _same(name, "equivariant_with_permuted_token_weights", diff, "token-mixing weights permuted too")
+            )
         if fam == "vit":
             diff = max_abs_diff(permute_token_order(model, perm)(x_perm), logits)
-            results.append(_same(name, "equivariant_with_permuted_pos_embed", diff, "positional embedding rows permuted too"))
+            results.append(
+                _same(name, "equivariant_with_permuted_pos_embed", diff, "positional embedding rows permuted too")
+            )
             plain = build_probe_model(name, probe, pos_embed=False, class_token=False, global_pool="avg")
             diff = max_abs_diff(plain(x_perm), plain(x))
-            results.append(_same(name, "invariant_without_pos_embed", diff, "no pos_embed, no class token, mean pooling"))
+            results.append(
+                _same(name, "invariant_without_pos_embed", diff, "no pos_embed, no class token, mean pooling")
+            )
     results.append(_isotropy(name, fam, layer_activations(model, x)))
     return results
 
@@ -275,7 +290,9 @@ def check_model(name: str, probe: ProbeConfig = ProbeConfig()) -> list[CheckResu
 def _same(model: str, check: str, diff: float, how: str) -> CheckResult:
     passed = diff <= EQUAL_TOL
     verdict = "same logits" if passed else "logits differ"
-    return CheckResult(model, check, passed, diff, f"{verdict}: max |diff| {diff:.2e} (<= {EQUAL_TOL:.0e} to pass; {how})")
+    return CheckResult(
+        model, check, passed, diff, f"{verdict}: max |diff| {diff:.2e} (<= {EQUAL_TOL:.0e} to pass; {how})"
+    )
 
 
 def _changes(model: str, diff: float, how: str) -> CheckResult:
@@ -283,7 +300,11 @@ def _changes(model: str, diff: float, how: str) -> CheckResult:
     passed = diff > threshold
     verdict = "logits change" if passed else "logits barely change"
     return CheckResult(
-        model, "patch_order_changes_logits", passed, diff, f"{verdict}: max |diff| {diff:.2e} (> {threshold:.0e} to pass; {how})"
+        model,
+        "patch_order_changes_logits",
+        passed,
+        diff,
+        f"{verdict}: max |diff| {diff:.2e} (> {threshold:.0e} to pass; {how})",
     )
 
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -34,9 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import architectures
-
-from bench.measure.timing import torch_threads
 from bench.experiments.properties import permute_patches, permute_pixels, permute_token_order, random_permutation
+from bench.measure.timing import torch_threads
 
 MODELS = ("mixer", "vit", "resnet")
 CONDITIONS = ("original", "patch_shuffled", "pixel_shuffled")
@@ -82,9 +81,13 @@ class ExperimentConfig:
             )
         if self.data.img_size < 8:
             raise ValueError(f"img_size must be at least 8 to draw a digit, got {self.data.img_size}")
-        for name, value in (("train_size", self.data.train_size), ("test_size", self.data.test_size),
-                            ("steps", self.train.steps), ("batch_size", self.train.batch_size),
-                            ("threads", self.train.threads)):
+        for name, value in (
+            ("train_size", self.data.train_size),
+            ("test_size", self.data.test_size),
+            ("steps", self.train.steps),
+            ("batch_size", self.train.batch_size),
+            ("threads", self.train.threads),
+        ):
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
         if not self.seeds:
@@ -131,7 +134,9 @@ class Summary:
 # ---------------------------------------------------------------------------- data
 
 
-def seven_segment_digits(n: int, img_size: int, jitter: int, noise: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def seven_segment_digits(
+    n: int, img_size: int, jitter: int, noise: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` noisy seven-segment digits: images (n, 1, img_size, img_size) float32, labels (n,) int64.
 
     Each digit has a random width, height, stroke thickness, brightness and a centre
@@ -151,7 +156,12 @@ def seven_segment_digits(n: int, img_size: int, jitter: int, noise: float, seed:
     ys = np.arange(s)[None, :, None]
 
     def box(left, right, top, bottom):  # (n, s, s) mask of [left, right) x [top, bottom)
-        return (xs >= left[:, None, None]) & (xs < right[:, None, None]) & (ys >= top[:, None, None]) & (ys < bottom[:, None, None])
+        return (
+            (xs >= left[:, None, None])
+            & (xs < right[:, None, None])
+            & (ys >= top[:, None, None])
+            & (ys < bottom[:, None, None])
+        )
 
     masks = {
         "a": box(x0, x0 + w, y0, y0 + t),
@@ -185,8 +195,10 @@ class Dataset:
         if condition in ("original", "original_float64"):
             return self.train_x, self.test_x
         if condition in ("patch_shuffled", "patch_shuffled_permuted_init_float64"):
-            return (permute_patches(self.train_x, self.patch_perm, patch_size),
-                    permute_patches(self.test_x, self.patch_perm, patch_size))
+            return (
+                permute_patches(self.train_x, self.patch_perm, patch_size),
+                permute_patches(self.test_x, self.patch_perm, patch_size),
+            )
         if condition == "pixel_shuffled":
             return permute_pixels(self.train_x, self.pixel_perm), permute_pixels(self.test_x, self.pixel_perm)
         raise ValueError(f"unknown condition {condition!r}")
@@ -197,7 +209,10 @@ def make_dataset(data: DataConfig, patch_size: int) -> Dataset:
     test_x, test_y = seven_segment_digits(data.test_size, data.img_size, data.jitter, data.noise, data.seed + 1)
     side = data.img_size // patch_size
     return Dataset(
-        train_x, train_y, test_x, test_y,
+        train_x,
+        train_y,
+        test_x,
+        test_y,
         patch_perm=random_permutation(side * side, data.seed + 2),
         pixel_perm=random_permutation(data.img_size**2, data.seed + 3),
     )
@@ -211,11 +226,19 @@ def tiny_model(kind: str, img_size: int, patch_size: int, seed: int) -> nn.Modul
     torch.manual_seed(seed)
     common = dict(img_size=img_size, num_classes=10, in_chans=1)
     if kind == "mixer":  # C = 64, D_S = 32, D_C = 128
-        return architectures.create("mixer_s16", patch_size=patch_size, num_blocks=2, hidden_dim=64,
-                                    tokens_mlp_dim=32, channels_mlp_dim=128, **common)
+        return architectures.create(
+            "mixer_s16",
+            patch_size=patch_size,
+            num_blocks=2,
+            hidden_dim=64,
+            tokens_mlp_dim=32,
+            channels_mlp_dim=128,
+            **common,
+        )
     if kind == "vit":  # D = 64, 4 heads, MLP 128
-        return architectures.create("vit_ti16", patch_size=patch_size, num_blocks=2, hidden_dim=64, num_heads=4,
-                                    mlp_dim=128, **common)
+        return architectures.create(
+            "vit_ti16", patch_size=patch_size, num_blocks=2, hidden_dim=64, num_heads=4, mlp_dim=128, **common
+        )
     if kind == "resnet":  # ResNet-18 layout with one basic block per stage, width 16
         return architectures.create("resnet18", width=16, layers=(1, 1, 1, 1), **common)
     raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(MODELS)}")
@@ -261,7 +284,9 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     correct = 0
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
-            correct += (model(x[start : start + batch_size]).argmax(dim=1) == y[start : start + batch_size]).sum().item()
+            correct += (
+                (model(x[start : start + batch_size]).argmax(dim=1) == y[start : start + batch_size]).sum().item()
+            )
     return correct / len(x)
 
 
@@ -307,7 +332,9 @@ def summarize(records: list[RunRecord]) -> list[Summary]:
     for (model, condition), accs in groups.items():
         values = np.array(accs)
         std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-        summaries.append(Summary(model, condition, len(values), float(values.mean()), std, float(values.min()), float(values.max())))
+        summaries.append(
+            Summary(model, condition, len(values), float(values.mean()), std, float(values.min()), float(values.max()))
+        )
     return summaries
 
 
@@ -329,8 +356,11 @@ def check_claim(records: list[RunRecord], tolerance: float = 1e-6) -> ClaimCheck
     """Compare each seed's two float64 Mixer runs of ``CLAIM_CONDITIONS`` (None if there are none)."""
     by_key = {(r.model, r.condition, r.seed): r for r in records}
     reference, permuted = CLAIM_CONDITIONS
-    seeds = sorted(seed for (model, condition, seed) in by_key if model == "mixer" and condition == permuted
-                   and ("mixer", reference, seed) in by_key)
+    seeds = sorted(
+        seed
+        for (model, condition, seed) in by_key
+        if model == "mixer" and condition == permuted and ("mixer", reference, seed) in by_key
+    )
     if not seeds:
         return None
     acc_diff = loss_diff = 0.0
@@ -351,8 +381,9 @@ def markdown_table(summaries: list[Summary]) -> str:
         cells = []
         for condition in conditions:
             s = cell.get((model, condition))
-            cells.append("-" if s is None else
-                         f"{100 * s.mean:.1f} ± {100 * s.std:.1f} ({100 * s.min:.1f}-{100 * s.max:.1f})")
+            cells.append(
+                "-" if s is None else f"{100 * s.mean:.1f} ± {100 * s.std:.1f} ({100 * s.min:.1f}-{100 * s.max:.1f})"
+            )
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -407,10 +438,12 @@ def summary_markdown(config: ExperimentConfig, summaries: list[Summary], claim: 
             f"seeds {', '.join(map(str, claim.seeds))}: max |accuracy diff| {claim.max_accuracy_diff:.4f}, "
             f"max |loss diff| over all steps {claim.max_loss_diff:.1e} (tolerance {claim.tolerance:.0e})."
         )
-    header = (f"Test accuracy (%), mean ± std (min-max) over {len(config.seeds)} seed(s); "
-              f"{config.train.steps} steps of batch {config.train.batch_size}, {config.data.train_size} training and "
-              f"{config.data.test_size} test images, {config.data.img_size}x{config.data.img_size} px, "
-              f"{config.train.patch_size}x{config.train.patch_size} patches.")
+    header = (
+        f"Test accuracy (%), mean ± std (min-max) over {len(config.seeds)} seed(s); "
+        f"{config.train.steps} steps of batch {config.train.batch_size}, {config.data.train_size} training and "
+        f"{config.data.test_size} test images, {config.data.img_size}x{config.data.img_size} px, "
+        f"{config.train.patch_size}x{config.train.patch_size} patches."
+    )
     return f"{header}\n\n{markdown_table(summaries)}\n\n{claim_line}\n"
 
 

@@ -19,4 +19,6 @@ def check_backend(device: str, backend: str, dtype: str = "float32") -> None:
         sdpa(q, q, q, backend)
     except RuntimeError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"attention backend {backend}: {device} ({dtype}) cannot run this kernel ({reason[:120]})") from None
+        raise ValueError(
+            f"attention backend {backend}: {device} ({dtype}) cannot run this kernel ({reason[:120]})"
+        ) from None

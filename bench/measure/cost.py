@@ -61,7 +61,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 import architectures
-
 from bench.measure import counting
 from bench.measure.opclass import CLASSES, classify
 from bench.measure.spec import Case, CostRecord
@@ -71,11 +70,43 @@ aten = torch.ops.aten
 LOWER_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 # torch.autocast's lists (CUDA, torch/csrc/autocast_mode.cpp) for the functions these models call.
-AUTOCAST_LOWER = frozenset(("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "matmul",
-                            "__matmul__", "__rmatmul__", "mm", "bmm", "addmm", "baddbmm", "addbmm", "einsum"))
-AUTOCAST_FP32 = frozenset(("layer_norm", "group_norm", "softmax", "log_softmax", "cross_entropy", "nll_loss",
-                           "mse_loss", "l1_loss", "smooth_l1_loss", "binary_cross_entropy_with_logits", "logsumexp",
-                           "cumsum", "prod", "norm"))
+AUTOCAST_LOWER = frozenset(
+    (
+        "linear",
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "matmul",
+        "__matmul__",
+        "__rmatmul__",
+        "mm",
+        "bmm",
+        "addmm",
+        "baddbmm",
+        "addbmm",
+        "einsum",
+    )
+)
+AUTOCAST_FP32 = frozenset(
+    (
+        "layer_norm",
+        "group_norm",
+        "softmax",
+        "log_softmax",
+        "cross_entropy",
+        "nll_loss",
+        "mse_loss",
+        "l1_loss",
+        "smooth_l1_loss",
+        "binary_cross_entropy_with_logits",
+        "logsumexp",
+        "cumsum",
+        "prod",
+        "norm",
+    )
+)
 
 # Allocations: they hold memory but do no work.
 ALLOCATIONS = frozenset((aten.empty, aten.empty_like, aten.empty_strided, aten.new_empty, aten.new_empty_strided))
@@ -84,8 +115,12 @@ WRITE_ONLY = frozenset((aten.copy_, aten.fill_, aten.zero_, aten.normal_, aten.u
 
 _SDPA_BACKWARD = tuple(
     getattr(aten, name)
-    for name in ("_scaled_dot_product_flash_attention_backward", "_scaled_dot_product_flash_attention_for_cpu_backward",
-                 "_scaled_dot_product_efficient_attention_backward", "_scaled_dot_product_cudnn_attention_backward")
+    for name in (
+        "_scaled_dot_product_flash_attention_backward",
+        "_scaled_dot_product_flash_attention_for_cpu_backward",
+        "_scaled_dot_product_efficient_attention_backward",
+        "_scaled_dot_product_cudnn_attention_backward",
+    )
     if hasattr(aten, name)
 )
 
@@ -109,8 +144,10 @@ def _mutated_positions(func) -> tuple[list[int], list[str]]:
     found = _MUTATED.get(func)
     if found is None:
         args = func._schema.arguments
-        found = ([i for i, a in enumerate(args) if a.alias_info is not None and a.alias_info.is_write],
-                 [a.name for a in args if a.alias_info is not None and a.alias_info.is_write])
+        found = (
+            [i for i, a in enumerate(args) if a.alias_info is not None and a.alias_info.is_write],
+            [a.name for a in args if a.alias_info is not None and a.alias_info.is_write],
+        )
         _MUTATED[func] = found
     return found
 
@@ -295,12 +332,16 @@ class Autocast(TorchFunctionMode):
 
     def _attention(self, func, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **rest):
         if attn_mask is not None or is_causal or dropout_p or rest.get("enable_gqa"):
-            return func(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale, **rest)
+            return func(
+                query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale, **rest
+            )
         if self.device == "cuda":
             if query.dtype in (torch.float16, torch.bfloat16):
                 return aten._scaled_dot_product_flash_attention(query, key, value, 0.0, False, False, scale=scale)[0]
             grad = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
-            return aten._scaled_dot_product_efficient_attention(query, key, value, None, grad, 0.0, False, scale=scale)[0]
+            return aten._scaled_dot_product_efficient_attention(query, key, value, None, grad, 0.0, False, scale=scale)[
+                0
+            ]
         return aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, 0.0, False, scale=scale)[0]
 
 
@@ -312,8 +353,18 @@ def _optimizer_of(step):
     return None
 
 
-def cost(model: str, img_size: int, patch_size: int | None = None, *, batch: int = 1, dtype: str = "float32",
-         mode: str = "infer", device: str = "cpu", channels_last: bool | None = None, **overrides) -> CostRecord:
+def cost(
+    model: str,
+    img_size: int,
+    patch_size: int | None = None,
+    *,
+    batch: int = 1,
+    dtype: str = "float32",
+    mode: str = "infer",
+    device: str = "cpu",
+    channels_last: bool | None = None,
+    **overrides,
+) -> CostRecord:
     """The :class:`CostRecord` of one step of ``model`` (see the module doc); nothing is allocated.
 
     ``device`` is the device whose autocast policy and attention kernel are modelled
@@ -329,8 +380,9 @@ def cost(model: str, img_size: int, patch_size: int | None = None, *, batch: int
     net = counting.build(model, img_size, patch_size, "meta", **overrides)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    step = timing.make_step(net, batch=batch, img_size=img_size, device="meta", dtype="float32", mode=mode,
-                            channels_last=channels_last)
+    step = timing.make_step(
+        net, batch=batch, img_size=img_size, device="meta", dtype="float32", mode=mode, channels_last=channels_last
+    )
     tracker = ModuleTracker()
     counter = CostCounter(tracker)
     with tracker, Autocast(dtype, device), counter:
@@ -349,20 +401,40 @@ def cost(model: str, img_size: int, patch_size: int | None = None, *, batch: int
     config = getattr(net, "config", None)
     train = mode == "train"
     return CostRecord(
-        model=model, img_size=img_size, patch_size=counting._built_patch_size(net), tokens=architectures.num_tokens(net),
-        batch=batch, dtype=dtype, mode=mode, device=device, attention=getattr(config, "attn_backend", None),
-        bytes_moved=counter.bytes_moved, peak_activation_bytes=counter.peak(grads | state), ops=counter.ops,
-        flops=counter.flops, peak_step_bytes=counter.peak(),
+        model=model,
+        img_size=img_size,
+        patch_size=counting._built_patch_size(net),
+        tokens=architectures.num_tokens(net),
+        batch=batch,
+        dtype=dtype,
+        mode=mode,
+        device=device,
+        attention=getattr(config, "attn_backend", None),
+        bytes_moved=counter.bytes_moved,
+        peak_activation_bytes=counter.peak(grads | state),
+        ops=counter.ops,
+        flops=counter.flops,
+        peak_step_bytes=counter.peak(),
         by_class={c: dict(v) for c, v in counter.by_class.items() if v["ops"]},
-        gradient_bytes=gradient_bytes if train else None, optimizer_bytes=optimizer_bytes if train else None,
+        gradient_bytes=gradient_bytes if train else None,
+        optimizer_bytes=optimizer_bytes if train else None,
         kernels=[[cls, op, f, b, n] for (cls, op, f, b), n in sorted(counter.kernels.items())],
     )
 
 
 def count_case(case: Case, batch: int | None = None) -> CostRecord:
     """:func:`cost` of ``case`` at its batch (``batch`` when the case's own is "max" and has been searched)."""
-    return cost(case.model, case.img_size, case.patch_size, batch=int(batch or case.batch), dtype=case.dtype,
-                mode=case.mode, device=case.device, channels_last=case.channels_last, **case.overrides)
+    return cost(
+        case.model,
+        case.img_size,
+        case.patch_size,
+        batch=int(batch or case.batch),
+        dtype=case.dtype,
+        mode=case.mode,
+        device=case.device,
+        channels_last=case.channels_last,
+        **case.overrides,
+    )
 
 
 def copy_bandwidth(device: str, *, nbytes: int | None = None, min_run_time: float = 0.3) -> float:

@@ -42,15 +42,14 @@ import logging
 import math
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import architectures
-
 from bench.measure.opclass import MOVEMENT_OPS
 from bench.measure.spec import Case, FlopRecord
 from bench.measure.timing import torch_threads
@@ -93,6 +92,7 @@ RULES: dict = {}
 
 def rule(kind: str, *packets):
     """Register the decorated function as the ``kind`` rule of ``packets`` (a packet registered twice is an error)."""
+
     def register(fn):
         for packet in packets:
             if packet in RULES:
@@ -299,7 +299,19 @@ class _SkipMetaInit(TorchDispatchMode):
 
     SKIPPED = frozenset(
         getattr(aten, name)
-        for name in ("normal_", "uniform_", "fill_", "zero_", "erfinv_", "mul_", "add_", "sub_", "div_", "clamp_", "copy_")
+        for name in (
+            "normal_",
+            "uniform_",
+            "fill_",
+            "zero_",
+            "erfinv_",
+            "mul_",
+            "add_",
+            "sub_",
+            "div_",
+            "clamp_",
+            "copy_",
+        )
     )
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -309,7 +321,9 @@ class _SkipMetaInit(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def build(model: str, img_size: int, patch_size: int | None = None, device: str | torch.device = "meta", **overrides) -> nn.Module:
+def build(
+    model: str, img_size: int, patch_size: int | None = None, device: str | torch.device = "meta", **overrides
+) -> nn.Module:
     """``architectures.create`` on ``device``, in eval mode. Raises ValueError on a bad case."""
     with torch.device(device):
         if torch.device(device).type == "meta":

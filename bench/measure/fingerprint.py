@@ -28,8 +28,9 @@ import json
 import os
 import platform
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bench.measure.env import cpu_model
 
@@ -37,13 +38,31 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 GOVERNOR = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
 
 GPU_FIELDS = (
-    "index", "name", "uuid", "mig_mode", "driver", "cuda_version", "power_limit_w",
-    "sm_clock_mhz", "mem_clock_mhz", "max_sm_clock_mhz", "max_mem_clock_mhz", "clocks_locked",
-    "persistence_mode", "temperature_c", "other_processes",
+    "index",
+    "name",
+    "uuid",
+    "mig_mode",
+    "driver",
+    "cuda_version",
+    "power_limit_w",
+    "sm_clock_mhz",
+    "mem_clock_mhz",
+    "max_sm_clock_mhz",
+    "max_mem_clock_mhz",
+    "clocks_locked",
+    "persistence_mode",
+    "temperature_c",
+    "other_processes",
 )
 SAMPLE_FIELDS = (
-    "sm_clock_mhz", "mem_clock_mhz", "temperature_c", "power_w", "throttle_reasons", "throttle_reason_names",
-    "clocks_locked", "other_processes",
+    "sm_clock_mhz",
+    "mem_clock_mhz",
+    "temperature_c",
+    "power_w",
+    "throttle_reasons",
+    "throttle_reason_names",
+    "clocks_locked",
+    "other_processes",
 )
 
 # NVML's clock event ("throttle") reason bits (nvml.h, stable across versions).
@@ -170,8 +189,9 @@ def cgroup_limits(root: Path = CGROUP_ROOT, proc_cgroup: str | None = None) -> d
             for d in _up_from(root / "cpu", paths.get("cpu"))
         )
     if memory is None:
-        memory = _tightest(parse_memory_max(_read(d / "memory.limit_in_bytes"))
-                           for d in _up_from(root / "memory", paths.get("memory")))
+        memory = _tightest(
+            parse_memory_max(_read(d / "memory.limit_in_bytes")) for d in _up_from(root / "memory", paths.get("memory"))
+        )
     return {"cgroup_cpu_max": cpu, "cgroup_memory_max_bytes": memory}
 
 
@@ -302,8 +322,11 @@ def _clocks_locked(nv, handle, reasons: int | None) -> bool | None:
 
 def _other_processes(nv, handle) -> int | None:
     """Compute processes on the GPU other than this one (PIDs as NVML sees them: in a container, the host's)."""
-    for name in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetComputeRunningProcesses_v3",
-                 "nvmlDeviceGetComputeRunningProcesses_v2"):
+    for name in (
+        "nvmlDeviceGetComputeRunningProcesses",
+        "nvmlDeviceGetComputeRunningProcesses_v3",
+        "nvmlDeviceGetComputeRunningProcesses_v2",
+    ):
         procs = _call(nv, name, handle)
         if procs is not None:
             me = os.getpid()
@@ -324,8 +347,9 @@ def _sample(nv, handle) -> dict:
     return {
         "sm_clock_mhz": sm,
         "mem_clock_mhz": mem,
-        "temperature_c": _call(nv, "nvmlDeviceGetTemperature", handle,
-                               _const(nv, "NVML_TEMPERATURE_GPU", _NVML_TEMPERATURE_GPU)),
+        "temperature_c": _call(
+            nv, "nvmlDeviceGetTemperature", handle, _const(nv, "NVML_TEMPERATURE_GPU", _NVML_TEMPERATURE_GPU)
+        ),
         "power_w": power / 1000 if isinstance(power, (int, float)) else None,
         "throttle_reasons": reasons,
         "throttle_reason_names": reason_names(reasons),
@@ -431,6 +455,11 @@ def warnings(start: dict | None, end: dict | None) -> list[str]:
             names = ", ".join(reason_names(mask & ~NOT_THROTTLING) or [])
             out.append(f"GPU throttled at the {when} of the run ({names})")
     before, after = start.get("sm_clock_mhz"), end.get("sm_clock_mhz")
-    if isinstance(before, (int, float)) and isinstance(after, (int, float)) and before > 0 and after < before * CLOCK_DROP:
+    if (
+        isinstance(before, (int, float))
+        and isinstance(after, (int, float))
+        and before > 0
+        and after < before * CLOCK_DROP
+    ):
         out.append(f"GPU SM clock dropped from {before:g} to {after:g} MHz during the run")
     return out

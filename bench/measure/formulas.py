@@ -201,6 +201,14 @@ def zoo() -> list[dict]:
     rows = []
     for name in architectures.list_models():
         traits = architectures.traits(name)
-        rows.append({"model": name, "family": traits.family, "img_size": 224, "patch_size": traits.patch_size,
-                     "tokens": traits.tokens(224), "params": params(architectures.get_config(name))})
+        rows.append(
+            {
+                "model": name,
+                "family": traits.family,
+                "img_size": 224,
+                "patch_size": traits.patch_size,
+                "tokens": traits.tokens(224),
+                "params": params(architectures.get_config(name)),
+            }
+        )
     return rows

@@ -94,8 +94,11 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
         return True
     text = str(exc)
-    return isinstance(exc, RuntimeError) and not isinstance(exc, WorkerKilled) and (
-        "DefaultCPUAllocator: can't allocate memory" in text or "DefaultCPUAllocator: not enough memory" in text)
+    return (
+        isinstance(exc, RuntimeError)
+        and not isinstance(exc, WorkerKilled)
+        and ("DefaultCPUAllocator: can't allocate memory" in text or "DefaultCPUAllocator: not enough memory" in text)
+    )
 
 
 def measure(case: Case) -> MemoryRecord:
@@ -124,7 +127,11 @@ def measure_in_process(case: Case, *, batch: int | None = None) -> MemoryRecord:
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
-        read_now, reset_peak, read_peak = torch.cuda.memory_allocated, torch.cuda.reset_peak_memory_stats, torch.cuda.max_memory_allocated
+        read_now, reset_peak, read_peak = (
+            torch.cuda.memory_allocated,
+            torch.cuda.reset_peak_memory_stats,
+            torch.cuda.max_memory_allocated,
+        )
     else:
         release_cpu_memory()
         read_now, reset_peak, read_peak = current_rss, reset_peak_rss, peak_rss
@@ -226,7 +233,10 @@ class MemoryWorker:
         self._stderr = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "bench.measure.memory", "--worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
             cwd=Path(__file__).resolve().parents[2],
         )
         return self._proc
@@ -262,12 +272,21 @@ class MemoryWorker:
             except ValueError:
                 name = f"signal {-code}"
             kills_after = oom_kill_count()
-            if code == -signal.SIGKILL and kills_before is not None and kills_after is not None and kills_after > kills_before:
-                return WorkerOOM(f"memory worker killed by the OOM killer (cgroup oom_kill {kills_before} -> {kills_after}) {what}")
+            if (
+                code == -signal.SIGKILL
+                and kills_before is not None
+                and kills_after is not None
+                and kills_after > kills_before
+            ):
+                return WorkerOOM(
+                    f"memory worker killed by the OOM killer (cgroup oom_kill {kills_before} -> {kills_after}) {what}"
+                )
             if "DefaultCPUAllocator" in tail or "MemoryError" in tail:
                 return WorkerOOM(f"memory worker died ({name}) out of memory {what}: {tail}")
-            return WorkerKilled(f"memory worker killed by {name} {what}, no sign of running out of memory"
-                                + (f": {tail}" if tail else ""))
+            return WorkerKilled(
+                f"memory worker killed by {name} {what}, no sign of running out of memory"
+                + (f": {tail}" if tail else "")
+            )
         return WorkerKilled(f"memory worker exited with code {code} {what}" + (f": {tail}" if tail else ""))
 
     def _stderr_tail(self) -> str:

@@ -22,25 +22,98 @@ from __future__ import annotations
 
 CLASSES = ("attention", "token_mixing", "dense", "norm_elementwise", "data_movement")
 
-MATMUL_OPS = frozenset((
-    "mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "convolution", "conv2d", "_convolution",
-    "scaled_dot_product_attention", "_scaled_dot_product_flash_attention",
-    "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_efficient_attention",
-    "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_fused_attention_overrideable",
-    "_scaled_dot_product_attention_math",
-))
+MATMUL_OPS = frozenset(
+    (
+        "mm",
+        "addmm",
+        "bmm",
+        "baddbmm",
+        "matmul",
+        "linear",
+        "convolution",
+        "conv2d",
+        "_convolution",
+        "scaled_dot_product_attention",
+        "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_flash_attention_for_cpu",
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_cudnn_attention",
+        "_scaled_dot_product_fused_attention_overrideable",
+        "_scaled_dot_product_attention_math",
+    )
+)
 
 # Data movement and allocation: no arithmetic at all (fvcore ignores the same kinds).
-MOVEMENT_OPS = frozenset((
-    "view", "_unsafe_view", "reshape", "transpose", "t", "permute", "expand", "cat", "stack", "select",
-    "slice", "unbind", "split", "split_with_sizes", "chunk", "narrow", "clone", "contiguous", "detach",
-    "alias", "as_strided", "squeeze", "unsqueeze", "flatten", "copy_", "_to_copy", "lift_fresh",
-    "empty", "empty_like", "empty_strided", "zeros", "zeros_like", "ones", "ones_like", "full",
-    "full_like", "new_empty", "new_zeros", "new_ones", "new_full", "arange", "fill_", "zero_", "index",
-    "gather", "roll", "constant_pad_nd", "unfold", "expand_as", "view_as", "repeat", "tile", "_reshape_alias",
-    "index_select", "masked_fill", "as_strided_", "squeeze_", "unsqueeze_", "transpose_", "t_", "detach_",
-    "to", "copy", "resize_", "_local_scalar_dense", "lift_fresh_copy",
-))
+MOVEMENT_OPS = frozenset(
+    (
+        "view",
+        "_unsafe_view",
+        "reshape",
+        "transpose",
+        "t",
+        "permute",
+        "expand",
+        "cat",
+        "stack",
+        "select",
+        "slice",
+        "unbind",
+        "split",
+        "split_with_sizes",
+        "chunk",
+        "narrow",
+        "clone",
+        "contiguous",
+        "detach",
+        "alias",
+        "as_strided",
+        "squeeze",
+        "unsqueeze",
+        "flatten",
+        "copy_",
+        "_to_copy",
+        "lift_fresh",
+        "empty",
+        "empty_like",
+        "empty_strided",
+        "zeros",
+        "zeros_like",
+        "ones",
+        "ones_like",
+        "full",
+        "full_like",
+        "new_empty",
+        "new_zeros",
+        "new_ones",
+        "new_full",
+        "arange",
+        "fill_",
+        "zero_",
+        "index",
+        "gather",
+        "roll",
+        "constant_pad_nd",
+        "unfold",
+        "expand_as",
+        "view_as",
+        "repeat",
+        "tile",
+        "_reshape_alias",
+        "index_select",
+        "masked_fill",
+        "as_strided_",
+        "squeeze_",
+        "unsqueeze_",
+        "transpose_",
+        "t_",
+        "detach_",
+        "to",
+        "copy",
+        "resize_",
+        "_local_scalar_dense",
+        "lift_fresh_copy",
+    )
+)
 
 ATTENTION_MODULES = frozenset(("attn", "attention", "self_attn"))
 TOKEN_MIXING_MODULES = frozenset(("mlp_tokens",))
@@ -50,7 +123,7 @@ def op_name(name: str) -> str:
     """'aten::addmm', 'aten.addmm.default' or 'addmm' -> 'addmm'."""
     name = name.split("::", 1)[-1]
     if name.startswith("aten."):
-        name = name[len("aten."):]
+        name = name[len("aten.") :]
     return name.split(".", 1)[0]
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -63,6 +63,7 @@ def module_labels(model: nn.Module):
             rf = torch.autograd.profiler.record_function(LABEL + name)
             rf.__enter__()
             stack.append(rf)
+
         return pre
 
     def leave(module, args, output):
@@ -96,7 +97,7 @@ def _owner(event) -> tuple[str, str]:
         parent = parent.cpu_parent
     while parent is not None:
         if parent.name.startswith(LABEL):
-            return top, parent.name[len(LABEL):]
+            return top, parent.name[len(LABEL) :]
         parent = parent.cpu_parent
     return top, ""
 
@@ -187,8 +188,11 @@ def tensor_peak(prof, device: str = "cpu") -> int | None:
     except AttributeError:
         return None
     kind = "cuda" if device == "cuda" else "cpu"
-    events = [e for e in events if getattr(e, "device_type", lambda: None)() is None
-              or str(e.device_type()).lower().endswith(kind)]
+    events = [
+        e
+        for e in events
+        if getattr(e, "device_type", lambda: None)() is None or str(e.device_type()).lower().endswith(kind)
+    ]
     events.sort(key=lambda e: e.start_ns())
     live = low = rise = 0
     for e in events:
@@ -241,6 +245,7 @@ def class_work(model: str, img_size: int, patch_size: int | None = None, **overr
     net = counting.build(model, img_size, patch_size, "meta", **overrides)
     stack: list[str] = []
     handles = []
+
     def leave(module, args, output):
         stack.pop()
 

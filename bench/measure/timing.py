@@ -21,15 +21,14 @@ denominator of the model FLOPs utilisation (MFU) the sweep records.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 import architectures
-
 from bench.measure.spec import DTYPES as DTYPE_NAMES
 from bench.measure.spec import FLOPS_PER_MAC, MODES, Case, Timing
 
@@ -125,9 +124,7 @@ def make_step(
     x = torch.randn(batch, 3, img_size, img_size, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    autocast = (
-        contextlib.nullcontext if dtype == "float32" else lambda: torch.autocast(device, dtype=DTYPES[dtype])
-    )
+    autocast = contextlib.nullcontext if dtype == "float32" else lambda: torch.autocast(device, dtype=DTYPES[dtype])
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     forward = torch.compile(model) if compile else model
 
@@ -158,7 +155,13 @@ def make_step(
 
 
 def time_step(
-    step: Callable[[], None], *, batch: int, min_run_time: float = 1.0, warmup: int = 2, min_runs: int = 5, label: str = ""
+    step: Callable[[], None],
+    *,
+    batch: int,
+    min_run_time: float = 1.0,
+    warmup: int = 2,
+    min_runs: int = 5,
+    label: str = "",
 ) -> Timing:
     """Warm up, then time ``step`` with ``Timer.blocked_autorange`` on all of torch's threads.
 
@@ -189,22 +192,37 @@ def time_step(
 
 def build_case(case: Case) -> nn.Module:
     """The model of ``case`` on its device, random weights, in its memory format."""
-    return build_model(case.model, case.img_size, case.patch_size, device=case.device, overrides=case.overrides,
-                       channels_last=case.channels_last)
+    return build_model(
+        case.model,
+        case.img_size,
+        case.patch_size,
+        device=case.device,
+        overrides=case.overrides,
+        channels_last=case.channels_last,
+    )
 
 
 def case_step(case: Case, model: nn.Module, *, batch: int | None = None) -> Callable[[], None]:
     """:func:`make_step` for ``case`` (``batch`` when the case's own is "max" and has been searched)."""
-    return make_step(model, batch=batch or case.batch, img_size=case.img_size, device=case.device, dtype=case.dtype,
-                     mode=case.mode, channels_last=case.channels_last, compile=case.compile)
+    return make_step(
+        model,
+        batch=batch or case.batch,
+        img_size=case.img_size,
+        device=case.device,
+        dtype=case.dtype,
+        mode=case.mode,
+        channels_last=case.channels_last,
+        compile=case.compile,
+    )
 
 
 def measure(case: Case, *, min_run_time: float = 1.0, warmup: int = 2, min_runs: int = 5) -> Timing:
     """Time one step of ``case`` (see :func:`make_step` and :func:`time_step`); ``case.batch`` must be a number."""
     with torch_threads(case.threads):
         step = case_step(case, build_case(case))
-        return time_step(step, batch=case.batch, min_run_time=min_run_time, warmup=warmup, min_runs=min_runs,
-                         label=case.name)
+        return time_step(
+            step, batch=case.batch, min_run_time=min_run_time, warmup=warmup, min_runs=min_runs, label=case.name
+        )
 
 
 @contextlib.contextmanager
@@ -290,7 +308,8 @@ def paired_ratio(
         step_a()
         step_b()
     timers = [
-        benchmark.Timer(stmt="step()", globals={"step": s}, num_threads=torch.get_num_threads()) for s in (step_a, step_b)
+        benchmark.Timer(stmt="step()", globals={"step": s}, num_threads=torch.get_num_threads())
+        for s in (step_a, step_b)
     ]
     times_a, times_b = [], []
     for r in range(rounds):

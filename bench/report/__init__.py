@@ -44,8 +44,14 @@ def _plot_series(ax, series: list[Series], name: str, fits: dict, scale: float =
         f = fits.get((s.key, name))
         if f is not None:
             grid = np.geomspace(min(x), max(x), 60)
-            ax.plot(grid, [f.predict(v) / scale for v in grid], "-", color=line.get_color(), alpha=0.6,
-                    label=f"  fit: {f.verdict}")
+            ax.plot(
+                grid,
+                [f.predict(v) / scale for v in grid],
+                "-",
+                color=line.get_color(),
+                alpha=0.6,
+                label=f"  fit: {f.verdict}",
+            )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.grid(True, which="both", alpha=0.3)
@@ -83,9 +89,36 @@ def write_plots(out: Path, series: list[Series], fit_rows: list[FitRow]) -> list
         plt.close(fig)
         written.append(PLOTS[key])
 
-    save(_two_panels(plt, series, "MACs", fits, "GMACs per image", 1e9, "MACs (fvcore convention, attention counted) and the fit a*x + b*x^2 + c"), "macs")
-    save(_two_panels(plt, series, "latency", fits, "latency per step, ms", 1e-3, "Measured latency (median) with the noisy fit"), "time")
-    save(_two_panels(plt, series, "activation memory", fits, "activation memory, MiB", MiB, "Peak activation memory of one step (peak minus memory before the step)"), "memory")
+    save(
+        _two_panels(
+            plt,
+            series,
+            "MACs",
+            fits,
+            "GMACs per image",
+            1e9,
+            "MACs (fvcore convention, attention counted) and the fit a*x + b*x^2 + c",
+        ),
+        "macs",
+    )
+    save(
+        _two_panels(
+            plt, series, "latency", fits, "latency per step, ms", 1e-3, "Measured latency (median) with the noisy fit"
+        ),
+        "time",
+    )
+    save(
+        _two_panels(
+            plt,
+            series,
+            "activation memory",
+            fits,
+            "activation memory, MiB",
+            MiB,
+            "Peak activation memory of one step (peak minus memory before the step)",
+        ),
+        "memory",
+    )
 
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     for s in series:
@@ -98,8 +131,16 @@ def write_plots(out: Path, series: list[Series], fit_rows: list[FitRow]) -> list
         for fused, explicit in pairs:
             for s, style in ((fused, "o-"), (explicit, "s--")):
                 ax.plot(s.x(), [r.memory.activation_bytes / MiB for r in s.records], style, label=s.legend)
-        save(_finish(fig, ax, "tokens S (log)", "activation memory, MiB (log)",
-                     "ViT attention: fused (SDPA) vs explicit (S x S matrix)"), "attention")
+        save(
+            _finish(
+                fig,
+                ax,
+                "tokens S (log)",
+                "activation memory, MiB (log)",
+                "ViT attention: fused (SDPA) vs explicit (S x S matrix)",
+            ),
+            "attention",
+        )
     return written
 
 
@@ -138,8 +179,10 @@ def _exponents(fit: scaling.ScalingFit) -> str:
 
 
 def fit_table(rows: list[FitRow]) -> list[str]:
-    lines = ["| series | quantity | x | a | b | b 95% CI | crossover x* = a/b | quadratic share at x_max | local exponents | verdict |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| series | quantity | x | a | b | b 95% CI | crossover x* = a/b | quadratic share at x_max | local exponents | verdict |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for row in rows:
         f = row.fit
         xname = "pixels" if row.series.axis == "pixels" else "S"
@@ -147,32 +190,44 @@ def fit_table(rows: list[FitRow]) -> list[str]:
             lines.append(f"| {row.series.title} | {row.quantity} | {xname} | | | | | | | not fitted: {row.note} |")
             continue
         cross = "-" if f.crossover is None else f"{f.crossover:,.0f}"
-        share = f"{f.quadratic_share:.0%}" + ("" if f.share_ci is None else f" [{f.share_ci[0]:.0%}, {f.share_ci[1]:.0%}]")
-        lines.append(f"| {row.series.title} | {row.quantity} | {xname} | {f.a:.3g} | {f.b:.3g} | {_ci(f)} | {cross} | {share} | "
-                     f"{_exponents(f)} | **{row.verdict}** |")
+        share = f"{f.quadratic_share:.0%}" + (
+            "" if f.share_ci is None else f" [{f.share_ci[0]:.0%}, {f.share_ci[1]:.0%}]"
+        )
+        lines.append(
+            f"| {row.series.title} | {row.quantity} | {xname} | {f.a:.3g} | {f.b:.3g} | {_ci(f)} | {cross} | {share} | "
+            f"{_exponents(f)} | **{row.verdict}** |"
+        )
     return lines
 
 
 def case_table(records: list) -> list[str]:
-    lines = ["| model | px | patch | S | batch | dtype | mode | GMACs/img | ms/step (IQR) | img/s | MFU | weights MiB | activations MiB | peak MiB | status |",
-             "| --- | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines = [
+        "| model | px | patch | S | batch | dtype | mode | GMACs/img | ms/step (IQR) | img/s | MFU | weights MiB | activations MiB | peak MiB | status |",
+        "| --- | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
     for r in records:
         c = r.case
-        common = (f"| {r.name} | {c.img_size} | {c.patch_size or '-'} | {r.tokens or '-'} | "
-                  f"{r.batch or c.batch} | {c.dtype} | {c.mode} | ")
+        common = (
+            f"| {r.name} | {c.img_size} | {c.patch_size or '-'} | {r.tokens or '-'} | "
+            f"{r.batch or c.batch} | {c.dtype} | {c.mode} | "
+        )
         if r.status != "ok":
             macs = f"{r.macs / 1e9:.3f}" if r.macs is not None else ""
             lines.append(common + f"{macs} | | | | | | | {r.status}: {r.error or ''} |")
             continue
         t, m = r.time, r.memory
-        lines.append(common + f"{r.macs / 1e9:.3f} | {t.median_s * 1e3:.2f} ({t.iqr_s * 1e3:.2f}) | {t.images_per_s:.1f} | "
-                     f"{_percent(r.mfu)} | {_mib(m.weights_bytes)} | {_mib(m.activation_bytes)} | {_mib(m.peak_bytes)} | ok |")
+        lines.append(
+            common + f"{r.macs / 1e9:.3f} | {t.median_s * 1e3:.2f} ({t.iqr_s * 1e3:.2f}) | {t.images_per_s:.1f} | "
+            f"{_percent(r.mfu)} | {_mib(m.weights_bytes)} | {_mib(m.activation_bytes)} | {_mib(m.peak_bytes)} | ok |"
+        )
     return lines
 
 
 def attention_table(pairs: list[tuple[Series, Series]]) -> list[str]:
-    lines = ["| model | S | fused activations MiB | explicit activations MiB | explicit / fused | fused ms | explicit ms |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| model | S | fused activations MiB | explicit activations MiB | explicit / fused | fused ms | explicit ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for fused, explicit in pairs:
         by_size = {r.case.img_size: r for r in explicit.records}
         for f in fused.records:
@@ -182,35 +237,62 @@ def attention_table(pairs: list[tuple[Series, Series]]) -> list[str]:
             fa, ea = f.memory.activation_bytes, e.memory.activation_bytes
             ratio = f"{ea / fa:.1f}x" if fa > 0 else "-"
             model = fused.label.removesuffix(" fused") + (f" ({fused.machine})" if fused.machine else "")
-            lines.append(f"| {model} | {f.tokens} | {_mib(fa)} | {_mib(ea)} | {ratio} | "
-                         f"{f.time.median_s * 1e3:.1f} | {e.time.median_s * 1e3:.1f} |")
+            lines.append(
+                f"| {model} | {f.tokens} | {_mib(fa)} | {_mib(ea)} | {ratio} | "
+                f"{f.time.median_s * 1e3:.1f} | {e.time.median_s * 1e3:.1f} |"
+            )
     return lines
 
 
 def peers_table(records: list[dict]) -> list[str]:
-    lines = ["| ours | timm | px | batch | dtype | ours ms | timm ms | ratio ours/timm (median) | IQR of ratio | rounds |",
-             "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: |"]
+    lines = [
+        "| ours | timm | px | batch | dtype | ours ms | timm ms | ratio ours/timm (median) | IQR of ratio | rounds |",
+        "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: |",
+    ]
     for r in records:
         c, p = r.case, r.paired
-        lines.append(f"| {c['ours']} | {c['timm']} | {c['img_size']} | {c['batch']} | {c['dtype']} | {p['median_a_s'] * 1e3:.0f} | "
-                     f"{p['median_b_s'] * 1e3:.0f} | {p['ratio_median']:.3f} | {p['ratio_q1']:.3f} - {p['ratio_q3']:.3f} | {p['rounds']} |")
+        lines.append(
+            f"| {c['ours']} | {c['timm']} | {c['img_size']} | {c['batch']} | {c['dtype']} | {p['median_a_s'] * 1e3:.0f} | "
+            f"{p['median_b_s'] * 1e3:.0f} | {p['ratio_median']:.3f} | {p['ratio_q1']:.3f} - {p['ratio_q3']:.3f} | {p['rounds']} |"
+        )
     return lines
 
 
 def _environment(records: list[dict]) -> list[str]:
-    envs = {json.dumps({k: v for k, v in r.env.items() if k != "date"}, sort_keys=True): r.env
-            for r in records if isinstance(r.env, dict) and r.env}
+    envs = {
+        json.dumps({k: v for k, v in r.env.items() if k != "date"}, sort_keys=True): r.env
+        for r in records
+        if isinstance(r.env, dict) and r.env
+    }
     lines = []
     for env in envs.values():
-        env = {k: env.get(k, "?") for k in ("device", "device_name", "cpu_model", "cpu_count", "torch_threads", "torch",
-                                            "timm", "python", "git_commit")}  # an older or partial record: '?'
-        lines.append(f"- {env['device']}: {env['device_name']}; CPU {env['cpu_model']}, {env['cpu_count']} cores, "
-                     f"torch threads {env['torch_threads']}; torch {env['torch']}, timm {env['timm']}, Python {env['python']}; "
-                     f"harness commit {env['git_commit']}")
+        env = {
+            k: env.get(k, "?")
+            for k in (
+                "device",
+                "device_name",
+                "cpu_model",
+                "cpu_count",
+                "torch_threads",
+                "torch",
+                "timm",
+                "python",
+                "git_commit",
+            )
+        }  # an older or partial record: '?'
+        lines.append(
+            f"- {env['device']}: {env['device_name']}; CPU {env['cpu_model']}, {env['cpu_count']} cores, "
+            f"torch threads {env['torch_threads']}; torch {env['torch']}, timm {env['timm']}, Python {env['python']}; "
+            f"harness commit {env['git_commit']}"
+        )
     dates = sorted(str(r.env["date"]) for r in records if isinstance(r.env, dict) and "date" in r.env)
     if dates:
-        lines.append(f"- run started {dates[0]}" if dates[0] == dates[-1] else f"- runs started {dates[0]} to {dates[-1]}")
-    roofs = sorted({(r.case.device, r.case.dtype, r.roof_flops_per_s) for r in records if r.roof_flops_per_s is not None})
+        lines.append(
+            f"- run started {dates[0]}" if dates[0] == dates[-1] else f"- runs started {dates[0]} to {dates[-1]}"
+        )
+    roofs = sorted(
+        {(r.case.device, r.case.dtype, r.roof_flops_per_s) for r in records if r.roof_flops_per_s is not None}
+    )
     for device, dtype, roof in roofs:
         lines.append(f"- matmul roof {device} {dtype}: {roof / 1e9:.1f} GFLOP/s (measured in the run)")
     return lines
@@ -260,22 +342,34 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
     status = {}
     for r in records:
         status[r.status] = status.get(r.status, 0) + 1
-    md = ["# mixerbench sweep report", "",
-          f"{len(records)} cases from `{path.name}`: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items())) + ".", ""]
+    md = [
+        "# mixerbench sweep report",
+        "",
+        f"{len(records)} cases from `{path.name}`: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items())) + ".",
+        "",
+    ]
     md += ["## Environment", ""] + _environment(records) + [""]
     if fit_rows:
-        md += ["## Scaling fits: cost = a*x + b*x^2 + c", "",
-               "x is the number of tokens S (class token included) or, for convnets, pixels. "
-               "MACs per image; latency in seconds per step, activation memory in bytes (per image for --max-batch); "
-               "measured quantities fitted on one median per size and round.", ""]
+        md += [
+            "## Scaling fits: cost = a*x + b*x^2 + c",
+            "",
+            "x is the number of tokens S (class token included) or, for convnets, pixels. "
+            "MACs per image; latency in seconds per step, activation memory in bytes (per image for --max-batch); "
+            "measured quantities fitted on one median per size and round.",
+            "",
+        ]
         md += fit_table(fit_rows) + [""]
         md += ["## Verdicts (also in fits.json)", "", verdicts.RULE] + verdicts.verdict_table(fit_rows) + [""]
         md += breakdown.markdown(fit_rows)
     md += devices_table(records, fit_rows)  # several machines (a merged folder): one row per machine
     if pairs:
-        md += ["## ViT attention: fused vs explicit", "",
-               "Same weights; the explicit backend materialises the S x S attention matrix (quadratic memory), "
-               "the fused one (`scaled_dot_product_attention`) does not need to.", ""]
+        md += [
+            "## ViT attention: fused vs explicit",
+            "",
+            "Same weights; the explicit backend materialises the S x S attention matrix (quadratic memory), "
+            "the fused one (`scaled_dot_product_attention`) does not need to.",
+            "",
+        ]
         md += attention_table(pairs) + [""]
     if peers:
         md += ["## Reference models vs timm (interleaved in one run)", ""] + peers_table(peers) + [""]
@@ -294,8 +388,10 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
     for r in records:
         head = f"{r.name[:24]:<24} {r.case.img_size:>4} {r.tokens or '-':>5} "
         if r.status == "ok":
-            console.append(head + f"{r.time.median_s * 1e3:>8.1f} {r.time.images_per_s:>7.1f} {_percent(r.mfu):>6} "
-                           f"{r.memory.activation_bytes / MiB:>8.1f}  ok")
+            console.append(
+                head + f"{r.time.median_s * 1e3:>8.1f} {r.time.images_per_s:>7.1f} {_percent(r.mfu):>6} "
+                f"{r.memory.activation_bytes / MiB:>8.1f}  ok"
+            )
         else:
             console.append(head + f"{'':>8} {'':>7} {'':>6} {'':>8}  {r.status}")
     console.append("")

@@ -17,8 +17,13 @@ from bench.files import write_atomically
 from bench.measure.opclass import CLASSES
 
 PLOT = "breakdown.png"
-COLORS = {"attention": "#d62728", "token_mixing": "#9467bd", "dense": "#1f77b4", "norm_elementwise": "#2ca02c",
-          "data_movement": "#7f7f7f"}
+COLORS = {
+    "attention": "#d62728",
+    "token_mixing": "#9467bd",
+    "dense": "#1f77b4",
+    "norm_elementwise": "#2ca02c",
+    "data_movement": "#7f7f7f",
+}
 
 
 def profiled(rows: list[FitRow]) -> list[FitRow]:
@@ -27,16 +32,20 @@ def profiled(rows: list[FitRow]) -> list[FitRow]:
 
 def table(rows: list[FitRow]) -> list[str]:
     head = " | ".join(f"{CLASS_LABELS[c]} ms" for c in CLASSES)
-    lines = [f"| series | x | ms/step | {head} | attention share | clock | kernel |",
-             "| --- | ---: | ---: | " + " | ".join("---:" for _ in CLASSES) + " | ---: | --- | --- |"]
+    lines = [
+        f"| series | x | ms/step | {head} | attention share | clock | kernel |",
+        "| --- | ---: | ---: | " + " | ".join("---:" for _ in CLASSES) + " | ---: | --- | --- |",
+    ]
     for row in profiled(rows):
         s, att = row.series, row.attribution
         for x, r, times in zip(s.x(), s.records, att.class_time):
             total = sum(times.values())
             cells = " | ".join(f"{times[c] * 1e3:.2f}" for c in CLASSES)
             kernel = (r.extra.get("profile") or {}).get("attention_kernel") or "-"
-            lines.append(f"| {s.label} | {x:,} | {total * 1e3:.2f} | {cells} | {times['attention'] / total:.0%} | "
-                         f"{att.clock} | {kernel} |")
+            lines.append(
+                f"| {s.label} | {x:,} | {total * 1e3:.2f} | {cells} | {times['attention'] / total:.0%} | "
+                f"{att.clock} | {kernel} |"
+            )
     return lines
 
 
@@ -70,7 +79,7 @@ def write_plot(out: Path, rows: list[FitRow]) -> list[str]:
         ax.set_xlabel("pixels H x W" if s.axis == "pixels" else "tokens S")
         ax.set_ylabel("ms per step")
         ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(rows):]:
+    for ax in list(axes.flat)[len(rows) :]:
         ax.set_visible(False)
     fig.suptitle("Time per operator class (profiled step, scaled to the median step; % = attention's share)")
     fig.tight_layout()
@@ -82,7 +91,15 @@ def write_plot(out: Path, rows: list[FitRow]) -> list[str]:
 def markdown(rows: list[FitRow]) -> list[str]:
     if not profiled(rows):
         return []
-    return ["## Time per operator class", "",
+    return (
+        [
+            "## Time per operator class",
+            "",
             "Each size's median step split over operator classes in proportion to the profiled self time "
             "(`torch.profiler`, module paths from forward hooks, classes from `bench.measure.opclass`); "
-            "attention share = attention's part of the step.", ""] + table(rows) + [""]
+            "attention share = attention's part of the step.",
+            "",
+        ]
+        + table(rows)
+        + [""]
+    )

@@ -19,7 +19,7 @@ machine gets no section.
 from __future__ import annotations
 
 import statistics
-from typing import Sequence
+from collections.abc import Sequence
 
 from bench.analysis.series import FitRow, Series, fits_of, machine_names, machine_of, series_of
 
@@ -41,7 +41,7 @@ def _patch(s: Series) -> int | None:
 
 
 def _size_name(model: str) -> str:
-    """"mixer_b16" -> "b16" (the part after the family), "" when there is none."""
+    """ "mixer_b16" -> "b16" (the part after the family), "" when there is none."""
     return model.removeprefix("timm:").partition("_")[2]
 
 
@@ -60,17 +60,27 @@ def _names(series: list[Series]) -> dict[int, str]:
 
 
 def _ratio_cells(series: list[Series]) -> list[str]:
-    """"mixer / vit fused: 0.85x (5 sizes)" for each Mixer series with a matching fused ViT on this machine."""
+    """ "mixer / vit fused: 0.85x (5 sizes)" for each Mixer series with a matching fused ViT on this machine."""
     vits = [s for s in series if _family(s) == "vit" and s.case.overrides.get("attn_backend", "fused") == "fused"]
     cells = []
     for m in (s for s in series if _family(s) == "mixer"):
-        same = [v for v in vits if (_patch(v), v.case.dtype, v.case.mode, v.case.compile)
-                == (_patch(m), m.case.dtype, m.case.mode, m.case.compile)]
+        same = [
+            v
+            for v in vits
+            if (_patch(v), v.case.dtype, v.case.mode, v.case.compile)
+            == (_patch(m), m.case.dtype, m.case.mode, m.case.compile)
+        ]
         if not same:
             continue
         params = m.records[0].params or 0
-        v = min(same, key=lambda v: (_size_name(v.case.model) != _size_name(m.case.model),
-                                     abs((v.records[0].params or 0) - params), v.label))
+        v = min(
+            same,
+            key=lambda v: (
+                _size_name(v.case.model) != _size_name(m.case.model),
+                abs((v.records[0].params or 0) - params),
+                v.label,
+            ),
+        )
         theirs = {r.case.img_size: r.time.images_per_s for r in v.records}
         ratios = [r.time.images_per_s / theirs[r.case.img_size] for r in m.records if r.case.img_size in theirs]
         if ratios:
@@ -80,6 +90,7 @@ def _ratio_cells(series: list[Series]) -> list[str]:
 
 def _environment(records: list) -> tuple[str, str, str, str]:
     """(device, CPU, GPU, torch) of one machine's records; several values joined."""
+
     def values(get) -> str:
         found = []
         for r in records:
@@ -95,8 +106,12 @@ def _environment(records: list) -> tuple[str, str, str, str]:
     machine = lambda r: r.machine or {}  # noqa: E731
     device = values(lambda r: f"{env(r)['device']}: {env(r)['device_name']}" if env(r).get("device") else None)
     cpu = values(lambda r: machine(r).get("cpu_model") or env(r).get("cpu_model"))
-    gpu = values(lambda r: ((machine(r).get("gpu") or {}).get("name")
-                            or (env(r).get("device_name") if env(r).get("device") == "cuda" else None)))
+    gpu = values(
+        lambda r: (
+            (machine(r).get("gpu") or {}).get("name")
+            or (env(r).get("device_name") if env(r).get("device") == "cuda" else None)
+        )
+    )
     torch = values(lambda r: env(r).get("torch"))
     return device, cpu, gpu, torch
 
@@ -149,8 +164,16 @@ def devices_table(records: Sequence, fit_rows: list[FitRow] | None = None) -> li
         row.append("; ".join(_ratio_cells(mine)) or "-")
         lines.append("| " + " | ".join(cell.replace("|", "/") for cell in row) + " |")
 
-    return ["## Devices side by side", "",
+    return (
+        [
+            "## Devices side by side",
+            "",
             f"{len(names)} machines, each fitted on its own records. Verdicts of the latency and activation-memory fits; "
             "S* = a/b, the token count where the quadratic term equals the linear one, from the exact MAC fit and from the "
             "latency fit where b is significantly positive (else -); Mixer images/s over fused-ViT images/s at the same "
-            "resolution and patch, median over the resolutions both have.", ""] + lines + [""]
+            "resolution and patch, median over the resolutions both have.",
+            "",
+        ]
+        + lines
+        + [""]
+    )

@@ -82,8 +82,17 @@ def rows_of(records: list) -> list[dict]:
         if cost is None:
             continue
         p = predict(cost.kernels, r.roof_flops_per_s, bandwidth)
-        rows.append({"record": r, "cost": cost, "bandwidth": bandwidth, "source": source, "measured_s": r.time.median_s,
-                     "profile": measured_by_class(r), **p})
+        rows.append(
+            {
+                "record": r,
+                "cost": cost,
+                "bandwidth": bandwidth,
+                "source": source,
+                "measured_s": r.time.median_s,
+                "profile": measured_by_class(r),
+                **p,
+            }
+        )
     return rows
 
 
@@ -96,8 +105,11 @@ def _case_name(r) -> str:
 
 def table(rows: list[dict]) -> list[str]:
     classes = [c for c in CLASSES if any(c in row["by_class"] for row in rows)]
-    head = ("| case | px | S | batch | dtype | measured ms | predicted ms | measured / predicted | MFU | "
-            + " | ".join(f"{c}: share, bound" for c in classes) + " |")
+    head = (
+        "| case | px | S | batch | dtype | measured ms | predicted ms | measured / predicted | MFU | "
+        + " | ".join(f"{c}: share, bound" for c in classes)
+        + " |"
+    )
     lines = [head, "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |" + " --- |" * len(classes)]
     for row in rows:
         r = row["record"]
@@ -112,9 +124,11 @@ def table(rows: list[dict]) -> list[str]:
             if measured:
                 cell += f", measured/pred {measured / e['predicted_s']:.1f}"
             cells.append(cell)
-        lines.append(f"| {_case_name(r)} | {r.case.img_size} | {r.tokens or '-'} | {r.batch} | {r.case.dtype} | "
-                     f"{row['measured_s'] * 1e3:.2f} | {row['predicted_s'] * 1e3:.2f} | "
-                     f"{row['measured_s'] / row['predicted_s']:.2f} | {r.mfu:.0%} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {_case_name(r)} | {r.case.img_size} | {r.tokens or '-'} | {r.batch} | {r.case.dtype} | "
+            f"{row['measured_s'] * 1e3:.2f} | {row['predicted_s'] * 1e3:.2f} | "
+            f"{row['measured_s'] / row['predicted_s']:.2f} | {r.mfu:.0%} | " + " | ".join(cells) + " |"
+        )
     return lines
 
 
@@ -130,11 +144,15 @@ def where_time_goes(rows: list[dict]) -> list[str]:
     for row in last.values():
         r = row["record"]
         memory = sum(e["memory_bound_s"] for e in row["by_class"].values()) / row["predicted_s"]
-        parts = ", ".join(f"{c} {e['predicted_s'] / row['predicted_s']:.0%} ({e['bound']})"
-                          for c, e in sorted(row["by_class"].items(), key=lambda kv: -kv[1]["predicted_s"]))
-        lines.append(f"- **{_case_name(r)}** at {r.case.img_size} px: {memory:.0%} of the predicted time is memory-bound "
-                     f"({parts}); it runs at {row['measured_s'] / row['predicted_s']:.2f}x its roofline time, MFU {r.mfu:.0%}; "
-                     f"{row['cost'].ops} operators, {row['cost'].bytes_moved / 1e9:.2f} GB moved per step.")
+        parts = ", ".join(
+            f"{c} {e['predicted_s'] / row['predicted_s']:.0%} ({e['bound']})"
+            for c, e in sorted(row["by_class"].items(), key=lambda kv: -kv[1]["predicted_s"])
+        )
+        lines.append(
+            f"- **{_case_name(r)}** at {r.case.img_size} px: {memory:.0%} of the predicted time is memory-bound "
+            f"({parts}); it runs at {row['measured_s'] / row['predicted_s']:.2f}x its roofline time, MFU {r.mfu:.0%}; "
+            f"{row['cost'].ops} operators, {row['cost'].bytes_moved / 1e9:.2f} GB moved per step."
+        )
     return lines
 
 
@@ -179,8 +197,14 @@ def plot(out: Path, rows: list[dict]) -> str | None:
         group = sorted(group, key=lambda row: row["record"].case.img_size)
         intensity = [row["cost"].flops / row["cost"].bytes_moved for row in group]
         line = ax.plot(intensity, [row["cost"].flops / row["measured_s"] for row in group], "o-", ms=4, label=label)[0]
-        ax.plot(intensity, [row["cost"].flops / row["predicted_s"] for row in group], "x:", ms=4, color=line.get_color(),
-                alpha=0.6)
+        ax.plot(
+            intensity,
+            [row["cost"].flops / row["predicted_s"] for row in group],
+            "x:",
+            ms=4,
+            color=line.get_color(),
+            alpha=0.6,
+        )
     grid = np.geomspace(0.5, 1e4, 200)
     for (device, dtype), (roof, bw) in roofs.items():
         ax.plot(grid, np.minimum(roof, bw * grid), "-", color="black", alpha=0.5)
@@ -204,20 +228,36 @@ def section(records: list, out: Path) -> tuple[list[str], list[str]]:
     if not rows:
         return [], []
     sources = sorted({(row["record"].case.device, row["source"], row["bandwidth"]) for row in rows})
-    md = ["## Roofline: where the time goes", "",
-          "Each operator of the step (counted on meta: FLOPs and bytes moved) is priced at max(FLOPs / matmul roof, "
-          "bytes / copy bandwidth); the prediction is their sum, a lower bound for unfused kernels. "
-          "*share, bound*: a class's part of the predicted time and whether compute or memory bounds most of it. "
-          "Elementwise operators are priced against the same matmul roof (they are memory-bound either way).", ""]
+    md = [
+        "## Roofline: where the time goes",
+        "",
+        "Each operator of the step (counted on meta: FLOPs and bytes moved) is priced at max(FLOPs / matmul roof, "
+        "bytes / copy bandwidth); the prediction is their sum, a lower bound for unfused kernels. "
+        "*share, bound*: a class's part of the predicted time and whether compute or memory bounds most of it. "
+        "Elementwise operators are priced against the same matmul roof (they are memory-bound either way).",
+        "",
+    ]
     md += [f"- copy bandwidth {device}: {bw / 1e9:.0f} GB/s ({source})" for device, source, bw in sources]
     if any(row["source"].startswith("nominal") for row in rows):
-        md += ["- these records predate the measured copy bandwidth: the GPU's nominal bandwidth stands in "
-               "(the measured one is typically 85-90% of it)"]
-    md += [""] + table(rows) + ["", "### Where the time goes (largest size of each model)", ""] + where_time_goes(rows) + [""]
+        md += [
+            "- these records predate the measured copy bandwidth: the GPU's nominal bandwidth stands in "
+            "(the measured one is typically 85-90% of it)"
+        ]
+    md += (
+        [""]
+        + table(rows)
+        + ["", "### Where the time goes (largest size of each model)", ""]
+        + where_time_goes(rows)
+        + [""]
+    )
     fits = cost_fit_table(records, rows)
     if fits:
-        md += ["### Deterministic cost: cost = a*x + b*x^2 + c, exact", "",
-               "Bytes moved, peak activation bytes and operators of one step (meta count at the case's batch and dtype).", ""]
+        md += [
+            "### Deterministic cost: cost = a*x + b*x^2 + c, exact",
+            "",
+            "Bytes moved, peak activation bytes and operators of one step (meta count at the case's batch and dtype).",
+            "",
+        ]
         md += fits + [""]
     name = plot(out, rows)
     return md, [name] if name else []

@@ -32,19 +32,43 @@ def fit_object(row: FitRow) -> dict:
     s = row.series
     c = s.case
     obj = {
-        "model": c.model, "label": s.label, "family": s.records[0].family, "attention": c.overrides.get("attn_backend"),
-        "attention_kernel": _kernel(row), "quantity": QUANTITY_KEYS[row.quantity], "verdict": row.verdict,
-        "quadratic_share": row.quadratic_share, "share_ci": list(row.share_ci) if row.share_ci else None,
-        "note": row.drift_note, "axis": s.axis, "x": s.x(), "patch_size": c.patch_size, "batch": c.batch,
-        "device": c.device, "dtype": c.dtype, "mode": c.mode, "per_image": c.batch == "max", "curve": None, "drift": None,
+        "model": c.model,
+        "label": s.label,
+        "family": s.records[0].family,
+        "attention": c.overrides.get("attn_backend"),
+        "attention_kernel": _kernel(row),
+        "quantity": QUANTITY_KEYS[row.quantity],
+        "verdict": row.verdict,
+        "quadratic_share": row.quadratic_share,
+        "share_ci": list(row.share_ci) if row.share_ci else None,
+        "note": row.drift_note,
+        "axis": s.axis,
+        "x": s.x(),
+        "patch_size": c.patch_size,
+        "batch": c.batch,
+        "device": c.device,
+        "dtype": c.dtype,
+        "mode": c.mode,
+        "per_image": c.batch == "max",
+        "curve": None,
+        "drift": None,
         "decided_by": None,
     }
     f = row.fit
     if f is not None:
-        obj["curve"] = {"a": f.a, "b": f.b, "c": f.c, "b_ci": list(f.b_ci) if f.b_ci else None,
-                        "quadratic_share": f.quadratic_share, "share_ci": list(f.share_ci) if f.share_ci else None,
-                        "verdict": f.verdict, "n_sizes": len(set(s.x())), "crossover": f.crossover,
-                        "max_rel_residual": f.max_rel_residual, "note": f.note}
+        obj["curve"] = {
+            "a": f.a,
+            "b": f.b,
+            "c": f.c,
+            "b_ci": list(f.b_ci) if f.b_ci else None,
+            "quadratic_share": f.quadratic_share,
+            "share_ci": list(f.share_ci) if f.share_ci else None,
+            "verdict": f.verdict,
+            "n_sizes": len(set(s.x())),
+            "crossover": f.crossover,
+            "max_rel_residual": f.max_rel_residual,
+            "note": f.note,
+        }
         obj["decided_by"] = "exact count" if not f.noisy else "curve (sizes as units)"
         if f.noisy:
             peaks = tensor_peaks(s) if row.quantity == "activation memory" else None
@@ -66,8 +90,10 @@ def write_fits_json(out: Path, rows: list[FitRow]) -> Path:
 
 
 def verdict_table(rows: list[FitRow]) -> list[str]:
-    lines = ["| series | quantity | verdict | quadratic share at x_max [95% CI] | decided by | why (and the drift) |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| series | quantity | verdict | quadratic share at x_max [95% CI] | decided by | why (and the drift) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for row in rows:
         if row.fit is None:
             continue

@@ -13,8 +13,16 @@ def compare(a: list[Record], b: list[Record], factor: float) -> list[dict]:
         ra = by_a.get(key)
         if ra is None:
             continue
-        row = {"label": rb.name, "case": rb.case, "tokens": rb.tokens,
-               "status_a": ra.status, "status_b": rb.status, "time": None, "memory": None, "flag": ""}
+        row = {
+            "label": rb.name,
+            "case": rb.case,
+            "tokens": rb.tokens,
+            "status_a": ra.status,
+            "status_b": rb.status,
+            "time": None,
+            "memory": None,
+            "flag": "",
+        }
         if ra.status == rb.status == "ok":
             # per image: a --max-batch case may have run at different batches in A and B
             na, nb = ra.batch or ra.time.batch, rb.batch or rb.time.batch
@@ -57,7 +65,9 @@ def run_differences(a: list[Record], b: list[Record]) -> str | None:
     parts = []
     threads_a, threads_b = _threads(a), _threads(b)
     if threads_a and threads_b and threads_a != threads_b:
-        text = f"thread count (A: {', '.join(map(str, sorted(threads_a)))}; B: {', '.join(map(str, sorted(threads_b)))})"
+        text = (
+            f"thread count (A: {', '.join(map(str, sorted(threads_a)))}; B: {', '.join(map(str, sorted(threads_b)))})"
+        )
         if _keys_without_threads(a) & _keys_without_threads(b) and not set(latest_by_key(a)) & set(latest_by_key(b)):
             text += ", which is part of every case's key, so no case matches"
         parts.append(text)

@@ -13,8 +13,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 COST_QUANTITIES = ("bytes_moved", "peak_activation_bytes", "ops")
-COST_KEYS = ("attention", "mode", "batch", "dtype", "bytes_moved", "peak_activation_bytes", "peak_step_bytes", "ops",
-             "gradient_bytes", "optimizer_bytes", "by_class")
+COST_KEYS = (
+    "attention",
+    "mode",
+    "batch",
+    "dtype",
+    "bytes_moved",
+    "peak_activation_bytes",
+    "peak_step_bytes",
+    "ops",
+    "gradient_bytes",
+    "optimizer_bytes",
+    "by_class",
+)
 
 
 @dataclass(frozen=True)
@@ -38,13 +49,14 @@ def has_attention_backends(model: str) -> bool:
 
 def price(records: list, attentions: list[str] | None, modes: list[str]) -> list[Priced]:
     """Every record at every mode and (ViTs only) every attention backend; None: each model's own backend."""
-    from bench.measure.cost import cost
-
     import architectures
+    from bench.measure.cost import cost
 
     priced = []
     for r in records:
-        patch = None if r.patch_size == architectures.traits(r.model).patch_size else r.patch_size  # None: the model's own
+        patch = (
+            None if r.patch_size == architectures.traits(r.model).patch_size else r.patch_size
+        )  # None: the model's own
         backends = attentions if attentions and has_attention_backends(r.model) else [None]
         for backend in backends:
             overrides = {} if backend is None else {"attn_backend": backend}
@@ -71,8 +83,15 @@ def fits(priced: list[Priced]) -> list[dict]:
         x = [fit_x(p.flops.img_size, p.flops.tokens) for p in group]
         for quantity in COST_QUANTITIES:
             result = fit(x, [getattr(p.cost, quantity) for p in group], axis=fit_axis(group[0].flops.tokens))
-            entry = {"model": model, "patch_size": patch if group[0].flops.tokens else None, "img_size": None,
-                     "attention": attention, "mode": mode, "quantity": quantity, "x": x}
+            entry = {
+                "model": model,
+                "patch_size": patch if group[0].flops.tokens else None,
+                "img_size": None,
+                "attention": attention,
+                "mode": mode,
+                "quantity": quantity,
+                "x": x,
+            }
             entry.update(result.to_dict())
             out.append(entry)
     return out

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 DEFAULT_RESOLUTIONS = (224, 448, 512, 672, 896, 1024)  # 224 to 1024: each model takes those its patch divides
 CHECK_TOLERANCE = 0  # the counters must agree exactly on the matmul/conv/attention part (they do, for every preset)
@@ -97,7 +97,6 @@ def fits(records: list) -> list[dict]:
 def check(records: list, with_fvcore: bool) -> list[dict]:
     """Matmul/conv/attention MACs by this counter, FlopCounterMode, the closed form and (optionally) fvcore."""
     import architectures
-
     from bench.measure import formulas
     from bench.measure.counting import build, flop_counter_macs, fvcore_count
 
@@ -111,7 +110,17 @@ def check(records: list, with_fvcore: bool) -> list[dict]:
         fv = fvcore_count(r.model, r.img_size, patch).matmul_macs if with_fvcore else None
         others = [v for v in (fcm, closed, fv) if v is not None]
         worst = max(abs(v - r.matmul_macs) / r.matmul_macs for v in others)
-        rows.append({"model": r.model, "img_size": r.img_size, "patch_size": r.patch_size, "counter": r.matmul_macs,
-                     "flop_counter_mode": fcm, "closed_form": closed, "fvcore": fv, "max_rel_diff": worst,
-                     "ok": worst <= CHECK_TOLERANCE})
+        rows.append(
+            {
+                "model": r.model,
+                "img_size": r.img_size,
+                "patch_size": r.patch_size,
+                "counter": r.matmul_macs,
+                "flop_counter_mode": fcm,
+                "closed_form": closed,
+                "fvcore": fv,
+                "max_rel_diff": worst,
+                "ok": worst <= CHECK_TOLERANCE,
+            }
+        )
     return rows

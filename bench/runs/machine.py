@@ -58,17 +58,19 @@ def finish(out: Path, machines: dict[str, dict], started: str | None = None, sha
     runs = list(previous.get("runs", [])) if previous else []
     for device, machine in machines.items():
         end = sample(device)
-        runs.append({
-            "device": device,
-            "machine_id": machine.get("machine_id"),
-            "shard": shard,
-            "started": started,
-            "finished": now(),
-            "gpu_start": machine.get("gpu_start"),
-            "gpu_end": end,
-            "warnings": fp.warnings(machine.get("gpu_start"), end),
-            "fingerprint": {k: v for k, v in machine.items() if k != "gpu_start"},
-        })
+        runs.append(
+            {
+                "device": device,
+                "machine_id": machine.get("machine_id"),
+                "shard": shard,
+                "started": started,
+                "finished": now(),
+                "gpu_start": machine.get("gpu_start"),
+                "gpu_end": end,
+                "warnings": fp.warnings(machine.get("gpu_start"), end),
+                "fingerprint": {k: v for k, v in machine.items() if k != "gpu_start"},
+            }
+        )
     write_text_atomically(path, json.dumps({"schema": SCHEMA, "runs": runs}, indent=1, sort_keys=True) + "\n")
     return path
 

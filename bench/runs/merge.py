@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import datetime
 import json
-
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,7 +149,7 @@ def _merge_rows(rows: list[tuple[dict, int, int, str]], prefer: str | None, coun
                 first[text] = row
 
         def age(text: str) -> tuple:  # newest last: date, then the latest folder holding it, then its line
-            return _date(first[text][0]), max(homes[text]), first[text][2]
+            return _date(first[text][0]), max(homes[text]), first[text][2]  # noqa: B023 (called in this iteration)
 
         kept = [text for text, row in first.items() if row[0].get("status") in KEPT_STATUSES]
         if not kept:  # failures only: the newest one
@@ -158,12 +157,14 @@ def _merge_rows(rows: list[tuple[dict, int, int, str]], prefer: str | None, coun
         counts.superseded += len(first) - len(kept)
         # Different records that sat side by side in one folder are that folder's own history
         # (re-runs, e.g. peers at several thread counts) and are all kept; two that never did conflict.
-        clash = next(((a, b) for i, a in enumerate(kept) for b in kept[i + 1:] if not homes[a] & homes[b]), None)
+        clash = next(((a, b) for i, a in enumerate(kept) for b in kept[i + 1 :] if not homes[a] & homes[b]), None)
         if clash is not None:
             if prefer != "newest":
                 a, b = (first[t] for t in clash)
-                raise MergeConflict(f"conflicting {what} for {_describe(a[0])} on machine {machine}: "
-                                    f"{a[3]} and {b[3]} measured it differently")
+                raise MergeConflict(
+                    f"conflicting {what} for {_describe(a[0])} on machine {machine}: "
+                    f"{a[3]} and {b[3]} measured it differently"
+                )
             counts.replaced += len(kept) - 1
             kept = [max(kept, key=age)]
         merged += [first[text] for text in kept]
@@ -171,7 +172,9 @@ def _merge_rows(rows: list[tuple[dict, int, int, str]], prefer: str | None, coun
     return [row[0] for row in merged]
 
 
-def _read(path: Path, folder_index: int, folder: str, problems: list[str], read=records.read_results) -> list[tuple[dict, int, int, str]]:
+def _read(
+    path: Path, folder_index: int, folder: str, problems: list[str], read=records.read_results
+) -> list[tuple[dict, int, int, str]]:
     found, broken = read(path)
     problems.extend(str(p) for p in broken)
     return [(_as_dict(r), folder_index, line, folder) for line, r in enumerate(found)]
@@ -179,6 +182,7 @@ def _read(path: Path, folder_index: int, folder: str, problems: list[str], read=
 
 def _rows_writer(rows: list[dict]):
     """A writer of ``rows`` as JSON lines, for :func:`bench.files.write_together`."""
+
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             for row in rows:

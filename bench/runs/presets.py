@@ -15,8 +15,8 @@ in seconds per case. ``paper`` (the CUDA default) runs the papers' B and L model
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 from bench.measure.spec import Case
 
@@ -96,7 +96,7 @@ PRESETS: dict[str, Preset] = {
         min_runs=6,
         warmup=1,
         note="small widths (Mixer C=128, ViT d=64, 2 blocks) at patch 4: S = 256..2,305; ResNet-18; one thread, "
-             "3 shuffled timing rounds",
+        "3 shuffled timing rounds",
         rounds=3,
         threads=1,
     ),
@@ -170,8 +170,12 @@ def expand(preset: Preset, models: Sequence[str] | None = None, attention: Seque
         if entry.attention is None:
             entries.append(entry)
             continue
-        base = Entry(entry.model, {k: v for k, v in entry.overrides.items() if k != "attn_backend"}, entry.stem,
-                     entry.resolutions)
+        base = Entry(
+            entry.model,
+            {k: v for k, v in entry.overrides.items() if k != "attn_backend"},
+            entry.stem,
+            entry.resolutions,
+        )
         if repr(base) in seen:
             continue
         seen.add(repr(base))
@@ -201,10 +205,24 @@ def build_grid(
     cases = []
     for entry in entries:
         traits = architectures.traits(entry.model)
-        for patch in (patch_sizes if traits.has_tokens else (None,)):
+        for patch in patch_sizes if traits.has_tokens else (None,):
             for mode in modes:
                 for dtype in dtypes:
-                    for res in (entry.resolutions or resolutions):
-                        cases.append(Case(entry.model, res, patch, batch, device, dtype, mode, dict(entry.overrides),
-                                          traits.channels_last, compile, entry.name, threads))
+                    for res in entry.resolutions or resolutions:
+                        cases.append(
+                            Case(
+                                entry.model,
+                                res,
+                                patch,
+                                batch,
+                                device,
+                                dtype,
+                                mode,
+                                dict(entry.overrides),
+                                traits.channels_last,
+                                compile,
+                                entry.name,
+                                threads,
+                            )
+                        )
     return cases

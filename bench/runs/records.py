@@ -20,9 +20,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from bench.measure.spec import Case, CostRecord, FlopRecord, MemoryRecord, Timing, case_key  # noqa: F401 (case_key: part of this API)
 
@@ -82,7 +83,9 @@ class Record:
     shard: dict | None = None  # the shard that ran it (bench.runs.shard.Shard.to_json()), when sharded
     machine: dict | None = None  # the machine's fingerprint (bench.runs.machine), when recorded
     cost: CostRecord | None = None  # bytes moved, peak activation bytes, operators (bench.measure.cost)
-    copy_bytes_per_s: float | None = None  # copy bandwidth measured at the start of the run (the roofline's memory roof)
+    copy_bytes_per_s: float | None = (
+        None  # copy bandwidth measured at the start of the run (the roofline's memory roof)
+    )
     schema: int = SCHEMA_VERSION
     extra: dict = field(default_factory=dict)
 
@@ -111,13 +114,25 @@ class Record:
         """The JSON object of one line: the same layout as every earlier version wrote."""
         out: dict = dict(self.extra)
         out.update(schema=self.schema, case=self.case.to_json(), label=self.name, status=self.status)
-        for name in ("family", "env", "roof_flops_per_s", "flops_per_mac", "batch", "achieved_flops_per_s", "mfu",
-                     "error", "elapsed_s", "copy_bytes_per_s"):
+        for name in (
+            "family",
+            "env",
+            "roof_flops_per_s",
+            "flops_per_mac",
+            "batch",
+            "achieved_flops_per_s",
+            "mfu",
+            "error",
+            "elapsed_s",
+            "copy_bytes_per_s",
+        ):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
         if self.flops is not None:
-            out.update(tokens=self.flops.tokens, params=self.flops.params, macs=self.flops.macs, flops=self.flops.to_json())
+            out.update(
+                tokens=self.flops.tokens, params=self.flops.params, macs=self.flops.macs, flops=self.flops.to_json()
+            )
         if self.time is not None:
             out["time"] = self.time.to_json()
         if self.memory is not None:
@@ -151,9 +166,17 @@ class Record:
         except TypeError as exc:  # a part lacks a field
             raise ValueError(f"malformed part: {exc}") from None
         if flops is None and isinstance(data.get("macs"), int):  # files written before 'flops' was stored
-            flops = FlopRecord(model=case.model, img_size=case.img_size, patch_size=case.patch_size,
-                               tokens=data.get("tokens"), params=data.get("params", 0), macs=data["macs"],
-                               activations=0, uncounted={}, matmul_macs=0)
+            flops = FlopRecord(
+                model=case.model,
+                img_size=case.img_size,
+                patch_size=case.patch_size,
+                tokens=data.get("tokens"),
+                params=data.get("params", 0),
+                macs=data["macs"],
+                activations=0,
+                uncounted={},
+                matmul_macs=0,
+            )
         if status == "ok":
             lacking = [n for n, v in (("macs", flops), ("time", time), ("memory", memory)) if v is None]
             if lacking:
@@ -162,11 +185,24 @@ class Record:
                 raise ValueError("an 'ok' record with a median time that is not positive")
         known = {f.name for f in fields(cls)} | {"tokens", "params", "macs"}
         record = cls(
-            case=case, status=status, label=data.get("label") or case.model, family=data.get("family"),
-            env=data.get("env"), roof_flops_per_s=data.get("roof_flops_per_s"), flops_per_mac=data.get("flops_per_mac"),
-            flops=flops, batch=data.get("batch"), time=time, achieved_flops_per_s=data.get("achieved_flops_per_s"),
-            mfu=data.get("mfu"), memory=memory, error=data.get("error"), elapsed_s=data.get("elapsed_s"), schema=schema,
-            cost=cost, copy_bytes_per_s=data.get("copy_bytes_per_s"),
+            case=case,
+            status=status,
+            label=data.get("label") or case.model,
+            family=data.get("family"),
+            env=data.get("env"),
+            roof_flops_per_s=data.get("roof_flops_per_s"),
+            flops_per_mac=data.get("flops_per_mac"),
+            flops=flops,
+            batch=data.get("batch"),
+            time=time,
+            achieved_flops_per_s=data.get("achieved_flops_per_s"),
+            mfu=data.get("mfu"),
+            memory=memory,
+            error=data.get("error"),
+            elapsed_s=data.get("elapsed_s"),
+            schema=schema,
+            cost=cost,
+            copy_bytes_per_s=data.get("copy_bytes_per_s"),
             extra={k: v for k, v in data.items() if k not in known},
         )
         record.case = case.replace(label=record.label)
@@ -179,7 +215,9 @@ class Record:
         if time is not None:
             for name in ("median_s", "iqr_s", "mean_s"):
                 _finite(getattr(time, name), f"time.{name}")
-            if any(isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < math.inf for t in time.times_s):
+            if any(
+                isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < math.inf for t in time.times_s
+            ):
                 raise ValueError("time.times_s holds a time that is not a finite positive number")
         return record
 
@@ -199,12 +237,21 @@ class PeerRecord:
 
     @classmethod
     def from_json(cls, data: dict) -> PeerRecord:
-        if not isinstance(data, dict) or not isinstance(data.get("case"), dict) or not isinstance(data.get("paired"), dict):
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("case"), dict)
+            or not isinstance(data.get("paired"), dict)
+        ):
             raise ValueError("not a peers record (needs 'case' and 'paired' objects)")
         if not {"ours", "timm"} <= set(data["case"]):
             raise ValueError("not a peers record (its case names no 'ours' and 'timm')")
-        return cls(case=data["case"], paired=data["paired"], env=data.get("env"), status=data.get("status", "ok"),
-                   schema=data.get("schema", SCHEMA_VERSION))
+        return cls(
+            case=data["case"],
+            paired=data["paired"],
+            env=data.get("env"),
+            status=data.get("status", "ok"),
+            schema=data.get("schema", SCHEMA_VERSION),
+        )
 
 
 class ResultsWriter:
@@ -233,7 +280,7 @@ class ResultsWriter:
         start = os.lseek(fd, 0, os.SEEK_END)
         try:
             while data:
-                data = data[os.write(fd, data):]
+                data = data[os.write(fd, data) :]
             os.fsync(fd)
         except OSError:
             try:

@@ -62,8 +62,16 @@ def summarise_profiles(profiles: list[dict], work: dict | None) -> dict:
     return out
 
 
-def time_series(cases: list[Case], *, rounds: int, min_run_time: float, min_runs: int, warmup: int, seed: int = 0,
-                profile: bool = True) -> dict[str, SeriesTiming]:
+def time_series(
+    cases: list[Case],
+    *,
+    rounds: int,
+    min_run_time: float,
+    min_runs: int,
+    warmup: int,
+    seed: int = 0,
+    profile: bool = True,
+) -> dict[str, SeriesTiming]:
     """Time ``cases`` (one series; numeric batches) in ``rounds`` shuffled rounds; results by case key."""
     import torch
 
@@ -102,7 +110,7 @@ def time_series(cases: list[Case], *, rounds: int, min_run_time: float, min_runs
         with profiler.quiet_profiler_logs(), torch.profiler.profile():
             torch.ones(8).add_(1)
     rng = random.Random(seed)
-    for r in range(rounds):
+    for _r in range(rounds):
         order = list(cases)
         rng.shuffle(order)
         for case in order:
@@ -138,8 +146,13 @@ def time_series(cases: list[Case], *, rounds: int, min_run_time: float, min_runs
             q1, q3 = (float(v) for v in np.percentile(all_times, [25, 75]))
             per_round = [float(np.median(b)) for b in st.rounds]
             st.timing = Timing(
-                median_s=float(np.median(per_round)), iqr_s=q3 - q1, mean_s=float(np.mean(all_times)),
-                runs=len(all_times), number_per_run=numbers[case.key], batch=int(case.batch), warmup=warmup,
+                median_s=float(np.median(per_round)),
+                iqr_s=q3 - q1,
+                mean_s=float(np.mean(all_times)),
+                runs=len(all_times),
+                number_per_run=numbers[case.key],
+                batch=int(case.batch),
+                warmup=warmup,
                 times_s=tuple(all_times),
             )
     return out
@@ -164,8 +177,17 @@ def pretime(cases: list[Case], config, log=None):
         pre: dict = {}
         if config.rounds > 1 and all(c.batch != "max" for c in group):
             if log is not None:
-                print(f"timing {group[0].name}: {len(group)} sizes x {config.rounds} rounds, shuffled", file=log, flush=True)
-            pre = time_series(group, rounds=config.rounds, min_run_time=config.min_run_time, min_runs=config.min_runs,
-                              warmup=config.warmup)
+                print(
+                    f"timing {group[0].name}: {len(group)} sizes x {config.rounds} rounds, shuffled",
+                    file=log,
+                    flush=True,
+                )
+            pre = time_series(
+                group,
+                rounds=config.rounds,
+                min_run_time=config.min_run_time,
+                min_runs=config.min_runs,
+                warmup=config.warmup,
+            )
         for case in group:
             yield case, pre.get(case.key)

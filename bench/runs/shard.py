@@ -102,8 +102,10 @@ def _env_int(environ: Mapping[str, str], name: str) -> int:
 def _from_slurm(environ: Mapping[str, str]) -> Shard:
     task = _env_int(environ, SLURM_ID)
     if SLURM_STEP in environ and _env_int(environ, SLURM_STEP) != 1:
-        raise ValueError(f"Slurm job arrays with a step ({SLURM_STEP}={environ[SLURM_STEP]}) are not supported; "
-                         "the array must be contiguous, e.g. 0-7")
+        raise ValueError(
+            f"Slurm job arrays with a step ({SLURM_STEP}={environ[SLURM_STEP]}) are not supported; "
+            "the array must be contiguous, e.g. 0-7"
+        )
     has_min, has_max = SLURM_MIN in environ, SLURM_MAX in environ
     if has_min != has_max:
         present, missing = (SLURM_MIN, SLURM_MAX) if has_min else (SLURM_MAX, SLURM_MIN)
@@ -116,8 +118,10 @@ def _from_slurm(environ: Mapping[str, str]) -> Shard:
         if SLURM_COUNT in environ:
             tasks = _env_int(environ, SLURM_COUNT)
             if tasks != count:
-                raise ValueError(f"the Slurm job array has {tasks} tasks ({SLURM_COUNT}) but spans {low}..{high}: "
-                                 "arrays with a step or a list of indices are not supported, use a contiguous range")
+                raise ValueError(
+                    f"the Slurm job array has {tasks} tasks ({SLURM_COUNT}) but spans {low}..{high}: "
+                    "arrays with a step or a list of indices are not supported, use a contiguous range"
+                )
         if not low <= task <= high:
             raise ValueError(f"{SLURM_ID}={task} is outside {SLURM_MIN}..{SLURM_MAX} ({low}..{high})")
         return Shard(task - low, count, "slurm")
@@ -160,8 +164,10 @@ def resolve(cli_text: str | None, environ: Mapping[str, str]) -> Shard | None:
         return env_shard
     cli_shard = parse(cli_text)
     if env_shard is not None and env_shard.count != cli_shard.count:
-        raise ValueError(f"shard {cli_shard} has {cli_shard.count} shards but the {env_shard.source} environment "
-                         f"has {env_shard.count} (shard {env_shard})")
+        raise ValueError(
+            f"shard {cli_shard} has {cli_shard.count} shards but the {env_shard.source} environment "
+            f"has {env_shard.count} (shard {env_shard})"
+        )
     return cli_shard
 
 

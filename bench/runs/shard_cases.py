@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from bench.measure.spec import Case
 from bench.runs import shard as sharding
@@ -56,8 +56,10 @@ class ShardPlan:
     share: float  # this shard's predicted cost / the grid's (0..1)
 
     def describe(self) -> str:
-        return (f"shard {self.shard} ({self.shard.source}): {len(self.cases)} of {self.grid_cases} cases, "
-                f"{self.share:.1%} of the predicted cost (MACs x batch)")
+        return (
+            f"shard {self.shard} ({self.shard.source}): {len(self.cases)} of {self.grid_cases} cases, "
+            f"{self.share:.1%} of the predicted cost (MACs x batch)"
+        )
 
 
 def plan(cases: Sequence[Case], shard: sharding.Shard, macs: Callable[[Case], float] = _macs) -> ShardPlan:

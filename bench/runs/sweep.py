@@ -20,12 +20,12 @@ from __future__ import annotations
 import gc
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, TextIO
+from typing import TextIO
 
 import architectures
-
 from bench.measure.spec import FLOPS_PER_MAC, Case
 from bench.runs import records as results
 from bench.runs.records import PeerRecord, Record
@@ -47,10 +47,14 @@ class SweepConfig:
     def __post_init__(self):
         import math
 
-        if not (isinstance(self.min_run_time, (int, float)) and math.isfinite(self.min_run_time) and self.min_run_time > 0):
+        if not (
+            isinstance(self.min_run_time, (int, float)) and math.isfinite(self.min_run_time) and self.min_run_time > 0
+        ):
             raise ValueError(f"min_run_time must be a finite positive number of seconds, got {self.min_run_time!r}")
         if self.min_runs < 1 or self.warmup < 0 or (self.threads is not None and self.threads < 1):
-            raise ValueError(f"min_runs >= 1, warmup >= 0 and threads >= 1 needed, got {self.min_runs}, {self.warmup}, {self.threads}")
+            raise ValueError(
+                f"min_runs >= 1, warmup >= 0 and threads >= 1 needed, got {self.min_runs}, {self.warmup}, {self.threads}"
+            )
 
 
 def validate_cases(cases: Iterable[Case]) -> None:
@@ -120,15 +124,26 @@ def _cuda_batch_fits(case: Case, log: TextIO | None = None) -> Callable[[int], b
             _free_cuda()
         if log is not None:
             verdict = "fits" if ok else "out of memory"
-            print(f"  max batch search: {batch} {verdict} ({time.perf_counter() - started:.1f} s)", file=log, flush=True)
+            print(
+                f"  max batch search: {batch} {verdict} ({time.perf_counter() - started:.1f} s)", file=log, flush=True
+            )
         return ok
 
     return fits
 
 
 def run_case(
-    case: Case, *, env: dict, roof: float, min_run_time: float = 1.0, min_runs: int = 5, warmup: int = 2, worker=None,
-    log: TextIO | None = None, pretimed=None, copy_bytes_per_s: float | None = None,
+    case: Case,
+    *,
+    env: dict,
+    roof: float,
+    min_run_time: float = 1.0,
+    min_runs: int = 5,
+    warmup: int = 2,
+    worker=None,
+    log: TextIO | None = None,
+    pretimed=None,
+    copy_bytes_per_s: float | None = None,
 ) -> Record:
     """Count, time and measure one case; the record to append (status "ok", "oom", "killed" or "error").
 
@@ -143,8 +158,16 @@ def run_case(
 
     from bench.measure import cost, counting, memory, timing
 
-    record = Record(case=case, status="error", label=case.name, family=architectures.family(case.model), env=env,
-                    roof_flops_per_s=roof, flops_per_mac=FLOPS_PER_MAC[case.mode], copy_bytes_per_s=copy_bytes_per_s)
+    record = Record(
+        case=case,
+        status="error",
+        label=case.name,
+        family=architectures.family(case.model),
+        env=env,
+        roof_flops_per_s=roof,
+        flops_per_mac=FLOPS_PER_MAC[case.mode],
+        copy_bytes_per_s=copy_bytes_per_s,
+    )
     started = time.perf_counter()
     try:
         record.flops = counting.count_case(case)
@@ -200,8 +223,10 @@ def describe(record: Record) -> str:
     if record.status != "ok":
         return f"{head}: {record.status.upper()} ({record.error or ''})"
     t, m = record.time, record.memory
-    return (f"{head}: {t.median_s * 1e3:.1f} ms (IQR {t.iqr_s * 1e3:.1f}), {t.images_per_s:.1f} img/s, "
-            f"MFU {record.mfu:.0%}, activations {m.activation_bytes / 2**20:.1f} MiB")
+    return (
+        f"{head}: {t.median_s * 1e3:.1f} ms (IQR {t.iqr_s * 1e3:.1f}), {t.images_per_s:.1f} img/s, "
+        f"MFU {record.mfu:.0%}, activations {m.activation_bytes / 2**20:.1f} MiB"
+    )
 
 
 def run_sweep(config: SweepConfig, *, log: TextIO = sys.stdout) -> list[Record]:
@@ -235,15 +260,14 @@ def _append(writer: results.ResultsWriter, record: Record | PeerRecord) -> None:
         print(json.dumps(record.to_json(), sort_keys=True, allow_nan=False), file=sys.stderr, flush=True)
         raise RecordNotWritten(
             f"cannot append to {writer.path} ({exc.strerror or exc}); the record just measured is the JSON line above: "
-            f"add it to {writer.path} once there is room, then resume the sweep") from None
+            f"add it to {writer.path} once there is room, then resume the sweep"
+        ) from None
 
 
 def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
-    from bench.measure import cost
+    from bench.measure import cost, memory, timing
     from bench.measure import env as envinfo
-    from bench.measure import memory, timing
-    from bench.runs import machine
-    from bench.runs import rounds
+    from bench.runs import machine, rounds
 
     path = config.out / results.FILENAME
     done: set[str] = set()
@@ -262,24 +286,37 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
         for device, dtype in sorted({(c.device, c.dtype) for c in todo}):
             roofs[device, dtype] = timing.matmul_roof(device, dtype)
             print(f"matmul roof {device} {dtype}: {roofs[device, dtype] / 1e9:.1f} GFLOP/s", file=log, flush=True)
-        copies = {d: cost.copy_bandwidth(d) for d in sorted(devices)}  # the roofline's memory roof (bench.report.roofline)
+        copies = {
+            d: cost.copy_bandwidth(d) for d in sorted(devices)
+        }  # the roofline's memory roof (bench.report.roofline)
         worker = memory.MemoryWorker() if "cpu" in devices else None
         machines, run_started = {d: machine.start(d) for d in devices}, machine.now()  # fingerprint, GPU sample
         started = time.perf_counter()
         try:
             with results.ResultsWriter(path) as writer:
                 for i, (case, pretimed) in enumerate(rounds.pretime(todo, config, log), start=1):
-                    record = run_case(case, env=env[case.device], roof=roofs[case.device, case.dtype],
-                                      min_run_time=config.min_run_time, min_runs=config.min_runs,
-                                      warmup=config.warmup, worker=worker, log=log, pretimed=pretimed,
-                                      copy_bytes_per_s=copies[case.device])
+                    record = run_case(
+                        case,
+                        env=env[case.device],
+                        roof=roofs[case.device, case.dtype],
+                        min_run_time=config.min_run_time,
+                        min_runs=config.min_runs,
+                        warmup=config.warmup,
+                        worker=worker,
+                        log=log,
+                        pretimed=pretimed,
+                        copy_bytes_per_s=copies[case.device],
+                    )
                     record.shard = config.shard.to_json() if config.shard is not None else None
                     record.machine = machines[case.device]
                     _append(writer, record)
                     elapsed = time.perf_counter() - started
                     eta = elapsed / i * (len(todo) - i)
-                    print(f"case {i}/{len(todo)}  {describe(record)}  [elapsed {_clock(elapsed)}, ETA {_clock(eta)}]",
-                          file=log, flush=True)
+                    print(
+                        f"case {i}/{len(todo)}  {describe(record)}  [elapsed {_clock(elapsed)}, ETA {_clock(eta)}]",
+                        file=log,
+                        flush=True,
+                    )
         finally:
             if worker is not None:
                 worker.close()
@@ -330,9 +367,12 @@ def _run_peers(pairs, out, img_size, batch, device, dtype, mode, rounds, log) ->
                 theirs = timing.build_model(peer, img_size, device=device, channels_last=channels_last)
                 mine = timing.build_model(ours, img_size, device=device, channels_last=channels_last)
                 mine.load_state_dict(theirs.state_dict(), strict=True)
-                kw = dict(batch=batch, img_size=img_size, device=device, dtype=dtype, mode=mode, channels_last=channels_last)
-                paired = timing.paired_ratio(timing.make_step(mine, **kw), timing.make_step(theirs, **kw), rounds=rounds,
-                                             number=1)
+                kw = dict(
+                    batch=batch, img_size=img_size, device=device, dtype=dtype, mode=mode, channels_last=channels_last
+                )
+                paired = timing.paired_ratio(
+                    timing.make_step(mine, **kw), timing.make_step(theirs, **kw), rounds=rounds, number=1
+                )
             except Exception as exc:  # one failed pair (e.g. weights that do not match): one line, then the next pair
                 text = " ".join(str(exc).split())
                 text = text if len(text) <= 200 else text[:197] + "..."
@@ -341,15 +381,27 @@ def _run_peers(pairs, out, img_size, batch, device, dtype, mode, rounds, log) ->
                 gc.collect()
                 continue
             record = PeerRecord(
-                case={"ours": ours, "timm": peer, "img_size": img_size, "batch": batch, "device": device,
-                      "dtype": dtype, "mode": mode, "channels_last": channels_last},
-                paired=paired.to_dict(), env=env,
+                case={
+                    "ours": ours,
+                    "timm": peer,
+                    "img_size": img_size,
+                    "batch": batch,
+                    "device": device,
+                    "dtype": dtype,
+                    "mode": mode,
+                    "channels_last": channels_last,
+                },
+                paired=paired.to_dict(),
+                env=env,
             )
             _append(writer, record)
             records.append(record)
-            print(f"{ours:<10} / {peer:<28} ratio {paired.ratio_median:.3f} (IQR {paired.ratio_q1:.3f}-{paired.ratio_q3:.3f}, "
-                  f"{rounds} rounds)  ours {paired.median_a_s * 1e3:.0f} ms, timm {paired.median_b_s * 1e3:.0f} ms",
-                  file=log, flush=True)
+            print(
+                f"{ours:<10} / {peer:<28} ratio {paired.ratio_median:.3f} (IQR {paired.ratio_q1:.3f}-{paired.ratio_q3:.3f}, "
+                f"{rounds} rounds)  ours {paired.median_a_s * 1e3:.0f} ms, timm {paired.median_b_s * 1e3:.0f} ms",
+                file=log,
+                flush=True,
+            )
             del mine, theirs
             gc.collect()
     return records

@@ -72,16 +72,30 @@ ASSETS: tuple[Asset, ...] = (
     Asset(_FLOT + "jquery.flot.time.min.js", "flot@0.8.3", "jquery.flot.time.js"),
     Asset(_FLOT + "jquery.flot.selection.min.js", "flot@0.8.3", "jquery.flot.selection.js"),
     Asset(_FLOT + "jquery.flot.categories.min.js", "flot@0.8.3", "jquery.flot.categories.js"),
-    Asset("https://cdn.jsdelivr.net/npm/flot-orderbars@1.0.0/js/jquery.flot.orderBars.js", "flot-orderbars@1.0.0",
-          "js/jquery.flot.orderBars.js"),
-    Asset("https://cdnjs.cloudflare.com/ajax/libs/stupidtable/1.0.1/stupidtable.min.js", "stupid-table-plugin@1.1.3",
-          "stupidtable.min.js"),
-    Asset("https://cdnjs.cloudflare.com/ajax/libs/blueimp-md5/2.19.0/js/md5.min.js", "blueimp-md5@2.19.0",
-          "js/md5.min.js"),
-    Asset("https://cdn.jsdelivr.net/npm/bootstrap@3.1.1/dist/js/bootstrap.min.js", "bootstrap@3.1.1",
-          "dist/js/bootstrap.min.js"),
-    Asset("https://cdn.jsdelivr.net/npm/bootstrap@3.1.1/dist/css/bootstrap.min.css", "bootstrap@3.1.1",
-          "dist/css/bootstrap.min.css", extra=_FONTS),
+    Asset(
+        "https://cdn.jsdelivr.net/npm/flot-orderbars@1.0.0/js/jquery.flot.orderBars.js",
+        "flot-orderbars@1.0.0",
+        "js/jquery.flot.orderBars.js",
+    ),
+    Asset(
+        "https://cdnjs.cloudflare.com/ajax/libs/stupidtable/1.0.1/stupidtable.min.js",
+        "stupid-table-plugin@1.1.3",
+        "stupidtable.min.js",
+    ),
+    Asset(
+        "https://cdnjs.cloudflare.com/ajax/libs/blueimp-md5/2.19.0/js/md5.min.js", "blueimp-md5@2.19.0", "js/md5.min.js"
+    ),
+    Asset(
+        "https://cdn.jsdelivr.net/npm/bootstrap@3.1.1/dist/js/bootstrap.min.js",
+        "bootstrap@3.1.1",
+        "dist/js/bootstrap.min.js",
+    ),
+    Asset(
+        "https://cdn.jsdelivr.net/npm/bootstrap@3.1.1/dist/css/bootstrap.min.css",
+        "bootstrap@3.1.1",
+        "dist/css/bootstrap.min.css",
+        extra=_FONTS,
+    ),
 )
 VENDOR_DIR = "vendor"
 REPORT_DIR = "report"
@@ -128,13 +142,16 @@ def fetch_packages(cache: Path, npm: str = "npm") -> dict[str, Path]:
                     f"{path} is not cached and {npm!r} is not on PATH: install Node.js/npm once "
                     f"(e.g. apt-get install npm), or put `npm pack {spec}`'s tarball there"
                 )
-            done = subprocess.run([npm, "pack", spec, "--pack-destination", str(cache)],
-                                  capture_output=True, text=True, timeout=300)
+            done = subprocess.run(
+                [npm, "pack", spec, "--pack-destination", str(cache)], capture_output=True, text=True, timeout=300
+            )
             if done.returncode != 0 or not path.exists():
                 last = (done.stderr.strip().splitlines() or ["no output"])[-1]
                 raise DashboardError(f"npm pack {spec} failed: {last}")
         if sri(path.read_bytes()) != integrity:
-            raise DashboardError(f"{path} does not match the registry's integrity {integrity[:20]}...; delete it to fetch again")
+            raise DashboardError(
+                f"{path} does not match the registry's integrity {integrity[:20]}...; delete it to fetch again"
+            )
         paths[spec] = path
     return paths
 
@@ -386,11 +403,13 @@ def load_asv_config(config: Path) -> AsvConfig:
         raise DashboardError(f"{config} must hold a JSON object, not {type(data).__name__}")
     missing = [key for key in ("version", "repo") if key not in data]
     if missing:
-        raise DashboardError(f"{config} has no {' or '.join(repr(k) for k in missing)} (asv needs \"version\": 1 and \"repo\")")
+        raise DashboardError(
+            f'{config} has no {" or ".join(repr(k) for k in missing)} (asv needs "version": 1 and "repo")'
+        )
     if data["version"] != 1 or isinstance(data["version"], bool):
-        raise DashboardError(f"{config} has \"version\": {json.dumps(data['version'])}; asv 0.6 reads version 1")
+        raise DashboardError(f'{config} has "version": {json.dumps(data["version"])}; asv 0.6 reads version 1')
     if not isinstance(data["repo"], str) or not data["repo"]:
-        raise DashboardError(f"{config}: \"repo\" must be a non-empty string, not {json.dumps(data['repo'])}")
+        raise DashboardError(f'{config}: "repo" must be a non-empty string, not {json.dumps(data["repo"])}')
     dirs = {}
     for key, default in (("html_dir", "html"), ("results_dir", "results")):
         value = data.get(key, default)
@@ -402,8 +421,12 @@ def load_asv_config(config: Path) -> AsvConfig:
 
 def run_asv_publish(config: Path, extra: list[str] | None = None) -> None:
     """``asv publish`` for ``config``, run in the config's folder (as asv expects)."""
-    done = subprocess.run([sys.executable, "-m", "asv", "publish", "--config", str(config.resolve()), *(extra or [])],
-                          cwd=config.parent, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "asv", "publish", "--config", str(config.resolve()), *(extra or [])],
+        cwd=config.parent,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         lines = [line.strip(" ·") for line in (done.stderr or done.stdout).splitlines() if line.strip(" ·")]
         raise DashboardError(f"asv publish failed ({done.returncode}): {' '.join(lines[-3:]) or 'no output'}")

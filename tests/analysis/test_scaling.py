@@ -6,10 +6,10 @@ import math
 
 import pytest
 
+from bench.analysis.scaling import crossover_resolution, fit, local_exponents, t_quantile_975
+from bench.analysis.stats import fit_measured
 from bench.measure import formulas
 from bench.measure.counting import build, count
-from bench.analysis.stats import fit_measured
-from bench.analysis.scaling import crossover_resolution, fit, local_exponents, t_quantile_975
 
 RESOLUTIONS = (224, 448, 512, 672, 896, 1024)
 

@@ -80,7 +80,9 @@ def test_the_verdict_does_not_change_with_twice_or_four_times_the_blocks(coef, s
         # sweeps on the boundary whose jitter was as large as their offsets (those may become decided) ...
         assert np.mean(verdicts[factor] == verdicts[1]) >= 0.85
         # ... never the opposite decision, and the wrong decision does not become more frequent
-        flips = (verdicts[factor] != verdicts[1]) & (verdicts[factor] != "inconclusive") & (verdicts[1] != "inconclusive")
+        flips = (
+            (verdicts[factor] != verdicts[1]) & (verdicts[factor] != "inconclusive") & (verdicts[1] != "inconclusive")
+        )
         assert np.mean(flips) <= 0.005
         assert np.mean(verdicts[factor] == wrong) <= np.mean(verdicts[1] == wrong) + 0.01
 
@@ -118,7 +120,7 @@ def test_linear_quadratic_and_bending_down():
     wobble = [1.0, 1.01, 0.99, 1.005, 1.0]
     quad = stats.fit_measured(x, [(3e-6 * s + 4e-9 * s * s + 1e-4) * w for s, w in zip(x, wobble)])
     assert quad.verdict == "quadratic" and quad.crossover is not None
-    concave = stats.fit_measured(x, [(s ** 0.5) * w for s, w in zip(x, wobble)])
+    concave = stats.fit_measured(x, [(s**0.5) * w for s, w in zip(x, wobble)])
     assert concave.verdict == "linear" and "more slowly" in concave.note
     vague = stats.fit_measured(x[:4], [3e-6 * s * w for s, w in zip(x, [1.0, 1.2, 0.8, 1.1])])
     assert vague.verdict == "inconclusive" and vague.note

@@ -43,10 +43,13 @@ def _env(container: dict) -> dict[str, str]:
 
 
 def _pvc_claims(pod_spec: dict) -> set[str]:
-    return {v["persistentVolumeClaim"]["claimName"] for v in pod_spec.get("volumes", []) if "persistentVolumeClaim" in v}
+    return {
+        v["persistentVolumeClaim"]["claimName"] for v in pod_spec.get("volumes", []) if "persistentVolumeClaim" in v
+    }
 
 
 # --- Kubernetes -------------------------------------------------------------------------------
+
 
 def test_kubernetes_sweep_is_an_indexed_job_whose_shard_count_equals_its_completions():
     docs = _docs(EXAMPLES / "kubernetes" / "sweep-job.yaml")
@@ -86,6 +89,7 @@ def test_kubernetes_merge_reads_every_shard_from_the_same_volume():
 
 # --- Slurm ------------------------------------------------------------------------------------
 
+
 def _slurm_counts() -> tuple[int, int, int]:
     text = SLURM_SWEEP.read_text()
     array = re.findall(r"^#SBATCH\s+--array[= ](\d+)-(\d+)(?:%\d+)?\s*$", text, re.M)
@@ -116,7 +120,9 @@ def fake_mixerbench(tmp_path) -> tuple[Path, Path]:
 
 def _run(script: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     keep = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    return subprocess.run(["bash", str(script)], env={**keep, **env}, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        ["bash", str(script)], env={**keep, **env}, cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
 
 
 @needs_bash
@@ -125,8 +131,15 @@ def test_slurm_array_task_runs_its_own_shard(fake_mixerbench, tmp_path):
     _, last, shards = _slurm_counts()
     out = tmp_path / "out"
     for task in (0, last):
-        done = _run(SLURM_SWEEP, {"MIXERBENCH": str(fake), "OUT": str(out), "SLURM_ARRAY_TASK_ID": str(task),
-                                  "SLURM_ARRAY_TASK_COUNT": str(shards)})
+        done = _run(
+            SLURM_SWEEP,
+            {
+                "MIXERBENCH": str(fake),
+                "OUT": str(out),
+                "SLURM_ARRAY_TASK_ID": str(task),
+                "SLURM_ARRAY_TASK_COUNT": str(shards),
+            },
+        )
         assert done.returncode == 0, done.stderr
     assert log.read_text().splitlines() == [
         f"sweep --shard 0/{shards} --out {out}/shard-0 --resume",
@@ -160,6 +173,7 @@ def test_slurm_merge_takes_every_shard_and_refuses_a_missing_one(fake_mixerbench
 
 # --- GitHub Actions matrix ----------------------------------------------------------------------
 
+
 def test_github_matrix_covers_every_shard_once_and_merges_them_all():
     doc = yaml.safe_load((EXAMPLES / "github" / "sweep-matrix.yml").read_text())
     shards = int(doc["env"]["SHARDS"])
@@ -190,12 +204,16 @@ def test_github_merge_step_merges_the_downloaded_shards(fake_mixerbench, tmp_pat
         (work / "shards" / f"sweep-shard-{k}").mkdir(parents=True)
         (work / "shards" / f"sweep-shard-{k}" / "results.jsonl").write_text("{}\n")
     env = {**os.environ, "SHARDS": str(shards), "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=work, env=env, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        ["bash", "-e", "-c", step["run"]], cwd=work, env=env, capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 0, done.stderr
     assert log.read_text().splitlines() == [
         "merge sweep-merged " + " ".join(f"shards/sweep-shard-{k}" for k in range(shards)),
         "report sweep-merged",
     ]
     (work / "shards" / "sweep-shard-0" / "results.jsonl").unlink()
-    failed = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=work, env=env, capture_output=True, text=True, timeout=30)
+    failed = subprocess.run(
+        ["bash", "-e", "-c", step["run"]], cwd=work, env=env, capture_output=True, text=True, timeout=30
+    )
     assert failed.returncode == 1 and "shard 0 has no results.jsonl" in failed.stderr

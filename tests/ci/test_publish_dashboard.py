@@ -22,8 +22,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / ".github" / "scripts" / "publish-dashboard"
 
-pytestmark = pytest.mark.skipif(shutil.which("git") is None or shutil.which("bash") is None,
-                                reason="git and bash are needed")
+pytestmark = pytest.mark.skipif(
+    shutil.which("git") is None or shutil.which("bash") is None, reason="git and bash are needed"
+)
 
 STUB = """#!/bin/bash
 # stand-in for `mixerbench dashboard [--report DIR]`
@@ -75,8 +76,14 @@ def repo(tmp_path) -> Path:
 def _publish(repo: Path, *args: Path, **env: str) -> subprocess.CompletedProcess:
     path = f"{repo.parent / 'bin'}{os.pathsep}{os.environ['PATH']}"
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "GITHUB_"))}
-    return subprocess.run(["bash", str(SCRIPT), *map(str, args)], cwd=repo, capture_output=True, text=True, timeout=120,
-                          env={**keep, "PATH": path, "GH_TOKEN": "not-a-real-token", "PUBLISH_ATTEMPTS": "3", **env})
+    return subprocess.run(
+        ["bash", str(SCRIPT), *map(str, args)],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**keep, "PATH": path, "GH_TOKEN": "not-a-real-token", "PUBLISH_ATTEMPTS": "3", **env},
+    )
 
 
 def _pages(repo: Path) -> tuple[set[str], list[str]]:
@@ -94,15 +101,23 @@ def test_gpu_results_join_the_cpu_results_on_the_dashboard(repo, tmp_path):
     assert cpu.returncode == 0, cpu.stderr
     files, machines = _pages(repo)
     assert machines == ["github-actions"]
-    assert {"asv-results/github-actions/machine.json", "asv-results/github-actions/aaaa1111-env.json",
-            "report/report.md", "index.html", ".nojekyll"} <= files
+    assert {
+        "asv-results/github-actions/machine.json",
+        "asv-results/github-actions/aaaa1111-env.json",
+        "report/report.md",
+        "index.html",
+        ".nojekyll",
+    } <= files
 
     gpu = _publish(repo, _results(tmp_path / "gpu", "gpu-h200", "aaaa1111"))
     assert gpu.returncode == 0, gpu.stderr
     files, machines = _pages(repo)
     assert machines == ["github-actions", "gpu-h200"]
-    assert {"asv-results/github-actions/aaaa1111-env.json", "asv-results/gpu-h200/aaaa1111-env.json",
-            "report/report.md"} <= files  # the CPU results and the report were kept
+    assert {
+        "asv-results/github-actions/aaaa1111-env.json",
+        "asv-results/gpu-h200/aaaa1111-env.json",
+        "report/report.md",
+    } <= files  # the CPU results and the report were kept
     log = _git(repo.parent / "origin.git", "log", "--format=%s", "gh-pages").splitlines()
     assert len(log) == 2 and "gpu-h200" in log[0] and "github-actions" in log[1]
     assert "not-a-real-token" not in (repo / ".git" / "config").read_text()

@@ -68,8 +68,12 @@ def test_there_is_a_gpu_job_and_every_self_hosted_job_is_out_of_reach_of_pull_re
             if "self-hosted" in _runs_on(job):
                 self_hosted.append((path.name, job_id, _runs_on(job)))
                 bad = _triggers(doc) & UNTRUSTED_TRIGGERS
-                assert not bad, f"{path.name}: job {job_id!r} runs on a self-hosted runner, but the workflow has {sorted(bad)} triggers"
-    assert any("gpu" in labels for _, _, labels in self_hosted), f"no job on the self-hosted `gpu` runner: {self_hosted}"
+                assert not bad, (
+                    f"{path.name}: job {job_id!r} runs on a self-hosted runner, but the workflow has {sorted(bad)} triggers"
+                )
+    assert any("gpu" in labels for _, _, labels in self_hosted), (
+        f"no job on the self-hosted `gpu` runner: {self_hosted}"
+    )
 
 
 def test_pull_requests_run_the_tests_and_the_asv_gate():
@@ -97,14 +101,18 @@ def test_every_action_is_pinned_to_a_commit_with_its_version_in_a_comment(path):
     for line in text.splitlines():
         match = re.search(r"uses:\s*(\S+@[0-9a-f]{40})(.*)", line)
         if match:
-            assert re.match(r"\s+#\s*v\d+(\.\d+)*", match.group(2)), f"{path.name}: no `# vX.Y.Z` comment after {match.group(1)}"
+            assert re.match(r"\s+#\s*v\d+(\.\d+)*", match.group(2)), (
+                f"{path.name}: no `# vX.Y.Z` comment after {match.group(1)}"
+            )
 
 
 @pytest.mark.parametrize("path", WORKFLOWS + EXAMPLES, ids=_ids(WORKFLOWS + EXAMPLES))
 def test_no_template_expansion_inside_run(path):
     doc = _load(path)
     for job_id, step in _steps(doc):
-        assert "${{" not in step.get("run", ""), f"{path.name}, job {job_id}, step {step.get('name', step.get('run'))!r}: ${{{{ }}}} inside run: (pass it through env:)"
+        assert "${{" not in step.get("run", ""), (
+            f"{path.name}, job {job_id}, step {step.get('name', step.get('run'))!r}: ${{{{ }}}} inside run: (pass it through env:)"
+        )
 
 
 @pytest.mark.parametrize("path", WORKFLOWS + EXAMPLES, ids=_ids(WORKFLOWS + EXAMPLES))
@@ -112,7 +120,9 @@ def test_least_privilege(path):
     doc = _load(path)
     top = doc.get("permissions")
     assert top is not None, f"{path.name}: no top-level permissions (the default token may write)"
-    assert top in ({}, {"contents": "read"}), f"{path.name}: top-level permissions {top!r} (want {{}} or contents: read)"
+    assert top in ({}, {"contents": "read"}), (
+        f"{path.name}: top-level permissions {top!r} (want {{}} or contents: read)"
+    )
     for job_id, job in doc["jobs"].items():
         perms = job.get("permissions", {})
         assert isinstance(perms, dict), f"{path.name}, job {job_id}: permissions {perms!r} (list them one by one)"
@@ -120,7 +130,9 @@ def test_least_privilege(path):
         expected = WRITERS.get((path.name, job_id), {}) if path in WORKFLOWS else {}
         assert writes == expected, f"{path.name}, job {job_id}: write permissions {writes} (allowed here: {expected})"
         if writes:
-            assert "self-hosted" not in _runs_on(job), f"{path.name}, job {job_id}: a token that writes on a self-hosted runner"
+            assert "self-hosted" not in _runs_on(job), (
+                f"{path.name}, job {job_id}: a token that writes on a self-hosted runner"
+            )
 
 
 @pytest.mark.parametrize("path", WORKFLOWS + EXAMPLES, ids=_ids(WORKFLOWS + EXAMPLES))
@@ -128,8 +140,9 @@ def test_checkouts_do_not_keep_their_token(path):
     doc = _load(path)
     for job_id, step in _steps(doc):
         if step.get("uses", "").startswith("actions/checkout@"):
-            assert (step.get("with") or {}).get("persist-credentials") is False, \
+            assert (step.get("with") or {}).get("persist-credentials") is False, (
                 f"{path.name}, job {job_id}: actions/checkout without persist-credentials: false"
+            )
 
 
 def test_the_publish_jobs_share_one_concurrency_group_that_never_cancels():
@@ -138,9 +151,15 @@ def test_the_publish_jobs_share_one_concurrency_group_that_never_cancels():
         job = _load(ROOT / ".github" / "workflows" / name)["jobs"][job_id]
         concurrency = job.get("concurrency")
         assert isinstance(concurrency, dict), f"{name}, job {job_id}: no concurrency group"
-        assert concurrency.get("cancel-in-progress") is False, f"{name}, job {job_id}: a publish would be cancelled mid-push"
-        assert concurrency.get("queue") == "max", f"{name}, job {job_id}: a waiting publish would be replaced by a newer one"
+        assert concurrency.get("cancel-in-progress") is False, (
+            f"{name}, job {job_id}: a publish would be cancelled mid-push"
+        )
+        assert concurrency.get("queue") == "max", (
+            f"{name}, job {job_id}: a waiting publish would be replaced by a newer one"
+        )
         groups.append(concurrency["group"])
         runs = " ".join(step.get("run", "") for step in job["steps"])
-        assert ".github/scripts/publish-dashboard" in runs, f"{name}, job {job_id} does not publish through the shared script"
+        assert ".github/scripts/publish-dashboard" in runs, (
+            f"{name}, job {job_id} does not publish through the shared script"
+        )
     assert len(set(groups)) == 1 and "${{" not in groups[0], f"the publish jobs' groups differ: {groups}"

@@ -40,9 +40,21 @@ def _workflow_files() -> list[Path]:
 
 def _audit(zizmor: str, files: list[Path]) -> list[dict]:
     done = subprocess.run(
-        [zizmor, "--offline", "--strict-collection", "--no-ignores", "--no-exit-codes", "--no-progress",
-         "--format", "json", *(str(f.relative_to(ROOT)) for f in files)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            zizmor,
+            "--offline",
+            "--strict-collection",
+            "--no-ignores",
+            "--no-exit-codes",
+            "--no-progress",
+            "--format",
+            "json",
+            *(str(f.relative_to(ROOT)) for f in files),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, f"zizmor failed ({done.returncode}):\n{done.stderr[-3000:]}"
     return json.loads(done.stdout)
@@ -53,7 +65,9 @@ def _describe(finding: dict) -> str:
     for loc in finding.get("locations", []):
         if loc.get("symbolic", {}).get("kind") != "Primary":
             continue
-        path = loc["symbolic"]["key"].get("Local", {}).get("given_path") or loc["symbolic"]["key"].get("Local", {}).get("verbatim_path", "?")
+        path = loc["symbolic"]["key"].get("Local", {}).get("given_path") or loc["symbolic"]["key"].get("Local", {}).get(
+            "verbatim_path", "?"
+        )
         row = loc.get("concrete", {}).get("location", {}).get("start_point", {}).get("row", -1) + 1
         where.append(f"{path}:{row} ({loc['symbolic'].get('annotation', '')})")
     det = finding["determinations"]
@@ -71,4 +85,6 @@ def test_zizmor_finds_nothing_of_medium_or_high_severity():
         pytest.skip("zizmor is not installed (pip install -e '.[dev]' installs it)")
     findings = _audit(zizmor, _workflow_files())
     blocking = [f for f in findings if f["determinations"]["severity"].lower() in BLOCKING]
-    assert not blocking, "zizmor: " + f"{len(blocking)} finding(s) of medium or high severity:\n" + "\n".join(map(_describe, blocking))
+    assert not blocking, (
+        "zizmor: " + f"{len(blocking)} finding(s) of medium or high severity:\n" + "\n".join(map(_describe, blocking))
+    )

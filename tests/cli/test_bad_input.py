@@ -73,9 +73,15 @@ def test_properties_out_of_memory_is_one_line(tmp_path):
     def limit():
         resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
 
-    done = subprocess.run([sys.executable, "-m", "bench", "properties", "--models", "mixer_s16", "--img-size", "100000"],
-                          cwd=root, env=dict(os.environ, PYTHONPATH=str(root)), preexec_fn=limit, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "properties", "--models", "mixer_s16", "--img-size", "100000"],
+        cwd=root,
+        env=dict(os.environ, PYTHONPATH=str(root)),
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 1
     err = done.stderr.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err and "out of memory" in err, err

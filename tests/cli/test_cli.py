@@ -18,10 +18,12 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("command", [None] + [m.rsplit("cmd_", 1)[1] for m in COMMANDS])
 def test_help_imports_no_torch(command):
     argv = ["--help"] if command is None else [command, "--help"]
-    code = ("import sys; from bench.cli import main\n"
-            "try:\n    main(%r)\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('torch', 'numpy', 'timm', 'matplotlib') if m in sys.modules]\n"
-            "print('HEAVY', heavy)" % argv)
+    code = (
+        "import sys; from bench.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'numpy', 'timm', 'matplotlib') if m in sys.modules]\n"
+        "print('HEAVY', heavy)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout

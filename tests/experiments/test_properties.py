@@ -158,7 +158,15 @@ def test_resnet_has_no_token_weights_to_permute():
     "name, expected",
     [
         ("mixer_s16", ["patch_order_changes_logits", "equivariant_with_permuted_token_weights", "isotropy"]),
-        ("vit_ti16", ["patch_order_changes_logits", "equivariant_with_permuted_pos_embed", "invariant_without_pos_embed", "isotropy"]),
+        (
+            "vit_ti16",
+            [
+                "patch_order_changes_logits",
+                "equivariant_with_permuted_pos_embed",
+                "invariant_without_pos_embed",
+                "isotropy",
+            ],
+        ),
         ("resnet18", ["patch_order_changes_logits", "isotropy"]),
     ],
 )
@@ -168,7 +176,11 @@ def test_every_check_passes_for_each_family(name, expected):
     assert all(r.passed is True for r in results), [r.detail for r in results]
     values = {r.check: r.value for r in results}
     assert values["patch_order_changes_logits"] > 1e-3
-    for check in ("equivariant_with_permuted_token_weights", "equivariant_with_permuted_pos_embed", "invariant_without_pos_embed"):
+    for check in (
+        "equivariant_with_permuted_token_weights",
+        "equivariant_with_permuted_pos_embed",
+        "invariant_without_pos_embed",
+    ):
         if check in values:
             assert values[check] <= EQUAL_TOL
 

@@ -80,7 +80,9 @@ def test_batch_order_is_a_sequence_of_epochs():
     assert order.shape == (10, 30)
     flat = order.flatten()
     assert sorted(flat[:100].tolist()) == list(range(100))  # the first epoch sees every image once
-    assert torch.equal(order, batch_order(100, train, seed=0)) and not torch.equal(order, batch_order(100, train, seed=1))
+    assert torch.equal(order, batch_order(100, train, seed=0)) and not torch.equal(
+        order, batch_order(100, train, seed=1)
+    )
 
 
 # ---------------------------------------------------------------------------- the exact claim

@@ -12,9 +12,24 @@ import torch
 from bench.measure import timing
 
 CONFIGS = {
-    "mixer_c64x2_64px_p4": ("mixer_s16", 64, 4, {"hidden_dim": 64, "num_blocks": 2, "tokens_mlp_dim": 32, "channels_mlp_dim": 256}),
-    "vit_d64x2_fused_64px_p4": ("vit_s16", 64, 4, {"hidden_dim": 64, "num_blocks": 2, "num_heads": 2, "mlp_dim": 256, "attn_backend": "fused"}),
-    "vit_d64x2_explicit_64px_p4": ("vit_s16", 64, 4, {"hidden_dim": 64, "num_blocks": 2, "num_heads": 2, "mlp_dim": 256, "attn_backend": "explicit"}),
+    "mixer_c64x2_64px_p4": (
+        "mixer_s16",
+        64,
+        4,
+        {"hidden_dim": 64, "num_blocks": 2, "tokens_mlp_dim": 32, "channels_mlp_dim": 256},
+    ),
+    "vit_d64x2_fused_64px_p4": (
+        "vit_s16",
+        64,
+        4,
+        {"hidden_dim": 64, "num_blocks": 2, "num_heads": 2, "mlp_dim": 256, "attn_backend": "fused"},
+    ),
+    "vit_d64x2_explicit_64px_p4": (
+        "vit_s16",
+        64,
+        4,
+        {"hidden_dim": 64, "num_blocks": 2, "num_heads": 2, "mlp_dim": 256, "attn_backend": "explicit"},
+    ),
     "resnet18_w16_64px": ("resnet18", 64, None, {"width": 16}),
 }
 

@@ -9,7 +9,7 @@ import torch
 
 import architectures
 from bench.measure import formulas
-from bench.measure.counting import MacCounter, build, count, flop_counter_macs, fvcore_count, _run_counted
+from bench.measure.counting import MacCounter, _run_counted, build, count, flop_counter_macs, fvcore_count
 
 # timm 1.0.31 + fvcore with attention counted, LayerNorm counted, at 224 px (DESIGN.md).
 PUBLISHED_GMACS = {"mixer_b16": 12.62, "vit_b16": 17.58, "resnet50": 4.11}
@@ -69,7 +69,9 @@ def fvcore_vit_ti16_384():
 )
 def test_fvcore_on_real_tensors_agrees(name, size, kwargs, fvcore_vit_ti16_384):
     ours = count(name, size, **kwargs)
-    theirs = fvcore_vit_ti16_384 if (name, size, kwargs) == ("vit_ti16", 384, {}) else fvcore_count(name, size, **kwargs)
+    theirs = (
+        fvcore_vit_ti16_384 if (name, size, kwargs) == ("vit_ti16", 384, {}) else fvcore_count(name, size, **kwargs)
+    )
     assert theirs.matmul_macs == ours.matmul_macs
     assert theirs.activations == ours.activations
     if name.startswith("resnet"):
@@ -142,7 +144,10 @@ def test_meta_shortcut_outputs_match_meta_kernels():
     cases = [
         (aten.native_layer_norm.default, (m(2, 5, 8), [8], m(8), m(8), 1e-6)),
         (aten.native_batch_norm.default, (m(2, 4, 6, 6), m(4), m(4), m(4), m(4), False, 0.1, 1e-5)),
-        (aten.native_batch_norm.default, (m(2, 4, 6, 6).to(memory_format=torch.channels_last), m(4), m(4), m(4), m(4), False, 0.1, 1e-5)),
+        (
+            aten.native_batch_norm.default,
+            (m(2, 4, 6, 6).to(memory_format=torch.channels_last), m(4), m(4), m(4), m(4), False, 0.1, 1e-5),
+        ),
         (aten.addmm.default, (m(5), m(3, 4), m(5, 4).t())),
         (aten.gelu.default, (m(3, 4).t(),)),
         (aten._safe_softmax.default, (m(3, 4).t(), -1)),

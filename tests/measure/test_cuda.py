@@ -9,12 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.measure import memory
-
+from bench.measure import memory, timing
 from bench.measure.spec import Case
 from bench.runs import sweep
-
-from bench.measure import timing
 
 pytestmark = [
     pytest.mark.cuda,

@@ -24,9 +24,19 @@ class FakeNVMLError(Exception):
 def fake_pynvml(**state) -> types.ModuleType:
     """A pynvml stand-in: an H200 at boost clocks, this process on it; ``state`` overrides values."""
     s = {
-        "sm": 1980, "mem": 3201, "max_sm": 1980, "max_mem": 3201, "app_sm": 1980, "default_app_sm": 1980,
-        "reasons": 0x0, "procs": [os.getpid()], "temp": 41, "power_mw": 123_000, "limit_mw": 700_000,
-        "mig": [0, 0], "persistence": 1,
+        "sm": 1980,
+        "mem": 3201,
+        "max_sm": 1980,
+        "max_mem": 3201,
+        "app_sm": 1980,
+        "default_app_sm": 1980,
+        "reasons": 0x0,
+        "procs": [os.getpid()],
+        "temp": 41,
+        "power_mw": 123_000,
+        "limit_mw": 700_000,
+        "mig": [0, 0],
+        "persistence": 1,
     }
     s.update(state)
     m = types.ModuleType("pynvml")
@@ -52,7 +62,9 @@ def fake_pynvml(**state) -> types.ModuleType:
     m.nvmlDeviceGetTemperature = lambda h, sensor: s["temp"]
     m.nvmlDeviceGetPowerUsage = lambda h: s["power_mw"]
     m.nvmlDeviceGetCurrentClocksEventReasons = lambda h: s["reasons"]
-    m.nvmlDeviceGetComputeRunningProcesses = lambda h: [types.SimpleNamespace(pid=p, usedGpuMemory=1) for p in s["procs"]]
+    m.nvmlDeviceGetComputeRunningProcesses = lambda h: [
+        types.SimpleNamespace(pid=p, usedGpuMemory=1) for p in s["procs"]
+    ]
     return m
 
 
@@ -73,8 +85,17 @@ def nvml(monkeypatch):
 
 def test_cpu_fields_filled_here():
     info = fp.fingerprint("cpu")
-    assert set(info) == {"machine_id", "host_sha", "cpu_model", "cpu_count", "cpu_affinity", "cgroup_cpu_max",
-                         "cgroup_memory_max_bytes", "cpu_governor", "gpu"}
+    assert set(info) == {
+        "machine_id",
+        "host_sha",
+        "cpu_model",
+        "cpu_count",
+        "cpu_affinity",
+        "cgroup_cpu_max",
+        "cgroup_memory_max_bytes",
+        "cpu_governor",
+        "gpu",
+    }
     assert isinstance(info["cpu_model"], str) and info["cpu_model"]
     assert info["cpu_count"] == os.cpu_count() >= 1
     assert info["cpu_affinity"] == len(os.sched_getaffinity(0))
@@ -168,8 +189,10 @@ def test_cgroup_nested_tightest_limit_wins(tmp_path):
     assert fp.cgroup_limits(v1, text) == {"cgroup_cpu_max": 1.5, "cgroup_memory_max_bytes": 2147483648}
 
 
-@pytest.mark.parametrize("text, cores", [("200000 100000", 2.0), ("max 100000", None), ("", None), (None, None),
-                                         ("garbage", None), ("0 100000", None)])
+@pytest.mark.parametrize(
+    "text, cores",
+    [("200000 100000", 2.0), ("max 100000", None), ("", None), (None, None), ("garbage", None), ("0 100000", None)],
+)
 def test_parse_cpu_max(text, cores):
     assert fp.parse_cpu_max(text) == cores
 
@@ -190,10 +213,21 @@ def test_gpu_filled_from_nvml(nvml):
     info = fp.fingerprint("cuda")
     gpu = info["gpu"]
     assert gpu == {
-        "index": 0, "name": "NVIDIA H200", "uuid": UUID, "mig_mode": False, "driver": "570.124.06",
-        "cuda_version": "12.8", "power_limit_w": 700.0, "sm_clock_mhz": 1980, "mem_clock_mhz": 3201,
-        "max_sm_clock_mhz": 1980, "max_mem_clock_mhz": 3201, "clocks_locked": False, "persistence_mode": True,
-        "temperature_c": 41, "other_processes": 0,
+        "index": 0,
+        "name": "NVIDIA H200",
+        "uuid": UUID,
+        "mig_mode": False,
+        "driver": "570.124.06",
+        "cuda_version": "12.8",
+        "power_limit_w": 700.0,
+        "sm_clock_mhz": 1980,
+        "mem_clock_mhz": 3201,
+        "max_sm_clock_mhz": 1980,
+        "max_mem_clock_mhz": 3201,
+        "clocks_locked": False,
+        "persistence_mode": True,
+        "temperature_c": 41,
+        "other_processes": 0,
     }
     assert info["machine_id"] == fp.machine_id(info["host_sha"], info["cpu_model"], UUID)
     assert info["machine_id"] != fp.fingerprint("cpu")["machine_id"]
@@ -249,9 +283,16 @@ def test_sample_and_older_throttle_call(nvml):
     del nvml.nvmlDeviceGetCurrentClocksEventReasons
     nvml.nvmlDeviceGetCurrentClocksThrottleReasons = lambda h: 0x1 | 0x20
     sample = fp.gpu_sample(0)
-    assert sample == {"sm_clock_mhz": 1980, "mem_clock_mhz": 3201, "temperature_c": 41, "power_w": 123.0,
-                      "throttle_reasons": 0x21, "throttle_reason_names": ["gpu_idle", "sw_thermal_slowdown"],
-                      "clocks_locked": False, "other_processes": 0}
+    assert sample == {
+        "sm_clock_mhz": 1980,
+        "mem_clock_mhz": 3201,
+        "temperature_c": 41,
+        "power_w": 123.0,
+        "throttle_reasons": 0x21,
+        "throttle_reason_names": ["gpu_idle", "sw_thermal_slowdown"],
+        "clocks_locked": False,
+        "other_processes": 0,
+    }
     assert fp.gpu_sample(("index", 0)) == sample  # a handle works as well
     assert fp.reason_names(0x401) == ["gpu_idle", "0x400"]  # a bit newer than this table stays visible
     assert fp.reason_names(None) is None
@@ -261,9 +302,16 @@ def test_sample_and_older_throttle_call(nvml):
 
 
 def good(**change) -> dict:
-    sample = {"sm_clock_mhz": 1755, "mem_clock_mhz": 3201, "temperature_c": 40, "power_w": 300.0,
-              "throttle_reasons": fp.REASON_APPLICATIONS_CLOCKS, "throttle_reason_names": ["applications_clocks_setting"],
-              "clocks_locked": True, "other_processes": 0}
+    sample = {
+        "sm_clock_mhz": 1755,
+        "mem_clock_mhz": 3201,
+        "temperature_c": 40,
+        "power_w": 300.0,
+        "throttle_reasons": fp.REASON_APPLICATIONS_CLOCKS,
+        "throttle_reason_names": ["applications_clocks_setting"],
+        "clocks_locked": True,
+        "other_processes": 0,
+    }
     sample.update(change)
     return sample
 

@@ -20,14 +20,17 @@ def test_every_preset(name):
     assert formulas.params(architectures.get_config(name)) == built_params(name)
 
 
-@pytest.mark.parametrize("name, overrides", [
-    ("vit_s16", {"class_token": False, "global_pool": "avg"}),
-    ("vit_s16", {"pos_embed": False, "num_classes": 0}),
-    ("vit_ti16", {"img_size": 384, "patch_size": 8}),
-    ("mixer_s16", {"img_size": 96, "tokens_mlp_dim": 17, "num_classes": 10}),
-    ("resnet18", {"width": 16, "layers": (1, 1, 1, 1)}),
-    ("resnet50", {"in_chans": 1, "num_classes": 0}),
-])
+@pytest.mark.parametrize(
+    "name, overrides",
+    [
+        ("vit_s16", {"class_token": False, "global_pool": "avg"}),
+        ("vit_s16", {"pos_embed": False, "num_classes": 0}),
+        ("vit_ti16", {"img_size": 384, "patch_size": 8}),
+        ("mixer_s16", {"img_size": 96, "tokens_mlp_dim": 17, "num_classes": 10}),
+        ("resnet18", {"width": 16, "layers": (1, 1, 1, 1)}),
+        ("resnet50", {"in_chans": 1, "num_classes": 0}),
+    ],
+)
 def test_with_overrides(name, overrides):
     with torch.device("meta"):
         config = architectures.create(name, **overrides).config

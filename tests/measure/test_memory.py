@@ -27,7 +27,10 @@ def worker():
 
 def n_params(name: str, img_size: int, patch_size=None, **overrides) -> int:
     with torch.device("meta"):
-        return sum(p.numel() for p in architectures.create(name, img_size=img_size, patch_size=patch_size, **overrides).parameters())
+        return sum(
+            p.numel()
+            for p in architectures.create(name, img_size=img_size, patch_size=patch_size, **overrides).parameters()
+        )
 
 
 @pytest.mark.slow

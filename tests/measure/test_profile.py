@@ -16,7 +16,13 @@ from bench.measure.spec import Case
 ROOT = Path(__file__).resolve().parents[2]
 TINY_VIT = {"hidden_dim": 32, "num_blocks": 1, "num_heads": 2, "mlp_dim": 64}
 CPU_BACKENDS = ("explicit", "sdpa", "fused", "sdpa-math", "sdpa-flash")
-EXPECTED_KERNEL = {"explicit": "explicit", "sdpa": "flash", "fused": "flash", "sdpa-math": "math", "sdpa-flash": "flash"}
+EXPECTED_KERNEL = {
+    "explicit": "explicit",
+    "sdpa": "flash",
+    "fused": "flash",
+    "sdpa-math": "math",
+    "sdpa-flash": "flash",
+}
 
 
 def vit(backend: str, device: str = "cpu"):
@@ -41,8 +47,16 @@ def test_every_backend_gives_the_explicit_logits_and_names_its_kernel(backend):
 
 
 def test_profile_attributes_time_to_the_classes_by_module():
-    mixer = Case("mixer_s16", 64, 8, 1, "cpu", "float32", "infer", {"hidden_dim": 32, "num_blocks": 1,
-                                                                     "tokens_mlp_dim": 16, "channels_mlp_dim": 64})
+    mixer = Case(
+        "mixer_s16",
+        64,
+        8,
+        1,
+        "cpu",
+        "float32",
+        "infer",
+        {"hidden_dim": 32, "num_blocks": 1, "tokens_mlp_dim": 16, "channels_mlp_dim": 64},
+    )
     model = timing.build_case(mixer)
     step = timing.case_step(mixer, model)
     step()
@@ -80,9 +94,14 @@ def test_a_kernel_the_cpu_lacks_is_one_line_and_exit_2(backend, tmp_path):
     with pytest.raises(ValueError, match="cannot run"):
         attention.check_backend("cpu", backend)
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "bench", "sweep", "--device", "cpu", "--attention", backend,
-                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "sweep", "--device", "cpu", "--attention", backend, "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 2
     err = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(err) == 1 and backend in err[0] and "cannot run" in err[0]
@@ -91,8 +110,9 @@ def test_a_kernel_the_cpu_lacks_is_one_line_and_exit_2(backend, tmp_path):
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("backend, kernel", [("sdpa-math", "math"), ("sdpa-efficient", "efficient"),
-                                             ("sdpa-flash", "flash")])
+@pytest.mark.parametrize(
+    "backend, kernel", [("sdpa-math", "math"), ("sdpa-efficient", "efficient"), ("sdpa-flash", "flash")]
+)
 def test_cuda_kernels_are_named(backend, kernel):
     try:
         attention.check_backend("cuda", backend, "bfloat16")

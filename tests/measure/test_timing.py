@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-
 from bench.measure import timing
 from bench.measure.spec import Case
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import timm
 import torch
@@ -72,9 +74,7 @@ def max_logit_diff(a, b, img_size: int = 224) -> float:
         return (a(x) - b(x)).abs().max().item()
 
 
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow) if n in LARGE else n for n in TIMM_TWINS]
-)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in LARGE else n for n in TIMM_TWINS])
 def test_timm_weights_load_strictly_and_give_the_same_logits(name):
     ours, reference = timm_pair(name)
     assert n_params(ours) == n_params(reference)
@@ -89,11 +89,14 @@ def _corrupt(module: torch.nn.Module) -> None:
         module.weight.mul_(1.01)
 
 
-@pytest.mark.parametrize("name, where", [
-    ("mixer_s32", lambda m: m.blocks[3].mlp_tokens.fc1),  # a token-mixing MLP
-    ("resnet18", lambda m: m.layer4[1].conv2),  # the last conv of the last block (its BN scale was zero in timm)
-    ("vit_ti16", lambda m: m.blocks[5].attn.qkv),
-])
+@pytest.mark.parametrize(
+    "name, where",
+    [
+        ("mixer_s32", lambda m: m.blocks[3].mlp_tokens.fc1),  # a token-mixing MLP
+        ("resnet18", lambda m: m.layer4[1].conv2),  # the last conv of the last block (its BN scale was zero in timm)
+        ("vit_ti16", lambda m: m.blocks[5].attn.qkv),
+    ],
+)
 def test_the_equivalence_test_fails_for_a_corrupted_layer(name, where):
     ours, reference = timm_pair(name)
     _corrupt(where(ours))
@@ -113,8 +116,13 @@ def test_without_rerandomising_timm_hides_a_corrupted_mixer_or_resnet_block():
 
 # Tolstikhin et al. 2021, Table 1: parameters in millions, without the classification head.
 MIXER_TABLE1_MILLIONS = {
-    "mixer_s32": 19, "mixer_s16": 18, "mixer_b32": 60, "mixer_b16": 59,
-    "mixer_l32": 206, "mixer_l16": 207, "mixer_h14": 431,
+    "mixer_s32": 19,
+    "mixer_s16": 18,
+    "mixer_b32": 60,
+    "mixer_b16": 59,
+    "mixer_l32": 206,
+    "mixer_l16": 207,
+    "mixer_h14": 431,
 }
 
 
@@ -127,9 +135,24 @@ def test_mixer_parameters_match_table1(name):
 
 def test_the_zoo_is_the_one_the_issue_names():
     assert architectures.list_models() == [
-        "mixer_s32", "mixer_s16", "mixer_b32", "mixer_b16", "mixer_l32", "mixer_l16", "mixer_h14",
-        "vit_ti16", "vit_s16", "vit_b16", "vit_b32", "vit_l16", "vit_h14",
-        "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+        "mixer_s32",
+        "mixer_s16",
+        "mixer_b32",
+        "mixer_b16",
+        "mixer_l32",
+        "mixer_l16",
+        "mixer_h14",
+        "vit_ti16",
+        "vit_s16",
+        "vit_b16",
+        "vit_b32",
+        "vit_l16",
+        "vit_h14",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet101",
+        "resnet152",
     ]
 
 
@@ -230,6 +253,6 @@ def test_duplicate_registration_fails_loudly():
 
 
 def test_presets_are_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         vit.PRESETS["vit_b16"].hidden_dim = 1
     assert resnet.PRESETS["resnet50"].block == "bottleneck"

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
 import json
+import re
 import shutil
 import statistics
 from pathlib import Path
@@ -36,7 +35,7 @@ def merged(tmp_path: Path, capsys, *folders: Path) -> Path:
 
 def rows_of(md: str, heading: str) -> list[list[str]]:
     """The data rows of the first table after ``heading``, as cells."""
-    section = md[md.index(heading):].split("\n\n")
+    section = md[md.index(heading) :].split("\n\n")
     table = next(block for block in section if block.startswith("|"))
     return [[c.strip() for c in line.strip("|").split(" | ")] for line in table.splitlines()[2:]]
 
@@ -65,28 +64,34 @@ def test_merged_report_fits_each_machine_and_shows_both_devices(cpu_and_h200):
     assert cpu[1] == "cpu: AMD EPYC" and cpu[3] == "-" and cpu[4] == "2.14.1+cu130"
     assert gpu[1] == "cuda: NVIDIA H200" and gpu[2] == "Intel(R) Xeon(R) Processor" and gpu[3] == "NVIDIA H200"
     assert gpu[4] == "2.11.0+cu130"
-    header = md[md.index("## Devices side by side"):].split("\n\n")[2].splitlines()[0]
+    header = md[md.index("## Devices side by side") :].split("\n\n")[2].splitlines()[0]
     for words in ("Mixer: latency / act. memory verdict", "ViT: S* from MACs / latency", "ResNet: latency"):
         assert words in header
     assert "ResNet: S*" not in header  # convnets have no tokens
     assert "vit_b16 fused: quadratic / linear" in gpu[7] and "vit_b16 explicit: quadratic / quadratic" in gpu[7]
     # MAC S* = 6 d + ... = 4,645 tokens for ViT-B (closed form, DESIGN.md); the latency S* is a number (b significantly positive)
     assert re.search(r"vit_b16 fused: 4,645 / \d{1,2},\d{3}", gpu[8]), gpu[8]
-    assert re.search(r"vit d64 x2 fused: 402 / \d?,?\d{3}", cpu[8]), cpu[8]  # 6 d = 384 plus the norms' and head's share
+    assert re.search(r"vit d64 x2 fused: 402 / \d?,?\d{3}", cpu[8]), cpu[
+        8
+    ]  # 6 d = 384 plus the norms' and head's share
     assert "mixer C64 x2: - / -" in cpu[6]  # linear MACs: no crossover; latency b not significant: none either
 
 
 def ips(folder: str, label: str) -> dict[int, float]:
     rows = [json.loads(line) for line in (RESULTS / folder / "results.jsonl").read_text().splitlines()]
-    return {r["case"]["img_size"]: r["time"]["images_per_s"] for r in rows if r["label"] == label and r["status"] == "ok"}
+    return {
+        r["case"]["img_size"]: r["time"]["images_per_s"] for r in rows if r["label"] == label and r["status"] == "ok"
+    }
 
 
 def test_throughput_ratio_is_the_median_at_matched_sizes(cpu_and_h200):
     _, md = cpu_and_h200
     cpu, gpu = sorted(rows_of(md, "## Devices side by side"), key=lambda r: "H200" in r[0])
-    for folder, mixer, vit, row in (("h200-paper", "mixer_b16", "vit_b16 fused", gpu),
-                                    ("h200-paper", "mixer_l16", "vit_l16 fused", gpu),
-                                    ("cpu-quick", "mixer C64 x2", "vit d64 x2 fused", cpu)):
+    for folder, mixer, vit, row in (
+        ("h200-paper", "mixer_b16", "vit_b16 fused", gpu),
+        ("h200-paper", "mixer_l16", "vit_l16 fused", gpu),
+        ("cpu-quick", "mixer C64 x2", "vit d64 x2 fused", cpu),
+    ):
         a, b = ips(folder, mixer), ips(folder, vit)
         ratio = statistics.median(a[s] / b[s] for s in a if s in b)
         assert f"{mixer} / {vit}: {ratio:.2f}x ({len(set(a) & set(b))} sizes)" in row[-1]
@@ -142,8 +147,10 @@ def test_compare_and_dashboard_accept_a_merged_folder(cpu_and_h200, tmp_path, ca
     assert "42 cases compared: 0 worse, 0 better" in printed
     html_dir = tmp_path / "html"
     html_dir.mkdir()
-    (html_dir / "index.html").write_text('<html><head></head><body><ul class="nav">\n'
-                                         '<li id="nav-li-regressions"><a href="#/regressions">Regressions</a></li>\n'
-                                         "</ul></body></html>\n")
+    (html_dir / "index.html").write_text(
+        '<html><head></head><body><ul class="nav">\n'
+        '<li id="nav-li-regressions"><a href="#/regressions">Regressions</a></li>\n'
+        "</ul></body></html>\n"
+    )
     page = dashboard.publish_report(out, html_dir).read_text()
     assert "Devices side by side" in page and "NVIDIA H200" in page

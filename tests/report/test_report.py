@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from bench import cli, report
@@ -17,20 +16,60 @@ D = 64  # ViT width: per block 12 S d^2 + 2 S^2 d multiply-adds
 def record(label, model, overrides, size, tokens, macs, seconds, act_bytes, status="ok"):
     wobble = (1.0, 1.002, 0.998)  # deterministic "noise" of 0.2%
     r = {
-        "case": {"model": model, "img_size": size, "patch_size": 4, "batch": 1, "device": "cpu", "dtype": "float32",
-                 "mode": "infer", "overrides": overrides, "channels_last": False, "compile": False},
-        "label": label, "status": status, "tokens": tokens, "macs": macs, "batch": 1,
-        "env": {"device": "cpu", "device_name": "test cpu", "cpu_model": "test cpu", "cpu_count": 2, "torch_threads": 2,
-                "torch": "x", "timm": "y", "python": "3", "git_commit": "abc", "date": "2026-01-01T00:00:00+00:00"},
+        "case": {
+            "model": model,
+            "img_size": size,
+            "patch_size": 4,
+            "batch": 1,
+            "device": "cpu",
+            "dtype": "float32",
+            "mode": "infer",
+            "overrides": overrides,
+            "channels_last": False,
+            "compile": False,
+        },
+        "label": label,
+        "status": status,
+        "tokens": tokens,
+        "macs": macs,
+        "batch": 1,
+        "env": {
+            "device": "cpu",
+            "device_name": "test cpu",
+            "cpu_model": "test cpu",
+            "cpu_count": 2,
+            "torch_threads": 2,
+            "torch": "x",
+            "timm": "y",
+            "python": "3",
+            "git_commit": "abc",
+            "date": "2026-01-01T00:00:00+00:00",
+        },
         "roof_flops_per_s": 1e11,
     }
     if status == "ok":
         times = [seconds * w for w in wobble]
-        r.update(time={"median_s": seconds, "iqr_s": 0.01 * seconds, "mean_s": seconds, "runs": 3, "number_per_run": 1,
-                       "batch": 1, "warmup": 1, "images_per_s": 1 / seconds, "times_s": times},
-                 memory={"method": "cpu_peak_rss", "weights_bytes": 10**6, "activation_bytes": act_bytes,
-                         "peak_bytes": 5 * 10**8, "baseline_bytes": 4 * 10**8},
-                 mfu=2 * macs / seconds / 1e11)
+        r.update(
+            time={
+                "median_s": seconds,
+                "iqr_s": 0.01 * seconds,
+                "mean_s": seconds,
+                "runs": 3,
+                "number_per_run": 1,
+                "batch": 1,
+                "warmup": 1,
+                "images_per_s": 1 / seconds,
+                "times_s": times,
+            },
+            memory={
+                "method": "cpu_peak_rss",
+                "weights_bytes": 10**6,
+                "activation_bytes": act_bytes,
+                "peak_bytes": 5 * 10**8,
+                "baseline_bytes": 4 * 10**8,
+            },
+            mfu=2 * macs / seconds / 1e11,
+        )
     else:
         r["error"] = "out of memory"
     return r
@@ -45,8 +84,18 @@ def synthetic(factor_time=1.0):
         vit_macs = 2 * (12 * s_vit * D * D + 2 * s_vit * s_vit * D)
         rows.append(record("mixer", "mixer_s16", {}, size, s_mixer, mixer_macs, 1e-6 * s_mixer, 2000 * s_mixer))
         for backend, act in (("fused", 3000 * s_vit), ("explicit", 3000 * s_vit + 16 * s_vit * s_vit)):
-            rows.append(record(f"vit {backend}", "vit_s16", {"attn_backend": backend}, size, s_vit, vit_macs,
-                               factor_time * vit_macs / 2e10, act))
+            rows.append(
+                record(
+                    f"vit {backend}",
+                    "vit_s16",
+                    {"attn_backend": backend},
+                    size,
+                    s_vit,
+                    vit_macs,
+                    factor_time * vit_macs / 2e10,
+                    act,
+                )
+            )
     rows.append(record("vit explicit", "vit_s16", {"attn_backend": "explicit"}, 224, 3137, 0, 0, 0, status="oom"))
     return rows
 
@@ -64,8 +113,10 @@ def write(folder, rows, extra_line=None):
 def test_report_verdicts_tables_and_plots(tmp_path):
     write(tmp_path, synthetic(), extra_line="{broken")
     md, console, plots, warnings = report.build(tmp_path)
-    verdicts = {(row.series.label, row.quantity): row.fit.verdict
-                for row in fits_of(series_of(read_results(tmp_path / "results.jsonl")[0]))}
+    verdicts = {
+        (row.series.label, row.quantity): row.fit.verdict
+        for row in fits_of(series_of(read_results(tmp_path / "results.jsonl")[0]))
+    }
     assert verdicts[("mixer", "MACs")] == "linear"
     assert verdicts[("mixer", "latency")] == "linear"
     assert verdicts[("mixer", "activation memory")] == "linear"
@@ -76,7 +127,11 @@ def test_report_verdicts_tables_and_plots(tmp_path):
     for name in report.PLOTS.values():
         assert (tmp_path / name).read_bytes().startswith(PNG)
     assert set(plots) == set(report.PLOTS.values())
-    assert "## Scaling fits" in md and "## ViT attention: fused vs explicit" in md and "| oom" not in md.split("## Cases")[0]
+    assert (
+        "## Scaling fits" in md
+        and "## ViT attention: fused vs explicit" in md
+        and "| oom" not in md.split("## Cases")[0]
+    )
     assert "oom: out of memory" in md
     assert warnings and "line 2" in warnings[0]
     assert "quadratic" in console and "linear" in console

@@ -8,10 +8,9 @@ import json
 
 import pytest
 
-from bench.runs import counts
-
-from bench.measure import formulas
 from bench.cli import main
+from bench.measure import formulas
+from bench.runs import counts
 
 RECORD_KEYS = {"model", "img_size", "patch_size", "tokens", "params", "macs", "activations"}
 FIT_KEYS = {"model", "axis", "a", "b", "c", "crossover_tokens", "verdict"}
@@ -24,7 +23,9 @@ def run(capsys, *argv):
 
 
 def test_json_schema_and_verdicts(capsys):
-    code, out, err = run(capsys, "--models", "mixer_b16,vit_b16,resnet50", "--resolutions", "224,384,512", "--format", "json")
+    code, out, err = run(
+        capsys, "--models", "mixer_b16,vit_b16,resnet50", "--resolutions", "224,384,512", "--format", "json"
+    )
     assert code == 0
     assert "mixerbench" not in err and "Traceback" not in err  # (torch itself may log a CUDA_HOME note once)
     payload = json.loads(out)
@@ -37,22 +38,56 @@ def test_json_schema_and_verdicts(capsys):
     fits = {f["model"]: f for f in payload["fits"] if f["quantity"] == "macs"}
     for f in fits.values():
         assert FIT_KEYS <= set(f)
-    assert (fits["mixer_b16"]["axis"], fits["mixer_b16"]["verdict"], fits["mixer_b16"]["b"]) == ("resolution", "linear", 0)
-    assert (fits["vit_b16"]["axis"], fits["vit_b16"]["verdict"], fits["vit_b16"]["b"]) == ("resolution", "quadratic", 18_432)
+    assert (fits["mixer_b16"]["axis"], fits["mixer_b16"]["verdict"], fits["mixer_b16"]["b"]) == (
+        "resolution",
+        "linear",
+        0,
+    )
+    assert (fits["vit_b16"]["axis"], fits["vit_b16"]["verdict"], fits["vit_b16"]["b"]) == (
+        "resolution",
+        "quadratic",
+        18_432,
+    )
     assert fits["vit_b16"]["crossover_tokens"] == pytest.approx(4608, rel=0.02)
-    assert fits["vit_b16"]["crossover_resolution"] == pytest.approx(16 * (fits["vit_b16"]["crossover_tokens"] - 1) ** 0.5)
-    assert (fits["resnet50"]["axis"], fits["resnet50"]["verdict"], fits["resnet50"]["crossover_tokens"]) == ("pixels", "linear", None)
+    assert fits["vit_b16"]["crossover_resolution"] == pytest.approx(
+        16 * (fits["vit_b16"]["crossover_tokens"] - 1) ** 0.5
+    )
+    assert (fits["resnet50"]["axis"], fits["resnet50"]["verdict"], fits["resnet50"]["crossover_tokens"]) == (
+        "pixels",
+        "linear",
+        None,
+    )
 
 
 def test_patch_size_sweep_gives_a_patch_size_fit(capsys):
-    code, out, _ = run(capsys, "--models", "vit_s16,resnet18", "--resolutions", "224", "--patch-sizes", "14,16,28,32", "--format", "json")
+    code, out, _ = run(
+        capsys,
+        "--models",
+        "vit_s16,resnet18",
+        "--resolutions",
+        "224",
+        "--patch-sizes",
+        "14,16,28,32",
+        "--format",
+        "json",
+    )
     assert code == 0
     payload = json.loads(out)
     assert [(r["model"], r["patch_size"]) for r in payload["records"]] == [
-        ("vit_s16", 14), ("vit_s16", 16), ("vit_s16", 28), ("vit_s16", 32), ("resnet18", None)
+        ("vit_s16", 14),
+        ("vit_s16", 16),
+        ("vit_s16", 28),
+        ("vit_s16", 32),
+        ("resnet18", None),
     ]
     (f,) = payload["fits"]  # one resolution: no resolution fit; the convnet has no patch
-    assert (f["model"], f["axis"], f["img_size"], f["b"], f["verdict"]) == ("vit_s16", "patch_size", 224, 2 * 12 * 384, "quadratic")
+    assert (f["model"], f["axis"], f["img_size"], f["b"], f["verdict"]) == (
+        "vit_s16",
+        "patch_size",
+        224,
+        2 * 12 * 384,
+        "quadratic",
+    )
 
 
 def test_fewer_than_three_token_counts_give_no_fit(capsys):
@@ -81,7 +116,9 @@ def test_csv(capsys):
 
 
 def test_check_with_fvcore_passes(capsys):
-    code, out, _ = run(capsys, "--models", "vit_ti16,resnet18", "--resolutions", "64", "--check", "--fvcore", "--format", "json")
+    code, out, _ = run(
+        capsys, "--models", "vit_ti16,resnet18", "--resolutions", "64", "--check", "--fvcore", "--format", "json"
+    )
     assert code == 0
     checks = json.loads(out)["checks"]
     assert len(checks) == 2

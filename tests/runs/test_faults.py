@@ -33,8 +33,15 @@ def main_code(argv) -> int:
 
 
 def run_cli(*argv, timeout=300, **kwargs):
-    return subprocess.run([sys.executable, "-m", "bench", *argv], capture_output=True, text=True, cwd=ROOT, env=ENV,
-                          timeout=timeout, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+        timeout=timeout,
+        **kwargs,
+    )
 
 
 def one_line(err: str) -> str:
@@ -46,15 +53,18 @@ def one_line(err: str) -> str:
 # --- degenerate models ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model, overrides", [
-    ("mixer_s16", {"num_blocks": -1}),
-    ("mixer_s16", {"num_blocks": 0}),
-    ("mixer_s16", {"tokens_mlp_dim": 0}),
-    ("vit_s16", {"num_heads": 0}),
-    ("vit_s16", {"mlp_dim": -4}),
-    ("resnet18", {"width": 0}),
-    ("resnet18", {"layers": (2, 0, 2, 2)}),
-])
+@pytest.mark.parametrize(
+    "model, overrides",
+    [
+        ("mixer_s16", {"num_blocks": -1}),
+        ("mixer_s16", {"num_blocks": 0}),
+        ("mixer_s16", {"tokens_mlp_dim": 0}),
+        ("vit_s16", {"num_heads": 0}),
+        ("vit_s16", {"mlp_dim": -4}),
+        ("resnet18", {"width": 0}),
+        ("resnet18", {"layers": (2, 0, 2, 2)}),
+    ],
+)
 def test_degenerate_overrides_are_refused_before_the_sweep(model, overrides):
     entry = presets.Entry(model, overrides, "degenerate")
     cases = presets.build_grid([entry], [64], [8], batch=1, device="cpu", dtypes=["float32"], modes=["infer"])
@@ -68,8 +78,10 @@ def test_degenerate_overrides_are_refused_before_the_sweep(model, overrides):
 
 
 def tiny_cases(sizes=(32, 48), threads=None):
-    return [Case("vit_s16", s, 8, 1, "cpu", "float32", "infer", dict(TINY_VIT), label="tiny", threads=threads)
-            for s in sizes]
+    return [
+        Case("vit_s16", s, 8, 1, "cpu", "float32", "infer", dict(TINY_VIT), label="tiny", threads=threads)
+        for s in sizes
+    ]
 
 
 def killing_start(monkeypatch):
@@ -105,8 +117,9 @@ def test_a_killed_case_keeps_its_timing_and_is_measured_again_on_resume(tmp_path
 
     killing_start(monkeypatch)
     monkeypatch.setattr(memory, "oom_kill_count", lambda: None)  # nothing says it was out of memory
-    config = sweep.SweepConfig(cases=tuple(tiny_cases((32,))), out=tmp_path, preset="test", min_run_time=0.01,
-                               min_runs=2, warmup=1)
+    config = sweep.SweepConfig(
+        cases=tuple(tiny_cases((32,))), out=tmp_path, preset="test", min_run_time=0.01, min_runs=2, warmup=1
+    )
     (record,) = sweep.run_sweep(config, log=open(os.devnull, "w"))
     assert record.status == "killed" and "SIGKILL" in record.error
     assert record.time is not None and record.time.median_s > 0 and record.mfu is not None  # latency kept
@@ -118,9 +131,11 @@ def test_a_killed_case_keeps_its_timing_and_is_measured_again_on_resume(tmp_path
 def test_any_exception_in_a_case_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
     from bench.measure import timing
 
-    failures = {32: OSError(28, "No space left on device"),
-                48: RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1099511627776 bytes."),
-                64: ZeroDivisionError("division by zero")}
+    failures = {
+        32: OSError(28, "No space left on device"),
+        48: RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1099511627776 bytes."),
+        64: ZeroDivisionError("division by zero"),
+    }
 
     def measure(case, **kwargs):
         raise failures[case.img_size]
@@ -138,8 +153,10 @@ def test_any_exception_in_a_case_is_recorded_and_the_sweep_goes_on(tmp_path, mon
 
     monkeypatch.setattr(timing, "measure", interrupted)
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C still stops the sweep
-        sweep.run_sweep(sweep.SweepConfig(cases=tuple(tiny_cases((80,))), out=tmp_path, preset="test", resume=True),
-                        log=open(os.devnull, "w"))
+        sweep.run_sweep(
+            sweep.SweepConfig(cases=tuple(tiny_cases((80,))), out=tmp_path, preset="test", resume=True),
+            log=open(os.devnull, "w"),
+        )
 
 
 def children_of(pid: int, command: str = "bench.measure.memory") -> list[int]:
@@ -157,16 +174,34 @@ def children_of(pid: int, command: str = "bench.measure.memory") -> list[int]:
     return found
 
 
-TINY_SWEEP = ["sweep", "--models", "vit_ti16", "--resolutions", "32,64", "--batch", "1", "--min-run-time", "0.01",
-              "--threads", "1", "--no-report"]
+TINY_SWEEP = [
+    "sweep",
+    "--models",
+    "vit_ti16",
+    "--resolutions",
+    "32,64",
+    "--batch",
+    "1",
+    "--min-run-time",
+    "0.01",
+    "--threads",
+    "1",
+    "--no-report",
+]
 
 
 @pytest.mark.slow
 def test_sigkill_of_the_memory_worker_end_to_end_then_resume_exits_0(tmp_path):
     """The real worker of a real sweep, killed from outside: recorded "killed" (exit 1); --resume reruns it (exit 0)."""
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "bench", *TINY_SWEEP, "--out", str(out)], cwd=ROOT, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", *TINY_SWEEP, "--out", str(out)],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     killed = None
     while killed is None and time.time() < deadline and proc.poll() is None:
@@ -193,8 +228,22 @@ def test_an_error_fixed_then_resumed_exits_0(tmp_path, monkeypatch, capsys):
     from bench.measure import timing
 
     out = tmp_path / "run"
-    argv = ["sweep", "--models", "vit_ti16", "--resolutions", "32", "--batch", "1", "--min-run-time", "0.01",
-            "--threads", "1", "--no-report", "--out", str(out)]
+    argv = [
+        "sweep",
+        "--models",
+        "vit_ti16",
+        "--resolutions",
+        "32",
+        "--batch",
+        "1",
+        "--min-run-time",
+        "0.01",
+        "--threads",
+        "1",
+        "--no-report",
+        "--out",
+        str(out),
+    ]
     real = timing.build_case
 
     def broken(case):  # the model cannot be built: both the rounds and the case-by-case timing go through here
@@ -213,10 +262,14 @@ def fake_run_case(case, **kwargs):
     from bench.measure.spec import FlopRecord, MemoryRecord, Timing
 
     return results.Record(
-        case=case, status="ok", label=case.name, env={"torch_threads": case.threads},
+        case=case,
+        status="ok",
+        label=case.name,
+        env={"torch_threads": case.threads},
         flops=FlopRecord(case.model, case.img_size, case.patch_size, 17, 1000, 10**6, 0, {}, 10**6),
         time=Timing(0.01, 0.001, 0.01, 3, 1, 1, 1, (0.01, 0.01, 0.01)),
-        memory=MemoryRecord("cpu_peak_rss", 10**6, 10**9, 10**6, 10**8), mfu=0.1,
+        memory=MemoryRecord("cpu_peak_rss", 10**6, 10**9, 10**6, 10**8),
+        mfu=0.1,
     )
 
 
@@ -236,8 +289,9 @@ def test_thread_count_is_part_of_the_key_resume_and_compare_do_not_mix(tmp_path,
     import io
 
     text = io.StringIO()
-    records = sweep.run_sweep(sweep.SweepConfig(cases=tuple(tiny_cases(threads=2)), out=two, preset="test", resume=True),
-                              log=text)
+    records = sweep.run_sweep(
+        sweep.SweepConfig(cases=tuple(tiny_cases(threads=2)), out=two, preset="test", resume=True), log=text
+    )
     assert "(0 already in" in text.getvalue() and len(records) == 4
     assert len(results.read_results(two / results.FILENAME)[0]) == 4
     # runs at different thread counts are not compared as if alike: their cases are missing from each other
@@ -295,8 +349,12 @@ def test_compare_zero_memory_bad_lines_and_environment_hint(tmp_path, capsys):
 def test_report_and_compare_name_a_peers_folder(command, tmp_path, capsys):
     peers = tmp_path / "peers"
     peers.mkdir()
-    (peers / results.PEERS_FILENAME).write_text(json.dumps(
-        {"schema": 1, "case": {"ours": "mixer_b16", "timm": "timm:mixer_b16_224"}, "paired": {"ratio_median": 1.0}}) + "\n")
+    (peers / results.PEERS_FILENAME).write_text(
+        json.dumps(
+            {"schema": 1, "case": {"ours": "mixer_b16", "timm": "timm:mixer_b16_224"}, "paired": {"ratio_median": 1.0}}
+        )
+        + "\n"
+    )
     write_records(tmp_path / "sweep", [fake_run_case(tiny_cases((32,))[0])])
     argv = [command, str(peers)] if command == "report" else [command, str(tmp_path / "sweep"), str(peers)]
     assert main_code(argv) == 2
@@ -345,8 +403,22 @@ def test_peers_refuse_to_append_without_resume(tmp_path, capsys):
 @pytest.mark.slow
 def test_a_failed_peer_pair_is_one_line_and_the_others_run(tmp_path, capsys):
     out = tmp_path / "peers"
-    argv = ["sweep", "--peers", "--models", "vit_ti16,timm:resnet18,vit_ti16,timm:vit_tiny_patch16_224",
-            "--resolutions", "32", "--batch", "1", "--rounds", "1", "--threads", "1", "--out", str(out)]
+    argv = [
+        "sweep",
+        "--peers",
+        "--models",
+        "vit_ti16,timm:resnet18,vit_ti16,timm:vit_tiny_patch16_224",
+        "--resolutions",
+        "32",
+        "--batch",
+        "1",
+        "--rounds",
+        "1",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert main_code(argv) == 1
     captured = capsys.readouterr()
     assert "Traceback" not in captured.out + captured.err
@@ -397,8 +469,14 @@ def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(delay, tmp_path):
 
     (Not before 0.3 s: in its first ~50 ms the interpreter itself starts, before any code of ours runs.)
     """
-    proc = subprocess.Popen([sys.executable, "-m", "bench", *TINY_SWEEP, "--out", str(tmp_path / "run")], cwd=ROOT, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", *TINY_SWEEP, "--out", str(tmp_path / "run")],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
@@ -468,10 +546,19 @@ def test_float16_mfu_on_cpu_is_against_a_roof_timed_the_way_the_model_runs():
         roof16 = timing.matmul_roof("cpu", "float16", size=512, min_run_time=0.1)
         # a plain float16 torch.mm on CPU runs a reference kernel ~50x slower than the model's linear layers
         assert roof16 > roof32 / 30, (roof16, roof32)
-        case = Case("vit_s16", 64, 8, 2, "cpu", "float16", "infer", dict(TINY_VIT, hidden_dim=256, mlp_dim=1024),
-                    label="fp16", threads=1)
-        record = sweep.run_case(case, env={}, roof=roof16, min_run_time=0.05, min_runs=3, warmup=1,
-                                worker=SkipMemory())
+        case = Case(
+            "vit_s16",
+            64,
+            8,
+            2,
+            "cpu",
+            "float16",
+            "infer",
+            dict(TINY_VIT, hidden_dim=256, mlp_dim=1024),
+            label="fp16",
+            threads=1,
+        )
+        record = sweep.run_case(case, env={}, roof=roof16, min_run_time=0.05, min_runs=3, warmup=1, worker=SkipMemory())
     assert record.time is not None and record.mfu is not None, record.error
     # was 13 (1307%) against a plain float16 torch.mm; about 0.5 now. The bound leaves room for a shared machine's
     # timing noise (roof and model are timed separately), not for the old error

@@ -183,8 +183,15 @@ def test_same_date_the_later_folder_wins(tmp_path):
 def test_failures_are_superseded(tmp_path):
     a, b = copy("cpu-quick", tmp_path, "a"), copy("cpu-quick", tmp_path, "b")
     rows = lines(a / "results.jsonl")
-    failed = {"schema": 1, "case": rows[4]["case"], "label": rows[4]["label"], "env": rows[4]["env"],
-              "status": "error", "error": "RuntimeError: boom", "elapsed_s": 0.1}
+    failed = {
+        "schema": 1,
+        "case": rows[4]["case"],
+        "label": rows[4]["label"],
+        "env": rows[4]["env"],
+        "status": "error",
+        "error": "RuntimeError: boom",
+        "elapsed_s": 0.1,
+    }
     write(a / "results.jsonl", rows[:4] + [failed] + rows[5:])
     summary = mg.merge(tmp_path / "out", [a, b])
     assert summary.superseded == 1 and summary.records_out == 20
@@ -203,7 +210,9 @@ def test_machine_ids_of_new_records_keep_cases_apart(tmp_path):
     b.mkdir()
     row = lines(RESULTS / "cpu-quick" / "results.jsonl")[0]
     write(a / "results.jsonl", [dict(row, machine={"machine_id": "aaaa11112222"})])
-    write(b / "results.jsonl", [dict(row, machine={"machine_id": "bbbb11112222"}, time=dict(row["time"], median_s=9.0))])
+    write(
+        b / "results.jsonl", [dict(row, machine={"machine_id": "bbbb11112222"}, time=dict(row["time"], median_s=9.0))]
+    )
     summary = mg.merge(tmp_path / "out", [a, b])
     assert summary.machines == ("aaaa11112222", "bbbb11112222") and summary.records_out == 2
 
@@ -299,6 +308,8 @@ def test_summary_and_cli_output(tmp_path, capsys):
 
 
 def test_command_imports_nothing_heavy():
-    code = ("import sys, bench.cli.cmd_merge, bench.runs.merge; "
-            "assert not {'torch', 'timm', 'numpy', 'matplotlib'} & set(sys.modules), 'heavy import'")
+    code = (
+        "import sys, bench.cli.cmd_merge, bench.runs.merge; "
+        "assert not {'torch', 'timm', 'numpy', 'matplotlib'} & set(sys.modules), 'heavy import'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(ROOT)})

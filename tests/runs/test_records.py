@@ -19,8 +19,16 @@ def rec(model: str, size: int, status: str = "error", overrides=None) -> Record:
 def ok(size: int = 64) -> Record:
     record = rec("m", size, "ok")
     record.flops = FlopRecord("m", size, 8, 65, 10, 1000, 5, {}, 900)
-    record.time = Timing(median_s=0.01, iqr_s=0.001, mean_s=0.01, runs=3, number_per_run=1, batch=1, warmup=1,
-                         times_s=(0.01, 0.011, 0.009))
+    record.time = Timing(
+        median_s=0.01,
+        iqr_s=0.001,
+        mean_s=0.01,
+        runs=3,
+        number_per_run=1,
+        batch=1,
+        warmup=1,
+        times_s=(0.01, 0.011, 0.009),
+    )
     record.memory = MemoryRecord("cpu_peak_rss", 10, 30, 20, 5)
     return record
 
@@ -60,17 +68,20 @@ def test_broken_lines_reported_by_number_and_kept(tmp_path):
     assert [p.line for p in problems] == [2, 3, 6]
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda d: d.pop("time"), "'ok' record without time"),
-    (lambda d: d.pop("memory"), "'ok' record without memory"),
-    (lambda d: d.update(status="done"), "unknown status"),
-    (lambda d: d.update(schema=99), "schema 99"),
-    (lambda d: d["case"].pop("device"), "case lacks device"),
-    (lambda d: d["case"].update(colour="red"), "unknown fields colour"),
-    (lambda d: d["time"].pop("median_s"), "malformed part"),
-    (lambda d: d.update(mfu=float("nan")), "mfu is not finite"),
-    (lambda d: d["time"].update(median_s=0.0), "median time that is not positive"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d.pop("time"), "'ok' record without time"),
+        (lambda d: d.pop("memory"), "'ok' record without memory"),
+        (lambda d: d.update(status="done"), "unknown status"),
+        (lambda d: d.update(schema=99), "schema 99"),
+        (lambda d: d["case"].pop("device"), "case lacks device"),
+        (lambda d: d["case"].update(colour="red"), "unknown fields colour"),
+        (lambda d: d["time"].pop("median_s"), "malformed part"),
+        (lambda d: d.update(mfu=float("nan")), "mfu is not finite"),
+        (lambda d: d["time"].update(median_s=0.0), "median time that is not positive"),
+    ],
+)
 def test_records_are_validated_by_schema_and_status(tmp_path, change, message):
     data = ok().to_json()
     change(data)
@@ -82,7 +93,9 @@ def test_records_are_validated_by_schema_and_status(tmp_path, change, message):
 
 
 def test_a_peers_line_is_not_a_result_and_the_other_way_round(tmp_path):
-    peer = PeerRecord(case={"ours": "mixer_b16", "timm": "timm:mixer_b16_224", "img_size": 224}, paired={"ratio_median": 1.0})
+    peer = PeerRecord(
+        case={"ours": "mixer_b16", "timm": "timm:mixer_b16_224", "img_size": 224}, paired={"ratio_median": 1.0}
+    )
     path = tmp_path / "mixed.jsonl"
     path.write_text(json.dumps(peer.to_json()) + "\n" + json.dumps(ok().to_json()) + "\n")
     records, problems = results.read_results(path)
@@ -103,8 +116,9 @@ def test_old_files_load_and_keep_their_keys():
         assert problems == [] and records
         raw = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines() if line.strip()]
         assert [r.key for r in records] == [results.case_key(d["case"]) for d in raw]
-        assert [r.to_json()["time"]["median_s"] for r in records if r.status == "ok"] == \
-            [d["time"]["median_s"] for d in raw if d["status"] == "ok"]
+        assert [r.to_json()["time"]["median_s"] for r in records if r.status == "ok"] == [
+            d["time"]["median_s"] for d in raw if d["status"] == "ok"
+        ]
 
 
 def test_case_key_is_order_independent():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import subprocess
 import sys
@@ -41,7 +42,7 @@ def test_parse_and_to_json():
     assert s.to_json() == {"index": 2, "count": 5, "source": "cli"}
     assert str(s) == "2/5"
     assert sh.parse(" 0 / 1 ") == sh.Shard(0, 1, "cli")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         s.index = 3  # frozen
 
 
@@ -115,18 +116,40 @@ BAD_ENVIRONMENTS = [
     ({"SLURM_ARRAY_TASK_ID": "9", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "8"}, "outside"),
     ({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "5", "SLURM_ARRAY_TASK_MAX": "2"}, "below"),
     # --array=0-9:2 -> Slurm sets STEP=2 and COUNT=5 over 0..8
-    ({"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "8",
-      "SLURM_ARRAY_TASK_COUNT": "5", "SLURM_ARRAY_TASK_STEP": "2"}, "with a step"),
+    (
+        {
+            "SLURM_ARRAY_TASK_ID": "2",
+            "SLURM_ARRAY_TASK_MIN": "0",
+            "SLURM_ARRAY_TASK_MAX": "8",
+            "SLURM_ARRAY_TASK_COUNT": "5",
+            "SLURM_ARRAY_TASK_STEP": "2",
+        },
+        "with a step",
+    ),
     # a step seen only through COUNT (no STEP variable), or a list --array=1,3,7
-    ({"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "7",
-      "SLURM_ARRAY_TASK_COUNT": "3"}, "not supported"),
+    (
+        {
+            "SLURM_ARRAY_TASK_ID": "3",
+            "SLURM_ARRAY_TASK_MIN": "1",
+            "SLURM_ARRAY_TASK_MAX": "7",
+            "SLURM_ARRAY_TASK_COUNT": "3",
+        },
+        "not supported",
+    ),
     ({"JOB_COMPLETION_INDEX": "1"}, "MIXERBENCH_SHARD_COUNT is not"),
     ({"JOB_COMPLETION_INDEX": "1", "MIXERBENCH_SHARD_COUNT": ""}, "is not an integer"),
     ({"JOB_COMPLETION_INDEX": "one", "MIXERBENCH_SHARD_COUNT": "2"}, "is not an integer"),
     ({"JOB_COMPLETION_INDEX": "2", "MIXERBENCH_SHARD_COUNT": "2"}, "index must be in 0..1"),
     ({"JOB_COMPLETION_INDEX": "0", "MIXERBENCH_SHARD_COUNT": "0"}, "count must be at least 1"),
-    ({"JOB_COMPLETION_INDEX": "0", "MIXERBENCH_SHARD_COUNT": "2",
-      "SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2"}, "Slurm says shard 1/2 but Kubernetes"),
+    (
+        {
+            "JOB_COMPLETION_INDEX": "0",
+            "MIXERBENCH_SHARD_COUNT": "2",
+            "SLURM_ARRAY_TASK_ID": "1",
+            "SLURM_ARRAY_TASK_COUNT": "2",
+        },
+        "Slurm says shard 1/2 but Kubernetes",
+    ),
 ]
 
 
@@ -183,11 +206,20 @@ def test_deterministic_under_permutation():
 
 def test_deterministic_across_processes():
     # every task of a job array computes the assignment on its own: no hash seed may leak in
-    code = ("from bench.runs import shard; from tests.runs.test_shard import grid_costs; "
-            "print(sorted(shard.assign(grid_costs(), 3).items()))")
-    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={"PYTHONHASHSEED": seed, "PYTHONPATH": ROOT}).stdout
-            for seed in ("1", "2")}
+    code = (
+        "from bench.runs import shard; from tests.runs.test_shard import grid_costs; "
+        "print(sorted(shard.assign(grid_costs(), 3).items()))"
+    )
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": seed, "PYTHONPATH": ROOT},
+        ).stdout
+        for seed in ("1", "2")
+    }
     assert len(runs) == 1
     assert str(sorted(sh.assign(grid_costs(), 3).items())) == runs.pop().strip()
 
@@ -208,7 +240,7 @@ def test_balanced_by_cost_and_within_the_lpt_bound():
 
 def test_lpt_bound_on_random_costs():
     rng = random.Random(1)
-    for trial in range(50):
+    for _trial in range(50):
         items = [(f"k{i}", rng.paretovariate(1.2)) for i in range(rng.randint(1, 60))]
         count = rng.randint(1, 9)
         costs = [c for _, c in items]

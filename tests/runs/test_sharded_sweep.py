@@ -19,18 +19,44 @@ from bench.runs import records as results
 from bench.runs.shard import Shard
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEDULER_VARS = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX",
-                  "SLURM_ARRAY_TASK_STEP", "JOB_COMPLETION_INDEX", "MIXERBENCH_SHARD_COUNT")
+SCHEDULER_VARS = (
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_ARRAY_TASK_COUNT",
+    "SLURM_ARRAY_TASK_MIN",
+    "SLURM_ARRAY_TASK_MAX",
+    "SLURM_ARRAY_TASK_STEP",
+    "JOB_COMPLETION_INDEX",
+    "MIXERBENCH_SHARD_COUNT",
+)
 MODELS, SIZES = ["vit_ti16", "mixer_s16"], [32, 48, 64]
-SMALL = ["sweep", "--models", ",".join(MODELS), "--resolutions", ",".join(map(str, SIZES)), "--min-run-time", "0.01",
-         "--threads", "1", "--device", "cpu"]
+SMALL = [
+    "sweep",
+    "--models",
+    ",".join(MODELS),
+    "--resolutions",
+    ",".join(map(str, SIZES)),
+    "--min-run-time",
+    "0.01",
+    "--threads",
+    "1",
+    "--device",
+    "cpu",
+]
 
 
 def small_grid() -> list[Case]:
     """The grid SMALL asks for, built with the presets functions (not by running it)."""
     quick = presets.PRESETS["quick"]
-    return presets.build_grid(presets.expand(quick, MODELS, None), SIZES, [None], batch=quick.batch, device="cpu",
-                              dtypes=quick.dtypes["cpu"], modes=quick.modes, threads=1)
+    return presets.build_grid(
+        presets.expand(quick, MODELS, None),
+        SIZES,
+        [None],
+        batch=quick.batch,
+        device="cpu",
+        dtypes=quick.dtypes["cpu"],
+        modes=quick.modes,
+        threads=1,
+    )
 
 
 @pytest.fixture
@@ -57,14 +83,17 @@ def test_a_count_that_disagrees_with_slurm_is_one_line_exit_2(tmp_path, monkeypa
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("argv, env, words", [
-    (["--shard", "3/3"], {}, "0..2"),
-    (["--shard=-1/3"], {}, "0..2"),
-    (["--shard", "1of3"], {}, "K/N"),
-    ([], {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "3"}, "environment"),
-    ([], {"JOB_COMPLETION_INDEX": "0"}, "MIXERBENCH_SHARD_COUNT"),
-    (["--peers", "--shard", "0/2"], {}, "--peers"),
-])
+@pytest.mark.parametrize(
+    "argv, env, words",
+    [
+        (["--shard", "3/3"], {}, "0..2"),
+        (["--shard=-1/3"], {}, "0..2"),
+        (["--shard", "1of3"], {}, "K/N"),
+        ([], {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "3"}, "environment"),
+        ([], {"JOB_COMPLETION_INDEX": "0"}, "MIXERBENCH_SHARD_COUNT"),
+        (["--peers", "--shard", "0/2"], {}, "--peers"),
+    ],
+)
 def test_bad_shards_are_one_line_exit_2(argv, env, words, tmp_path, monkeypatch, no_scheduler, capsys):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -83,8 +112,15 @@ def fake_macs(case: Case) -> int:
 
 def test_shards_partition_the_grid_whatever_the_order():
     quick = presets.PRESETS["quick"]
-    grid = presets.build_grid(quick.entries, quick.resolutions, quick.patch_sizes, batch=1, device="cpu",
-                              dtypes=["float32"], modes=["infer", "train"])
+    grid = presets.build_grid(
+        quick.entries,
+        quick.resolutions,
+        quick.patch_sizes,
+        batch=1,
+        device="cpu",
+        dtypes=["float32"],
+        modes=["infer", "train"],
+    )
     keys = {c.key for c in grid}
     for count in (1, 2, 3, 7, len(grid) + 2):
         plans = [shard_cases.plan(grid, Shard(k, count, "cli"), fake_macs) for k in range(count)]
@@ -102,7 +138,11 @@ def test_shards_partition_the_grid_whatever_the_order():
 
 
 def test_cost_is_macs_times_batch_and_max_counts_as_one():
-    cases = [Case("mixer_s16", 32, None, 8), Case("mixer_s16", 32, None, "max"), Case("mixer_s16", 32, None, 1, mode="train")]
+    cases = [
+        Case("mixer_s16", 32, None, 8),
+        Case("mixer_s16", 32, None, "max"),
+        Case("mixer_s16", 32, None, 1, mode="train"),
+    ]
     costs = shard_cases.costs(cases, lambda c: 1000)
     assert [costs[c.key] for c in cases] == [8000, 1000, 1000]
     broken = shard_cases.costs(cases + [Case("vit_ti16", 48)], lambda c: 1 / 0 if c.model == "vit_ti16" else 10)
@@ -139,10 +179,16 @@ def stub_measuring(monkeypatch):
     def run_case(case, *, env, roof, **kwargs):
         ran.append(case)
         return results.Record(
-            case=case, status="ok", label=case.name, env=env, roof_flops_per_s=roof, batch=1,
+            case=case,
+            status="ok",
+            label=case.name,
+            env=env,
+            roof_flops_per_s=roof,
+            batch=1,
             flops=FlopRecord(case.model, case.img_size, case.patch_size, 4, 10, 1000, 0, {}, 1000),
             time=Timing(0.01, 0.0, 0.01, 3, 1, 1, 1, (0.01, 0.01, 0.01)),
-            memory=MemoryRecord("cpu_peak_rss", 1, 3, 2, 0), mfu=0.01,
+            memory=MemoryRecord("cpu_peak_rss", 1, 3, 2, 0),
+            mfu=0.01,
         )
 
     monkeypatch.setattr(sweep, "run_case", run_case)
@@ -166,7 +212,9 @@ def test_resume_of_one_shard_runs_only_its_missing_cases(tmp_path, no_scheduler,
     assert cli.main(argv) == 0
     assert {c.key for c in stub_measuring} == mine and len(stub_measuring) == len(mine)
     printed = capsys.readouterr().out
-    assert f"shard 0/2 (cli): {len(mine)} of {len(small_grid())} cases" in printed and "of the predicted cost" in printed
+    assert (
+        f"shard 0/2 (cli): {len(mine)} of {len(small_grid())} cases" in printed and "of the predicted cost" in printed
+    )
     found, _ = results.read_results(out / results.FILENAME)
     assert all(r.shard == {"index": 0, "count": 2, "source": "cli"} for r in found)
 
@@ -179,7 +227,9 @@ def test_resume_of_one_shard_runs_only_its_missing_cases(tmp_path, no_scheduler,
     assert sorted(keys_in(out)) == sorted(mine)
 
     stub_measuring.clear()
-    assert cli.main([*SMALL, "--shard", "1/2", "--no-report", "--resume", "--out", str(out)]) == 2  # another shard's folder
+    assert (
+        cli.main([*SMALL, "--shard", "1/2", "--no-report", "--resume", "--out", str(out)]) == 2
+    )  # another shard's folder
     assert "one --out folder per shard" in one_line_error(capsys)
     assert stub_measuring == []
 
@@ -211,6 +261,7 @@ def test_every_record_carries_the_fingerprint_and_machine_json_has_the_run(tmp_p
     assert run["machine_id"] in ids and run["gpu_start"] is None and run["gpu_end"] is None and run["warnings"] == []
     assert run["started"] <= run["finished"] and run["fingerprint"]["machine_id"] in ids
     from bench.runs.merge import machine_of
+
     assert {machine_of(r) for r in found} == ids  # merge tells machines apart by this id
 
 
@@ -223,8 +274,12 @@ def test_cuda_samples_and_their_warnings_reach_machine_json_and_the_report(tmp_p
 
     assert machine.sample("cuda") is not None  # no GPU here: every field null, never an error
     assert machine.sample("cpu") is None
-    start = dict.fromkeys(fingerprint.SAMPLE_FIELDS, None) | {"clocks_locked": False, "other_processes": 2,
-                                                              "sm_clock_mhz": 1980, "throttle_reasons": 0}
+    start = dict.fromkeys(fingerprint.SAMPLE_FIELDS, None) | {
+        "clocks_locked": False,
+        "other_processes": 2,
+        "sm_clock_mhz": 1980,
+        "throttle_reasons": 0,
+    }
     end = dict(start, sm_clock_mhz=1500, throttle_reasons=0x8, other_processes=0)
     samples = iter([start, end])
     monkeypatch.setattr(machine, "sample", lambda device: next(samples))
@@ -242,7 +297,7 @@ def test_cuda_samples_and_their_warnings_reach_machine_json_and_the_report(tmp_p
     assert any("dropped from 1980 to 1500" in w for w in run["warnings"])
 
     md, _, _, warnings = report.build(folder)
-    section = md[md.index("## Warnings"):]
+    section = md[md.index("## Warnings") :]
     for words in ("not locked", "2 other compute process", "throttled at the end", "dropped"):
         assert words in section
     assert len([w for w in warnings if "not locked" in w]) == 1  # records and machine.json: said once
@@ -266,18 +321,31 @@ def subprocess_env(**extra: str) -> dict:
 
 
 def mixerbench(*argv: str, **extra_env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bench", *map(str, argv)], cwd=ROOT, env=subprocess_env(**extra_env),
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *map(str, argv)],
+        cwd=ROOT,
+        env=subprocess_env(**extra_env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.slow
 def test_three_slurm_shards_merge_into_the_whole_grid(tmp_path):
     started = time.perf_counter()
     folders = [tmp_path / f"task{k}" for k in range(3)]
-    procs = [subprocess.Popen([sys.executable, "-m", "bench", *SMALL, "--no-report", "--out", str(folder)], cwd=ROOT,
-                              env=subprocess_env(SLURM_ARRAY_TASK_ID=str(k), SLURM_ARRAY_TASK_COUNT="3"),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for k, folder in enumerate(folders)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bench", *SMALL, "--no-report", "--out", str(folder)],
+            cwd=ROOT,
+            env=subprocess_env(SLURM_ARRAY_TASK_ID=str(k), SLURM_ARRAY_TASK_COUNT="3"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k, folder in enumerate(folders)
+    ]
     outputs = [p.communicate(timeout=150) for p in procs]
     for k, (p, (stdout, stderr)) in enumerate(zip(procs, outputs)):
         assert p.returncode == 0, stderr

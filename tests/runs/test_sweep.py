@@ -27,7 +27,7 @@ def test_find_max_batch_against_a_known_limit():
         calls = []
 
         def fits(b, limit=limit):
-            calls.append(b)
+            calls.append(b)  # noqa: B023 (called within this iteration)
             return b <= limit
 
         assert sweep.find_max_batch(fits) == limit
@@ -39,16 +39,27 @@ def test_find_max_batch_against_a_known_limit():
 
 def test_quick_grid():
     p = presets.PRESETS["quick"]
-    cases = presets.build_grid(p.entries, p.resolutions, p.patch_sizes, batch=p.batch, device="cpu",
-                             dtypes=p.dtypes["cpu"], modes=p.modes)
+    cases = presets.build_grid(
+        p.entries, p.resolutions, p.patch_sizes, batch=p.batch, device="cpu", dtypes=p.dtypes["cpu"], modes=p.modes
+    )
     assert len(cases) == sum(len(e.resolutions or p.resolutions) for e in p.entries)
     assert len({c.key for c in cases}) == len(cases)
     for entry in p.entries:  # every series spans at least 8x in S (pixels for the convnet)
         sizes = entry.resolutions or p.resolutions
         assert (max(sizes) / min(sizes)) ** 2 >= 8
-    assert all(c.threads == 1 for c in presets.build_grid(p.entries, p.resolutions, p.patch_sizes, batch=1,
-                                                          device="cpu", dtypes=["float32"], modes=["infer"],
-                                                          threads=p.threads))
+    assert all(
+        c.threads == 1
+        for c in presets.build_grid(
+            p.entries,
+            p.resolutions,
+            p.patch_sizes,
+            batch=1,
+            device="cpu",
+            dtypes=["float32"],
+            modes=["infer"],
+            threads=p.threads,
+        )
+    )
     resnets = [c for c in cases if c.model.startswith("resnet")]
     assert resnets and all(c.patch_size is None and c.channels_last for c in resnets)
     vits = [c for c in cases if c.model.startswith("vit")]
@@ -67,8 +78,10 @@ def test_validate_rejects_indivisible_size():
 
 
 def small_cases(n_sizes=2):
-    return [Case("vit_s16", s, 8, 1, "cpu", "float32", "infer", dict(TINY_VIT, attn_backend="explicit"), label="tiny")
-            for s in (32, 48, 64)[:n_sizes]]
+    return [
+        Case("vit_s16", s, 8, 1, "cpu", "float32", "infer", dict(TINY_VIT, attn_backend="explicit"), label="tiny")
+        for s in (32, 48, 64)[:n_sizes]
+    ]
 
 
 @pytest.mark.slow
@@ -82,7 +95,9 @@ def test_oom_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
 
     monkeypatch.setattr(timing, "measure", measure)
     log = io.StringIO()
-    config = sweep.SweepConfig(cases=tuple(small_cases()), out=tmp_path, preset="test", min_run_time=0.01, min_runs=2, warmup=1)
+    config = sweep.SweepConfig(
+        cases=tuple(small_cases()), out=tmp_path, preset="test", min_run_time=0.01, min_runs=2, warmup=1
+    )
     records = sweep.run_sweep(config, log=log)
     assert [r.status for r in records] == ["oom", "ok"]
     assert "out of memory" in records[0].error
@@ -97,7 +112,9 @@ def test_oom_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
 
 
 def run_cli(*argv, cwd=None):
-    return subprocess.run([sys.executable, "-m", "bench", *argv], capture_output=True, text=True, cwd=cwd or ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *argv], capture_output=True, text=True, cwd=cwd or ROOT, timeout=300
+    )
 
 
 BAD_INPUTS = {
@@ -149,16 +166,33 @@ def test_existing_results_need_resume(tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
 
 
-SWEEP_ARGS = ["sweep", "--models", "vit_ti16", "--resolutions", "32,48,64,80", "--batch", "1", "--min-run-time", "0.01",
-              "--threads", "1", "--no-report"]
+SWEEP_ARGS = [
+    "sweep",
+    "--models",
+    "vit_ti16",
+    "--resolutions",
+    "32,48,64,80",
+    "--batch",
+    "1",
+    "--min-run-time",
+    "0.01",
+    "--threads",
+    "1",
+    "--no-report",
+]
 
 
 @pytest.mark.slow
 def test_interrupt_then_resume(tmp_path):
     out = tmp_path / "run"
     path = out / "results.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "bench", *SWEEP_ARGS, "--out", str(out)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", *SWEEP_ARGS, "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 240
     while time.time() < deadline and not (path.exists() and path.read_text().count("\n") >= 1):
         time.sleep(0.05)

@@ -75,7 +75,9 @@ def gate_repo(tmp_path_factory) -> tuple[Path, dict]:
     _commit(repo, "Mixer: token-mixing width grows with the number of patches")
 
     _git(repo, "checkout", "-q", "-b", "noop", "main")
-    _edit(repo / "architectures" / "mixer.py", "class MixerBlock(nn.Module):", "class MixerBlock(nn.Module):  # a comment")
+    _edit(
+        repo / "architectures" / "mixer.py", "class MixerBlock(nn.Module):", "class MixerBlock(nn.Module):  # a comment"
+    )
     with (repo / "README.md").open("a") as readme:
         readme.write("\nA sentence that changes nothing measured.\n")
     _commit(repo, "comment and README only")
@@ -86,19 +88,28 @@ def gate_repo(tmp_path_factory) -> tuple[Path, dict]:
     _commit(repo, "ViT: explicit attention by default")
 
     _git(repo, "checkout", "-q", "-b", "copy", "main")
-    _edit(repo / "architectures" / "mixer.py", "x = x + self.mlp_tokens(y).transpose(1, 2)  #",
-          "x = x + self.mlp_tokens(y).transpose(1, 2).contiguous()  #")
+    _edit(
+        repo / "architectures" / "mixer.py",
+        "x = x + self.mlp_tokens(y).transpose(1, 2)  #",
+        "x = x + self.mlp_tokens(y).transpose(1, 2).contiguous()  #",
+    )
     _commit(repo, "Mixer: an extra full-tensor copy per block")
 
     _git(repo, "checkout", "-q", "-b", "float64", "main")
-    _edit(repo / "architectures" / "mixer.py", "x = x + self.mlp_tokens(y).transpose(1, 2)  #",
-          "x = (x.double() + self.mlp_tokens(y).transpose(1, 2)).float()  #")
+    _edit(
+        repo / "architectures" / "mixer.py",
+        "x = x + self.mlp_tokens(y).transpose(1, 2)  #",
+        "x = (x.double() + self.mlp_tokens(y).transpose(1, 2)).float()  #",
+    )
     _commit(repo, "Mixer: the token-mixing residual added in float64")
 
     _git(repo, "checkout", "-q", "-b", "slow", "main")
     _edit(repo / "architectures" / "mixer.py", "import dataclasses\n", "import dataclasses\nimport time\n")
-    _edit(repo / "architectures" / "mixer.py", "        x = self.stem(x)  # (B, 3, H, W) -> (B, S, C)\n",
-          "        time.sleep(0.3)\n        x = self.stem(x)  # (B, 3, H, W) -> (B, S, C)\n")
+    _edit(
+        repo / "architectures" / "mixer.py",
+        "        x = self.stem(x)  # (B, 3, H, W) -> (B, S, C)\n",
+        "        time.sleep(0.3)\n        x = self.stem(x)  # (B, 3, H, W) -> (B, S, C)\n",
+    )
     _commit(repo, "Mixer: 0.3 s slower per forward pass")
     _git(repo, "checkout", "-q", "main")
 
@@ -106,17 +117,43 @@ def gate_repo(tmp_path_factory) -> tuple[Path, dict]:
     home.mkdir()
     env = dict(os.environ, HOME=str(home))
     env.setdefault("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))  # keep pip's cache warm
-    subprocess.run([sys.executable, "-m", "asv", "machine", "--yes", "--machine", MACHINE],
-                   cwd=repo, env=env, capture_output=True, text=True, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "asv", "machine", "--yes", "--machine", MACHINE],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return repo, env
 
 
-def _continuous(repo: Path, env: dict, tip: str, bench: str = GATE_BENCHMARKS, factor: str = "1.0") -> subprocess.CompletedProcess:
+def _continuous(
+    repo: Path, env: dict, tip: str, bench: str = GATE_BENCHMARKS, factor: str = "1.0"
+) -> subprocess.CompletedProcess:
     quick = ["--quick"] if bench == GATE_BENCHMARKS else []  # track_ values are the same on one run
     return subprocess.run(
-        [sys.executable, "-m", "asv", "continuous", "--machine", MACHINE, "--factor", factor, *quick,
-         "--bench", bench, "--show-stderr", "main", tip],
-        cwd=repo, env=env, capture_output=True, text=True, timeout=1500,
+        [
+            sys.executable,
+            "-m",
+            "asv",
+            "continuous",
+            "--machine",
+            MACHINE,
+            "--factor",
+            factor,
+            *quick,
+            "--bench",
+            bench,
+            "--show-stderr",
+            "main",
+            tip,
+        ],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
     )
 
 
@@ -126,7 +163,9 @@ def _tail(done: subprocess.CompletedProcess, n: int = 60) -> str:
 
 def _worse(done: subprocess.CompletedProcess) -> dict[str, tuple[str, str]]:
     """asv's table: "| + | before | after | ratio | benchmark(params) |" for what got worse."""
-    assert done.returncode == 1, f"asv continuous should flag the regression (exit 1), got {done.returncode}:\n{_tail(done)}"
+    assert done.returncode == 1, (
+        f"asv continuous should flag the regression (exit 1), got {done.returncode}:\n{_tail(done)}"
+    )
     assert "PERFORMANCE DECREASED" in done.stdout, _tail(done)
     worse = {}
     for line in done.stdout.splitlines():
@@ -172,8 +211,12 @@ def test_timing_report_flags_a_slower_forward_pass(gate_repo):
     # The README's timing command at its factor, on one case to keep the test short: a
     # Mixer-S/16 forward pass that sleeps 0.3 s is several times slower than the ~0.1 s step.
     repo, env = gate_repo
-    done = _continuous(repo, env, "slow", bench=r"throughput\.Step\.time_step\('mixer_s16', 'cpu', 'infer'\)", factor="1.5")
-    assert done.returncode == 1, f"asv continuous should flag the slowdown (exit 1), got {done.returncode}:\n{_tail(done)}"
+    done = _continuous(
+        repo, env, "slow", bench=r"throughput\.Step\.time_step\('mixer_s16', 'cpu', 'infer'\)", factor="1.5"
+    )
+    assert done.returncode == 1, (
+        f"asv continuous should flag the slowdown (exit 1), got {done.returncode}:\n{_tail(done)}"
+    )
     assert "PERFORMANCE DECREASED" in done.stdout, _tail(done)
     assert "throughput.Step.time_step('mixer_s16', 'cpu', 'infer')" in done.stdout, _tail(done)
 

@@ -38,7 +38,6 @@ from pathlib import Path
 import pytest
 
 from bench import cli
-
 from bench.site import dashboard
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,41 +48,73 @@ NPM_CACHE = Path.home() / ".cache" / "mixerbench" / "npm"  # the CLI's default: 
 
 
 def test_report_markdown_renders_headings_tables_lists_images_and_escapes():
-    md = "\n".join([
-        "# Title",
-        "",
-        "Some `a<b` and **bold** text",
-        "over two lines.",
-        "",
-        "- one *item*",
-        "- two",
-        "",
-        "| model | S |",
-        "| --- | ---: |",
-        "| vit <b16> | 197 |",
-        "",
-        "![macs](macs_vs_tokens.png)",
-    ])
-    expected = "\n".join([
-        "<h1>Title</h1>",
-        "<p>Some <code>a&lt;b</code> and <strong>bold</strong> text",
-        "over two lines.</p>",
-        "<ul>", "<li>one <em>item</em></li>", "<li>two</li>", "</ul>",
-        "<table>", "<thead>", "<tr>", "<th>model</th>", '<th style="text-align:right">S</th>', "</tr>", "</thead>",
-        "<tbody>", "<tr>", "<td>vit &lt;b16&gt;</td>", '<td style="text-align:right">197</td>', "</tr>", "</tbody>", "</table>",
-        '<p><img src="macs_vs_tokens.png" alt="macs" /></p>',
-        "",
-    ])
+    md = "\n".join(
+        [
+            "# Title",
+            "",
+            "Some `a<b` and **bold** text",
+            "over two lines.",
+            "",
+            "- one *item*",
+            "- two",
+            "",
+            "| model | S |",
+            "| --- | ---: |",
+            "| vit <b16> | 197 |",
+            "",
+            "![macs](macs_vs_tokens.png)",
+        ]
+    )
+    expected = "\n".join(
+        [
+            "<h1>Title</h1>",
+            "<p>Some <code>a&lt;b</code> and <strong>bold</strong> text",
+            "over two lines.</p>",
+            "<ul>",
+            "<li>one <em>item</em></li>",
+            "<li>two</li>",
+            "</ul>",
+            "<table>",
+            "<thead>",
+            "<tr>",
+            "<th>model</th>",
+            '<th style="text-align:right">S</th>',
+            "</tr>",
+            "</thead>",
+            "<tbody>",
+            "<tr>",
+            "<td>vit &lt;b16&gt;</td>",
+            '<td style="text-align:right">197</td>',
+            "</tr>",
+            "</tbody>",
+            "</table>",
+            '<p><img src="macs_vs_tokens.png" alt="macs" /></p>',
+            "",
+        ]
+    )
     assert dashboard.markdown_renderer().render(md) == expected
 
 
-@pytest.mark.parametrize("url, kept", [
-    ("http://example.org/a", True), ("HTTPS://example.org", True), ("macs_vs_tokens.png", True), ("../index.html", True),
-    ("#scaling-fits", True), ("//example.org/x", True), ("a/b:c", True),
-    ("javascript:alert(1)", False), ("JavaScript:alert(1)", False), (" \tjava\nscript:alert(1)", False),
-    ("data:text/html,x", False), ("data:image/png;base64,AAAA", False), ("vbscript:msgbox", False),
-    ("file:///etc/passwd", False), ("mailto:a@b", False),
-])
+@pytest.mark.parametrize(
+    "url, kept",
+    [
+        ("http://example.org/a", True),
+        ("HTTPS://example.org", True),
+        ("macs_vs_tokens.png", True),
+        ("../index.html", True),
+        ("#scaling-fits", True),
+        ("//example.org/x", True),
+        ("a/b:c", True),
+        ("javascript:alert(1)", False),
+        ("JavaScript:alert(1)", False),
+        (" \tjava\nscript:alert(1)", False),
+        ("data:text/html,x", False),
+        ("data:image/png;base64,AAAA", False),
+        ("vbscript:msgbox", False),
+        ("file:///etc/passwd", False),
+        ("mailto:a@b", False),
+    ],
+)
 def test_safe_link_keeps_http_relative_and_anchors_only(url, kept):
     assert dashboard.safe_link(url) is kept
 
@@ -135,20 +166,62 @@ BAD_SCHEMES = ("javascript:", "data:", "vbscript:")
 def _sweep_record(label: str, size: int, status: str = "ok", error: str | None = None) -> dict:
     """One results.jsonl line as `mixerbench sweep` writes it (the fields bench.report reads)."""
     tokens = (size // 4) ** 2
-    r = {"case": {"model": "mixer_s16", "img_size": size, "patch_size": 4, "batch": 1, "device": "cpu", "dtype": "float32",
-                  "mode": "infer", "overrides": {}, "channels_last": False, "compile": False},
-         "label": label, "family": "mixer", "status": status, "tokens": tokens, "macs": 1000 * tokens, "batch": 1,
-         "env": {"device": "cpu", "device_name": "test cpu", "cpu_model": "test cpu", "cpu_count": 2, "torch_threads": 1,
-                 "torch": "x", "timm": "y", "python": "3", "git_commit": "abc", "date": "2026-01-01T00:00:00+00:00"},
-         "roof_flops_per_s": 1e11}
+    r = {
+        "case": {
+            "model": "mixer_s16",
+            "img_size": size,
+            "patch_size": 4,
+            "batch": 1,
+            "device": "cpu",
+            "dtype": "float32",
+            "mode": "infer",
+            "overrides": {},
+            "channels_last": False,
+            "compile": False,
+        },
+        "label": label,
+        "family": "mixer",
+        "status": status,
+        "tokens": tokens,
+        "macs": 1000 * tokens,
+        "batch": 1,
+        "env": {
+            "device": "cpu",
+            "device_name": "test cpu",
+            "cpu_model": "test cpu",
+            "cpu_count": 2,
+            "torch_threads": 1,
+            "torch": "x",
+            "timm": "y",
+            "python": "3",
+            "git_commit": "abc",
+            "date": "2026-01-01T00:00:00+00:00",
+        },
+        "roof_flops_per_s": 1e11,
+    }
     if status == "ok":
         seconds = 1e-6 * tokens
-        r.update(time={"median_s": seconds, "iqr_s": 0.01 * seconds, "mean_s": seconds, "runs": 3, "number_per_run": 1,
-                       "batch": 1, "warmup": 1, "images_per_s": 1 / seconds,
-                       "times_s": [seconds, 1.002 * seconds, 0.998 * seconds]},
-                 memory={"method": "cpu_peak_rss", "weights_bytes": 10**6, "activation_bytes": 2000 * tokens,
-                         "peak_bytes": 5 * 10**8, "baseline_bytes": 4 * 10**8},
-                 mfu=2000 * tokens / seconds / 1e11)
+        r.update(
+            time={
+                "median_s": seconds,
+                "iqr_s": 0.01 * seconds,
+                "mean_s": seconds,
+                "runs": 3,
+                "number_per_run": 1,
+                "batch": 1,
+                "warmup": 1,
+                "images_per_s": 1 / seconds,
+                "times_s": [seconds, 1.002 * seconds, 0.998 * seconds],
+            },
+            memory={
+                "method": "cpu_peak_rss",
+                "weights_bytes": 10**6,
+                "activation_bytes": 2000 * tokens,
+                "peak_bytes": 5 * 10**8,
+                "baseline_bytes": 4 * 10**8,
+            },
+            mfu=2000 * tokens / seconds / 1e11,
+        )
     else:
         r["error"] = error
     return r
@@ -156,10 +229,17 @@ def _sweep_record(label: str, size: int, status: str = "ok", error: str | None =
 
 def _commit_all(repo: Path) -> str:
     """Make ``repo`` a git repository with everything in one commit on main; its hash."""
-    for args in (["init", "-q", "-b", "main"], ["config", "user.email", "t@t"], ["config", "user.name", "t"],
-                 ["add", "-A"], ["commit", "-q", "-m", "base"]):
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["config", "user.email", "t@t"],
+        ["config", "user.name", "t"],
+        ["add", "-A"],
+        ["commit", "-q", "-m", "base"],
+    ):
         subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def _hostile_sweep(folder: Path) -> Path:
@@ -169,8 +249,14 @@ def _hostile_sweep(folder: Path) -> Path:
     folder.mkdir(parents=True)
     label = f"mixer {PAYLOAD} {JS_LINK}"
     rows = [_sweep_record(label, size) for size in (64, 96, 128)]
-    rows.append(_sweep_record(f"vit {PAYLOAD}", 64, status="error",
-                              error=f"RuntimeError: {PAYLOAD} ![x](data:image/png;base64,AAAA) [v](vbscript:msgbox)"))
+    rows.append(
+        _sweep_record(
+            f"vit {PAYLOAD}",
+            64,
+            status="error",
+            error=f"RuntimeError: {PAYLOAD} ![x](data:image/png;base64,AAAA) [v](vbscript:msgbox)",
+        )
+    )
     # written as any tool (or person) could write the file, not only through ResultsWriter
     (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     report.write_report(folder)
@@ -183,9 +269,11 @@ def _html_dir(base: Path) -> Path:
     """A stand-in for asv's published site: an index.html with asv's navigation item."""
     html_dir = base / "html"
     html_dir.mkdir()
-    (html_dir / "index.html").write_text('<html><head></head><body><ul class="nav">\n'
-                                         '<li id="nav-li-regressions"><a href="#/regressions">Regressions</a></li>\n'
-                                         "</ul></body></html>\n")
+    (html_dir / "index.html").write_text(
+        '<html><head></head><body><ul class="nav">\n'
+        '<li id="nav-li-regressions"><a href="#/regressions">Regressions</a></li>\n'
+        "</ul></body></html>\n"
+    )
     return html_dir
 
 
@@ -273,8 +361,10 @@ def test_a_failure_while_publishing_leaves_the_previous_report(tmp_path, monkeyp
     index = (html_dir / "index.html").read_bytes()
 
     if where == "while rendering":  # after the plots and report.md were copied: midway through the build
+
         def fail(*args, **kwargs):
             raise RuntimeError("disk full")
+
         monkeypatch.setattr(dashboard, "render_report", fail)
     else:  # the old folder is already renamed aside when moving the new one in fails
         real = os.replace
@@ -283,6 +373,7 @@ def test_a_failure_while_publishing_leaves_the_previous_report(tmp_path, monkeyp
             if Path(src).name.startswith(".report-new-") and Path(dst).name == "report":
                 raise OSError("disk full")
             return real(src, dst)
+
         monkeypatch.setattr(dashboard.os, "replace", fail)
     with pytest.raises((RuntimeError, OSError), match="disk full"):
         dashboard.publish_report(new, html_dir)
@@ -299,16 +390,19 @@ def test_the_projects_asv_config_is_read_with_its_comments():
     assert (conf.html_dir, conf.results_dir) == (ROOT / ".asv" / "html", ROOT / ".asv" / "results")
 
 
-@pytest.mark.parametrize("text, message", [
-    ('{"version": 1, "repo": "."', "cannot be read as JSON"),
-    ("", "cannot be read as JSON"),
-    ('["version", "repo"]', "must hold a JSON object, not list"),
-    ('{"version": 1}', "has no 'repo'"),
-    ('{"repo": "."}', "has no 'version'"),
-    ('{"version": 2, "repo": "."}', "asv 0.6 reads version 1"),
-    ('{"version": 1, "repo": ".", "html_dir": 5}', "'html_dir' must be a non-empty string"),
-    ('{"version": 1, "repo": ".", "results_dir": null}', "'results_dir' must be a non-empty string"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"version": 1, "repo": "."', "cannot be read as JSON"),
+        ("", "cannot be read as JSON"),
+        ('["version", "repo"]', "must hold a JSON object, not list"),
+        ('{"version": 1}', "has no 'repo'"),
+        ('{"repo": "."}', "has no 'version'"),
+        ('{"version": 2, "repo": "."}', "asv 0.6 reads version 1"),
+        ('{"version": 1, "repo": ".", "html_dir": 5}', "'html_dir' must be a non-empty string"),
+        ('{"version": 1, "repo": ".", "results_dir": null}', "'results_dir' must be a non-empty string"),
+    ],
+)
 def test_cli_malformed_asv_config_is_one_line_and_exit_2(tmp_path, capsys, text, message):
     pytest.importorskip("asv")
     config = tmp_path / "asv.conf.json"
@@ -400,11 +494,26 @@ def _serve(directory: Path, probes: dict[str, str] | None = None):
 
 def _chromium_dom(url: str, profile: Path) -> tuple[str, str]:
     done = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-         "--enable-logging=stderr", "--v=0", "--virtual-time-budget=20000", "--window-size=1400,900",
-         "--dump-dom", url],
-        capture_output=True, text=True, timeout=180,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=20000",
+            "--window-size=1400,900",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout, done.stderr
@@ -431,9 +540,27 @@ def site(tmp_path_factory) -> Path:
     home.mkdir()
     env = dict(os.environ, HOME=str(home))
     asv = [sys.executable, "-m", "asv"]
-    subprocess.run([*asv, "machine", "--yes", "--machine", "browser-test"], cwd=repo, env=env, check=True, capture_output=True)
-    done = subprocess.run([*asv, "run", "--python=same", "--machine", "browser-test", "--set-commit-hash", commit,
-                           "--bench", r"^flops\."], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    subprocess.run(
+        [*asv, "machine", "--yes", "--machine", "browser-test"], cwd=repo, env=env, check=True, capture_output=True
+    )
+    done = subprocess.run(
+        [
+            *asv,
+            "run",
+            "--python=same",
+            "--machine",
+            "browser-test",
+            "--set-commit-hash",
+            commit,
+            "--bench",
+            r"^flops\.",
+        ],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     report = base / "sweep"  # a sweep folder as `mixerbench report` leaves it: report.md + PNG plots
@@ -447,12 +574,29 @@ def site(tmp_path_factory) -> Path:
     ax.plot([196, 576, 1024], [12.6, 37.1, 66.0])
     fig.savefig(report / "macs_vs_tokens.png")
     plt.close(fig)
-    (report / "report.md").write_text("# mixerbench sweep report\n\n| model | verdict |\n| --- | --- |\n"
-                                      "| mixer_b16 | **linear** |\n\n## Plots\n\n![macs_vs_tokens.png](macs_vs_tokens.png)\n")
+    (report / "report.md").write_text(
+        "# mixerbench sweep report\n\n| model | verdict |\n| --- | --- |\n"
+        "| mixer_b16 | **linear** |\n\n## Plots\n\n![macs_vs_tokens.png](macs_vs_tokens.png)\n"
+    )
 
-    done = subprocess.run([sys.executable, "-m", "bench", "dashboard", "--config", str(repo / "asv.conf.json"),
-                           "--report", str(report), "--cache", str(NPM_CACHE)],
-                          cwd=repo, capture_output=True, text=True, timeout=900)  # the user's npm settings
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "dashboard",
+            "--config",
+            str(repo / "asv.conf.json"),
+            "--report",
+            str(report),
+            "--cache",
+            str(NPM_CACHE),
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )  # the user's npm settings
     assert done.returncode == 0, done.stdout + done.stderr
     return repo / ".asv" / "html"
 
@@ -464,7 +608,10 @@ def test_published_site_serves_every_file_itself(site):
         assert not re.search(r"""<(?:script|link)\b[^>]*(?:src|href)=["'](?:https?:)?//""", text), page.name
     index = (site / "index.html").read_text()
     # Byte-identical npm files keep asv's integrity hash (the browser re-checks them below).
-    assert 'src="vendor/jquery@3.3.1/dist/jquery.min.js" integrity="sha256-FgpCb/KJQlLNfOu91ta32o/NMZxltwRo8QtmkMRdAu8="' in index
+    assert (
+        'src="vendor/jquery@3.3.1/dist/jquery.min.js" integrity="sha256-FgpCb/KJQlLNfOu91ta32o/NMZxltwRo8QtmkMRdAu8="'
+        in index
+    )
     assert "vendor/bootstrap@3.1.1/dist/fonts/glyphicons-halflings-regular.woff" not in index
     assert (site / "vendor/bootstrap@3.1.1/dist/fonts/glyphicons-halflings-regular.woff").is_file()
     assert 'href="report/index.html"' in index
@@ -491,7 +638,7 @@ def test_track_benchmark_graph_renders_in_headless_chromium_without_errors(site,
     assert json.loads(problems.group(1).replace("&quot;", '"')) == []
     assert not [line for line in stderr.splitlines() if "CONSOLE" in line and "Uncaught" in line]
 
-    graph = dom[dom.index('id="main-graph"'): dom.index('id="overview"')]
+    graph = dom[dom.index('id="main-graph"') : dom.index('id="overview"')]
     assert graph.count('class="flot-base"') == 1, "flot drew no graph for flops.Count.track_gmacs"
     assert "model-mixer_b16" in graph  # the legend lists the series that the suite tracks
     error_box = re.search(r'id="error-message"[^>]*>(.*?)</div>', dom, re.DOTALL)
@@ -514,7 +661,9 @@ def test_report_page_runs_no_script_in_headless_chromium(tmp_path):
     dashboard.publish_report(sweep, html_dir)
     server, log = _serve(html_dir, {"/report/index.html": REPORT_PROBE})
     try:
-        dom, stderr = _chromium_dom(f"http://127.0.0.1:{server.server_address[1]}/report/index.html", tmp_path / "profile")
+        dom, stderr = _chromium_dom(
+            f"http://127.0.0.1:{server.server_address[1]}/report/index.html", tmp_path / "profile"
+        )
     finally:
         server.shutdown()
         server.server_close()
@@ -544,10 +693,23 @@ def two_machine_site(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("machines")
     repo = base / "repo"
     (repo / "benchmarks").mkdir(parents=True)
-    (repo / "asv.conf.json").write_text(json.dumps({
-        "version": 1, "project": "tiny", "project_url": "#", "repo": ".", "branches": ["main"], "dvcs": "git",
-        "environment_type": "virtualenv", "benchmark_dir": "benchmarks", "env_dir": ".asv/env",
-        "results_dir": ".asv/results", "html_dir": ".asv/html"}))
+    (repo / "asv.conf.json").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "project": "tiny",
+                "project_url": "#",
+                "repo": ".",
+                "branches": ["main"],
+                "dvcs": "git",
+                "environment_type": "virtualenv",
+                "benchmark_dir": "benchmarks",
+                "env_dir": ".asv/env",
+                "results_dir": ".asv/results",
+                "html_dir": ".asv/html",
+            }
+        )
+    )
     (repo / "benchmarks" / "__init__.py").write_text("")
     (repo / "benchmarks" / "answer.py").write_text("def track_answer():\n    return 42\n")
     (repo / ".gitignore").write_text(".asv/\n")
@@ -557,15 +719,39 @@ def two_machine_site(tmp_path_factory) -> Path:
     env = dict(os.environ, HOME=str(home))  # asv keeps its machine descriptions in ~/.asv-machine.json
     asv = [sys.executable, "-m", "asv"]
     for machine in MACHINES:  # asv writes results/<machine>/ for each
-        subprocess.run([*asv, "machine", "--yes", "--machine", machine], cwd=repo, env=env, check=True, capture_output=True)
-        done = subprocess.run([*asv, "run", "--python=same", "--machine", machine, "--set-commit-hash", commit],
-                              cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+        subprocess.run(
+            [*asv, "machine", "--yes", "--machine", machine], cwd=repo, env=env, check=True, capture_output=True
+        )
+        done = subprocess.run(
+            [*asv, "run", "--python=same", "--machine", machine, "--set-commit-hash", commit],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert sorted(p.name for p in (repo / ".asv" / "results").iterdir() if p.is_dir()) == list(MACHINES)
     sweep = _hostile_sweep(base / "sweep")  # and a report beside the dashboard, through the CLI
-    done = subprocess.run([sys.executable, "-m", "bench", "dashboard", "--config", str(repo / "asv.conf.json"),
-                           "--report", str(sweep), "--cache", str(NPM_CACHE)],
-                          cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "dashboard",
+            "--config",
+            str(repo / "asv.conf.json"),
+            "--report",
+            str(sweep),
+            "--cache",
+            str(NPM_CACHE),
+        ],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return repo / ".asv" / "html"
 
@@ -574,7 +760,10 @@ def two_machine_site(tmp_path_factory) -> Path:
 def test_two_machines_are_published_as_one_dashboard(two_machine_site):
     index = json.loads((two_machine_site / "index.json").read_text())
     assert sorted(index["params"]["machine"]) == list(MACHINES)
-    graphs = {p.relative_to(two_machine_site / "graphs").as_posix() for p in (two_machine_site / "graphs").rglob("answer.track_answer.json")}
+    graphs = {
+        p.relative_to(two_machine_site / "graphs").as_posix()
+        for p in (two_machine_site / "graphs").rglob("answer.track_answer.json")
+    }
     assert [g for g in graphs if "machine-alpha-box" in g] and [g for g in graphs if "machine-beta-box" in g], graphs
     assert 'href="report/index.html"' in (two_machine_site / "index.html").read_text()
     assert _Page((two_machine_site / "report" / "index.html").read_text()).active() == []
@@ -585,8 +774,9 @@ def test_two_machines_are_published_as_one_dashboard(two_machine_site):
 def test_two_machines_appear_in_the_dashboard_in_headless_chromium(two_machine_site, tmp_path):
     server, log = _serve(two_machine_site)
     try:
-        dom, stderr = _chromium_dom(f"http://127.0.0.1:{server.server_address[1]}/index.html#answer.track_answer",
-                                    tmp_path / "profile")
+        dom, stderr = _chromium_dom(
+            f"http://127.0.0.1:{server.server_address[1]}/index.html#answer.track_answer", tmp_path / "profile"
+        )
     finally:
         server.shutdown()
         server.server_close()
@@ -597,13 +787,15 @@ def test_two_machines_appear_in_the_dashboard_in_headless_chromium(two_machine_s
     assert not failed, failed
 
     # The "machine" panel on the left has one button per machine, both selected.
-    panel = re.search(r'<div class="panel-heading">machine</div><div class="panel-body">(.*?)</div></div>', dom, re.DOTALL)
+    panel = re.search(
+        r'<div class="panel-heading">machine</div><div class="panel-body">(.*?)</div></div>', dom, re.DOTALL
+    )
     assert panel is not None, "the benchmark page has no machine panel"
     buttons = re.findall(r'<a class="btn[^"]*"[^>]*>([^<]*)</a>', panel.group(1))
     assert sorted(buttons) == list(MACHINES)
     assert panel.group(1).count(" active") == len(MACHINES)
     # flot drew the graph, with a legend entry (one line) per machine, and both lines' data was fetched.
-    graph = dom[dom.index('id="main-graph"'): dom.index('id="overview"')]
+    graph = dom[dom.index('id="main-graph"') : dom.index('id="overview"')]
     assert graph.count('class="flot-base"') == 1, "flot drew no graph for answer.track_answer"
     legend = re.findall(r'<td class="legendLabel">([^<]*)</td>', graph)
     assert sorted(legend) == [f"machine-{m}" for m in MACHINES]
