@@ -52,8 +52,8 @@ def _attention_names(text: str) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from bench.measure.spec import DTYPES, MODES
     from bench.runs.presets import PRESETS
+    from bench.schema import DTYPES, MODES
 
     parser.add_argument("--preset", choices=tuple(PRESETS), help="grid to run (default: quick on CPU, paper on CUDA)")
     parser.add_argument(
@@ -222,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         dtypes=dtypes,
         modes=args.mode or preset.modes,
-        compile=args.compile,
+        compile="default" if args.compile else "none",
         threads=args.threads if args.threads is not None else preset.threads,
     )
     try:

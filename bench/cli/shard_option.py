@@ -73,7 +73,7 @@ def _check_folder(out: Path, shard, resume: bool) -> None:
     found, _ = records.read_results(path)
     mine = (shard.index, shard.count)
     other = sorted(
-        {(r.shard.get("index"), r.shard.get("count")) for r in found if r.shard is not None} - {mine}, key=str
+        {(r.shard.index, r.shard.count) for r in found if r.shard is not None} - {mine}, key=str
     )
     if other:
         raise UsageError(

@@ -14,8 +14,8 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench.measure.spec import Case
 from bench.runs import shard as sharding
+from bench.schema import Case
 
 
 def _macs(case: Case) -> int:

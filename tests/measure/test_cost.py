@@ -17,7 +17,7 @@ import torch.nn.functional as F
 import architectures
 from bench.analysis.scaling import fit
 from bench.measure.cost import Autocast, CostCounter, cost, count_case
-from bench.measure.spec import Case, CostRecord
+from bench.schema import Case, Cost
 
 ROOT = Path(__file__).resolve().parents[2]
 F32 = 4
@@ -129,7 +129,7 @@ def test_training_gradients_are_the_parameters():
     assert r.gradient_bytes == F32 * params
     assert r.optimizer_bytes == 0  # SGD without momentum keeps no state
     assert r.peak_step_bytes >= r.peak_activation_bytes > 0
-    assert CostRecord.from_json(json.loads(json.dumps(r.to_json()))) == r
+    assert Cost.from_json(json.loads(json.dumps(r.to_json()))) == r
 
 
 def _meta_model(name, size):

@@ -11,7 +11,7 @@ import torch
 
 import architectures
 from bench.measure import memory
-from bench.measure.spec import Case
+from bench.schema import Case
 
 TINY_VIT = {"hidden_dim": 32, "num_blocks": 1, "num_heads": 2, "mlp_dim": 64}
 MiB = 2**20

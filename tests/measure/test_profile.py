@@ -11,7 +11,7 @@ import torch
 
 import architectures
 from bench.measure import attention, profile, timing
-from bench.measure.spec import Case
+from bench.schema import Case
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_VIT = {"hidden_dim": 32, "num_blocks": 1, "num_heads": 2, "mlp_dim": 64}

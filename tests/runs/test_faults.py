@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from bench import cli
-from bench.measure.spec import Case
 from bench.runs import presets, sweep
 from bench.runs import records as results
+from bench.schema import Case
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -259,16 +259,16 @@ def test_an_error_fixed_then_resumed_exits_0(tmp_path, monkeypatch, capsys):
 
 def fake_run_case(case, **kwargs):
     """An ok record without measuring anything (for tests of what the sweep does around its cases)."""
-    from bench.measure.spec import FlopRecord, MemoryRecord, Timing
+    from bench.schema import Counts, Memory, Timing
 
     return results.Record(
         case=case,
         status="ok",
         label=case.name,
         env={"torch_threads": case.threads},
-        flops=FlopRecord(case.model, case.img_size, case.patch_size, 17, 1000, 10**6, 0, {}, 10**6),
+        counts=Counts(case.model, case.img_size, case.patch_size, 17, 1000, 10**6, 0, {}, 10**6),
         time=Timing(0.01, 0.001, 0.01, 3, 1, 1, 1, (0.01, 0.01, 0.01)),
-        memory=MemoryRecord("cpu_peak_rss", 10**6, 10**9, 10**6, 10**8),
+        memory=Memory("cpu_peak_rss", 10**6, 10**9, 10**6, 10**8),
         mfu=0.1,
     )
 

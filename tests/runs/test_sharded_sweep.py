@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from bench import cli
-from bench.measure.spec import Case, FlopRecord, MemoryRecord, Timing
 from bench.runs import presets, shard_cases, sweep
 from bench.runs import records as results
 from bench.runs.shard import Shard
+from bench.schema import Case, Counts, Machine, Memory, Shard, Timing
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEDULER_VARS = (
@@ -156,8 +156,8 @@ def test_records_name_their_shard_and_machine_and_old_ones_still_load():
     assert record.to_json() == old  # nothing added to an old record
     new = dict(old, shard={"index": 1, "count": 3, "source": "slurm"}, machine={"machine_id": "abc", "gpu": None})
     again = results.Record.from_json(json.loads(json.dumps(results.Record.from_json(new).to_json())))
-    assert again.shard == new["shard"] and again.machine == new["machine"] and again.extra == {}
-    with pytest.raises(ValueError, match="'shard' is not an object"):
+    assert again.shard == Shard(1, 3, "slurm") and again.machine == Machine(machine_id="abc") and again.extra == {}
+    with pytest.raises(ValueError, match="shard: expected an object, got '1/3'"):
         results.Record.from_json(dict(old, shard="1/3"))
 
 
@@ -185,9 +185,9 @@ def stub_measuring(monkeypatch):
             env=env,
             roof_flops_per_s=roof,
             batch=1,
-            flops=FlopRecord(case.model, case.img_size, case.patch_size, 4, 10, 1000, 0, {}, 1000),
+            counts=Counts(case.model, case.img_size, case.patch_size, 4, 10, 1000, 0, {}, 1000),
             time=Timing(0.01, 0.0, 0.01, 3, 1, 1, 1, (0.01, 0.01, 0.01)),
-            memory=MemoryRecord("cpu_peak_rss", 1, 3, 2, 0),
+            memory=Memory("cpu_peak_rss", 1, 3, 2, 0),
             mfu=0.01,
         )
 
@@ -216,7 +216,7 @@ def test_resume_of_one_shard_runs_only_its_missing_cases(tmp_path, no_scheduler,
         f"shard 0/2 (cli): {len(mine)} of {len(small_grid())} cases" in printed and "of the predicted cost" in printed
     )
     found, _ = results.read_results(out / results.FILENAME)
-    assert all(r.shard == {"index": 0, "count": 2, "source": "cli"} for r in found)
+    assert all(r.shard == Shard(0, 2, "cli") for r in found)
 
     lines = (out / results.FILENAME).read_text().splitlines(keepends=True)
     dropped = json.loads(lines[-1])
@@ -252,10 +252,11 @@ def test_every_record_carries_the_fingerprint_and_machine_json_has_the_run(tmp_p
     assert cli.main([*SMALL, "--no-report", "--out", str(out)]) == 0
     found, _ = results.read_results(out / results.FILENAME)
     assert len(found) == 6
-    ids = {r.machine["machine_id"] for r in found}
-    assert len(ids) == 1 and all(r.machine["cpu_model"] and r.machine["gpu"] is None for r in found)
-    assert all("gpu_start" in r.machine and r.machine["gpu_start"] is None for r in found)  # CPU: null, present
-    assert all(r.shard is None and "shard" not in r.to_json() for r in found)  # unsharded: not written
+    ids = {r.machine.machine_id for r in found}
+    assert len(ids) == 1 and all(r.machine.cpu_model and r.machine.gpu is None for r in found)
+    assert all(r.machine.gpu_start is None for r in found)  # CPU: null
+    assert all('"gpu_start": null' in line for line in (out / results.FILENAME).read_text().splitlines())
+    assert all(r.shard is None and r.to_json()["shard"] is None for r in found)  # unsharded: null
     data = json.loads((out / machine.FILENAME).read_text())
     (run,) = data["runs"]
     assert run["machine_id"] in ids and run["gpu_start"] is None and run["gpu_end"] is None and run["warnings"] == []
