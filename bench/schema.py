@@ -94,12 +94,14 @@ class Case:
     img_size: int = field(metadata=doc("input resolution in pixels (square)", min=1))
     patch_size: int | None = field(default=None, metadata=doc("patch size; null for convnets", min=1))
     batch: int | Literal["max"] = field(
-        default=1, metadata=doc('images per step; "max": the largest batch that fits was searched (CUDA)', min=1, required=True)
+        default=1,
+        metadata=doc('images per step; "max": the largest batch that fits was searched (CUDA)', min=1, required=True),
     )
     device: str = field(default="cpu", metadata=doc('"cpu" or "cuda" (or "cuda:N")', required=True))
     dtype: str = field(default="float32", metadata=doc("compute dtype", choices=DTYPES, required=True))
     mode: str = field(
-        default="infer", metadata=doc('"infer" (forward, no grad) or "train" (one optimizer step)', choices=MODES, required=True)
+        default="infer",
+        metadata=doc('"infer" (forward, no grad) or "train" (one optimizer step)', choices=MODES, required=True),
     )
     overrides: dict[str, Scalar] = field(default_factory=dict, metadata=doc("model config overrides (name -> value)"))
     channels_last: bool = field(default=False, metadata=doc("input and weights in channels-last memory format"))

@@ -16,7 +16,7 @@ from bench import cli
 from bench.runs import presets, shard_cases, sweep
 from bench.runs import records as results
 from bench.runs.shard import Shard
-from bench.schema import Case, Counts, Machine, Memory, Shard, Timing
+from bench.schema import Case, Counts, Machine, Memory, Timing
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEDULER_VARS = (
@@ -359,7 +359,7 @@ def test_three_slurm_shards_merge_into_the_whole_grid(tmp_path):
     assert all(per_shard)  # six cases over three shards: each got some
     for k, folder in enumerate(folders):
         found, _ = results.read_results(folder / results.FILENAME)
-        assert all(r.shard == {"index": k, "count": 3, "source": "slurm"} and r.status == "ok" for r in found)
+        assert all(r.shard == Shard(k, 3, "slurm") and r.status == "ok" for r in found)
         assert json.loads((folder / "machine.json").read_text())["runs"][0]["shard"]["index"] == k
 
     merged = tmp_path / "merged"

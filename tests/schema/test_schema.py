@@ -240,7 +240,9 @@ def test_describe_lists_every_stored_field_with_a_json_type_and_a_doc():
     assert record["energy"][0] == "Energy | null" and record["compile_time"][0] == "CompileTime | null"
     assert "extra" not in record and "label" not in dict((n, k) for n, k, _ in table["Case"])
     assert dict((n, k) for n, k, _ in table["Case"])["batch"] == 'integer | "max"'
-    assert dict((n, k) for n, k, _ in table["Cost"])["kernels"] == "array of [string, string, integer, integer, integer]"
+    assert (
+        dict((n, k) for n, k, _ in table["Cost"])["kernels"] == "array of [string, string, integer, integer, integer]"
+    )
     assert all(doc for rows in table.values() for _, _, doc in rows)
 
 
@@ -254,6 +256,8 @@ def test_schema_imports_no_torch():
 
 
 def test_case_round_trips_through_the_codec():
-    case = Case("vit_s16", 224, 16, "max", "cuda", "bfloat16", "train", {"attn_backend": "explicit"}, True, "max-autotune")
+    case = Case(
+        "vit_s16", 224, 16, "max", "cuda", "bfloat16", "train", {"attn_backend": "explicit"}, True, "max-autotune"
+    )
     assert schema.decode_object(Case, schema.encode(case)) == case
     assert schema.decode_object(Case, json.loads(json.dumps(schema.encode(case)))).key == case.key
