@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from helpers import ROOT
+
 yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (pip install -e '.[dev]' installs it)")
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
 EXAMPLES = sorted((ROOT / "examples" / "github").glob("*.y*ml"))
 UNTRUSTED_TRIGGERS = {"pull_request", "pull_request_target", "workflow_run"}

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 import architectures
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 PROJECT_FILES = ("pyproject.toml", "README.md", "asv.conf.json", "architectures", "bench", "suites")
 GATE_BENCHMARKS = r"^(flops|scaling|cost)\."  # the deterministic suites (README: "The regression gate"; COST.md)
 MACHINE = "gate-test"

@@ -39,8 +39,8 @@ import pytest
 
 from bench import cli
 from bench.site import dashboard
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 NPM_CACHE = Path.home() / ".cache" / "mixerbench" / "npm"  # the CLI's default: fetched once per machine
 
 
