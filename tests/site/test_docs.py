@@ -37,7 +37,17 @@ def _text(page: Path) -> str:
 def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("docs-site")
     done = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"), "-d", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(ROOT / "mkdocs.yml"),
+            "-d",
+            str(out),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
