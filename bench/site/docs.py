@@ -95,13 +95,14 @@ def _dataclass_rows(cls: type) -> list[tuple[str, str, str]]:
 
 def schema_description() -> dict[str, list[tuple[str, str, str]]]:
     """Per type written to disk: (field, JSON type, doc). ``bench.schema.describe()`` where it exists."""
+    import importlib
+
     try:
-        from bench import schema  # type: ignore[attr-defined]
+        schema = importlib.import_module("bench.schema")
     except ImportError:
         schema = None
     if schema is not None and hasattr(schema, "describe"):
-        described = schema.describe()
-        return {str(name): [tuple(map(str, row)) for row in rows] for name, rows in dict(described).items()}
+        return {str(name): [(str(f), str(t), str(d)) for f, t, d in rows] for name, rows in schema.describe().items()}
     from bench.measure import spec
     from bench.runs import records
 
