@@ -171,7 +171,7 @@ def folder_section(folder: Path, image_prefix: str | None = None) -> Iterator[st
     devices = sorted({_env(r, "device_name") for r in records} - {""})
     torches = sorted({_env(r, "torch") for r in records} - {""})
     commits = sorted({_env(r, "git_commit")[:12] for r in records} - {""})
-    yield f"## `results/{folder.name}`"
+    yield f"### `results/{folder.name}`"
     yield ""
     yield (
         f"{len(records)} cases ("
@@ -214,7 +214,7 @@ def peers_section(results_dir: Path) -> Iterator[str]:
         peers, _ = read_peers(path)
         if not peers:
             continue
-        yield f"### `results/{path.parent.name}/{path.name}`"
+        yield f"#### `results/{path.parent.name}/{path.name}`"
         yield ""
         yield from peers_table(peers)
         yield ""
@@ -227,5 +227,5 @@ def results_tables(results_dir: Path, image_prefix: str | None = None) -> str:
         lines += list(folder_section(folder, image_prefix))
     peers = list(peers_section(results_dir))
     if peers:
-        lines += ["## Reference models against timm (`--peers`)", ""] + peers
+        lines += ["### Reference models against timm (`--peers`)", ""] + peers
     return "\n".join(lines)
