@@ -1,4 +1,4 @@
-"""The workflows' safety rules, checked on the YAML itself (README: "CI and the shared dashboard").
+"""The workflows' safety rules, checked on the YAML itself (docs/guide/ci.md).
 
 - A job on a self-hosted runner (the GPU machine) is only in workflows that pull requests
   cannot trigger: no pull_request, pull_request_target or workflow_run trigger (a fork could
