@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
+from bench import files
+
 SCHEMA_VERSION = 2
 RESULTS_FILENAME = "results.jsonl"
 PEERS_FILENAME = "peers.jsonl"
@@ -1043,16 +1045,15 @@ def parse_line(raw: bytes) -> JSON:
 def read_jsonl(path: str | os.PathLike[str], cls: type[R]) -> tuple[list[R], list[Problem]]:
     """Every valid line of ``path`` as ``cls``, in file order, and a :class:`Problem` per other line.
 
-    Empty lines are ignored. A file that cannot be read is one Problem (line 0).
+    Empty lines are ignored. Opening ``path`` is the only step that raises: FileNotFoundError,
+    or :class:`bench.files.UnsafeFile` (a ValueError with one line) for a symbolic link, FIFO or
+    device, which are never opened.
     """
     path = Path(path)
     records: list[R] = []
     problems: list[Problem] = []
-    try:
-        with open(path, "rb") as f:
-            lines = list(f)
-    except OSError as exc:
-        return [], [Problem(str(path), 0, f"cannot be read ({exc.strerror or exc})")]
+    with files.open_file(path, "rb") as f:  # a regular file only: no symlink, FIFO or device
+        lines = list(f)
     for number, raw in enumerate(lines, start=1):
         raw = raw.strip()
         if not raw:

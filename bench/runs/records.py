@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bench import schema
+from bench import files, schema
 from bench.schema import (  # noqa: F401 (the record API, re-exported for the writers' callers)
     FINAL_STATUSES,
     STATUSES,
@@ -38,7 +38,7 @@ class ResultsWriter:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self._file = open(self.path, "a+b")
+        self._file = files.open_file(self.path, "a+b")  # a regular file only: no symlink, FIFO or device
         self._file.seek(0, os.SEEK_END)
         if self._file.tell() > 0:
             self._file.seek(-1, os.SEEK_END)

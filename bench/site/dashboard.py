@@ -37,6 +37,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import files
 from bench.files import write_text_atomically
 
 # npm tarballs -> the registry's sha512 integrity (``npm view <spec> dist.integrity``).
@@ -99,6 +100,7 @@ ASSETS: tuple[Asset, ...] = (
 )
 VENDOR_DIR = "vendor"
 REPORT_DIR = "report"
+DOCS_DIR = "docs"
 _TAG = re.compile(r"<(script|link)\b[^>]*>", re.IGNORECASE)
 _EXTERNAL = re.compile(r"""\b(?:src|href)\s*=\s*["'](?:https?:)?//""", re.IGNORECASE)
 
@@ -268,21 +270,23 @@ def render_report(markdown: str, sweep: str, bootstrap_css: str) -> str:
 
     ``sweep`` (the sweep folder's name) is escaped by the template; the body is markdown-it's
     output, which escapes every text and attribute itself. The page carries no script and a
-    Content-Security-Policy that forbids scripts, so a string that slips through still cannot run.
+    Content-Security-Policy that forbids scripts, so a string that slips through still cannot run,
+    and allows images, styles and fonts from the site itself only (the page works offline and
+    loads nothing from elsewhere, a remote image in the Markdown included).
     """
     import jinja2
     from markupsafe import Markup
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     body = Markup(markdown_renderer().render(markdown))  # noqa: S704 -- markdown-it escapes, html is off
-    return env.from_string(_REPORT_TEMPLATE).render(sweep=sweep, bootstrap_css=bootstrap_css, body=body)
+    return env.from_string(_REPORT_TEMPLATE).render(sweep=sweep, bootstrap_css=bootstrap_css, body=body, docs=DOCS_DIR)
 
 
 _REPORT_TEMPLATE = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src 'self'; style-src 'self' 'unsafe-inline'; font-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'">
 <title>mixerbench scaling report: {{ sweep }}</title>
 <link rel="stylesheet" href="../{{ bootstrap_css }}">
 <link rel="shortcut icon" href="../swallow.ico">
@@ -294,38 +298,43 @@ img { max-width: 100%; display: block; margin: 0.5em 0 1.5em; }
 </style>
 </head>
 <body>
-<p><a href="../index.html">&larr; asv dashboard</a> &middot; sweep <code>{{ sweep }}</code> &middot;
-source: <a href="report.md">report.md</a></p>
+<p><a href="../index.html">&larr; asv dashboard</a> &middot; <a href="../{{ docs }}/index.html">docs</a> &middot;
+sweep <code>{{ sweep }}</code> &middot; source: <a href="report.md">report.md</a></p>
 {{ body }}
 </body>
 </html>
 """
 NAV_LINK = f'<li><a href="{REPORT_DIR}/index.html">Scaling report</a></li>'
+DOCS_NAV_LINK = f'<li><a href="{DOCS_DIR}/index.html">Docs</a></li>'
 _STAGING = ".report-new-"  # siblings of report/ while it is built and swapped in
 _RETIRED = ".report-old-"
 
 
-def _with_nav_link(index: Path) -> str | None:
-    """asv's index.html with the "Scaling report" item added, or None when it is already there."""
+def _with_nav_link(index: Path, link: str = NAV_LINK) -> str | None:
+    """asv's index.html with ``link`` (the "Scaling report" item) added, or None when it is already there."""
     page = index.read_text()
-    if NAV_LINK in page:
+    if link in page:
         return None
     anchor = '<li id="nav-li-regressions">'
     if anchor not in page:
-        raise DashboardError(f"{index} has no navigation item {anchor!r} to put the report link after")
+        raise DashboardError(f"{index} has no navigation item {anchor!r} to put the link after")
     end = page.index("</li>", page.index(anchor)) + len("</li>")
-    return page[:end] + "\n\t" + NAV_LINK + page[end:]
+    return page[:end] + "\n\t" + link + page[end:]
 
 
 def _build_report_dir(report_dir: Path, dest: Path) -> None:
     """Write the report page, report.md and the PNG plots into the empty folder ``dest``."""
     source = report_dir / "report.md"
-    for png in sorted(report_dir.glob("*.png")):
-        shutil.copy2(png, dest / png.name)
-    shutil.copy2(source, dest / "report.md")
+    try:  # regular files only: a symlink planted in the folder is not followed into the site (bench.files)
+        for png in sorted(report_dir.glob("*.png")):
+            (dest / png.name).write_bytes(files.read_bytes(png))
+        markdown = files.read_text(source)
+    except files.UnsafeFile as exc:
+        raise DashboardError(str(exc)) from None
+    (dest / "report.md").write_text(markdown)
     css = next(f"{VENDOR_DIR}/{a.package}/{a.member}" for a in ASSETS if a.member.endswith("bootstrap.min.css"))
     name = report_dir.resolve().name
-    (dest / "index.html").write_text(render_report(source.read_text(), name, css))
+    (dest / "index.html").write_text(render_report(markdown, name, css))
 
 
 def _swap_in(new: Path, dest: Path) -> None:
@@ -372,6 +381,53 @@ def publish_report(report_dir: Path, html_dir: Path) -> Path:
     if new_index is not None:
         write_text_atomically(index, new_index)
     return dest / "index.html"
+
+
+# --- the documentation site ----------------------------------------------------------------
+
+
+def build_docs(config: Path, dest: Path) -> None:
+    """``mkdocs build --strict`` of ``config`` (an mkdocs.yml) into the folder ``dest``.
+
+    Any warning (a broken link, a page missing from the nav) fails the build: DashboardError.
+    """
+    os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")  # material's banner about its successor
+    try:
+        from mkdocs import exceptions
+        from mkdocs.commands.build import build
+        from mkdocs.config import load_config
+    except ImportError:
+        raise DashboardError("mkdocs is not installed: pip install -e '.[dev]'") from None
+    try:
+        build(load_config(config_file=str(config), site_dir=str(dest), strict=True))
+    except (exceptions.MkDocsException, OSError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DashboardError(f"mkdocs build of {config} failed: {reason}") from None
+
+
+def publish_docs(config: Path, html_dir: Path) -> Path:
+    """Build the docs of ``config`` into ``html_dir/docs/`` and link them from asv's page ("Docs").
+
+    Like the report, the folder is built beside the old one and swapped in whole, so a failed
+    build leaves the previous docs in place; asv's index.html is rewritten only after the swap.
+    """
+    if not config.is_file():
+        raise DashboardError(f"{config} does not exist: pass the documentation's mkdocs.yml")
+    index = html_dir / "index.html"
+    if not index.exists():
+        raise DashboardError(f"{index} does not exist: run `asv publish` first")
+    new_index = _with_nav_link(index, DOCS_NAV_LINK)
+    staging = Path(tempfile.mkdtemp(prefix=".docs-new-", dir=html_dir))
+    try:
+        staging.chmod(0o755)
+        build_docs(config, staging)
+        _swap_in(staging, html_dir / DOCS_DIR)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if new_index is not None:
+        write_text_atomically(index, new_index)
+    return html_dir / DOCS_DIR / "index.html"
 
 
 # --- asv's configuration and `asv publish` ------------------------------------------------

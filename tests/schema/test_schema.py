@@ -226,9 +226,16 @@ def test_encoding_is_strict_json():
         schema.dumps(r)
 
 
-def test_a_file_that_cannot_be_read_is_one_problem(tmp_path):
-    records, problems = schema.read_results(tmp_path / "missing.jsonl")
-    assert records == [] and len(problems) == 1 and problems[0].line == 0
+def test_only_opening_raises_and_a_fifo_is_never_opened(tmp_path):
+    import os
+
+    from bench.files import UnsafeFile
+
+    with pytest.raises(FileNotFoundError):
+        schema.read_results(tmp_path / "missing.jsonl")
+    os.mkfifo(tmp_path / "results.jsonl")
+    with pytest.raises(UnsafeFile):
+        schema.read_results(tmp_path / "results.jsonl")  # returns at once: a FIFO would block a reader
 
 
 def test_describe_lists_every_stored_field_with_a_json_type_and_a_doc():

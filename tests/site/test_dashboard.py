@@ -39,8 +39,8 @@ import pytest
 
 from bench import cli
 from bench.site import dashboard
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 NPM_CACHE = Path.home() / ".cache" / "mixerbench" / "npm"  # the CLI's default: fetched once per machine
 
 
@@ -261,7 +261,8 @@ def _hostile_sweep(folder: Path) -> Path:
     (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     report.write_report(folder)
     md = (folder / "report.md").read_text()
-    assert PAYLOAD in md and JS_LINK in md  # the Markdown really carries the attack; the page must defuse it
+    # the Markdown carries the attack (escaped as literal text by bench.text.markdown); the page must show it as text
+    assert "<img src=x onerror=alert(1)" in md.replace("\\", "") and JS_LINK in md.replace("\\", "")
     return folder
 
 
@@ -382,6 +383,37 @@ def test_a_failure_while_publishing_leaves_the_previous_report(tmp_path, monkeyp
     assert b"<h1>old report</h1>" in before["index.html"]
     assert (html_dir / "index.html").read_bytes() == index
     assert sorted(p.name for p in html_dir.iterdir()) == ["index.html", "report"]  # nothing half-built left
+
+
+def _tiny_docs(folder: Path, body: str) -> Path:
+    """An mkdocs project with one page (mkdocs' own theme: quick, and nothing to fetch)."""
+    (folder / "docs").mkdir(parents=True)
+    (folder / "docs" / "index.md").write_text(body)
+    (folder / "mkdocs.yml").write_text("site_name: tiny\ntheme: mkdocs\nuse_directory_urls: false\n")
+    return folder / "mkdocs.yml"
+
+
+def test_a_docs_build_that_fails_strict_leaves_the_previous_docs(tmp_path):
+    pytest.importorskip("mkdocs")
+    html_dir = _html_dir(tmp_path)
+    good = _tiny_docs(tmp_path / "good", "# first docs\n")
+    assert dashboard.publish_docs(good, html_dir) == html_dir / "docs" / "index.html"
+    index = (html_dir / "index.html").read_text()
+    assert index.count(dashboard.DOCS_NAV_LINK) == 1
+    before = (html_dir / "docs" / "index.html").read_text()
+    assert "first docs" in before
+    bad = _tiny_docs(tmp_path / "bad", "# second docs\n\n[gone](missing.md)\n")  # a warning: strict fails
+    with pytest.raises(dashboard.DashboardError, match="mkdocs build of .* failed"):
+        dashboard.publish_docs(bad, html_dir)
+    assert (html_dir / "docs" / "index.html").read_text() == before
+    assert (html_dir / "index.html").read_text() == index
+    assert sorted(p.name for p in html_dir.iterdir()) == ["docs", "index.html"]  # no staging folder left
+
+
+def test_cli_missing_docs_config_is_one_line_and_exit_2(tmp_path, capsys):
+    assert cli.main(["dashboard", "--docs", str(tmp_path / "mkdocs.yml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "mkdocs.yml not found" in err
 
 
 def test_the_projects_asv_config_is_read_with_its_comments():
@@ -527,7 +559,8 @@ def site(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("site")
     repo = base / "repo"
     repo.mkdir()
-    for name in ("pyproject.toml", "README.md", "asv.conf.json", "architectures", "bench", "suites"):
+    docs = ("mkdocs.yml", "docs", "CHANGELOG.md", "results")  # the documentation site, published beside it
+    for name in ("pyproject.toml", "README.md", "asv.conf.json", "architectures", "bench", "suites", *docs):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -589,6 +622,8 @@ def site(tmp_path_factory) -> Path:
             str(repo / "asv.conf.json"),
             "--report",
             str(report),
+            "--docs",
+            str(repo / "mkdocs.yml"),
             "--cache",
             str(NPM_CACHE),
         ],
@@ -652,6 +687,64 @@ def test_track_benchmark_graph_renders_in_headless_chromium_without_errors(site,
 
     assert "<h1>mixerbench sweep report</h1>" in report_dom
     assert "/report/macs_vs_tokens.png" in {path for path, _ in log}
+
+
+def _local_links(page: Path) -> list[str]:
+    """The href and src values of ``page`` that point into the site (no scheme, not protocol-relative)."""
+    urls = re.findall(r"""(?:href|src)=["']([^"']*)["']""", page.read_text())
+    return [html.unescape(u) for u in urls if not re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*:|//", u)]
+
+
+@pytest.mark.slow
+def test_docs_link_the_dashboard_and_report_both_ways_and_every_link_resolves(site):
+    docs = site / dashboard.DOCS_DIR
+    assert dashboard.DOCS_NAV_LINK in (site / "index.html").read_text()  # dashboard -> docs
+    assert 'href="../docs/index.html"' in (site / "report" / "index.html").read_text()  # report -> docs
+    index = (docs / "index.html").read_text()
+    assert 'href="../index.html"' in index and 'href="../report/index.html"' in index  # docs -> both
+    cli_page = (docs / "reference" / "cli.html").read_text()
+    assert 'href="../../index.html"' in cli_page and 'href="../../report/index.html"' in cli_page
+    pages = sorted(p for p in docs.rglob("*.html") if p.name != "404.html")  # 404.html: root-relative, for servers
+    assert len(pages) > 15
+    broken = []
+    for page in pages:
+        for url in _local_links(page):
+            path = url.split("#")[0].split("?")[0]
+            if not path:
+                continue
+            target = (page.parent / path).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            if not (target.is_file() and target.is_relative_to(site.resolve())):
+                broken.append(f"{page.relative_to(site)} -> {url}")
+    assert not broken, broken[:20]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run does)")
+def test_docs_render_offline_beside_the_dashboard_in_headless_chromium(site, tmp_path):
+    pages = ("/docs/index.html", "/docs/reference/cli.html", "/docs/results/index.html")
+    server, log = _serve(site, {page: PROBE for page in pages})
+    doms = {}
+    try:
+        port = server.server_address[1]
+        for i, page in enumerate(pages):
+            doms[page], stderr = _chromium_dom(f"http://127.0.0.1:{port}{page}", tmp_path / f"profile{i}")
+            assert not [line for line in stderr.splitlines() if "CONSOLE" in line and "Uncaught" in line], page
+    finally:
+        server.shutdown()
+        server.server_close()
+    for page, dom in doms.items():
+        problems = re.search(r'<pre id="test-problems">(.*?)</pre>', dom, re.DOTALL)
+        assert problems is not None, f"the probe never ran: {page} did not load"
+        assert json.loads(html.unescape(problems.group(1))) == [], page
+    assert "usage: mixerbench sweep" in html.unescape(doms["/docs/reference/cli.html"])
+    assert 'class="md-header' in doms["/docs/index.html"]  # material's theme rendered
+    requested = [path for path, _ in log]
+    assert any(p.startswith("/docs/assets/") and p.split("?")[0].endswith(".js") for p in requested)
+    assert any(p.startswith("/docs/results/") and p.endswith(".png") for p in requested)
+    failed = [(path, code) for path, code in log if code >= 400]
+    assert not failed, failed  # every request answered by the site itself (nothing else is reachable offline)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run does)")
