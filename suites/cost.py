@@ -9,7 +9,7 @@ an extra copy or elementwise pass, an upcast to float64 (docs/methodology/cost-m
 
 from __future__ import annotations
 
-from bench.measure import cost as costs
+from bench.measure import cost
 
 from .common import COUNTED_MODELS, MODES, RESOLUTIONS
 
@@ -26,7 +26,7 @@ class Step:
         for m in COUNTED_MODELS:
             for s in RESOLUTIONS:
                 for mode in MODES:
-                    record = costs.cost(m, s, mode=mode)
+                    record = cost.cost(m, s, mode=mode)
                     out[m, s, mode] = {
                         "bytes_moved": record.bytes_moved,
                         "ops": record.ops,

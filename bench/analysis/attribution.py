@@ -129,14 +129,7 @@ def attribute(series, latencies: list[float]) -> Attribution | None:
         ci = None
     lo, hi = ci if ci else (share, share)
     tol = stats.MEASURED_SHARE_TOL
-    if ci is None:
-        verdict = "inconclusive"
-    elif lo > tol:
-        verdict = "quadratic"
-    elif hi <= tol:
-        verdict = "linear"
-    else:
-        verdict = "inconclusive"
+    verdict = scaling.decide(*(ci if ci else (math.nan, math.nan)), tol)  # one profiled round: no interval
 
     per_size = [class_times(r, t) for r, t in zip(records, latencies)]
     drift = stats.drift(x, latencies)

@@ -38,6 +38,26 @@ AXES = ("resolution", "patch_size", "pixels")
 VERDICTS = ("linear", "quadratic", "inconclusive")
 EXACT_SHARE_TOL = 1e-9
 
+
+def decide(share_lo: float, share_hi: float, tol: float, lowest: float = -math.inf) -> str:
+    """The one verdict rule, for exact fits, measured curves and per-operator attribution alike.
+
+    From the quadratic share at the largest size, as an interval [share_lo, share_hi] (an exact
+    fit: both its share; a measured one: its 95% interval): "quadratic" when the whole interval
+    is above ``tol``, "linear" when it is at most ``tol`` and not below ``lowest``,
+    "inconclusive" otherwise and when the interval is unknown (not finite). Exact fits pass
+    ``lowest = -tol`` (counts that bend down are not linear); measured curves and attribution
+    leave it open (a curve that grows more slowly than a straight line is linear work).
+    """
+    if not (math.isfinite(share_lo) and math.isfinite(share_hi)):
+        return "inconclusive"
+    if share_lo > tol:
+        return "quadratic"
+    if share_hi <= tol and share_lo >= lowest:
+        return "linear"
+    return "inconclusive"
+
+
 # Two-sided 95% quantiles of Student's t (the 0.975 quantile) by degrees of freedom,
 # from the standard tables (e.g. NIST/SEMATECH e-Handbook, Table 1.3.6.7.2).
 _T975 = {
@@ -164,18 +184,13 @@ def fit(
     share = b * x_max**2 / (a * x_max + b * x_max**2 + c)
     residuals = [abs(y - (a * v + b * v * v + c)) / y for v, y in zip(xs, ys)]
     note = ""
+    verdict = decide(share, share, tol, lowest=-tol) if polynomial else "inconclusive"
     if not polynomial:
-        verdict = "inconclusive"
         note = (
             f"the counts are not a polynomial a*x + b*x^2 + c in x (max relative residual {max(residuals):.2g}): "
             f"neither linear nor quadratic exactly (e.g. a convnet's stride-2 layers off multiples of 32)"
         )
-    elif share > tol:
-        verdict = "quadratic"
-    elif share >= -tol:
-        verdict = "linear"
-    else:
-        verdict = "inconclusive"
+    elif verdict == "inconclusive":
         note = f"the fit bends down (quadratic share {share:.3g} < -{tol:g})"
     crossover = a / b if a > 0 and b > 0 else None
     return ScalingFit(

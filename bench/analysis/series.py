@@ -15,7 +15,6 @@ per image (divided by the batch that ran), never per step, so sizes are comparab
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from bench.analysis import scaling, stats
@@ -94,6 +93,23 @@ class FitRow:
         return self.fit.share_ci if self.fit is not None else None
 
     @property
+    def peaks(self):
+        """The profiled peak tensor bytes an activation-memory fit uses (:func:`tensor_peaks`), else None."""
+        return tensor_peaks(self.series) if self.quantity == "activation memory" else None
+
+    @property
+    def drift(self) -> float | None:
+        """Change of the quantity per unit of x over the range (:func:`bench.analysis.stats.drift`), computed here
+        only: the attribution's for attributed latency, the measured values' for other measured fits, else None."""
+        if self.attribution is not None:
+            return self.attribution.drift
+        if self.fit is None or not self.fit.noisy:
+            return None
+        peaks = self.peaks
+        values = stats.summarise(*peaks)[1] if peaks else [quantity(r, self.quantity) for r in self.series.records]
+        return stats.drift(self.series.x(), values)
+
+    @property
     def drift_note(self) -> str:
         """Why: the attribution's note (with the drift), or the fit's note and its drift per unit of x."""
         if self.attribution is not None:
@@ -103,12 +119,9 @@ class FitRow:
         parts = [self.fit.note] if self.fit.note else []
         if self.fit.noisy:
             unit = "pixel" if self.series.axis == "pixels" else "token"
-            values = [quantity(r, self.quantity) for r in self.series.records]
-            peaks = tensor_peaks(self.series) if self.quantity == "activation memory" else None
-            if peaks:
-                values = stats.summarise(*peaks)[1]
+            peaks = self.peaks
             per = "image " if self.series.case.batch == "max" else ""
-            parts.append(f"{self.quantity} per {per}{unit} {stats.drift(self.series.x(), values):+.0%} over the range")
+            parts.append(f"{self.quantity} per {per}{unit} {self.drift:+.0%} over the range")
             if peaks:
                 parts.append(
                     "fitted on the profiled steps' peak tensor bytes (the RSS figures in the tables wiggle "
@@ -146,22 +159,10 @@ def latest_per_machine(records: list[Record]) -> list[Record]:
     return list({(machine_of(r), r.key): r for r in records}.values())
 
 
-def series_key(record: Record) -> tuple:
-    """Everything of a record's case but the image size (and the label it is reported under), and its machine."""
-    c = record.case
-    return (
-        record.name,
-        c.model,
-        json.dumps(c.overrides, sort_keys=True),
-        c.patch_size,
-        c.batch,
-        c.device,
-        c.dtype,
-        c.mode,
-        c.compile,
-        c.threads,
-        machine_of(record),
-    )
+def series_key(record: Record) -> tuple[str, str]:
+    """A series' identity: its case's (:attr:`bench.schema.Case.series_key`: everything but the image size, with the
+    label it is reported under; the same identity the sweep times rounds by) and the machine it ran on."""
+    return record.series_key, machine_of(record)
 
 
 def series_of(records: list[Record]) -> list[Series]:
@@ -176,7 +177,7 @@ def series_of(records: list[Record]) -> list[Series]:
     names = machine_names(records)
     several = len(names) > 1
     return [
-        Series(k[0], k, tuple(sorted(v, key=lambda r: r.case.img_size)), names[k[-1]] if several else None)
+        Series(v[0].name, k, tuple(sorted(v, key=lambda r: r.case.img_size)), names[k[-1]] if several else None)
         for k, v in groups.items()
     ]
 
@@ -271,7 +272,7 @@ def attention_pairs(series: list[Series]) -> list[tuple[Series, Series]]:
 
     def base(s: Series) -> tuple:
         overrides = {k: v for k, v in s.case.overrides.items() if k != "attn_backend"}
-        return (s.case.model, json.dumps(overrides, sort_keys=True)) + s.key[3:]
+        return s.case.replace(overrides=overrides, label="").series_key, s.key[-1]  # without backend and label
 
     fused = {base(s): s for s in series if s.case.overrides.get("attn_backend") in ("fused", "sdpa")}
     return [

@@ -133,11 +133,12 @@ def wls(x: Sequence[float], y: np.ndarray, iterations: int = IRLS_ITERATIONS) ->
 
 def curve_verdict(share_lo: float, share_hi: float, tol: float = MEASURED_SHARE_TOL) -> tuple[str, str]:
     """(verdict, note) of a measured curve from its quadratic share's 95% interval (rule in the module doc)."""
+    verdict = scaling.decide(share_lo, share_hi, tol)
     if not (np.isfinite(share_lo) and np.isfinite(share_hi)):
-        return "inconclusive", "3 sizes leave no degree of freedom for an interval"
-    if share_lo > tol:
+        return verdict, "3 sizes leave no degree of freedom for an interval"
+    if verdict == "quadratic":
         return "quadratic", ""
-    if share_hi <= tol:
+    if verdict == "linear":
         if share_hi < 0:
             return (
                 "linear",
@@ -145,7 +146,7 @@ def curve_verdict(share_lo: float, share_hi: float, tol: float = MEASURED_SHARE_
             )
         return "linear", ""
     return (
-        "inconclusive",
+        verdict,
         f"the quadratic share's interval [{share_lo:.0%}, {share_hi:.0%}] straddles the tolerance {tol:.0%}",
     )
 
@@ -153,7 +154,7 @@ def curve_verdict(share_lo: float, share_hi: float, tol: float = MEASURED_SHARE_
 def verdicts_batch(fits: WLS, tol: float = MEASURED_SHARE_TOL) -> np.ndarray:
     """:func:`curve_verdict` of every fit in a batch, as an array of "linear" / "quadratic" / "inconclusive"."""
     lo, hi = fits.share_ci()
-    return np.where(lo > tol, "quadratic", np.where(hi <= tol, "linear", "inconclusive"))
+    return np.vectorize(lambda a, b: scaling.decide(float(a), float(b), tol), otypes=[object])(lo, hi).astype(str)
 
 
 def drift(x: Sequence[float], y: Sequence[float]) -> float:

@@ -38,32 +38,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def not_a_sweep_folder(d: Path, command: str) -> UsageError:
     """The one-line error for a folder without results.jsonl; a ``sweep --peers`` folder is named as such."""
-    from bench.runs import records as results
+    from bench import schema
 
-    if (d / results.PEERS_FILENAME).is_file():
+    if (d / schema.PEERS_FILENAME).is_file():
         return UsageError(
             f"{d} is a `sweep --peers` folder (peers.jsonl, no results.jsonl): `{command}` reads sweep folders; its ours/timm "
-            f"ratios are in {d / results.PEERS_FILENAME} (to get them in a report, run `sweep --peers --out SWEEP_DIR` "
+            f"ratios are in {d / schema.PEERS_FILENAME} (to get them in a report, run `sweep --peers --out SWEEP_DIR` "
             f"into a sweep folder, then `mixerbench report SWEEP_DIR`)"
         )
-    return UsageError(f"{d / results.FILENAME} not found (is {d} a sweep folder?)")
+    return UsageError(f"{d / schema.RESULTS_FILENAME} not found (is {d} a sweep folder?)")
 
 
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from bench import files
-    from bench.runs import records as results
+    from bench import files, schema
     from bench.runs.compare import compare, missing, run_differences
 
     if args.factor <= 1:
         raise UsageError(f"--factor must be above 1, got {args.factor}")
     loaded = []
     for d in (args.dir_a, args.dir_b):
-        path = d / results.FILENAME
+        path = d / schema.RESULTS_FILENAME
         if not files.check_regular(path):  # a symlink, FIFO or device is refused in one line
             raise not_a_sweep_folder(d, "compare")
-        records, problems = results.read_results(path)
+        records, problems = schema.read_results(path)
         for p in problems:
             print(f"warning: {p} (ignored)", file=sys.stderr)
         if not records:

@@ -22,16 +22,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from bench import files, report
+    from bench import files, report, schema
     from bench.cli.cmd_compare import not_a_sweep_folder
-    from bench.runs import records as results
 
-    path = args.dir / results.FILENAME
+    path = args.dir / schema.RESULTS_FILENAME
     if not files.check_regular(path):  # a symlink, FIFO or device is refused in one line
         raise not_a_sweep_folder(args.dir, "report")
     if not os.access(args.dir, os.W_OK):
         raise UsageError(f"{args.dir} is not writable")
-    records, problems = results.read_results(path)
+    records, problems = schema.read_results(path)
     if not records:
         first = f"; line {problems[0].line}: {problems[0].message}" if problems else ""
         raise UsageError(

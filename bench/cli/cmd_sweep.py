@@ -130,9 +130,8 @@ def _check(args: argparse.Namespace) -> None:
 
 def _folder(out: Path, create: bool) -> None:
     """Check (and with ``create`` make) the output folder; the files a sweep opens there must be regular files."""
-    from bench import files
+    from bench import files, schema
     from bench.runs import machine
-    from bench.runs import records as results
 
     try:
         files.check_writable(out)
@@ -140,23 +139,23 @@ def _folder(out: Path, create: bool) -> None:
             files.make_folder(out)
     except ValueError as exc:
         raise UsageError(f"--out {exc}") from None
-    for name in (files.LOCK_NAME, results.FILENAME, results.PEERS_FILENAME, machine.FILENAME):
+    for name in (files.LOCK_NAME, schema.RESULTS_FILENAME, schema.PEERS_FILENAME, machine.FILENAME):
         files.check_regular(out / name)  # a symlink, FIFO or device: UnsafeFile, one line and exit 2
 
 
 def _peers_to_run(out: Path, pairs, resume: bool, settings: dict):
     """The pairs to time into ``out``: an existing peers.jsonl is refused without --resume, which skips the pairs
     it holds with the same ``settings`` (img_size, batch, device, dtype, mode)."""
-    from bench.runs import records as results
+    from bench import schema
 
-    path = out / results.PEERS_FILENAME
+    path = out / schema.PEERS_FILENAME
     if not path.exists():
         return pairs
     if not resume:
         raise UsageError(f"{path} exists; add --resume to time the pairs it lacks, or choose another --out")
     done = {
         (r.case.get("ours"), r.case.get("timm"))
-        for r in results.read_peers(path)[0]
+        for r in schema.read_peers(path)[0]
         if r.status == "ok" and all(r.case.get(k) == v for k, v in settings.items())
     }
     return tuple(p for p in pairs if tuple(p) not in done)
@@ -165,10 +164,9 @@ def _peers_to_run(out: Path, pairs, resume: bool, settings: dict):
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from bench import files, report
+    from bench import files, report, schema
     from bench.measure import attention, timing
     from bench.runs import presets, sweep
-    from bench.runs import records as results
 
     _check(args)
     shard = shard_option.resolve(args)
@@ -275,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
             f"\ninterrupted: finished cases are in {out / 'results.jsonl'}; continue with the same arguments plus --resume --out {out}"
         )
         raise
-    failed = [r for r in records if r.status not in results.FINAL_STATUSES]  # error, killed: rerun by --resume
+    failed = [r for r in records if r.status not in schema.FINAL_STATUSES]  # error, killed: rerun by --resume
     if not args.no_report:
         summary = report.write_report(out)
         print(summary)

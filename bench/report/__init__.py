@@ -13,13 +13,13 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from bench import schema
 from bench.analysis import scaling
 from bench.analysis.series import FitRow, Series, attention_pairs, fits_of, latest_per_machine, quantity, series_of
 from bench.files import UnsafeFile, write_atomically, write_text_atomically
 from bench.report import breakdown, verdicts
 from bench.report.devices import devices_table
 from bench.runs import machine
-from bench.runs import records as results
 from bench.schema import Record
 from bench.text import markdown as escape
 from bench.text import markdown as md  # text from results files, as literal Markdown
@@ -323,8 +323,8 @@ METHODS = """\
 
 def build(out: Path) -> tuple[str, str, list[str], list[str]]:
     """(report markdown, console summary, plot files written, warnings) for folder ``out``."""
-    path = out / results.FILENAME
-    raw, problems = results.read_results(path)
+    path = out / schema.RESULTS_FILENAME
+    raw, problems = schema.read_results(path)
     warnings = [f"{p} (ignored)" for p in problems]
     records = latest_per_machine(raw)  # one record per case and machine (a merged folder holds several machines)
     series = series_of(records)
@@ -333,8 +333,8 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
     verdicts.write_fits_json(out, fit_rows)
     pairs = attention_pairs(series)
     peers: list = []
-    if (out / results.PEERS_FILENAME).exists():
-        peers, peer_problems = results.read_peers(out / results.PEERS_FILENAME)
+    if (out / schema.PEERS_FILENAME).exists():
+        peers, peer_problems = schema.read_peers(out / schema.PEERS_FILENAME)
         warnings += [f"{p} (ignored)" for p in peer_problems]
     try:
         machine_json = machine.read(out / machine.FILENAME)

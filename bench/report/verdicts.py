@@ -15,8 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.analysis import stats
-from bench.analysis.series import FitRow, quantity, tensor_peaks
+from bench.analysis.series import FitRow
 from bench.files import write_text_atomically
 from bench.text import markdown as md
 
@@ -72,14 +71,11 @@ def fit_object(row: FitRow) -> dict:
         }
         obj["decided_by"] = "exact count" if not f.noisy else "curve (sizes as units)"
         if f.noisy:
-            peaks = tensor_peaks(s) if row.quantity == "activation memory" else None
-            values = stats.summarise(*peaks)[1] if peaks else [quantity(r, row.quantity) for r in s.records]
-            obj["drift"] = stats.drift(s.x(), values)
-            obj["measured_as"] = "profiled peak tensor bytes" if peaks else None
+            obj["measured_as"] = "profiled peak tensor bytes" if row.peaks else None
+    obj["drift"] = row.drift
     if row.attribution is not None:
         obj["decided_by"] = "per-operator attribution"
         obj["attribution"] = row.attribution.to_dict()
-        obj["drift"] = row.attribution.drift
     return obj
 
 

@@ -27,7 +27,7 @@ from typing import TextIO
 
 import architectures
 from bench import schema
-from bench.runs import records as results
+from bench.runs.records import ResultsWriter
 from bench.schema import FLOPS_PER_MAC, Case, Env, PeerCase, PeerRecord, Record, Shard
 
 
@@ -240,7 +240,7 @@ def run_sweep(config: SweepConfig, *, log: TextIO | None = None) -> list[Record]
     from bench.measure import timing
 
     with files.folder_lock(config.out), timing.torch_threads(config.threads):
-        path = config.out / results.FILENAME
+        path = config.out / schema.RESULTS_FILENAME
         if not config.resume and path.exists() and path.stat().st_size > 0:  # checked again under the lock
             raise files.FolderBusy(f"{path} exists (another sweep wrote it meanwhile?); continue it with --resume")
         return _run_sweep(config, sys.stdout if log is None else log)
@@ -250,7 +250,7 @@ class RecordNotWritten(OSError):
     """Appending a measured record to results.jsonl failed (disk full, file too large); the record went to stderr."""
 
 
-def _append(writer: results.ResultsWriter, record: Record | PeerRecord) -> None:
+def _append(writer: ResultsWriter, record: Record | PeerRecord) -> None:
     """Append ``record``; when that fails, print its line to stderr (so it is not lost) and raise RecordNotWritten."""
     try:
         writer.append(record)
@@ -267,13 +267,13 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
     from bench.measure import env as envinfo
     from bench.runs import machine, rounds
 
-    path = config.out / results.FILENAME
+    path = config.out / schema.RESULTS_FILENAME
     done: set[str] = set()
     if config.resume and path.exists():
-        previous, problems = results.read_results(path)
+        previous, problems = schema.read_results(path)
         for problem in problems:
             print(f"warning: {problem} (kept; that case is measured again)", file=sys.stderr)
-        done = {k for k, r in results.latest_by_key(previous).items() if r.status in results.FINAL_STATUSES}
+        done = {k for k, r in schema.latest_by_key(previous).items() if r.status in schema.FINAL_STATUSES}
     todo = [c for c in config.cases if c.key not in done]
     skipped = len(config.cases) - len(todo)
     print(f"sweep: {len(config.cases)} cases ({skipped} already in {path}), {len(todo)} to run", file=log, flush=True)
@@ -291,7 +291,7 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
         machines, run_started = {d: machine.start(d) for d in devices}, machine.now()  # fingerprint, GPU sample
         started = time.perf_counter()
         try:
-            with results.ResultsWriter(path) as writer:
+            with ResultsWriter(path) as writer:
                 for i, (case, pretimed) in enumerate(rounds.pretime(todo, config, log), start=1):
                     record = run_case(
                         case,
@@ -320,9 +320,9 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
                 worker.close()
             machine.write_end(config.out, machines, run_started, config.shard, log)
     elif not path.exists():  # nothing to run (an empty shard): still a sweep folder that merge and report read
-        results.ResultsWriter(path).close()
-    records, _ = results.read_results(path)
-    return list(results.latest_by_key(records).values())
+        ResultsWriter(path).close()
+    records, _ = schema.read_results(path)
+    return list(schema.latest_by_key(records).values())
 
 
 def run_peers(
@@ -358,7 +358,7 @@ def _run_peers(pairs, out, img_size, batch, device, dtype, mode, rounds, log) ->
 
     env = envinfo.environment(device)
     records = []
-    with results.ResultsWriter(out / results.PEERS_FILENAME) as writer:
+    with ResultsWriter(out / schema.PEERS_FILENAME) as writer:
         for ours, peer in pairs:
             channels_last = timing.uses_channels_last(ours)
             try:

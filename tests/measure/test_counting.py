@@ -182,9 +182,9 @@ def test_bad_cases_raise_value_error():
 
 
 def test_timm_peer_that_cannot_run_on_meta_is_counted_on_cpu(monkeypatch):
-    import bench.measure.counting as flops
+    import bench.measure.counting as counting_module
 
-    real = flops._run_counted
+    real = counting_module._run_counted
 
     def meta_fails(net, img_size, device, shortcuts=True):
         if device == "meta":
@@ -192,7 +192,7 @@ def test_timm_peer_that_cannot_run_on_meta_is_counted_on_cpu(monkeypatch):
         return real(net, img_size, device, shortcuts)
 
     expected = count("timm:resnet18", 64)
-    monkeypatch.setattr(flops, "_run_counted", meta_fails)
+    monkeypatch.setattr(counting_module, "_run_counted", meta_fails)
     record = count("timm:resnet18", 64)
     assert record.device == "cpu"
     assert (record.macs, record.activations, record.params) == (expected.macs, expected.activations, expected.params)
