@@ -36,6 +36,6 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{path} holds no valid record ({len(problems)} invalid line{'s' * (len(problems) != 1)}{first})"
         )
-    print(report.write_report(args.dir))
+    print(report.write_report(args.dir, records, problems))  # the file parsed once
     print(f"report: {args.dir / 'report.md'}")
     return 0

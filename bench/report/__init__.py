@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench import schema
@@ -321,10 +322,17 @@ METHODS = """\
 """
 
 
-def build(out: Path) -> tuple[str, str, list[str], list[str]]:
-    """(report markdown, console summary, plot files written, warnings) for folder ``out``."""
+def build(
+    out: Path, raw: list[Record] | None = None, problems: Sequence[schema.Problem] = ()
+) -> tuple[str, str, list[str], list[str]]:
+    """(report markdown, console summary, plot files written, warnings) for folder ``out``.
+
+    ``raw`` are the records of ``out/results.jsonl`` and ``problems`` its bad lines, when the caller has read
+    them already (the file is parsed once); None: read here.
+    """
     path = out / schema.RESULTS_FILENAME
-    raw, problems = schema.read_results(path)
+    if raw is None:
+        raw, problems = schema.read_results(path)
     warnings = [f"{p} (ignored)" for p in problems]
     records = latest_per_machine(raw)  # one record per case and machine (a merged folder holds several machines)
     series = series_of(records)
@@ -406,9 +414,12 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
     return "\n".join(md), "\n".join(console), plots, warnings
 
 
-def write_report(out: Path) -> str:
-    """Write ``out``/report.md and the plots; return the console summary (warnings go to stderr)."""
-    md, console, _, warnings = build(out)
+def write_report(out: Path, raw: list[Record] | None = None, problems: Sequence[schema.Problem] = ()) -> str:
+    """Write ``out``/report.md and the plots; return the console summary (warnings go to stderr).
+
+    ``raw`` and ``problems``: what the caller read of ``out/results.jsonl`` already (see :func:`build`).
+    """
+    md, console, _, warnings = build(out, raw, problems)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     write_text_atomically(out / "report.md", md + "\n")
