@@ -25,9 +25,9 @@ def stub_measuring(monkeypatch):
 
     ran = []
 
-    def run_case(case, *, env, roof, **kwargs):
+    def run_case(case, run, **kwargs):
         ran.append(case)
-        return ok_record(case, env=env, roof=roof)
+        return ok_record(case, env=run.env, roof=run.roof)
 
     monkeypatch.setattr(sweep, "run_case", run_case)
     monkeypatch.setattr(timing, "matmul_roof", lambda device, dtype: 1e9)

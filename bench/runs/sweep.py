@@ -17,6 +17,7 @@ one whose memory worker is killed without evidence of OOM "killed", any other fa
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import sys
 import time
@@ -132,18 +133,25 @@ def _cuda_batch_fits(case: Case, log: TextIO | None = None) -> Callable[[int], b
     return fits
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """What the cases of one run on one device share: where they run and how they are timed."""
+
+    env: Env | None  # the software and device (bench.measure.env.environment)
+    roof: float  # the matmul roof of the case's device and dtype, FLOP/s (MFU's denominator)
+    copy_bytes_per_s: float | None = None  # copy bandwidth, the roofline's memory roof
+    min_run_time: float = 1.0
+    min_runs: int = 5
+    warmup: int = 2
+
+
 def run_case(
     case: Case,
+    run: RunContext,
     *,
-    env: Env | None,
-    roof: float,
-    min_run_time: float = 1.0,
-    min_runs: int = 5,
-    warmup: int = 2,
     worker=None,
     log: TextIO | None = None,
     pretimed=None,
-    copy_bytes_per_s: float | None = None,
 ) -> Record:
     """Count, time and measure one case; the record to append (status "ok", "oom", "killed" or "error").
 
@@ -163,10 +171,10 @@ def run_case(
         status="error",
         label=case.name,
         family=architectures.family(case.model),
-        env=env,
-        roof_flops_per_s=roof,
+        env=run.env,
+        roof_flops_per_s=run.roof,
         flops_per_mac=FLOPS_PER_MAC[case.mode],
-        copy_bytes_per_s=copy_bytes_per_s,
+        copy_bytes_per_s=run.copy_bytes_per_s,
     )
     started = time.perf_counter()
     try:
@@ -185,9 +193,9 @@ def run_case(
             record.time = pretimed.timing
             record.profile = pretimed.profile()
         else:
-            record.time = timing.measure(sized, min_run_time=min_run_time, min_runs=min_runs, warmup=warmup)
+            record.time = timing.measure(sized, min_run_time=run.min_run_time, min_runs=run.min_runs, warmup=run.warmup)
         record.achieved_flops_per_s = timing.achieved_flops(record.counts.macs, record.time.images_per_s, case.mode)
-        record.mfu = record.achieved_flops_per_s / roof
+        record.mfu = record.achieved_flops_per_s / run.roof
         _free_cuda()
         record.memory = memory.measure_in_process(sized) if case.device == "cuda" else worker.measure(sized)
         record.status = "ok"
@@ -293,18 +301,15 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
         try:
             with ResultsWriter(path) as writer:
                 for i, (case, pretimed) in enumerate(rounds.pretime(todo, config, log), start=1):
-                    record = run_case(
-                        case,
+                    run = RunContext(
                         env=env[case.device],
                         roof=roofs[case.device, case.dtype],
+                        copy_bytes_per_s=copies[case.device],
                         min_run_time=config.min_run_time,
                         min_runs=config.min_runs,
                         warmup=config.warmup,
-                        worker=worker,
-                        log=log,
-                        pretimed=pretimed,
-                        copy_bytes_per_s=copies[case.device],
                     )
+                    record = run_case(case, run, worker=worker, log=log, pretimed=pretimed)
                     record.shard = config.shard
                     record.machine = machine.part(machines[case.device])
                     _append(writer, record)
@@ -349,13 +354,19 @@ def run_peers(
     from bench.measure import timing
 
     with files.folder_lock(out), timing.torch_threads(threads):
-        return _run_peers(pairs, out, img_size, batch, device, dtype, mode, rounds, sys.stdout if log is None else log)
+        setup = PeerCase(
+            "", "", img_size, batch, device, dtype, mode, channels_last=False
+        )  # each pair fills in the rest
+        return _run_peers(pairs, out, setup, rounds, sys.stdout if log is None else log)
 
 
-def _run_peers(pairs, out, img_size, batch, device, dtype, mode, rounds, log) -> list[PeerRecord]:
+def _run_peers(
+    pairs: Iterable[tuple[str, str]], out: Path, setup: PeerCase, rounds: int, log: TextIO
+) -> list[PeerRecord]:
     from bench.measure import env as envinfo
     from bench.measure import timing
 
+    img_size, batch, device, dtype, mode = setup.img_size, setup.batch, setup.device, setup.dtype, setup.mode
     env = envinfo.environment(device)
     records = []
     with ResultsWriter(out / schema.PEERS_FILENAME) as writer:
@@ -378,20 +389,8 @@ def _run_peers(pairs, out, img_size, batch, device, dtype, mode, rounds, log) ->
                 mine = theirs = None
                 gc.collect()
                 continue
-            record = PeerRecord(
-                case=PeerCase(
-                    ours=ours,
-                    timm=peer,
-                    img_size=img_size,
-                    batch=batch,
-                    device=device,
-                    dtype=dtype,
-                    mode=mode,
-                    channels_last=channels_last,
-                ),
-                paired=paired,
-                env=env,
-            )
+            case = dataclasses.replace(setup, ours=ours, timm=peer, channels_last=channels_last)
+            record = PeerRecord(case=case, paired=paired, env=env)
             _append(writer, record)
             records.append(record)
             print(

@@ -29,7 +29,7 @@ def explicit_case(batch) -> Case:
 
 
 def run(case: Case):
-    return sweep.run_case(case, env={}, roof=1e12, min_run_time=0.05, min_runs=2, warmup=1)
+    return sweep.run_case(case, sweep.RunContext(env=None, roof=1e12, min_run_time=0.05, min_runs=2, warmup=1))
 
 
 def test_real_oom_is_recorded_and_memory_is_given_back():

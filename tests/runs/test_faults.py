@@ -491,7 +491,8 @@ def test_float16_mfu_on_cpu_is_against_a_roof_timed_the_way_the_model_runs():
             label="fp16",
             threads=1,
         )
-        record = sweep.run_case(case, env={}, roof=roof16, min_run_time=0.05, min_runs=3, warmup=1, worker=SkipMemory())
+        run = sweep.RunContext(env=None, roof=roof16, min_run_time=0.05, min_runs=3, warmup=1)
+        record = sweep.run_case(case, run, worker=SkipMemory())
     assert record.time is not None and record.mfu is not None, record.error
     # was 13 (1307%) against a plain float16 torch.mm; about 0.5 now. The bound leaves room for a shared machine's
     # timing noise (roof and model are timed separately), not for the old error
