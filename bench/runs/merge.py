@@ -105,8 +105,8 @@ def machine_of(record: Any) -> str:
 
 def _date(record: dict) -> datetime.datetime:
     """``env.date`` as an aware datetime; missing or unreadable dates sort first."""
-    env = record.get("env") if isinstance(record.get("env"), dict) else {}
-    text = env.get("date")
+    env = record.get("env")
+    text = env.get("date") if isinstance(env, dict) else None
     oldest = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
     if not isinstance(text, str):
         return oldest
@@ -261,9 +261,7 @@ def check_shards(folders: Sequence[Path], rows: list[tuple[dict, int, int, str]]
     return found
 
 
-def merge(
-    out: Path, folders: Sequence[Path], prefer: str | None = None, incomplete: bool = False
-) -> MergeSummary:
+def merge(out: Path, folders: Sequence[Path], prefer: str | None = None, incomplete: bool = False) -> MergeSummary:
     """Union the results (and peers) of ``folders`` into ``out/results.jsonl`` (``out`` is created).
 
     Raises ``ValueError`` (one line) when a folder has no results.jsonl, ``out/results.jsonl``

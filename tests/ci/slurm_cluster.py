@@ -105,10 +105,14 @@ class Cluster:
         deadline = time.monotonic() + timeout
         while True:
             found = self.jobs(job_id)
-            if found and all(j.get("JobState") not in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED") for j in found):
+            if found and all(
+                j.get("JobState") not in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED") for j in found
+            ):
                 return found
             if time.monotonic() > deadline:
-                raise AssertionError(f"job {job_id} still not done after {timeout} s: {[j.get('JobState') for j in found]}\n{self.logs()}")
+                raise AssertionError(
+                    f"job {job_id} still not done after {timeout} s: {[j.get('JobState') for j in found]}\n{self.logs()}"
+                )
             time.sleep(1)
 
     def logs(self) -> str:
@@ -116,7 +120,9 @@ class Cluster:
         for name in ("slurmctld.log", "slurmd.log"):
             path = self.root / name
             if path.is_file():
-                parts.append(f"--- {name} (last lines)\n" + "\n".join(path.read_text(errors="replace").splitlines()[-15:]))
+                parts.append(
+                    f"--- {name} (last lines)\n" + "\n".join(path.read_text(errors="replace").splitlines()[-15:])
+                )
         return "\n".join(parts)
 
 

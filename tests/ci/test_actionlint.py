@@ -23,7 +23,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / ".github" / "actionlint.yaml"
 WORKFLOWS = sorted(
-    p for d in (ROOT / ".github" / "workflows", ROOT / "examples" / "github") for p in (*d.glob("*.yml"), *d.glob("*.yaml"))
+    p
+    for d in (ROOT / ".github" / "workflows", ROOT / "examples" / "github")
+    for p in (*d.glob("*.yml"), *d.glob("*.yaml"))
 )
 
 
@@ -63,7 +65,11 @@ def test_actionlint_finds_nothing(actionlint):
 
 BROKEN = {
     "an unknown runner label": ("runs-on: ubuntu-latest", "runs-on: [self-hosted, gpux]", 'label "gpux" is unknown'),
-    "a matrix key that does not exist": ("${{ matrix.shard }}", "${{ matrix.shards }}", 'property "shards" is not defined'),
+    "a matrix key that does not exist": (
+        "${{ matrix.shard }}",
+        "${{ matrix.shards }}",
+        'property "shards" is not defined',
+    ),
     "a job needing a job that does not exist": ("needs: sweep", "needs: sweeep", 'job "merge" needs job "sweeep"'),
 }
 

@@ -29,7 +29,10 @@ import pytest
 yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (pip install -e '.[dev]' installs it)")
 
 ROOT = Path(__file__).resolve().parents[2]
-K8S_VERSIONS = ("1.29.0", "1.37.0")  # an older cluster still in service, and the newest schemas kubernetes-validate ships
+K8S_VERSIONS = (
+    "1.29.0",
+    "1.37.0",
+)  # an older cluster still in service, and the newest schemas kubernetes-validate ships
 EXAMPLES = ROOT / "examples"
 SLURM_SWEEP = EXAMPLES / "slurm" / "sweep.sbatch"
 SLURM_MERGE = EXAMPLES / "slurm" / "merge.sbatch"
@@ -152,7 +155,10 @@ def test_kubernetes_index_reaches_mixerbench_as_the_shard(fake_mixerbench, tmp_p
     from bench.runs import shard
 
     for index in range(completions):
-        environ = {"JOB_COMPLETION_INDEX": str(index), "MIXERBENCH_SHARD_COUNT": _env(container)["MIXERBENCH_SHARD_COUNT"]}
+        environ = {
+            "JOB_COMPLETION_INDEX": str(index),
+            "MIXERBENCH_SHARD_COUNT": _env(container)["MIXERBENCH_SHARD_COUNT"],
+        }
         assert shard.from_environment(environ) == shard.Shard(index, completions, "kubernetes")
 
 
@@ -307,7 +313,9 @@ def test_github_merge_step_merges_the_downloaded_shards(fake_mixerbench, tmp_pat
     ]
     shutil.rmtree(work / "shards" / "sweep-shard-0")  # a shard without an artifact: merge is told the others
     log.unlink()
-    done = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=work, env=env, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        ["bash", "-e", "-c", step["run"]], cwd=work, env=env, capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 0, done.stderr
     assert log.read_text().splitlines()[0] == "merge sweep-merged " + " ".join(
         f"shards/sweep-shard-{k}" for k in range(1, shards)

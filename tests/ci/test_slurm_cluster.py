@@ -194,10 +194,22 @@ def test_array_merge_cancel_resubmit_and_requeue(cluster, user, tmp_path):
 
     # resubmit the cancelled element alone, same OUT; then the merge again
     again = _sbatch(
-        cluster, tmp_path, user, *SMALL_PARTITION, f"--array={cancelled}", script=SWEEP, args=_grid_args(min_run_time="2")
+        cluster,
+        tmp_path,
+        user,
+        *SMALL_PARTITION,
+        f"--array={cancelled}",
+        script=SWEEP,
+        args=_grid_args(min_run_time="2"),
     )
     merge = _sbatch(
-        cluster, tmp_path, user, f"--dependency=afterok:{again}", "--kill-on-invalid-dep=yes", *SMALL_PARTITION, script=MERGE
+        cluster,
+        tmp_path,
+        user,
+        f"--dependency=afterok:{again}",
+        "--kill-on-invalid-dep=yes",
+        *SMALL_PARTITION,
+        script=MERGE,
     )
     cluster.wait(again, timeout=600)
     (done,) = cluster.wait(merge, timeout=600)
@@ -235,7 +247,13 @@ def test_more_tasks_than_cases_still_merges(cluster, user, tmp_path):
     args = _grid_args(models=("vit_ti16",), sizes=(32, 48), min_run_time="0.1")
     array = _sbatch(cluster, tmp_path, user, *SMALL_PARTITION, script=SWEEP, args=args)
     merge = _sbatch(
-        cluster, tmp_path, user, f"--dependency=afterok:{array}", "--kill-on-invalid-dep=yes", *SMALL_PARTITION, script=MERGE
+        cluster,
+        tmp_path,
+        user,
+        f"--dependency=afterok:{array}",
+        "--kill-on-invalid-dep=yes",
+        *SMALL_PARTITION,
+        script=MERGE,
     )
     states = cluster.wait(array, timeout=600)
     assert [j["JobState"] for j in states] == ["COMPLETED"] * 4
