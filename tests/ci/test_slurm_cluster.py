@@ -158,6 +158,16 @@ def test_array_merge_cancel_resubmit_and_requeue(cluster, user, tmp_path):
         text=True,
     )
 
+    try:
+        _chain(cluster, user, tmp_path, out, grid, plans, cancelled, requeued, unsharded, reference)
+    finally:
+        if unsharded.poll() is None:
+            unsharded.kill()
+            unsharded.wait()
+    print(f"array + cancel + resubmit + requeue + merge: {time.perf_counter() - started:.0f} s")
+
+
+def _chain(cluster, user, tmp_path, out, grid, plans, cancelled, requeued, unsharded, reference) -> None:
     array = _sbatch(cluster, tmp_path, user, *SMALL_PARTITION, script=SWEEP, args=_grid_args(min_run_time="2"))
     merge = _sbatch(
         cluster,
@@ -239,7 +249,6 @@ def test_array_merge_cancel_resubmit_and_requeue(cluster, user, tmp_path):
     assert merged_rows == reference_rows
     assert merged_exact == reference_exact and merged_exact  # MACs: linear for Mixer, quadratic for ViT
     assert {q: v for (label, q, *_), v in merged_exact.items() if label.startswith("vit")} == {"macs": "quadratic"}
-    print(f"array + cancel + resubmit + requeue + merge: {time.perf_counter() - started:.0f} s")
 
 
 def test_more_tasks_than_cases_still_merges(cluster, user, tmp_path):

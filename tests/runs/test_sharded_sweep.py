@@ -249,6 +249,17 @@ def test_an_empty_shard_leaves_an_empty_sweep_folder(tmp_path, no_scheduler, stu
 # ---- merging shards: a complete set of one count, or a refusal that names what is wrong (issue 19, class 6) ----
 
 
+@pytest.fixture
+def quick_shards(stub_measuring, monkeypatch):
+    """stub_measuring, and no timing rounds before the cases (these tests check which shards a merge takes)."""
+    from bench.measure import cost
+    from bench.runs import rounds
+
+    monkeypatch.setattr(rounds, "pretime", lambda todo, config, log: ((case, None) for case in todo))
+    monkeypatch.setattr(cost, "copy_bandwidth", lambda device, **kwargs: 1e9)
+    return stub_measuring
+
+
 def _shards(tmp_path, count: int, only=None) -> list[Path]:
     folders = []
     for k in range(count) if only is None else only:
@@ -265,7 +276,7 @@ def _merge(capsys, out: Path, *folders: Path, extra=()) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def test_merge_takes_a_complete_set_and_an_empty_shard_counts_as_done(tmp_path, no_scheduler, stub_measuring, capsys):
+def test_merge_takes_a_complete_set_and_an_empty_shard_counts_as_done(tmp_path, no_scheduler, quick_shards, capsys):
     count = len(small_grid()) + 2  # more shards than cases: two shards run nothing
     folders = _shards(tmp_path, count)
     assert (folders[-1] / results.FILENAME).read_text() == ""  # empty, but its shard.json says it ran
@@ -274,7 +285,7 @@ def test_merge_takes_a_complete_set_and_an_empty_shard_counts_as_done(tmp_path, 
     assert sorted(keys_in(tmp_path / "merged")) == sorted(c.key for c in small_grid())
 
 
-def test_merge_names_missing_shards_and_refuses(tmp_path, no_scheduler, stub_measuring, capsys):
+def test_merge_names_missing_shards_and_refuses(tmp_path, no_scheduler, quick_shards, capsys):
     folders = _shards(tmp_path, 4, only=[0, 2])
     code, out, err = _merge(capsys, tmp_path / "merged", *folders)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
@@ -284,13 +295,13 @@ def test_merge_names_missing_shards_and_refuses(tmp_path, no_scheduler, stub_mea
     assert code == 0 and "warning: shards 1, 3 of 4 missing" in err and "warning" not in out
 
 
-def test_merge_names_shards_of_another_count(tmp_path, no_scheduler, stub_measuring, capsys):
+def test_merge_names_shards_of_another_count(tmp_path, no_scheduler, quick_shards, capsys):
     threes, two = _shards(tmp_path, 3), _shards(tmp_path, 2, only=[1])
     code, _, err = _merge(capsys, tmp_path / "merged", *threes, *two)
     assert code == 2 and "shards of another count than 3" in err and f"{two[0]} (shard 1/2)" in err, err
 
 
-def test_merge_names_an_unfinished_shard(tmp_path, no_scheduler, stub_measuring, capsys):
+def test_merge_names_an_unfinished_shard(tmp_path, no_scheduler, quick_shards, capsys):
     folders = _shards(tmp_path, 2)
     path = folders[1] / results.FILENAME
     lines = path.read_text().splitlines(keepends=True)
@@ -299,7 +310,7 @@ def test_merge_names_an_unfinished_shard(tmp_path, no_scheduler, stub_measuring,
     assert code == 2 and f"shard 1/2 ({folders[1]}) is incomplete: 1 of its {len(lines)} cases have no record" in err
 
 
-def test_shards_written_before_markers_are_told_by_their_records(tmp_path, no_scheduler, stub_measuring, capsys):
+def test_shards_written_before_markers_are_told_by_their_records(tmp_path, no_scheduler, quick_shards, capsys):
     folders = _shards(tmp_path, 3)
     for folder in folders:
         (folder / shard_cases.MARKER).unlink()
@@ -308,7 +319,7 @@ def test_shards_written_before_markers_are_told_by_their_records(tmp_path, no_sc
     assert code == 2 and "shard 2 of 3 missing" in err
 
 
-def test_a_folder_of_another_shard_is_refused_by_its_marker(tmp_path, no_scheduler, stub_measuring, capsys):
+def test_a_folder_of_another_shard_is_refused_by_its_marker(tmp_path, no_scheduler, quick_shards, capsys):
     count = len(small_grid()) + 1
     (empty,) = _shards(tmp_path, count, only=[count - 1])
     capsys.readouterr()
