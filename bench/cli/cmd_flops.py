@@ -80,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--mode",
         type=_names(("infer", "train")),
         default=["infer"],
-        help="steps to price: infer, train or both (default: infer); see COST.md",
+        help="steps to price: infer, train or both (default: infer); see docs/methodology/cost-model.md",
     )
 
 
@@ -114,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
     from bench.runs import costs
 
     try:
-        priced = costs.price(records, args.attention, args.mode)  # bytes moved, peak activation bytes, ops (COST.md)
+        priced = costs.price(
+            records, args.attention, args.mode
+        )  # bytes moved, peak activation bytes, ops (docs/methodology/cost-model.md)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     cost_fits = costs.fits(priced)

@@ -394,7 +394,8 @@ def build_docs(config: Path, dest: Path) -> None:
     try:
         build(load_config(config_file=str(config), site_dir=str(dest), strict=True))
     except (exceptions.MkDocsException, OSError) as exc:
-        raise DashboardError(f"mkdocs build of {config} failed: {' '.join(str(exc).split()) or type(exc).__name__}")
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DashboardError(f"mkdocs build of {config} failed: {reason}") from None
 
 
 def publish_docs(config: Path, html_dir: Path) -> Path:

@@ -26,13 +26,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers import ROOT
+
 yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (pip install -e '.[dev]' installs it)")
 
-ROOT = Path(__file__).resolve().parents[2]
-K8S_VERSIONS = (
-    "1.29.0",
-    "1.37.0",
-)  # an older cluster still in service, and the newest schemas kubernetes-validate ships
+# an older cluster still in service, and the newest schemas kubernetes-validate ships
+K8S_VERSIONS = ("1.29.0", "1.37.0")
 EXAMPLES = ROOT / "examples"
 SLURM_SWEEP = EXAMPLES / "slurm" / "sweep.sbatch"
 SLURM_MERGE = EXAMPLES / "slurm" / "merge.sbatch"
