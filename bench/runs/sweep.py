@@ -42,6 +42,8 @@ class SweepConfig:
     warmup: int = 2
     threads: int | None = None
     rounds: int = 1  # timing rounds per series, sizes shuffled each round (bench.runs.rounds); 1: case by case
+    # With min_rounds, `rounds` is a maximum: a series stops once its verdicts are decided (bench.analysis.sequential)
+    min_rounds: int | None = None
     shard: object | None = None  # the bench.runs.shard.Shard this run is (stored in every record), or None
 
     def __post_init__(self):
