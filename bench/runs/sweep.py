@@ -42,6 +42,8 @@ class SweepConfig:
     warmup: int = 2
     threads: int | None = None
     rounds: int = 1  # timing rounds per series, sizes shuffled each round (bench.runs.rounds); 1: case by case
+    # With min_rounds, `rounds` is a maximum: a series stops once its verdicts are decided (bench.analysis.sequential)
+    min_rounds: int | None = None
     shard: object | None = None  # the bench.runs.shard.Shard this run is (stored in every record), or None
 
     def __post_init__(self):
@@ -229,12 +231,12 @@ def describe(record: Record) -> str:
     )
 
 
-def run_sweep(config: SweepConfig, *, log: TextIO = sys.stdout) -> list[Record]:
+def run_sweep(config: SweepConfig, *, log: TextIO | None = None) -> list[Record]:
     """Run the cases not yet in ``config.out/results.jsonl``, appending one record per case.
 
     Returns the newest record of every case in the file afterwards (a case measured
-    again on resume supersedes its earlier line). Progress goes to ``log``: case i/N,
-    elapsed time and an estimate of what is left.
+    again on resume supersedes its earlier line). Progress goes to ``log`` (default: the
+    ``sys.stdout`` of the moment of the call): case i/N, elapsed time and an estimate of what is left.
     """
     from bench import files
     from bench.measure import timing
@@ -243,7 +245,7 @@ def run_sweep(config: SweepConfig, *, log: TextIO = sys.stdout) -> list[Record]:
         path = config.out / results.FILENAME
         if not config.resume and path.exists() and path.stat().st_size > 0:  # checked again under the lock
             raise files.FolderBusy(f"{path} exists (another sweep wrote it meanwhile?); continue it with --resume")
-        return _run_sweep(config, log)
+        return _run_sweep(config, sys.stdout if log is None else log)
 
 
 class RecordNotWritten(OSError):
@@ -270,6 +272,10 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
     from bench.runs import machine, rounds
 
     path = config.out / results.FILENAME
+    if config.shard is not None:  # before any case: an empty or interrupted shard is told from a missing one
+        from bench.runs import shard_cases
+
+        shard_cases.write_marker(config.out, config.shard, config.cases)
     done: set[str] = set()
     if config.resume and path.exists():
         previous, problems = results.read_results(path)
@@ -338,7 +344,7 @@ def run_peers(
     mode: str = "infer",
     rounds: int = 5,
     threads: int | None = None,
-    log: TextIO = sys.stdout,
+    log: TextIO | None = None,
 ) -> list[PeerRecord]:
     """Latency ratio ours/timm of each pair, timed interleaved in this run (see :func:`bench.measure.timing.paired_ratio`).
 
@@ -351,7 +357,7 @@ def run_peers(
     from bench.measure import timing
 
     with files.folder_lock(out), timing.torch_threads(threads):
-        return _run_peers(pairs, out, img_size, batch, device, dtype, mode, rounds, log)
+        return _run_peers(pairs, out, img_size, batch, device, dtype, mode, rounds, sys.stdout if log is None else log)
 
 
 def _run_peers(pairs, out, img_size, batch, device, dtype, mode, rounds, log) -> list[PeerRecord]:

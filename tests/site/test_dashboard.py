@@ -39,8 +39,8 @@ import pytest
 
 from bench import cli
 from bench.site import dashboard
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 NPM_CACHE = Path.home() / ".cache" / "mixerbench" / "npm"  # the CLI's default: fetched once per machine
 
 
@@ -261,7 +261,8 @@ def _hostile_sweep(folder: Path) -> Path:
     (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     report.write_report(folder)
     md = (folder / "report.md").read_text()
-    assert PAYLOAD in md and JS_LINK in md  # the Markdown really carries the attack; the page must defuse it
+    # the Markdown carries the attack (escaped as literal text by bench.text.markdown); the page must show it as text
+    assert "<img src=x onerror=alert(1)" in md.replace("\\", "") and JS_LINK in md.replace("\\", "")
     return folder
 
 

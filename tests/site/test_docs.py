@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from helpers import ROOT
+
 mkdocs = pytest.importorskip("mkdocs", reason="mkdocs-material is in the dev extra: pip install -e '.[dev]'")
 
 
