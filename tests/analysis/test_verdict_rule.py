@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from bench.analysis import scaling, stats
+from bench.analysis import attribution, scaling, stats
 from bench.analysis.series import fits_of, series_of
 from bench.schema import read_results
 from helpers import ROOT
@@ -37,6 +37,7 @@ def test_every_verdict_goes_through_the_one_rule(monkeypatch):
     assert stats.curve_verdict(0.5, 0.6)[0] == "ruled"
     assert stats.fit_measured([1, 2, 3, 4], [1.0, 4.2, 8.8, 16.1]).verdict == "ruled"
     assert set(stats.verdicts_batch(stats.wls([1, 2, 3, 4], [[1.0, 4.2, 8.8, 16.1]]))) == {"ruled"}
+    assert attribution.share_verdict([0.3, 0.4, 0.5])[2] == "ruled"
     rows = fits_of(series_of(records))
     attributed = [row for row in rows if row.attribution is not None]
     assert attributed and all(row.verdict == "ruled" and row.attribution.verdict == "ruled" for row in attributed)
