@@ -97,8 +97,8 @@ def machine_of(record: Any) -> str:
 
 def _date(record: dict) -> datetime.datetime:
     """``env.date`` as an aware datetime; missing or unreadable dates sort first."""
-    env = record.get("env") if isinstance(record.get("env"), dict) else {}
-    text = env.get("date")
+    env = record.get("env")
+    text = env.get("date") if isinstance(env, dict) else None
     oldest = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
     if not isinstance(text, str):
         return oldest
