@@ -272,6 +272,10 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
     from bench.runs import machine, rounds
 
     path = config.out / results.FILENAME
+    if config.shard is not None:  # before any case: an empty or interrupted shard is told from a missing one
+        from bench.runs import shard_cases
+
+        shard_cases.write_marker(config.out, config.shard, config.cases)
     done: set[str] = set()
     if config.resume and path.exists():
         previous, problems = results.read_results(path)
