@@ -9,7 +9,7 @@ One sweep at a time writes into a folder (a lock on OUT/.lock): a second gets an
 Presets:
   quick  narrow 2-block Mixer (C=128) and ViT (d=64; fused and explicit attention) and ResNet-18,
          patch 4, 64-192 px (S = 256..2,305 tokens), batch 1, float32, inference, one thread,
-         3 timing rounds per series in a shuffled size order
+         2-3 timing rounds per series in a shuffled size order (2 once its verdicts are decided)
   paper  Mixer-B/16, ViT-B/16 (fused, explicit), ResNet-50, Mixer-L/16, ViT-L/16 at
          224-768 px, batch 32, bfloat16 on CUDA
   full   paper plus /32 models, up to 1024 px, float32 and bfloat16, inference and training
@@ -26,7 +26,17 @@ import dataclasses
 from pathlib import Path
 
 from bench.cli import shard_option
-from bench.cli.args import int_list, model_list, out_folder, positive_float, positive_int, thread_count
+from bench.cli.args import (
+    MAX_ROUNDS,
+    at_most,
+    batch_size,
+    image_sizes,
+    model_list,
+    out_folder,
+    patch_sizes,
+    run_time,
+    thread_count,
+)
 from bench.errors import UsageError
 
 NAME = "sweep"
@@ -61,10 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=model_list,
         help="comma-separated models instead of the preset's (reference names or timm:<name>)",
     )
-    parser.add_argument("--resolutions", type=int_list, help="comma-separated image sizes in pixels")
+    parser.add_argument("--resolutions", type=image_sizes, help="comma-separated image sizes in pixels")
     parser.add_argument(
         "--patch-sizes",
-        type=int_list,
+        type=patch_sizes,
         help="comma-separated patch sizes (token models only; default: the preset's, or each model's own with --models)",
     )
 
@@ -75,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "sdpa (torch's default dispatch; alias fused), sdpa-math, sdpa-flash, sdpa-efficient, sdpa-cudnn "
         "(default: the preset's; fused with --models); one the device cannot run is an error",
     )
-    parser.add_argument("--batch", type=positive_int, help="batch size (default: the preset's; 8 with --peers)")
+    parser.add_argument("--batch", type=batch_size, help="batch size (default: the preset's; 8 with --peers)")
     parser.add_argument(
         "--max-batch", action="store_true", help="search the largest batch that fits for every case (CUDA)"
     )
@@ -85,9 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", type=_names(DTYPES), help="comma-separated: float32, bfloat16, float16 (autocast)")
     parser.add_argument("--mode", type=_names(MODES), help="comma-separated: infer, train (default: the preset's)")
     parser.add_argument("--compile", action="store_true", help="time torch.compile'd models")
-    parser.add_argument(
-        "--min-run-time", type=positive_float, help="seconds of timed steps per case (default: the preset's)"
-    )
+    parser.add_argument("--min-run-time", type=run_time, help="seconds of timed steps per case (default: the preset's)")
     parser.add_argument(
         "--threads", type=thread_count, help="torch threads, at most the CPUs available (default: torch's own choice)"
     )
@@ -107,7 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--rounds",
-        type=positive_int,
+        type=at_most(MAX_ROUNDS, "rounds"),
         help="timing rounds per series, sizes shuffled in each (default: the preset's); "
         "with --peers: interleaved rounds per pair (default: 5)",
     )
@@ -121,7 +129,10 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _folder(out: Path, create: bool) -> None:
+    """Check (and with ``create`` make) the output folder; the files a sweep opens there must be regular files."""
     from bench import files
+    from bench.runs import machine
+    from bench.runs import records as results
 
     try:
         files.check_writable(out)
@@ -129,6 +140,8 @@ def _folder(out: Path, create: bool) -> None:
             files.make_folder(out)
     except ValueError as exc:
         raise UsageError(f"--out {exc}") from None
+    for name in (files.LOCK_NAME, results.FILENAME, results.PEERS_FILENAME, machine.FILENAME):
+        files.check_regular(out / name)  # a symlink, FIFO or device: UnsafeFile, one line and exit 2
 
 
 def _peers_to_run(out: Path, pairs, resume: bool, settings: dict):
@@ -248,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
         warmup=preset.warmup,
         threads=args.threads if args.threads is not None else preset.threads,
         rounds=args.rounds or preset.rounds,
+        min_rounds=None if args.rounds else preset.min_rounds,  # --rounds N: exactly N rounds
         shard=shard,
     )
     try:

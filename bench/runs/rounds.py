@@ -71,8 +71,14 @@ def time_series(
     warmup: int,
     seed: int = 0,
     profile: bool = True,
+    min_rounds: int | None = None,
 ) -> dict[str, SeriesTiming]:
-    """Time ``cases`` (one series; numeric batches) in ``rounds`` shuffled rounds; results by case key."""
+    """Time ``cases`` (one series; numeric batches) in ``rounds`` shuffled rounds; results by case key.
+
+    With ``min_rounds`` (and ``profile``), ``rounds`` is a maximum: after each round from
+    ``min_rounds`` on, the series stops once its verdicts are decided
+    (:mod:`bench.analysis.sequential`).
+    """
     import torch
 
     from bench.measure import profile as profiler
@@ -110,7 +116,7 @@ def time_series(
         with profiler.quiet_profiler_logs(), torch.profiler.profile():
             torch.ones(8).add_(1)
     rng = random.Random(seed)
-    for _r in range(rounds):
+    for r in range(rounds):
         order = list(cases)
         rng.shuffle(order)
         for case in order:
@@ -138,6 +144,8 @@ def time_series(
                     built.clear()
                     if torch.cuda.is_available():
                         torch.cuda.empty_cache()
+        if min_rounds is not None and profile and _decided(cases, out, r + 1, min_rounds):
+            break
     built.clear()
     for case in cases:
         st = out[case.key]
@@ -158,6 +166,29 @@ def time_series(
     return out
 
 
+def _decided(cases: list[Case], out: dict[str, SeriesTiming], done: int, min_rounds: int) -> bool:
+    """The sequential rule (:func:`bench.analysis.sequential.stop_after`) on the rounds measured so far."""
+    import architectures
+    from bench.analysis import sequential
+    from bench.analysis.series import fit_axis, fit_x
+
+    if done < min_rounds:
+        return False
+    ok = [c for c in cases if out[c.key].error is None and out[c.key].rounds]
+    if len({c.img_size for c in ok}) < 3:
+        return sequential.stop_after(done, min_rounds, None)
+    if any(out[c.key].work is None or not out[c.key].profiles for c in ok):
+        return False  # nothing to judge the verdicts by: every round runs
+    tokens = [architectures.traits(c.model).tokens(c.img_size, c.patch_size) for c in ok]
+    found = sequential.verdicts(
+        [fit_x(c.img_size, s) for c, s in zip(ok, tokens)],
+        [summarise_profiles(out[c.key].profiles, out[c.key].work) for c in ok],
+        [float(np.median([np.median(b) for b in out[c.key].rounds])) for c in ok],
+        axis=fit_axis(tokens[0]),
+    )
+    return sequential.stop_after(done, min_rounds, found)
+
+
 def series_groups(cases: list[Case]) -> list[list[Case]]:
     """Cases grouped into series (everything but the image size equal), in first-seen order."""
     groups: dict[str, list[Case]] = {}
@@ -176,9 +207,11 @@ def pretime(cases: list[Case], config, log=None):
     for group in series_groups(cases):
         pre: dict = {}
         if config.rounds > 1 and all(c.batch != "max" for c in group):
+            min_rounds = getattr(config, "min_rounds", None)
             if log is not None:
+                upto = f"{min_rounds} to " if min_rounds is not None and min_rounds < config.rounds else ""
                 print(
-                    f"timing {group[0].name}: {len(group)} sizes x {config.rounds} rounds, shuffled",
+                    f"timing {group[0].name}: {len(group)} sizes x {upto}{config.rounds} rounds, shuffled",
                     file=log,
                     flush=True,
                 )
@@ -188,6 +221,10 @@ def pretime(cases: list[Case], config, log=None):
                 min_run_time=config.min_run_time,
                 min_runs=config.min_runs,
                 warmup=config.warmup,
+                min_rounds=min_rounds,
             )
+            if log is not None and min_rounds is not None and min_rounds < config.rounds:
+                ran = max((len(t.rounds) for t in pre.values()), default=0)
+                print(f"  {ran} rounds ran (stops once the verdicts are decided)", file=log, flush=True)
         for case in group:
             yield case, pre.get(case.key)

@@ -261,7 +261,8 @@ def _hostile_sweep(folder: Path) -> Path:
     (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     report.write_report(folder)
     md = (folder / "report.md").read_text()
-    assert PAYLOAD in md and JS_LINK in md  # the Markdown really carries the attack; the page must defuse it
+    # the Markdown carries the attack (escaped as literal text by bench.text.markdown); the page must show it as text
+    assert "<img src=x onerror=alert(1)" in md.replace("\\", "") and JS_LINK in md.replace("\\", "")
     return folder
 
 
@@ -744,6 +745,11 @@ def test_docs_render_offline_beside_the_dashboard_in_headless_chromium(site, tmp
     assert any(p.startswith("/docs/results/") and p.endswith(".png") for p in requested)
     failed = [(path, code) for path, code in log if code >= 400]
     assert not failed, failed  # every request answered by the site itself (nothing else is reachable offline)
+
+    # and straight from the file system (a copied or unpacked site): pages are page.html, not page/
+    dom, stderr = _chromium_dom((site / "docs" / "reference" / "cli.html").as_uri(), tmp_path / "profile-file")
+    assert "usage: mixerbench sweep" in html.unescape(dom) and 'class="md-header' in dom
+    assert not [line for line in stderr.splitlines() if "CONSOLE" in line or "net::ERR" in line]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run does)")
