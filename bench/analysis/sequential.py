@@ -66,13 +66,15 @@ def verdicts(
     series = _Series(xs, tuple(_Record(profiles[i]) for i in order), axis)
     found = attribution.attribute(series, [latencies[i] for i in order])
     out = {"latency": found.verdict if found is not None else "inconclusive"}
-    px, py, groups = [], [], []
+    px: list[float] = []
+    py: list[float] = []
+    groups: list[int] = []
     for v, i in zip(xs, order):
         peaks = profiles[i].tensor_peak_bytes_rounds
         px += [v] * len(peaks)
-        py += list(peaks)
+        py += [float(p or 0) for p in peaks]  # a step the profiler saw no memory of: 0, so no fit below
         groups += list(range(len(peaks)))
-    if len(set(px)) >= 3 and py and all(p and p > 0 for p in py):
+    if len(set(px)) >= 3 and py and all(p > 0 for p in py):
         out["activation memory"] = stats.fit_measured(px, py, groups, axis=axis).verdict
     else:
         out["activation memory"] = "inconclusive"

@@ -154,9 +154,9 @@ def _peers_to_run(out: Path, pairs, resume: bool, settings: dict):
     if not resume:
         raise UsageError(f"{path} exists; add --resume to time the pairs it lacks, or choose another --out")
     done = {
-        (r.case.get("ours"), r.case.get("timm"))
+        (r.case.ours, r.case.timm)
         for r in schema.read_peers(path)[0]
-        if r.status == "ok" and all(r.case.get(k) == v for k, v in settings.items())
+        if r.status == "ok" and all(getattr(r.case, k) == v for k, v in settings.items())
     }
     return tuple(p for p in pairs if tuple(p) not in done)
 
