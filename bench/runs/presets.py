@@ -160,13 +160,13 @@ def expand(preset: Preset, models: Sequence[str] | None = None, attention: Seque
     import architectures
 
     if models:
-        entries = []
+        chosen: list[Entry] = []
         for name in models:
             if architectures.family(name) == "vit":
-                entries += [Entry(name).with_attention(b) for b in (attention or ["fused"])]
+                chosen += [Entry(name).with_attention(b) for b in (attention or ["fused"])]
             else:
-                entries.append(Entry(name))
-        return entries
+                chosen.append(Entry(name))
+        return chosen
     if not attention:
         return list(preset.entries)
     entries: list[Entry] = []
