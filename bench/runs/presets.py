@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from bench.schema import Case
 
@@ -193,7 +194,7 @@ def build_grid(
     resolutions: Iterable[int],
     patch_sizes: Iterable[int | None],
     *,
-    batch: int | str,
+    batch: int | Literal["max"],
     device: str,
     dtypes: Iterable[str],
     modes: Iterable[str],
