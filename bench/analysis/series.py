@@ -15,14 +15,12 @@ per image (divided by the batch that ran), never per step, so sizes are comparab
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from bench.analysis import scaling, stats
-
-if TYPE_CHECKING:
-    from bench.runs.records import Record
+from bench.schema import Record
 
 QUANTITIES = ("MACs", "latency", "activation memory")
 
@@ -123,10 +121,8 @@ class FitRow:
 
 
 def machine_of(record: Record) -> str:
-    """The id of the machine a record ran on (:func:`bench.measure.fingerprint.machine_of`: fingerprint, else env-derived)."""
-    from bench.measure.fingerprint import machine_of as of
-
-    return of(getattr(record, "machine", None), record.env)
+    """The id of the machine a record ran on (:attr:`bench.schema.Record.machine_key`: fingerprint, else env-derived)."""
+    return record.machine_key
 
 
 def machine_names(records: list[Record]) -> dict[str, str]:
@@ -135,9 +131,12 @@ def machine_names(records: list[Record]) -> dict[str, str]:
     for r in records:
         ident = machine_of(r)
         if ident not in names:
-            gpu = (r.machine or {}).get("gpu") if isinstance((r.machine or {}).get("gpu"), dict) else {}
+            machine, env = r.machine, r.env
             names[ident] = (
-                (r.env or {}).get("device_name") or gpu.get("name") or (r.machine or {}).get("cpu_model") or ident
+                (env.device_name if env else None)
+                or (machine.gpu.name if machine and machine.gpu else None)
+                or (machine.cpu_model if machine else None)
+                or ident
             )
     shared = {n for n in names.values() if list(names.values()).count(n) > 1}
     return {i: f"{n} [{i.removeprefix('env-')[:6]}]" if n in shared else n for i, n in names.items()}
@@ -201,11 +200,10 @@ def quantity(record: Record, name: str) -> float:
 def rounds_of(record: Record) -> list[list[float]]:
     """Per-step times of a case's timed blocks, one list per repetition (round) of the sweep.
 
-    Records written before rounds existed hold one list: all their blocks, one repetition.
+    A case timed by itself (not in rounds) holds one list: all its blocks, one repetition.
     """
-    rounds = record.extra.get("rounds")
-    if rounds:
-        return [list(r) for r in rounds]
+    if record.time.rounds_s:
+        return [list(r) for r in record.time.rounds_s]
     return [list(record.time.times_s or (record.time.median_s,))]
 
 
@@ -231,13 +229,29 @@ def tensor_peaks(s: Series):
     """
     xs, ys, groups = [], [], []
     for x, r in zip(s.x(), s.records):
-        peaks = (r.extra.get("profile") or {}).get("tensor_peak_bytes_rounds") or []
+        peaks = r.profile.tensor_peak_bytes_rounds if r.profile else ()
         if r.memory is None or r.memory.method != "cpu_peak_rss" or not peaks or not all(peaks):
             return None
         xs += [x] * len(peaks)
         ys += [p / per_image(r) for p in peaks]
         groups += list(range(len(peaks)))
     return xs, ys, groups
+
+
+def repeated_exactly(x: list, y: list) -> tuple[list, list] | None:
+    """(sizes, values) when every size was measured more than once and gave the same value every time, else None.
+
+    Such a quantity (the profiled peak of live tensor bytes) is deterministic: its
+    repetitions carry no noise to estimate, so it is fitted exactly, not as a noisy curve
+    (which, from three sizes, could only say "inconclusive").
+    """
+    by_x: dict = {}
+    for v, value in zip(x, y):
+        by_x.setdefault(v, []).append(value)
+    if not by_x or any(len(values) < 2 or len(set(values)) != 1 for values in by_x.values()):
+        return None
+    sizes = sorted(by_x)
+    return sizes, [by_x[v][0] for v in sizes]
 
 
 def fits_of(series: list[Series]) -> list[FitRow]:
@@ -249,6 +263,18 @@ def fits_of(series: list[Series]) -> list[FitRow]:
                 x, y, groups = samples(s)
             elif name == "activation memory" and tensor_peaks(s):  # CPU: tensor bytes, not RSS pages (see tensor_peaks)
                 x, y, groups = tensor_peaks(s)
+                exact = repeated_exactly(x, y)
+                if exact is not None and len(exact[0]) >= 3:  # deterministic: the exact rule, as for MACs
+                    fit = scaling.fit(*exact, axis=s.axis)
+                    unit = "pixel" if s.axis == "pixels" else "token"
+                    note = (
+                        f"profiled peak tensor bytes, identical at every repetition of every size: fitted exactly; "
+                        f"{name} per {unit} {stats.drift(*exact):+.0%} over the range"
+                    )
+                    rows.append(
+                        FitRow(s, name, dataclasses.replace(fit, note=f"{note}; {fit.note}" if fit.note else note))
+                    )
+                    continue
             if len(set(x)) < 3:
                 rows.append(FitRow(s, name, None, f"{len(set(x))} sizes; a fit needs 3"))
                 continue
