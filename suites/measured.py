@@ -127,7 +127,12 @@ def verdicts_of(records: list) -> dict:
                 drift = stats.drift(*stats.summarise(*tensor_peaks(row.series))[:2])
             else:
                 drift = stats.drift(x, [r.time.median_s for r in row.series.records])
-            lo, hi = row.share_ci or (NAN, NAN)
+            if row.share_ci is not None:
+                lo, hi = row.share_ci
+            elif row.fit is not None and not row.fit.noisy and row.quadratic_share is not None:
+                lo = hi = row.quadratic_share  # fitted exactly (identical peaks at every repetition): no interval
+            else:
+                lo = hi = NAN
             out["rows"][name, quantity, axis] = {
                 "verdict": row.verdict,
                 "share": row.quadratic_share,
