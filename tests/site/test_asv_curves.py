@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 from test_dashboard import CHROMIUM, NPM_CACHE, _chromium_dom, _serve
 
+from helpers import ROOT
 from suites import common
 
-ROOT = Path(__file__).resolve().parents[2]
 PROJECT_FILES = ("pyproject.toml", "README.md", "asv.conf.json", "architectures", "bench", "suites")
 BENCHMARK = "curves.Resolution.time_step"
 MACHINE = "curves-test"

@@ -13,14 +13,13 @@ number of blocks, and must not move.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 
+from helpers import ROOT
 from suites import measured
 from tests.analysis.test_recorded import load, more_blocks
 
-ROOT = Path(__file__).resolve().parents[2]
 RECORDED = ROOT / "results" / "cpu-asv-measured"
 EXPECTED = {  # (latency, memory)
     "mixer_c128": ("linear", "linear"),
