@@ -34,7 +34,13 @@ def profile(tokens: int) -> dict:
         "cpu_s_rounds": {k: [v, v, v] for k, v in cpu_s.items()},
         "steps": 3,
         "tensor_peak_bytes_rounds": [4096 * tokens] * 3,
-        "work": {"attention": 0, "data_movement": 0, "dense": 1000 * tokens, "norm_elementwise": 10 * tokens, "token_mixing": 100 * tokens},
+        "work": {
+            "attention": 0,
+            "data_movement": 0,
+            "dense": 1000 * tokens,
+            "norm_elementwise": 10 * tokens,
+            "token_mixing": 100 * tokens,
+        },
     }
 
 
