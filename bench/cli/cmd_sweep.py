@@ -62,8 +62,8 @@ def _attention_names(text: str) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from bench.measure.spec import DTYPES, MODES
     from bench.runs.presets import PRESETS
+    from bench.schema import DTYPES, MODES
 
     parser.add_argument("--preset", choices=tuple(PRESETS), help="grid to run (default: quick on CPU, paper on CUDA)")
     parser.add_argument(
@@ -155,9 +155,9 @@ def _peers_to_run(out: Path, pairs, resume: bool, settings: dict):
     if not resume:
         raise UsageError(f"{path} exists; add --resume to time the pairs it lacks, or choose another --out")
     done = {
-        (r.case.get("ours"), r.case.get("timm"))
+        (r.case.ours, r.case.timm)
         for r in results.read_peers(path)[0]
-        if r.status == "ok" and all(r.case.get(k) == v for k, v in settings.items())
+        if r.status == "ok" and all(getattr(r.case, k) == v for k, v in settings.items())
     }
     return tuple(p for p in pairs if tuple(p) not in done)
 
@@ -235,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         dtypes=dtypes,
         modes=args.mode or preset.modes,
-        compile=args.compile,
+        compile="default" if args.compile else "none",
         threads=args.threads if args.threads is not None else preset.threads,
     )
     try:

@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 import architectures
-from bench.measure.spec import DTYPES as DTYPE_NAMES
-from bench.measure.spec import FLOPS_PER_MAC, MODES, Case, Timing
+from bench.schema import DTYPES as DTYPE_NAMES
+from bench.schema import FLOPS_PER_MAC, MODES, Case, PairedTiming, Timing
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 assert tuple(DTYPES) == DTYPE_NAMES
@@ -115,7 +114,7 @@ def make_step(
     dtype: str = "float32",
     mode: str = "infer",
     channels_last: bool = False,
-    compile: bool = False,
+    compile: str = "none",
     num_classes: int = 1000,
 ) -> Callable[[], None]:
     """One inference or training step of ``model`` on a fixed random batch (see the module doc)."""
@@ -126,7 +125,7 @@ def make_step(
         x = x.contiguous(memory_format=torch.channels_last)
     autocast = contextlib.nullcontext if dtype == "float32" else lambda: torch.autocast(device, dtype=DTYPES[dtype])
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    forward = torch.compile(model) if compile else model
+    forward = model if compile == "none" else torch.compile(model, mode=compile)
 
     if mode == "infer":
         model.eval()
@@ -309,22 +308,6 @@ def roof_kernels(
 def achieved_flops(macs_per_image: int, images_per_s: float, mode: str) -> float:
     """FLOP/s a model reaches: FLOPS_PER_MAC[mode] x MACs per image x images per second."""
     return FLOPS_PER_MAC[mode] * macs_per_image * images_per_s
-
-
-@dataclass(frozen=True)
-class PairedTiming:
-    """Latency ratio a/b of two steps timed in alternation (one run, interleaved)."""
-
-    median_a_s: float
-    median_b_s: float
-    ratio_median: float  # median over rounds of (time a / time b)
-    ratio_q1: float
-    ratio_q3: float
-    rounds: int
-    number: int  # steps per timing of one model in one round
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def paired_ratio(
