@@ -37,7 +37,9 @@ class SeriesTiming:
 
     def profile(self) -> Profile | None:
         """The record's profile: per class the median and per-round times, the attention kernel, the class work."""
-        return summarise_profiles(self.profiles, self.work) if self.profiles else None
+        if not self.profiles or any(sum(p["cpu_s"].values()) <= 0 for p in self.profiles):
+            return None  # no profile, or one that recorded no operator time (nothing to attribute)
+        return summarise_profiles(self.profiles, self.work)
 
 
 def summarise_profiles(profiles: list[dict], work: dict | None) -> Profile:
@@ -46,7 +48,8 @@ def summarise_profiles(profiles: list[dict], work: dict | None) -> Profile:
     ``profiles`` are :func:`bench.measure.profile.profile_step`'s results, one per round.
     """
     classes = profiles[0]["cpu_s"].keys()
-    device = bool(profiles[0].get("device_s"))
+    # A device profiler that saw no kernel time (all zero) is no device clock: the CPU times stand.
+    device = bool(profiles[0].get("device_s")) and all(sum(p["device_s"].values()) > 0 for p in profiles)
     return Profile(
         steps=len(profiles),
         cpu_s={c: float(np.median([p["cpu_s"][c] for p in profiles])) for c in classes},
