@@ -28,7 +28,8 @@ class against its own work:
    bends the curve).
 
 Series without profiles (results recorded before profiles existed) keep the verdict of
-the curve alone (:func:`bench.analysis.stats.fit_measured`), which says so in its note.
+the curve alone (:func:`bench.analysis.stats.fit_measured`), which says so in its note;
+so do compiled series, whose fused kernels carry no operator name (:func:`unattributed`).
 """
 
 from __future__ import annotations
@@ -105,10 +106,22 @@ def quadratic_fractions(x: list[float], works: list[dict]) -> dict[str, float]:
     return out
 
 
+def unattributed(series) -> str | None:
+    """Why the profiles of ``series`` cannot be split into operator classes (compiled steps), or None."""
+    for r in series.records:
+        why = (profile_of(r) or {}).get("unattributed")
+        if why:
+            return str(why)
+    return None
+
+
 def attribute(series, latencies: list[float]) -> Attribution | None:
-    """The attribution verdict of a latency series (module doc); None when a record has no profile or work."""
+    """The attribution verdict of a latency series (module doc); None when a record has no profile or work,
+    or when its profiles could not be split into classes (:func:`unattributed`: fused kernels of torch.compile)."""
     records = series.records
     if any(profile_of(r) is None or not profile_of(r).get("work") for r in records):
+        return None
+    if unattributed(series):
         return None
     x = [float(v) for v in series.x()]
     if len(set(x)) < 3:

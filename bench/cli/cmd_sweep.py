@@ -52,6 +52,7 @@ def _attention_names(text: str) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from bench.measure.compiling import COMPILE_MODES
     from bench.measure.spec import DTYPES, MODES
     from bench.runs.presets import PRESETS
 
@@ -84,7 +85,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dtype", type=_names(DTYPES), help="comma-separated: float32, bfloat16, float16 (autocast)")
     parser.add_argument("--mode", type=_names(MODES), help="comma-separated: infer, train (default: the preset's)")
-    parser.add_argument("--compile", action="store_true", help="time torch.compile'd models")
+    parser.add_argument(
+        "--compile",
+        type=_names(COMPILE_MODES),
+        nargs="?",
+        const=["default"],
+        metavar="MODES",
+        help="comma-separated torch.compile modes, each a series of its own: none (eager, the default), default, "
+        "reduce-overhead, max-autotune (the last two on CUDA only); --compile alone: default",
+    )
     parser.add_argument(
         "--min-run-time", type=positive_float, help="seconds of timed steps per case (default: the preset's)"
     )
@@ -153,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from bench import files, report
-    from bench.measure import attention, timing
+    from bench.measure import attention, compiling, timing
     from bench.runs import presets, sweep
     from bench.runs import records as results
 
@@ -167,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
             timing.check_dtype(device, dtype)
             for backend in args.attention or ():
                 attention.check_backend(device, backend, dtype)
+        for mode in args.compile or ():
+            compiling.check_mode(device, mode)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.max_batch and device != "cuda":
@@ -222,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         dtypes=dtypes,
         modes=args.mode or preset.modes,
-        compile=args.compile,
+        compiles=args.compile or ["none"],
         threads=args.threads if args.threads is not None else preset.threads,
     )
     try:

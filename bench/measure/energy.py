@@ -34,13 +34,14 @@ CPU_REASON = "the CPU: NVML's energy counter is read for NVIDIA GPUs only"
 class Energy:
     """Energy of the steps of one case over a window of whole counter updates (module doc).
 
-    Every number is None when ``unavailable`` says why nothing was measured.
+    ``joules_per_image`` and ``mean_watts`` are None (and the window 0) when ``unavailable``
+    says why nothing was measured.
     """
 
     joules_per_image: float | None = None
     mean_watts: float | None = None
-    window_s: float | None = None  # from one counter update to the one that ended the window
-    steps: int | None = None  # steps run inside the window
+    window_s: float = 0.0  # from one counter update to the one that ended the window (0: unavailable)
+    steps: int = 0  # steps run inside the window (0: unavailable)
     unavailable: str | None = None
 
     def to_json(self) -> dict:

@@ -121,7 +121,7 @@ def measure_in_process(case: Case, *, batch: int | None = None) -> MemoryRecord:
     """
     import torch
 
-    from bench.measure import timing
+    from bench.measure import compiling, timing
 
     cuda = case.device == "cuda"
     if cuda:
@@ -140,7 +140,7 @@ def measure_in_process(case: Case, *, batch: int | None = None) -> MemoryRecord:
         model = timing.build_case(case)
         weights = read_now() - baseline
         step = timing.case_step(case, model, batch=batch)
-        step()  # warm-up: one-off caches and optimizer state
+        compiling.warm_up(step, case.compile, steps=1)  # one-off caches and optimizer state; compiled: until steady
         for p in model.parameters():  # the warm-up's gradients must not sit in the baseline: the step makes them anew
             p.grad = None
         if not cuda:

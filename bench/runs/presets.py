@@ -192,10 +192,10 @@ def build_grid(
     device: str,
     dtypes: Iterable[str],
     modes: Iterable[str],
-    compile: bool = False,
+    compiles: Iterable[str] = ("none",),
     threads: int | None = None,
 ) -> list[Case]:
-    """Every combination, in the order a report reads best: model, patch, mode, dtype, resolution.
+    """Every combination, in the order a report reads best: model, patch, mode, dtype, compile mode, resolution.
 
     Patch sizes apply to token models only; convnets get one case per resolution and run
     channels_last (``architectures.traits``).
@@ -208,21 +208,22 @@ def build_grid(
         for patch in patch_sizes if traits.has_tokens else (None,):
             for mode in modes:
                 for dtype in dtypes:
-                    for res in entry.resolutions or resolutions:
-                        cases.append(
-                            Case(
-                                entry.model,
-                                res,
-                                patch,
-                                batch,
-                                device,
-                                dtype,
-                                mode,
-                                dict(entry.overrides),
-                                traits.channels_last,
-                                compile,
-                                entry.name,
-                                threads,
+                    for compile_mode in compiles:
+                        for res in entry.resolutions or resolutions:
+                            cases.append(
+                                Case(
+                                    entry.model,
+                                    res,
+                                    patch,
+                                    batch,
+                                    device,
+                                    dtype,
+                                    mode,
+                                    dict(entry.overrides),
+                                    traits.channels_last,
+                                    compile_mode,
+                                    entry.name,
+                                    threads,
+                                )
                             )
-                        )
     return cases

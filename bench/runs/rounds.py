@@ -34,6 +34,8 @@ class SeriesTiming:
     profiles: list[dict] = field(default_factory=list)
     work: dict | None = None
     error: BaseException | None = None
+    compile_time: object = None  # bench.measure.compiling.CompileTime of the first build (None: eager)
+    energy: object = None  # bench.measure.energy.Energy, measured after the last round's timing
 
     def extra(self) -> dict:
         """The record's extra keys: ``rounds`` (per-step times per round) and ``profile`` (median per class)."""
@@ -54,6 +56,10 @@ def summarise_profiles(profiles: list[dict], work: dict | None) -> dict:
         "tensor_peak_bytes_rounds": [p.get("tensor_peak_bytes") for p in profiles],
         "steps": len(profiles),
     }
+    unattributed = [p.get("unattributed") for p in profiles if p.get("unattributed")]
+    if unattributed:  # a compiled step: fused kernels have no operator name (bench.measure.profile.profile_step)
+        out["unattributed"] = unattributed[-1]
+        out["unattributed_s_rounds"] = [p.get("unattributed_s") for p in profiles]
     if profiles[0].get("device_s"):
         out["device_s"] = {c: float(np.median([p["device_s"][c] for p in profiles])) for c in classes}
         out["device_s_rounds"] = {c: [p["device_s"][c] for p in profiles] for c in classes}
@@ -71,10 +77,18 @@ def time_series(
     warmup: int,
     seed: int = 0,
     profile: bool = True,
+    energy: bool = True,
 ) -> dict[str, SeriesTiming]:
-    """Time ``cases`` (one series; numeric batches) in ``rounds`` shuffled rounds; results by case key."""
+    """Time ``cases`` (one series; numeric batches) in ``rounds`` shuffled rounds; results by case key.
+
+    A compiled case warms up until steady on its first visit (its :class:`CompileTime`),
+    and again whenever it was built afresh (CUDA: every round). With ``energy``, the last
+    round measures each case's energy right after timing it (:mod:`bench.measure.energy`).
+    """
     import torch
 
+    from bench.measure import compiling
+    from bench.measure import energy as joules
     from bench.measure import profile as profiler
     from bench.measure import timing
 
@@ -87,14 +101,15 @@ def time_series(
     per_block = min_run_time / (rounds * blocks)
 
     def make(case: Case):
+        """(model, step, timer, built just now)."""
         if case.key in built:
-            return built[case.key]
+            return built[case.key] + (False,)
         model = timing.build_case(case)
         step = timing.case_step(case, model)
         timer = benchmark.Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads())
         if keep:
             built[case.key] = (model, step, timer)
-        return model, step, timer
+        return model, step, timer, True
 
     def fail(case: Case, exc: BaseException) -> None:
         out[case.key].error = exc
@@ -110,7 +125,7 @@ def time_series(
         with profiler.quiet_profiler_logs(), torch.profiler.profile():
             torch.ones(8).add_(1)
     rng = random.Random(seed)
-    for _r in range(rounds):
+    for r in range(rounds):
         order = list(cases)
         rng.shuffle(order)
         for case in order:
@@ -119,18 +134,21 @@ def time_series(
                 continue
             try:
                 with timing.torch_threads(case.threads):
-                    model, step, timer = make(case)
+                    model, step, timer, fresh = make(case)
                     if case.key not in numbers:  # first visit: warm up, then size the blocks from one timed step
-                        for _ in range(max(1, warmup)):
-                            step()
+                        st.compile_time = compiling.warm_up(step, case.compile, steps=max(1, warmup))
                         once = timer.timeit(1).median
                         numbers[case.key] = max(1, int(per_block / max(once, 1e-9)))
+                    elif fresh and compiling.normalise(case.compile) != "none":
+                        compiling.warm_up(step, case.compile)  # built again: compiled (and graphs recorded) again
                     else:
                         step()  # the model's caches went cold while the other sizes ran
                     times = [timer.timeit(numbers[case.key]).median for _ in range(blocks)]
                     st.rounds.append(times)
+                    if energy and r == rounds - 1:
+                        st.energy = joules.measure(step, batch=int(case.batch), device=case.device)
                     if profile:
-                        st.profiles.append(profiler.profile_step(model, step, case.device))
+                        st.profiles.append(profiler.profile_step(model, step, case.device, case.compile))
             except (torch.OutOfMemoryError, RuntimeError, ValueError, MemoryError) as exc:
                 fail(case, exc)
             finally:

