@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 
 def check_writable(out: Path) -> None:
@@ -132,7 +132,9 @@ def folder_lock(out: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise FolderBusy(f"{out} is in use by another sweep (process {holder}); wait for it to end or choose another folder") from None
+            raise FolderBusy(
+                f"{out} is in use by another sweep (process {holder}); wait for it to end or choose another folder"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield

@@ -65,7 +65,7 @@ class Series:
 
     @property
     def compiled(self) -> str:
-        """" compiled <mode>" for a torch.compile'd series, else "" (older records hold a bool)."""
+        """ " compiled <mode>" for a torch.compile'd series, else "" (older records hold a bool)."""
         mode = self.case.compile
         return "" if mode in ("none", False, None) else f" compiled {'default' if mode is True else mode}"
 

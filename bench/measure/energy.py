@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 
 MIN_WINDOW_S = 1.0  # ten updates of a 100 ms counter: the ends' error is at most one step each
 MAX_WAIT_S = 5.0  # a counter that does not change in this long (stepping all the while) is not counting
-CPU_REASON = "the CPU: NVML's energy counter is read for NVIDIA GPUs only"
+CPU_REASON = "a CPU case (NVML's energy counter is read on NVIDIA GPUs only)"
 
 
 @dataclass(frozen=True)

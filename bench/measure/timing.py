@@ -251,7 +251,9 @@ def measure_case(
     with torch_threads(case.threads):
         step = case_step(case, build_case(case))
         compiled = compiling.warm_up(step, case.compile, steps=warmup)
-        timing = time_step(step, batch=case.batch, min_run_time=min_run_time, warmup=0, min_runs=min_runs, label=case.name)
+        timing = time_step(
+            step, batch=case.batch, min_run_time=min_run_time, warmup=0, min_runs=min_runs, label=case.name
+        )
         ran = warmup if compiled is None else 1 + compiled.warmup_steps
         timing = dataclasses.replace(timing, warmup=ran)
         used = joules.measure(step, batch=case.batch, device=case.device) if energy else None

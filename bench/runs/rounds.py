@@ -87,10 +87,9 @@ def time_series(
     """
     import torch
 
-    from bench.measure import compiling
+    from bench.measure import compiling, timing
     from bench.measure import energy as joules
     from bench.measure import profile as profiler
-    from bench.measure import timing
 
     benchmark = timing._benchmark_module()
     out = {c.key: SeriesTiming() for c in cases}
@@ -170,7 +169,7 @@ def time_series(
                 runs=len(all_times),
                 number_per_run=numbers[case.key],
                 batch=int(case.batch),
-                warmup=warmup,
+                warmup=warmup if st.compile_time is None else 1 + st.compile_time.warmup_steps,
                 times_s=tuple(all_times),
             )
     return out

@@ -230,7 +230,8 @@ def describe(record: Record) -> str:
     case = record.case
     size = f"{case.img_size}px" + (f"/p{case.patch_size}" if case.patch_size else "")
     tokens = f" S={record.tokens}" if record.tokens else ""
-    head = f"{record.name} {size}{tokens} b{record.batch or case.batch} {case.dtype} {case.mode}"
+    compiled = "" if case.compile in ("none", False) else f" compiled {case.compile}"
+    head = f"{record.name} {size}{tokens} b{record.batch or case.batch} {case.dtype} {case.mode}{compiled}"
     if record.status != "ok":
         return f"{head}: {record.status.upper()} ({record.error or ''})"
     t, m = record.time, record.memory
