@@ -75,3 +75,69 @@ def require_device(device: str) -> None:
 
     if device == "cuda" and not torch.cuda.is_available():
         raise NotImplementedError("no CUDA GPU visible to torch")
+
+
+# --- Measured curves and verdicts (suites/curves.py, suites/measured.py, fvcore_count's *Axis classes) ---
+# The configurations of `mixerbench sweep --preset quick` (bench.runs.presets), under short names
+# (asv parameter values), by the label the sweep reports them under.
+QUICK_SERIES = {
+    "mixer_c128": "mixer C128 x2",
+    "vit_d64_fused": "vit d64 x2 fused",
+    "vit_d64_explicit": "vit d64 x2 explicit",
+    "resnet18": "resnet18",
+}
+TOKEN_SERIES = ("mixer_c128", "vit_d64_fused", "vit_d64_explicit")
+PIXEL_SERIES = ("resnet18",)
+# Resolution axis at the quick preset's patch 4: S = 256..2,304 (9x; ViT adds its class token).
+CURVE_IMG_SIZES = (64, 96, 128, 160, 192)
+# ResNet-18 over pixels: the quick preset's own sizes (multiples of 32; 8.4x the pixels).
+PIXEL_IMG_SIZES = (320, 416, 544, 704, 928)
+# Patch-size axis at a fixed resolution: S = 2,304 / 1,024 / 576 / 256 / 144 at 192 px (16x). Larger patches
+# at a smaller size hold a constant floor (the stem's buffers) that outweighs the activations of 16 tokens.
+CURVE_PATCH_IMG_SIZE = 192
+CURVE_PATCH_SIZES = (4, 6, 8, 12, 16)
+
+# The same on CUDA with the paper preset's models (batch 32, bfloat16); n/a without a GPU.
+PAPER_SERIES = {
+    "mixer_b16": "mixer_b16",
+    "vit_b16_fused": "vit_b16 fused",
+    "vit_b16_explicit": "vit_b16 explicit",
+    "resnet50": "resnet50",
+}
+PAPER_TOKEN_SERIES = ("mixer_b16", "vit_b16_fused", "vit_b16_explicit")
+PAPER_PIXEL_SERIES = ("resnet50",)
+PAPER_IMG_SIZES = (224, 320, 448, 640, 768)  # patch 16: S = 196..2,304 (11.8x)
+PAPER_PATCH_IMG_SIZE = 384
+PAPER_PATCH_SIZES = (8, 16, 32, 48)  # S = 2,304 / 576 / 144 / 64 at 384 px
+
+AXES = ("resolution", "patch_size")
+QUANTITIES = ("latency", "activation memory")
+
+
+def series_case(series: str, img_size: int, patch_size: int | None = None, device: str = "cpu"):
+    """The sweep's Case for ``series`` (a key of QUICK_SERIES on CPU, of PAPER_SERIES on CUDA) at one size.
+
+    Built by the sweep's own grid (``bench.runs.presets.build_grid``) from the preset's entry:
+    on CPU the quick preset's batch, dtype and one thread; on CUDA the paper preset's.
+    """
+    import dataclasses
+
+    from bench.runs import presets
+
+    preset, label = (
+        (presets.PRESETS["quick"], QUICK_SERIES[series])
+        if device == "cpu"
+        else (presets.PRESETS["paper"], PAPER_SERIES[series])
+    )
+    (entry,) = [dataclasses.replace(e, resolutions=None) for e in preset.entries if e.name == label]
+    (case,) = presets.build_grid(
+        [entry],
+        [img_size],
+        [patch_size or preset.patch_sizes[0]],
+        batch=preset.batch,
+        device=device,
+        dtypes=preset.dtypes[device][:1],
+        modes=("infer",),
+        threads=TIMED_THREADS if device == "cpu" else None,
+    )
+    return case

@@ -6,7 +6,8 @@ against the registry's sha512) and the pages are pointed at copies under vendor/
 --report DIR, DIR/report.md and its PNG plots become report/index.html, linked from the
 dashboard's navigation bar (Markdown rendered by markdown-it-py with raw HTML off and
 only http(s), relative and #anchor links; the folder is swapped in whole, so a failure
-leaves the previous report). A malformed --config (not JSON, no "version" or "repo")
+leaves the previous report). With --docs MKDOCS_YML the documentation site is built
+(`mkdocs build --strict`) into docs/ of the same site, linked both ways. A malformed --config (not JSON, no "version" or "repo")
 is one line on stderr and exit code 2. Serve the result with `asv preview` or any static
 server.
 """
@@ -31,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--report", type=Path, help="a sweep folder with report.md and PNG plots to publish beside the dashboard"
     )
     parser.add_argument(
+        "--docs", type=Path, metavar="MKDOCS_YML", help="build this documentation site into docs/ beside the dashboard"
+    )
+    parser.add_argument(
         "--cache",
         type=Path,
         default=Path.home() / ".cache" / "mixerbench" / "npm",
@@ -48,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{args.report / 'report.md'} not found: --report takes a sweep folder (see `mixerbench report`)"
         )
+    if args.docs is not None and not args.docs.is_file():
+        raise UsageError(f"{args.docs} not found: --docs takes the documentation's mkdocs.yml")
     try:
         import asv  # noqa: F401
     except ImportError:
@@ -56,13 +62,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         html_dir = dashboard.load_asv_config(args.config).html_dir  # a malformed config is one line, exit 2
         if not args.no_publish:
-            show(0, 3, "asv publish")
+            show(0, 4, "asv publish")
             dashboard.run_asv_publish(args.config)
-        show(1, 3, "JavaScript assets from npm")
+        show(1, 4, "JavaScript assets from npm")
         vendored = dashboard.vendor_assets(html_dir, args.cache)
-        show(2, 3, "scaling report")
+        show(2, 4, "documentation")
+        docs = dashboard.publish_docs(args.docs, html_dir) if args.docs is not None else None
+        show(3, 4, "scaling report")
         report = dashboard.publish_report(args.report, html_dir) if args.report is not None else None
-        show(3, 3, "done")
+        show(4, 4, "done")
     except dashboard.DashboardError as exc:
         raise UsageError(str(exc)) from None
     checked = sum(v.integrity_kept for v in vendored)
@@ -70,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         f"dashboard: {html_dir}/index.html ({len(vendored)} CDN files served from vendor/, "
         f"{checked} of them still checked by the browser against asv's integrity hashes)"
     )
+    if docs is not None:
+        print(f"docs: {docs}")
     if report is not None:
         print(f"scaling report: {report}")
     print(f"serve it: asv preview --config {args.config}   (or: python -m http.server -d {html_dir})")

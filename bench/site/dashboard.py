@@ -99,6 +99,7 @@ ASSETS: tuple[Asset, ...] = (
 )
 VENDOR_DIR = "vendor"
 REPORT_DIR = "report"
+DOCS_DIR = "docs"
 _TAG = re.compile(r"<(script|link)\b[^>]*>", re.IGNORECASE)
 _EXTERNAL = re.compile(r"""\b(?:src|href)\s*=\s*["'](?:https?:)?//""", re.IGNORECASE)
 
@@ -275,7 +276,7 @@ def render_report(markdown: str, sweep: str, bootstrap_css: str) -> str:
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     body = Markup(markdown_renderer().render(markdown))  # noqa: S704 -- markdown-it escapes, html is off
-    return env.from_string(_REPORT_TEMPLATE).render(sweep=sweep, bootstrap_css=bootstrap_css, body=body)
+    return env.from_string(_REPORT_TEMPLATE).render(sweep=sweep, bootstrap_css=bootstrap_css, body=body, docs=DOCS_DIR)
 
 
 _REPORT_TEMPLATE = """<!doctype html>
@@ -294,27 +295,28 @@ img { max-width: 100%; display: block; margin: 0.5em 0 1.5em; }
 </style>
 </head>
 <body>
-<p><a href="../index.html">&larr; asv dashboard</a> &middot; sweep <code>{{ sweep }}</code> &middot;
-source: <a href="report.md">report.md</a></p>
+<p><a href="../index.html">&larr; asv dashboard</a> &middot; <a href="../{{ docs }}/index.html">docs</a> &middot;
+sweep <code>{{ sweep }}</code> &middot; source: <a href="report.md">report.md</a></p>
 {{ body }}
 </body>
 </html>
 """
 NAV_LINK = f'<li><a href="{REPORT_DIR}/index.html">Scaling report</a></li>'
+DOCS_NAV_LINK = f'<li><a href="{DOCS_DIR}/index.html">Docs</a></li>'
 _STAGING = ".report-new-"  # siblings of report/ while it is built and swapped in
 _RETIRED = ".report-old-"
 
 
-def _with_nav_link(index: Path) -> str | None:
-    """asv's index.html with the "Scaling report" item added, or None when it is already there."""
+def _with_nav_link(index: Path, link: str = NAV_LINK) -> str | None:
+    """asv's index.html with ``link`` (the "Scaling report" item) added, or None when it is already there."""
     page = index.read_text()
-    if NAV_LINK in page:
+    if link in page:
         return None
     anchor = '<li id="nav-li-regressions">'
     if anchor not in page:
-        raise DashboardError(f"{index} has no navigation item {anchor!r} to put the report link after")
+        raise DashboardError(f"{index} has no navigation item {anchor!r} to put the link after")
     end = page.index("</li>", page.index(anchor)) + len("</li>")
-    return page[:end] + "\n\t" + NAV_LINK + page[end:]
+    return page[:end] + "\n\t" + link + page[end:]
 
 
 def _build_report_dir(report_dir: Path, dest: Path) -> None:
@@ -372,6 +374,52 @@ def publish_report(report_dir: Path, html_dir: Path) -> Path:
     if new_index is not None:
         write_text_atomically(index, new_index)
     return dest / "index.html"
+
+
+# --- the documentation site ----------------------------------------------------------------
+
+
+def build_docs(config: Path, dest: Path) -> None:
+    """``mkdocs build --strict`` of ``config`` (an mkdocs.yml) into the folder ``dest``.
+
+    Any warning (a broken link, a page missing from the nav) fails the build: DashboardError.
+    """
+    os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")  # material's banner about its successor
+    try:
+        from mkdocs import exceptions
+        from mkdocs.commands.build import build
+        from mkdocs.config import load_config
+    except ImportError:
+        raise DashboardError("mkdocs is not installed: pip install -e '.[dev]'") from None
+    try:
+        build(load_config(config_file=str(config), site_dir=str(dest), strict=True))
+    except (exceptions.MkDocsException, OSError) as exc:
+        raise DashboardError(f"mkdocs build of {config} failed: {' '.join(str(exc).split()) or type(exc).__name__}")
+
+
+def publish_docs(config: Path, html_dir: Path) -> Path:
+    """Build the docs of ``config`` into ``html_dir/docs/`` and link them from asv's page ("Docs").
+
+    Like the report, the folder is built beside the old one and swapped in whole, so a failed
+    build leaves the previous docs in place; asv's index.html is rewritten only after the swap.
+    """
+    if not config.is_file():
+        raise DashboardError(f"{config} does not exist: pass the documentation's mkdocs.yml")
+    index = html_dir / "index.html"
+    if not index.exists():
+        raise DashboardError(f"{index} does not exist: run `asv publish` first")
+    new_index = _with_nav_link(index, DOCS_NAV_LINK)
+    staging = Path(tempfile.mkdtemp(prefix=".docs-new-", dir=html_dir))
+    try:
+        staging.chmod(0o755)
+        build_docs(config, staging)
+        _swap_in(staging, html_dir / DOCS_DIR)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if new_index is not None:
+        write_text_atomically(index, new_index)
+    return html_dir / DOCS_DIR / "index.html"
 
 
 # --- asv's configuration and `asv publish` ------------------------------------------------

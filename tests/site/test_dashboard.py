@@ -527,7 +527,8 @@ def site(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("site")
     repo = base / "repo"
     repo.mkdir()
-    for name in ("pyproject.toml", "README.md", "asv.conf.json", "architectures", "bench", "suites"):
+    docs = ("mkdocs.yml", "docs", "CHANGELOG.md", "results")  # the documentation site, published beside it
+    for name in ("pyproject.toml", "README.md", "asv.conf.json", "architectures", "bench", "suites", *docs):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -589,6 +590,8 @@ def site(tmp_path_factory) -> Path:
             str(repo / "asv.conf.json"),
             "--report",
             str(report),
+            "--docs",
+            str(repo / "mkdocs.yml"),
             "--cache",
             str(NPM_CACHE),
         ],
@@ -652,6 +655,64 @@ def test_track_benchmark_graph_renders_in_headless_chromium_without_errors(site,
 
     assert "<h1>mixerbench sweep report</h1>" in report_dom
     assert "/report/macs_vs_tokens.png" in {path for path, _ in log}
+
+
+def _local_links(page: Path) -> list[str]:
+    """The href and src values of ``page`` that point into the site (no scheme, not protocol-relative)."""
+    urls = re.findall(r"""(?:href|src)=["']([^"']*)["']""", page.read_text())
+    return [html.unescape(u) for u in urls if not re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*:|//", u)]
+
+
+@pytest.mark.slow
+def test_docs_link_the_dashboard_and_report_both_ways_and_every_link_resolves(site):
+    docs = site / dashboard.DOCS_DIR
+    assert dashboard.DOCS_NAV_LINK in (site / "index.html").read_text()  # dashboard -> docs
+    assert 'href="../docs/index.html"' in (site / "report" / "index.html").read_text()  # report -> docs
+    index = (docs / "index.html").read_text()
+    assert 'href="../index.html"' in index and 'href="../report/index.html"' in index  # docs -> both
+    cli_page = (docs / "reference" / "cli.html").read_text()
+    assert 'href="../../index.html"' in cli_page and 'href="../../report/index.html"' in cli_page
+    pages = sorted(p for p in docs.rglob("*.html") if p.name != "404.html")  # 404.html: root-relative, for servers
+    assert len(pages) > 15
+    broken = []
+    for page in pages:
+        for url in _local_links(page):
+            path = url.split("#")[0].split("?")[0]
+            if not path:
+                continue
+            target = (page.parent / path).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            if not (target.is_file() and target.is_relative_to(site.resolve())):
+                broken.append(f"{page.relative_to(site)} -> {url}")
+    assert not broken, broken[:20]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run does)")
+def test_docs_render_offline_beside_the_dashboard_in_headless_chromium(site, tmp_path):
+    pages = ("/docs/index.html", "/docs/reference/cli.html", "/docs/results/index.html")
+    server, log = _serve(site, {page: PROBE for page in pages})
+    doms = {}
+    try:
+        port = server.server_address[1]
+        for i, page in enumerate(pages):
+            doms[page], stderr = _chromium_dom(f"http://127.0.0.1:{port}{page}", tmp_path / f"profile{i}")
+            assert not [line for line in stderr.splitlines() if "CONSOLE" in line and "Uncaught" in line], page
+    finally:
+        server.shutdown()
+        server.server_close()
+    for page, dom in doms.items():
+        problems = re.search(r'<pre id="test-problems">(.*?)</pre>', dom, re.DOTALL)
+        assert problems is not None, f"the probe never ran: {page} did not load"
+        assert json.loads(html.unescape(problems.group(1))) == [], page
+    assert "usage: mixerbench sweep" in html.unescape(doms["/docs/reference/cli.html"])
+    assert 'class="md-header' in doms["/docs/index.html"]  # material's theme rendered
+    requested = [path for path, _ in log]
+    assert any(p.startswith("/docs/assets/") and p.split("?")[0].endswith(".js") for p in requested)
+    assert any(p.startswith("/docs/results/") and p.endswith(".png") for p in requested)
+    failed = [(path, code) for path, code in log if code >= 400]
+    assert not failed, failed  # every request answered by the site itself (nothing else is reachable offline)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run does)")

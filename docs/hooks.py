@@ -1,0 +1,70 @@
+"""mkdocs hooks: the generated parts of the pages, filled in at build time (see bench/site/docs.py).
+
+A page asks for a part with a marker on a line of its own:
+
+    <!-- generated: cli -->       every command's --help, from bench.cli's argparse parser
+    <!-- generated: schema -->    the results.jsonl / fits.json field tables, from the schema module
+    <!-- generated: results -->   the tables of every folder in results/, read with the project's readers
+    <!-- generated: changelog --> CHANGELOG.md
+
+Links to the rest of the published site (the asv dashboard and the scaling report, which
+``mixerbench dashboard --docs`` puts one level above the docs) are written ``site:dashboard``
+and ``site:report`` in pages and in the nav, and turned into relative links here, after
+mkdocs has validated the links it knows.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the hooks import bench from this checkout, installed or not
+    sys.path.insert(0, str(ROOT))
+
+from bench.site import docs as generate  # noqa: E402
+
+MARKER = re.compile(r"^<!-- generated: (\w+) -->$", re.MULTILINE)
+RESULTS = ROOT / "results"
+RESULTS_URL = "results"  # where the results page's plots are published (beside results/index.md)
+SITE_LINKS = {"site:dashboard": "index.html", "site:report": "report/index.html"}
+
+
+def _part(name: str) -> str:
+    if name == "cli":
+        from bench.cli import build_parser
+
+        return generate.cli_reference(build_parser())
+    if name == "schema":
+        return generate.schema_tables()
+    if name == "results":
+        return generate.results_tables(RESULTS, image_prefix="")
+    if name == "changelog":  # CHANGELOG.md at the root, its title left out
+        return (ROOT / "CHANGELOG.md").read_text().split("\n", 1)[1]
+    raise ValueError(f"unknown generated part {name!r} (known: cli, schema, results, changelog)")
+
+
+def on_files(files, config):
+    """Publish the plots the results page shows, straight from results/ (never copied into docs/)."""
+    from mkdocs.structure.files import File
+
+    for folder in generate.result_folders(RESULTS):
+        for png in generate.shown_plots(folder):
+            files.append(File.generated(config, f"{RESULTS_URL}/{folder.name}/{png}", abs_src_path=str(folder / png)))
+    return files
+
+
+def on_page_markdown(markdown, page, config, files):
+    return MARKER.sub(lambda m: _part(m.group(1)), markdown)
+
+
+def on_post_page(output, page, config):
+    """``site:dashboard`` / ``site:report`` -> relative links to the pages beside the docs."""
+    depth = page.url.count("/") if not config["use_directory_urls"] else len(page.url.strip("/").split("/"))
+    if page.url in ("", "index.html"):
+        depth = 0
+    up = "../" * (depth + 1)
+    for link, target in SITE_LINKS.items():
+        output = output.replace(f'href="{link}"', f'href="{up}{target}"')
+    return output
