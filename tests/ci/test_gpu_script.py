@@ -92,7 +92,7 @@ def test_every_sweep_writes_under_out():
     for name, _, cmd in steps():
         if " sweep " in f" {cmd} ":
             assert re.search(r'--out "\$out/[\w-]+"', cmd), (name, cmd)
-    assert "--junitxml \"$out/cuda-tests.xml\"" in SCRIPT.read_text()
+    assert '--junitxml "$out/cuda-tests.xml"' in SCRIPT.read_text()
     assert 'tee -a "$out/gpu-checks.log"' in SCRIPT.read_text()
 
 
