@@ -106,7 +106,9 @@ def run(tmp_path, *asked: str) -> str:
         text=True,
         timeout=120,
     )
-    return (tmp_path / "out" / "gpu-checks.log").read_text()
+    log = (tmp_path / "out" / "gpu-checks.log").read_text()
+    assert result.stdout == log  # everything on the console is in OUT/gpu-checks.log too
+    return log
 
 
 def ran(log: str) -> set[str]:
