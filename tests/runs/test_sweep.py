@@ -86,14 +86,14 @@ def small_cases(n_sizes=2):
 
 @pytest.mark.slow
 def test_oom_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
-    real = timing.measure
+    real = timing.measure_case
 
     def measure(case, **kwargs):
         if case.img_size == 32:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 TiB")
         return real(case, **kwargs)
 
-    monkeypatch.setattr(timing, "measure", measure)
+    monkeypatch.setattr(timing, "measure_case", measure)
     log = io.StringIO()
     config = sweep.SweepConfig(
         cases=tuple(small_cases()), out=tmp_path, preset="test", min_run_time=0.01, min_runs=2, warmup=1
