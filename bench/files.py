@@ -7,10 +7,13 @@ naming the path, never a command-line flag (the command line adds that).
 from __future__ import annotations
 
 import contextlib
+import errno as _errno
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 
 def check_writable(out: Path) -> None:
@@ -122,21 +125,134 @@ def folder_lock(out: Path) -> Iterator[None]:
 
     Non-blocking: raises :class:`FolderBusy` naming the holder's process id when another
     process (a second sweep started on the same folder) holds it. The lock goes with the
-    process, so a killed sweep never leaves the folder locked; the empty ``.lock`` file stays.
+    process, so a killed sweep never leaves the folder locked; the ``.lock`` file stays.
+    ``.lock`` is opened like every file of a folder (:func:`open_fd`: never through a
+    symbolic link, never a FIFO or device) and never truncated: the holder's process id
+    is written over its first bytes, padded to a fixed width.
     """
     import fcntl
 
-    fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = open_fd(out / LOCK_NAME, os.O_RDWR | os.O_CREAT)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            holder = os.pread(fd, _PID_WIDTH, 0).decode(errors="replace").strip() or "unknown"
+            holder = holder if holder.isdigit() else "unknown"
             raise FolderBusy(
                 f"{out} is in use by another sweep (process {holder}); wait for it to end or choose another folder"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.pwrite(fd, f"{os.getpid():<{_PID_WIDTH - 1}}\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+_PID_WIDTH = 20  # a process id, space-padded, and a newline: written over the lock file's first bytes
+
+
+# --- opening the files of a folder: regular files only, never through a symbolic link ----------
+
+
+class UnsafeFile(ValueError):
+    """A file of a results or report folder that is a symbolic link, a FIFO, a device or a folder.
+
+    Files inside a folder the user named (``OUT/results.jsonl``, ``OUT/.lock``,
+    ``machine.json``, a report's plots) are opened only when they are regular files: a
+    symbolic link planted there could make a write land, or a read come from, anywhere;
+    a FIFO or a device could block a reader forever. The message is one line naming the path.
+    """
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a folder"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _refuse(path: Path, mode: int) -> UnsafeFile:
+    return UnsafeFile(f"{path} is {_kind(mode)}, not a regular file; refusing to open it (remove or replace it)")
+
+
+def check_regular(path: str | os.PathLike) -> bool:
+    """Whether ``path`` exists as a regular file (False: absent); :class:`UnsafeFile` for anything else.
+
+    Looks at the path itself (``lstat``), so a symbolic link is refused whatever it points at.
+    """
+    path = Path(path)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(mode):
+        raise _refuse(path, mode)
+    return True
+
+
+def open_fd(path: str | os.PathLike, flags: int, mode: int = 0o666) -> int:
+    """``os.open(path, flags)`` for a regular file only: never through a symbolic link, never blocking.
+
+    Checked before the open (``lstat``), opened with ``O_NOFOLLOW`` and ``O_NONBLOCK`` (so a
+    FIFO swapped in meanwhile cannot block), and checked again on the open descriptor
+    (``fstat``); anything but a regular file raises :class:`UnsafeFile`. The returned
+    descriptor is blocking, as an ordinary ``open`` gives.
+    """
+    import fcntl
+
+    path = Path(path)
+    check_regular(path)
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno in (_errno.ELOOP, _errno.ENXIO):  # a symbolic link; a FIFO with no reader (write-only)
+            try:
+                raise _refuse(path, os.lstat(path).st_mode) from None
+            except FileNotFoundError:
+                pass
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _refuse(path, st.st_mode)
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+_MODES = {
+    "rb": os.O_RDONLY,
+    "r": os.O_RDONLY,
+    "ab": os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+    "a+b": os.O_RDWR | os.O_APPEND | os.O_CREAT,
+}
+
+
+def open_file(path: str | os.PathLike, mode: str = "rb", **kwargs) -> IO:
+    """``open(path, mode)`` through :func:`open_fd` (modes "r", "rb", "ab", "a+b")."""
+    fd = open_fd(path, _MODES[mode])
+    try:
+        return os.fdopen(fd, mode, **kwargs)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
+    """The text of the regular file ``path`` (:func:`open_fd`); FileNotFoundError when absent."""
+    with open_file(path, "r", encoding=encoding) as f:
+        return f.read()
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    with open_file(path, "rb") as f:
+        return f.read()

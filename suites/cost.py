@@ -4,7 +4,7 @@
 batch 1, float32, counted on the meta device (about a second for all cases here). Every
 value is oriented so that up is bad: more bytes moved, a higher activation peak, more
 operators (launches). They catch what MACs miss: explicit instead of fused attention,
-an extra copy or elementwise pass, an upcast to float64 (COST.md).
+an extra copy or elementwise pass, an upcast to float64 (docs/methodology/cost-model.md).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ Command modules parse and print: the work is done by the library layers below
 (``bench.measure``, ``bench.analysis``, ``bench.runs``, ``bench.report``,
 ``bench.experiments``, ``bench.site``), imported inside ``run`` so that ``--help``
 never imports torch.
+Everything printed goes through :class:`bench.text.TerminalStream`: control characters
+from results files (a label's escape sequence) are shown escaped, never sent to the terminal.
 Bad input raises :class:`bench.errors.UsageError` (or fails argparse) and becomes one
 line on stderr with exit code 2; an OSError (a full disk) one line and exit code 1;
 Ctrl-C, from the first instant on, one line and exit code 130.
@@ -19,6 +21,8 @@ import sys
 
 from bench.cli.args import OneLineParser
 from bench.errors import UsageError
+from bench.files import UnsafeFile
+from bench.text import TerminalStream
 
 COMMANDS = (
     "bench.cli.cmd_list",
@@ -63,12 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     and a file that cannot be written (disk full) is one line and exit code 1.
     """
     prog = "mixerbench"
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = TerminalStream(sys.stdout), TerminalStream(sys.stderr)  # text from files: escaped
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
         prog = f"mixerbench {args.command}"
         return args.run(args)
-    except UsageError as exc:
+    except (UsageError, UnsafeFile) as exc:  # UnsafeFile: a symlink, FIFO or device inside a folder, refused
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -79,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a file or folder that cannot be written or read: disk full, file too large, gone
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        sys.stdout, sys.stderr = streams
 
 
 def console() -> None:

@@ -6,6 +6,18 @@ import argparse
 import sys
 from collections.abc import Callable
 
+# The largest values a size or count may take on the command line: refused while parsing,
+# before any model is built or any memory allocated (a huge size reached the allocator).
+MAX_IMG_SIZE = 8192  # pixels per side: ViT-B/16 has 262,145 tokens there, far past any measured crossover
+MAX_PATCH_SIZE = MAX_IMG_SIZE
+MAX_BATCH = 65536
+MAX_ROUNDS = 1000
+MAX_MIN_RUN_TIME = 3600.0  # seconds of timed steps per case
+MAX_SEEDS = 1000
+MAX_STEPS = 1_000_000
+MAX_DEPTH = 1000  # blocks of a Mixer or ViT
+MAX_IMAGES = 1_000_000  # synthetic training or test images (shuffle)
+
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad argument is one line on stderr (no usage dump), exit code 2."""
@@ -25,6 +37,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def at_most(limit: int, what: str) -> Callable[[str], int]:
+    """An argparse ``type=``: one positive integer no larger than ``limit`` (the refusal names the limit)."""
+
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"{what} must be at most {limit:,}, got {text!r}")
+        return value
+
+    return parse
+
+
 def int_list(text: str) -> list[int]:
     """Parse "224,384,512" into positive integers (an argparse ``type=``)."""
     items = [t.strip() for t in text.split(",")]
@@ -39,6 +63,24 @@ def int_list(text: str) -> list[int]:
     if any(v <= 0 for v in values):
         raise argparse.ArgumentTypeError(f"values must be positive, got {text!r}")
     return values
+
+
+def list_at_most(limit: int, what: str) -> Callable[[str], list[int]]:
+    """An argparse ``type=``: :func:`int_list`, each value no larger than ``limit`` (the refusal names the limit)."""
+
+    def parse(text: str) -> list[int]:
+        values = int_list(text)
+        big = [v for v in values if v > limit]
+        if big:
+            raise argparse.ArgumentTypeError(f"{what} must be at most {limit:,}, got {big[0]:,}")
+        return values
+
+    return parse
+
+
+image_sizes = list_at_most(MAX_IMG_SIZE, "image sizes (pixels per side)")
+patch_sizes = list_at_most(MAX_PATCH_SIZE, "patch sizes (pixels per side)")
+batch_size = at_most(MAX_BATCH, "the batch")
 
 
 def model_list(text: str) -> list[str]:
@@ -72,9 +114,14 @@ def progress(label: str, stream=None) -> Callable[[int, int, str], None] | None:
     if not stream.isatty():
         return None
 
+    from bench.text import terminal
+
+    write = getattr(stream, "write_raw", stream.write)  # the carriage return is ours; the item is escaped
+
     def show(done: int, total: int, item: str) -> None:
-        line = f"{label}: {done}/{total} {item}"
-        print(f"\r{line[:79]:<79}", end="\n" if done == total else "", file=stream, flush=True)
+        line = terminal(f"{label}: {done}/{total} {item}")
+        write(f"\r{line[:79]:<79}" + ("\n" if done == total else ""))
+        stream.flush()
 
     return show
 
@@ -97,6 +144,14 @@ def positive_float(text: str) -> float:
     value = finite_float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def run_time(text: str) -> float:
+    """Seconds of timed steps per case: above 0 and at most :data:`MAX_MIN_RUN_TIME`."""
+    value = positive_float(text)
+    if value > MAX_MIN_RUN_TIME:
+        raise argparse.ArgumentTypeError(f"seconds per case must be at most {MAX_MIN_RUN_TIME:g}, got {text!r}")
     return value
 
 

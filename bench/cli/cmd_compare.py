@@ -52,6 +52,7 @@ def not_a_sweep_folder(d: Path, command: str) -> UsageError:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from bench import files
     from bench.runs import records as results
     from bench.runs.compare import compare, missing, run_differences
 
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = []
     for d in (args.dir_a, args.dir_b):
         path = d / results.FILENAME
-        if not path.is_file():
+        if not files.check_regular(path):  # a symlink, FIFO or device is refused in one line
             raise not_a_sweep_folder(d, "compare")
         records, problems = results.read_results(path)
         for p in problems:

@@ -22,7 +22,7 @@ import csv
 import json
 import sys
 
-from bench.cli.args import int_list, model_list, progress
+from bench.cli.args import image_sizes, model_list, patch_sizes, progress
 from bench.errors import UsageError
 from bench.runs.counts import DEFAULT_RESOLUTIONS
 
@@ -39,14 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--resolutions",
-        type=int_list,
+        type=image_sizes,
         default=None,
         help="comma-separated square input sizes in pixels; each must be divisible by every patch size "
         f"used (default: {','.join(map(str, DEFAULT_RESOLUTIONS))}, each model taking those its patch divides)",
     )
     parser.add_argument(
         "--patch-sizes",
-        type=int_list,
+        type=patch_sizes,
         default=None,
         help="comma-separated patch sizes for Mixer/ViT models (default: each preset's own); "
         "convnets are counted once per resolution",
@@ -80,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--mode",
         type=_names(("infer", "train")),
         default=["infer"],
-        help="steps to price: infer, train or both (default: infer); see COST.md",
+        help="steps to price: infer, train or both (default: infer); see docs/methodology/cost-model.md",
     )
 
 
@@ -114,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
     from bench.runs import costs
 
     try:
-        priced = costs.price(records, args.attention, args.mode)  # bytes moved, peak activation bytes, ops (COST.md)
+        priced = costs.price(
+            records, args.attention, args.mode
+        )  # bytes moved, peak activation bytes, ops (docs/methodology/cost-model.md)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     cost_fits = costs.fits(priced)

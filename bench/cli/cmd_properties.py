@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench.cli.args import model_list, positive_int, progress, seed_int
+from bench.cli.args import MAX_DEPTH, at_most, model_list, positive_int, progress, seed_int
 from bench.errors import UsageError
 
 NAME = "properties"
@@ -42,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=8,
         help="patch grid to permute; also the Mixer's and ViT's patch size (default: 8)",
     )
-    parser.add_argument("--num-blocks", type=positive_int, default=2, help="Mixer and ViT depth (default: 2)")
+    parser.add_argument(
+        "--num-blocks", type=at_most(MAX_DEPTH, "the depth"), default=2, help="Mixer and ViT depth (default: 2)"
+    )
     parser.add_argument(
         "--seed",
         type=seed_int,

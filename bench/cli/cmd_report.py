@@ -22,12 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from bench import report
+    from bench import files, report
     from bench.cli.cmd_compare import not_a_sweep_folder
     from bench.runs import records as results
 
     path = args.dir / results.FILENAME
-    if not path.is_file():
+    if not files.check_regular(path):  # a symlink, FIFO or device is refused in one line
         raise not_a_sweep_folder(args.dir, "report")
     if not os.access(args.dir, os.W_OK):
         raise UsageError(f"{args.dir} is not writable")

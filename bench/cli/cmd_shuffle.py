@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.cli.args import out_folder, positive_int
+from bench.cli.args import MAX_IMAGES, MAX_SEEDS, MAX_STEPS, at_most, out_folder
 from bench.errors import UsageError
 from bench.files import write_together
 
@@ -55,10 +55,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", type=out_folder, default="shuffle-results", help="output directory (default: shuffle-results)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --out")
-    parser.add_argument("--seeds", type=positive_int, default=3, help="number of seeds, 0..N-1 (default: 3)")
-    parser.add_argument("--steps", type=positive_int, default=100, help="training steps per run (default: 100)")
-    parser.add_argument("--train-size", type=positive_int, default=2000, help="training images (default: 2000)")
-    parser.add_argument("--test-size", type=positive_int, default=500, help="test images (default: 500)")
+    parser.add_argument(
+        "--seeds", type=at_most(MAX_SEEDS, "seeds"), default=3, help="number of seeds, 0..N-1 (default: 3)"
+    )
+    parser.add_argument(
+        "--steps", type=at_most(MAX_STEPS, "steps"), default=100, help="training steps per run (default: 100)"
+    )
+    parser.add_argument(
+        "--train-size",
+        type=at_most(MAX_IMAGES, "training images"),
+        default=2000,
+        help="training images (default: 2000)",
+    )
+    parser.add_argument(
+        "--test-size", type=at_most(MAX_IMAGES, "test images"), default=500, help="test images (default: 500)"
+    )
     parser.add_argument(
         "--models",
         type=kind_list,

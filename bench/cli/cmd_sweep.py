@@ -26,7 +26,17 @@ import dataclasses
 from pathlib import Path
 
 from bench.cli import shard_option
-from bench.cli.args import int_list, model_list, out_folder, positive_float, positive_int, thread_count
+from bench.cli.args import (
+    MAX_ROUNDS,
+    at_most,
+    batch_size,
+    image_sizes,
+    model_list,
+    out_folder,
+    patch_sizes,
+    run_time,
+    thread_count,
+)
 from bench.errors import UsageError
 
 NAME = "sweep"
@@ -62,10 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=model_list,
         help="comma-separated models instead of the preset's (reference names or timm:<name>)",
     )
-    parser.add_argument("--resolutions", type=int_list, help="comma-separated image sizes in pixels")
+    parser.add_argument("--resolutions", type=image_sizes, help="comma-separated image sizes in pixels")
     parser.add_argument(
         "--patch-sizes",
-        type=int_list,
+        type=patch_sizes,
         help="comma-separated patch sizes (token models only; default: the preset's, or each model's own with --models)",
     )
 
@@ -76,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "sdpa (torch's default dispatch; alias fused), sdpa-math, sdpa-flash, sdpa-efficient, sdpa-cudnn "
         "(default: the preset's; fused with --models); one the device cannot run is an error",
     )
-    parser.add_argument("--batch", type=positive_int, help="batch size (default: the preset's; 8 with --peers)")
+    parser.add_argument("--batch", type=batch_size, help="batch size (default: the preset's; 8 with --peers)")
     parser.add_argument(
         "--max-batch", action="store_true", help="search the largest batch that fits for every case (CUDA)"
     )
@@ -94,9 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated torch.compile modes, each a series of its own: none (eager, the default), default, "
         "reduce-overhead, max-autotune (the last two on CUDA only); --compile alone: default",
     )
-    parser.add_argument(
-        "--min-run-time", type=positive_float, help="seconds of timed steps per case (default: the preset's)"
-    )
+    parser.add_argument("--min-run-time", type=run_time, help="seconds of timed steps per case (default: the preset's)")
     parser.add_argument(
         "--threads", type=thread_count, help="torch threads, at most the CPUs available (default: torch's own choice)"
     )
@@ -116,7 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--rounds",
-        type=positive_int,
+        type=at_most(MAX_ROUNDS, "rounds"),
         help="timing rounds per series, sizes shuffled in each (default: the preset's); "
         "with --peers: interleaved rounds per pair (default: 5)",
     )
@@ -130,7 +138,10 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _folder(out: Path, create: bool) -> None:
+    """Check (and with ``create`` make) the output folder; the files a sweep opens there must be regular files."""
     from bench import files
+    from bench.runs import machine
+    from bench.runs import records as results
 
     try:
         files.check_writable(out)
@@ -138,6 +149,8 @@ def _folder(out: Path, create: bool) -> None:
             files.make_folder(out)
     except ValueError as exc:
         raise UsageError(f"--out {exc}") from None
+    for name in (files.LOCK_NAME, results.FILENAME, results.PEERS_FILENAME, machine.FILENAME):
+        files.check_regular(out / name)  # a symlink, FIFO or device: UnsafeFile, one line and exit 2
 
 
 def _peers_to_run(out: Path, pairs, resume: bool, settings: dict):

@@ -220,7 +220,7 @@ def _meta_shortcut(func, args, kwargs):
     On meta, most time goes to torch's Python reference kernels for LayerNorm,
     BatchNorm, addmm, GELU and softmax, which only compute output shapes and strides.
     These few are simple enough to state directly (same shapes and strides as the
-    kernels give; checked against them in tests/test_flops.py), which makes counting
+    kernels give; checked against them in tests/measure/test_counting.py), which makes counting
     the zoo about three times faster. Anything else, or anything not on meta, runs the
     real kernel.
     """

@@ -15,11 +15,14 @@ from pathlib import Path
 
 from bench.analysis import scaling
 from bench.analysis.series import FitRow, Series, attention_pairs, fits_of, latest_per_machine, quantity, series_of
-from bench.files import write_atomically, write_text_atomically
+from bench.files import UnsafeFile, write_atomically, write_text_atomically
 from bench.report import breakdown, compile_energy, verdicts
 from bench.report.devices import devices_table
 from bench.runs import machine
 from bench.runs import records as results
+from bench.text import markdown as escape
+from bench.text import markdown as md  # text from results files, as literal Markdown
+from bench.text import mathtext
 
 MiB = 2**20
 PLOTS = {
@@ -40,7 +43,7 @@ def _plot_series(ax, series: list[Series], name: str, fits: dict, scale: float =
     for s in series:
         x = s.x()
         y = [quantity(r, name) / scale for r in s.records]
-        line = ax.plot(x, y, "o", label=s.legend)[0]
+        line = ax.plot(x, y, "o", label=mathtext(s.legend))[0]
         f = fits.get((s.key, name))
         if f is not None:
             grid = np.geomspace(min(x), max(x), 60)
@@ -122,7 +125,12 @@ def write_plots(out: Path, series: list[Series], fit_rows: list[FitRow]) -> list
 
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     for s in series:
-        ax.plot([r.case.img_size for r in s.records], [r.time.images_per_s for r in s.records], "o-", label=s.legend)
+        ax.plot(
+            [r.case.img_size for r in s.records],
+            [r.time.images_per_s for r in s.records],
+            "o-",
+            label=mathtext(s.legend),
+        )
     save(_finish(fig, ax, "resolution, px", "images / s (log)", "Throughput", xlog=False), "throughput")
 
     pairs = attention_pairs(series)
@@ -130,7 +138,7 @@ def write_plots(out: Path, series: list[Series], fit_rows: list[FitRow]) -> list
         fig, ax = plt.subplots(figsize=(6.5, 4.8))
         for fused, explicit in pairs:
             for s, style in ((fused, "o-"), (explicit, "s--")):
-                ax.plot(s.x(), [r.memory.activation_bytes / MiB for r in s.records], style, label=s.legend)
+                ax.plot(s.x(), [r.memory.activation_bytes / MiB for r in s.records], style, label=mathtext(s.legend))
         save(
             _finish(
                 fig,
@@ -187,14 +195,16 @@ def fit_table(rows: list[FitRow]) -> list[str]:
         f = row.fit
         xname = "pixels" if row.series.axis == "pixels" else "S"
         if f is None:
-            lines.append(f"| {row.series.title} | {row.quantity} | {xname} | | | | | | | not fitted: {row.note} |")
+            lines.append(
+                f"| {md(row.series.title)} | {row.quantity} | {xname} | | | | | | | not fitted: {md(row.note)} |"
+            )
             continue
         cross = "-" if f.crossover is None else f"{f.crossover:,.0f}"
         share = f"{f.quadratic_share:.0%}" + (
             "" if f.share_ci is None else f" [{f.share_ci[0]:.0%}, {f.share_ci[1]:.0%}]"
         )
         lines.append(
-            f"| {row.series.title} | {row.quantity} | {xname} | {f.a:.3g} | {f.b:.3g} | {_ci(f)} | {cross} | {share} | "
+            f"| {md(row.series.title)} | {row.quantity} | {xname} | {f.a:.3g} | {f.b:.3g} | {_ci(f)} | {cross} | {share} | "
             f"{_exponents(f)} | **{row.verdict}** |"
         )
     return lines
@@ -208,12 +218,12 @@ def case_table(records: list) -> list[str]:
     for r in records:
         c = r.case
         common = (
-            f"| {r.name} | {c.img_size} | {c.patch_size or '-'} | {r.tokens or '-'} | "
-            f"{r.batch or c.batch} | {c.dtype} | {c.mode} | "
+            f"| {md(r.name)} | {c.img_size} | {c.patch_size or '-'} | {r.tokens or '-'} | "
+            f"{md(r.batch or c.batch)} | {md(c.dtype)} | {md(c.mode)} | "
         )
         if r.status != "ok":
             macs = f"{r.macs / 1e9:.3f}" if r.macs is not None else ""
-            lines.append(common + f"{macs} | | | | | | | {r.status}: {r.error or ''} |")
+            lines.append(common + f"{macs} | | | | | | | {md(r.status)}: {md(r.error or '')} |")
             continue
         t, m = r.time, r.memory
         lines.append(
@@ -238,7 +248,7 @@ def attention_table(pairs: list[tuple[Series, Series]]) -> list[str]:
             ratio = f"{ea / fa:.1f}x" if fa > 0 else "-"
             model = fused.label.removesuffix(" fused") + (f" ({fused.machine})" if fused.machine else "")
             lines.append(
-                f"| {model} | {f.tokens} | {_mib(fa)} | {_mib(ea)} | {ratio} | "
+                f"| {md(model)} | {f.tokens} | {_mib(fa)} | {_mib(ea)} | {ratio} | "
                 f"{f.time.median_s * 1e3:.1f} | {e.time.median_s * 1e3:.1f} |"
             )
     return lines
@@ -252,7 +262,7 @@ def peers_table(records: list[dict]) -> list[str]:
     for r in records:
         c, p = r.case, r.paired
         lines.append(
-            f"| {c['ours']} | {c['timm']} | {c['img_size']} | {c['batch']} | {c['dtype']} | {p['median_a_s'] * 1e3:.0f} | "
+            f"| {md(c['ours'])} | {md(c['timm'])} | {md(c['img_size'])} | {md(c['batch'])} | {md(c['dtype'])} | {p['median_a_s'] * 1e3:.0f} | "
             f"{p['median_b_s'] * 1e3:.0f} | {p['ratio_median']:.3f} | {p['ratio_q1']:.3f} - {p['ratio_q3']:.3f} | {p['rounds']} |"
         )
     return lines
@@ -280,6 +290,7 @@ def _environment(records: list[dict]) -> list[str]:
                 "git_commit",
             )
         }  # an older or partial record: '?'
+        env = {k: md(v) for k, v in env.items()}  # text from the file: literal Markdown
         lines.append(
             f"- {env['device']}: {env['device_name']}; CPU {env['cpu_model']}, {env['cpu_count']} cores, "
             f"torch threads {env['torch_threads']}; torch {env['torch']}, timm {env['timm']}, Python {env['python']}; "
@@ -288,13 +299,15 @@ def _environment(records: list[dict]) -> list[str]:
     dates = sorted(str(r.env["date"]) for r in records if isinstance(r.env, dict) and "date" in r.env)
     if dates:
         lines.append(
-            f"- run started {dates[0]}" if dates[0] == dates[-1] else f"- runs started {dates[0]} to {dates[-1]}"
+            f"- run started {md(dates[0])}"
+            if dates[0] == dates[-1]
+            else f"- runs started {md(dates[0])} to {md(dates[-1])}"
         )
     roofs = sorted(
         {(r.case.device, r.case.dtype, r.roof_flops_per_s) for r in records if r.roof_flops_per_s is not None}
     )
     for device, dtype, roof in roofs:
-        lines.append(f"- matmul roof {device} {dtype}: {roof / 1e9:.1f} GFLOP/s (measured in the run)")
+        lines.append(f"- matmul roof {md(device)} {md(dtype)}: {roof / 1e9:.1f} GFLOP/s (measured in the run)")
     return lines
 
 
@@ -337,7 +350,12 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
     if (out / results.PEERS_FILENAME).exists():
         peers, peer_problems = results.read_peers(out / results.PEERS_FILENAME)
         warnings += [f"{p} (ignored)" for p in peer_problems]
-    warnings += machine.report_warnings(records, machine.read(out / machine.FILENAME))  # clocks, sharing, throttling
+    try:
+        machine_json = machine.read(out / machine.FILENAME)
+    except UnsafeFile as exc:  # a symlink, FIFO or device: not read, said once
+        machine_json = None
+        warnings.append(f"{exc}; its clock and sharing warnings are not shown")
+    warnings += machine.report_warnings(records, machine_json)  # clocks, sharing, throttling
 
     status = {}
     for r in records:
@@ -383,7 +401,7 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
     md += ["## Cases", ""] + case_table(records) + [""]
     md += ["## How it was measured", "", METHODS]
     if warnings:
-        md += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
+        md += ["## Warnings", ""] + [f"- {escape(w)}" for w in warnings] + [""]
 
     console = ["", "model                      px     S  ms/step   img/s    MFU  act MiB  status"]
     for r in records:

@@ -15,6 +15,8 @@ from bench.analysis.attribution import CLASS_LABELS
 from bench.analysis.series import FitRow
 from bench.files import write_atomically
 from bench.measure.opclass import CLASSES
+from bench.text import markdown as md
+from bench.text import mathtext
 
 PLOT = "breakdown.png"
 COLORS = {
@@ -43,8 +45,8 @@ def table(rows: list[FitRow]) -> list[str]:
             cells = " | ".join(f"{times[c] * 1e3:.2f}" for c in CLASSES)
             kernel = (r.extra.get("profile") or {}).get("attention_kernel") or "-"
             lines.append(
-                f"| {s.label} | {x:,} | {total * 1e3:.2f} | {cells} | {times['attention'] / total:.0%} | "
-                f"{att.clock} | {kernel} |"
+                f"| {md(s.label)} | {x:,} | {total * 1e3:.2f} | {cells} | {times['attention'] / total:.0%} | "
+                f"{md(att.clock)} | {md(kernel)} |"
             )
     return lines
 
@@ -75,7 +77,7 @@ def write_plot(out: Path, rows: list[FitRow]) -> list[str]:
             total = sum(t.values())
             if t["attention"] > 0 and total > 0:
                 ax.annotate(f"{t['attention'] / total:.0%}", (i, bottom[i]), ha="center", va="bottom", fontsize=7)
-        ax.set_title(f"{s.label}: {row.verdict} ({att.clock} time)", fontsize=9)
+        ax.set_title(mathtext(f"{s.label}: {row.verdict} ({att.clock} time)"), fontsize=9)
         ax.set_xlabel("pixels H x W" if s.axis == "pixels" else "tokens S")
         ax.set_ylabel("ms per step")
         ax.legend(fontsize=6)

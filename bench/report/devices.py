@@ -22,6 +22,7 @@ import statistics
 from collections.abc import Sequence
 
 from bench.analysis.series import FitRow, Series, fits_of, machine_names, machine_of, series_of
+from bench.text import markdown as md
 
 FAMILY_NAMES = {"mixer": "Mixer", "vit": "ViT", "resnet": "ResNet"}
 FAMILY_ORDER = ("mixer", "vit", "resnet")
@@ -144,7 +145,7 @@ def devices_table(records: Sequence, fit_rows: list[FitRow] | None = None) -> li
 
     for ident, name in names.items():
         mine = by_machine.get(ident, [])
-        row = [f"{name} (`{ident}`)", *_environment([r for r in records if machine_of(r) == ident])]
+        row = [f"{name} (machine {ident})", *_environment([r for r in records if machine_of(r) == ident])]
         for f in families:
             group = [s for s in mine if _family(s) == f]
             short = _names(group)
@@ -162,7 +163,7 @@ def devices_table(records: Sequence, fit_rows: list[FitRow] | None = None) -> li
                     cross.append(f"{short[id(s)]}: {s_mac} / {s_lat}")
                 row.append("; ".join(cross) or "-")
         row.append("; ".join(_ratio_cells(mine)) or "-")
-        lines.append("| " + " | ".join(cell.replace("|", "/") for cell in row) + " |")
+        lines.append("| " + " | ".join(md(cell) for cell in row) + " |")  # text from the files: literal
 
     return (
         [

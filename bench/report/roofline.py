@@ -19,6 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.measure.opclass import CLASSES
+from bench.text import markdown as md
+from bench.text import mathtext
 
 PLOT = "roofline.png"
 COST_QUANTITIES = ("bytes_moved", "peak_activation_bytes", "ops")
@@ -125,7 +127,7 @@ def table(rows: list[dict]) -> list[str]:
                 cell += f", measured/pred {measured / e['predicted_s']:.1f}"
             cells.append(cell)
         lines.append(
-            f"| {_case_name(r)} | {r.case.img_size} | {r.tokens or '-'} | {r.batch} | {r.case.dtype} | "
+            f"| {md(_case_name(r))} | {r.case.img_size} | {r.tokens or '-'} | {r.batch} | {md(r.case.dtype)} | "
             f"{row['measured_s'] * 1e3:.2f} | {row['predicted_s'] * 1e3:.2f} | "
             f"{row['measured_s'] / row['predicted_s']:.2f} | {r.mfu:.0%} | " + " | ".join(cells) + " |"
         )
@@ -149,7 +151,7 @@ def where_time_goes(rows: list[dict]) -> list[str]:
             for c, e in sorted(row["by_class"].items(), key=lambda kv: -kv[1]["predicted_s"])
         )
         lines.append(
-            f"- **{_case_name(r)}** at {r.case.img_size} px: {memory:.0%} of the predicted time is memory-bound "
+            f"- **{md(_case_name(r))}** at {r.case.img_size} px: {memory:.0%} of the predicted time is memory-bound "
             f"({parts}); it runs at {row['measured_s'] / row['predicted_s']:.2f}x its roofline time, MFU {r.mfu:.0%}; "
             f"{row['cost'].ops} operators, {row['cost'].bytes_moved / 1e9:.2f} GB moved per step."
         )
@@ -170,7 +172,7 @@ def cost_fit_table(records: list, rows: list[dict]) -> list[str]:
             continue
         for quantity in COST_QUANTITIES:
             f = fit([x for x, _ in got], [getattr(c, quantity) for _, c in got], axis=s.axis)
-            lines.append(f"| {s.title} | {quantity} | {f.b:.4g} | {f.quadratic_share:.1%} | **{f.verdict}** |")
+            lines.append(f"| {md(s.title)} | {quantity} | {f.b:.4g} | {f.quadratic_share:.1%} | **{f.verdict}** |")
     return lines if len(lines) > 2 else []
 
 
@@ -196,7 +198,9 @@ def plot(out: Path, rows: list[dict]) -> str | None:
     for label, group in series.items():  # one colour per model and mode, sizes joined in order
         group = sorted(group, key=lambda row: row["record"].case.img_size)
         intensity = [row["cost"].flops / row["cost"].bytes_moved for row in group]
-        line = ax.plot(intensity, [row["cost"].flops / row["measured_s"] for row in group], "o-", ms=4, label=label)[0]
+        line = ax.plot(
+            intensity, [row["cost"].flops / row["measured_s"] for row in group], "o-", ms=4, label=mathtext(label)
+        )[0]
         ax.plot(
             intensity,
             [row["cost"].flops / row["predicted_s"] for row in group],
@@ -208,7 +212,7 @@ def plot(out: Path, rows: list[dict]) -> str | None:
     grid = np.geomspace(0.5, 1e4, 200)
     for (device, dtype), (roof, bw) in roofs.items():
         ax.plot(grid, np.minimum(roof, bw * grid), "-", color="black", alpha=0.5)
-        ax.text(grid[-1], roof, f" {device} {dtype}", fontsize=7, va="bottom", ha="right")
+        ax.text(grid[-1], roof, mathtext(f" {device} {dtype}"), fontsize=7, va="bottom", ha="right")
     ax.legend(fontsize=6, ncol=2)
     ax.set_xscale("log")
     ax.set_yscale("log")

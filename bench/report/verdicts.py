@@ -18,6 +18,7 @@ from pathlib import Path
 from bench.analysis import stats
 from bench.analysis.series import FitRow, quantity, tensor_peaks
 from bench.files import write_text_atomically
+from bench.text import markdown as md
 
 FILENAME = "fits.json"
 QUANTITY_KEYS = {"MACs": "macs", "latency": "latency", "activation memory": "activation_memory"}
@@ -100,7 +101,9 @@ def verdict_table(rows: list[FitRow]) -> list[str]:
         ci = row.share_ci
         share = f"{row.quadratic_share:.0%}" + (f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci and ci[0] != ci[1] else "")
         by = "attribution" if row.attribution is not None else ("exact count" if not row.fit.noisy else "curve")
-        lines.append(f"| {row.series.title} | {row.quantity} | **{row.verdict}** | {share} | {by} | {row.drift_note} |")
+        lines.append(
+            f"| {md(row.series.title)} | {row.quantity} | **{row.verdict}** | {share} | {by} | {md(row.drift_note)} |"
+        )
     return lines
 
 

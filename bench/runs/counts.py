@@ -17,7 +17,7 @@ class CountCase:
 
 
 def plan(models: list[str], resolutions: list[int] | None, patch_sizes: list[int] | None) -> list[CountCase]:
-    """Every case to count. With explicit resolutions, one a patch does not divide is a ValueError."""
+    """Every case to count, each once (repeated values collapse). With explicit resolutions, one a patch does not divide is a ValueError."""
     import architectures
 
     strict = resolutions is not None
@@ -36,7 +36,9 @@ def plan(models: list[str], resolutions: list[int] | None, patch_sizes: list[int
                     if strict:
                         raise ValueError(f"resolution {size} is not divisible by patch size {effective} ({model})")
                     continue
-                cases.append(CountCase(model, size, None if patch == own_patch else patch))
+                case = CountCase(model, size, None if patch == own_patch else patch)
+                if case not in cases:
+                    cases.append(case)
     if not cases:
         raise ValueError("no case to count: no default resolution is divisible by the patch sizes given")
     return cases

@@ -76,9 +76,17 @@ def finish(out: Path, machines: dict[str, dict], started: str | None = None, sha
 
 
 def read(path: Path) -> dict | None:
-    """``machine.json`` as a dict, or None when missing or unreadable (a report never fails on it)."""
+    """``machine.json`` as a dict, or None when missing or unreadable.
+
+    A ``machine.json`` that is a symbolic link, a FIFO or a device raises
+    :class:`bench.files.UnsafeFile` (its callers turn that into a warning).
+    """
+    from bench import files
+
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(files.read_text(path))
+    except files.UnsafeFile:  # a symbolic link, FIFO or device: refused, not read (and never waited on)
+        raise
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and isinstance(data.get("runs", []), list) else None

@@ -198,11 +198,12 @@ def build_grid(
     """Every combination, in the order a report reads best: model, patch, mode, dtype, compile mode, resolution.
 
     Patch sizes apply to token models only; convnets get one case per resolution and run
-    channels_last (``architectures.traits``).
+    channels_last (``architectures.traits``). Repeated values (a model, size or patch given
+    twice) collapse: each case (its :attr:`Case.key`) appears once, where it first occurs.
     """
     import architectures
 
-    cases = []
+    cases: dict[str, Case] = {}
     for entry in entries:
         traits = architectures.traits(entry.model)
         for patch in patch_sizes if traits.has_tokens else (None,):
@@ -210,20 +211,19 @@ def build_grid(
                 for dtype in dtypes:
                     for compile_mode in compiles:
                         for res in entry.resolutions or resolutions:
-                            cases.append(
-                                Case(
-                                    entry.model,
-                                    res,
-                                    patch,
-                                    batch,
-                                    device,
-                                    dtype,
-                                    mode,
-                                    dict(entry.overrides),
-                                    traits.channels_last,
-                                    compile_mode,
-                                    entry.name,
-                                    threads,
-                                )
+                            case = Case(
+                                entry.model,
+                                res,
+                                patch,
+                                batch,
+                                device,
+                                dtype,
+                                mode,
+                                dict(entry.overrides),
+                                traits.channels_last,
+                                compile_mode,
+                                entry.name,
+                                threads,
                             )
-    return cases
+                            cases.setdefault(case.key, case)
+    return list(cases.values())

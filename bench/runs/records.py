@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TypeVar
 
+from bench import files
 from bench.measure.spec import Case, CostRecord, FlopRecord, MemoryRecord, Timing, case_key  # noqa: F401 (case_key: part of this API)
 
 FILENAME = "results.jsonl"
@@ -259,7 +260,7 @@ class ResultsWriter:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self._file = open(self.path, "a+b")
+        self._file = files.open_file(self.path, "a+b")  # a regular file only: no symlink, FIFO or device
         self._file.seek(0, os.SEEK_END)
         if self._file.tell() > 0:
             self._file.seek(-1, os.SEEK_END)
@@ -314,7 +315,7 @@ def read_lines(path: str | os.PathLike, parse: Callable[[dict], T]) -> tuple[lis
     path = Path(path)
     records: list[T] = []
     problems: list[Problem] = []
-    with open(path, "rb") as f:
+    with files.open_file(path, "rb") as f:  # a regular file only: no symlink, FIFO or device
         for number, raw in enumerate(f, start=1):
             text = raw.strip()
             if not text:

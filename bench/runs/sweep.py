@@ -241,12 +241,12 @@ def describe(record: Record) -> str:
     )
 
 
-def run_sweep(config: SweepConfig, *, log: TextIO = sys.stdout) -> list[Record]:
+def run_sweep(config: SweepConfig, *, log: TextIO | None = None) -> list[Record]:
     """Run the cases not yet in ``config.out/results.jsonl``, appending one record per case.
 
     Returns the newest record of every case in the file afterwards (a case measured
-    again on resume supersedes its earlier line). Progress goes to ``log``: case i/N,
-    elapsed time and an estimate of what is left.
+    again on resume supersedes its earlier line). Progress goes to ``log`` (default: the
+    ``sys.stdout`` of the moment of the call): case i/N, elapsed time and an estimate of what is left.
     """
     from bench import files
     from bench.measure import timing
@@ -255,7 +255,7 @@ def run_sweep(config: SweepConfig, *, log: TextIO = sys.stdout) -> list[Record]:
         path = config.out / results.FILENAME
         if not config.resume and path.exists() and path.stat().st_size > 0:  # checked again under the lock
             raise files.FolderBusy(f"{path} exists (another sweep wrote it meanwhile?); continue it with --resume")
-        return _run_sweep(config, log)
+        return _run_sweep(config, sys.stdout if log is None else log)
 
 
 class RecordNotWritten(OSError):
@@ -350,7 +350,7 @@ def run_peers(
     mode: str = "infer",
     rounds: int = 5,
     threads: int | None = None,
-    log: TextIO = sys.stdout,
+    log: TextIO | None = None,
 ) -> list[PeerRecord]:
     """Latency ratio ours/timm of each pair, timed interleaved in this run (see :func:`bench.measure.timing.paired_ratio`).
 
@@ -363,7 +363,7 @@ def run_peers(
     from bench.measure import timing
 
     with files.folder_lock(out), timing.torch_threads(threads):
-        return _run_peers(pairs, out, img_size, batch, device, dtype, mode, rounds, log)
+        return _run_peers(pairs, out, img_size, batch, device, dtype, mode, rounds, sys.stdout if log is None else log)
 
 
 def _run_peers(pairs, out, img_size, batch, device, dtype, mode, rounds, log) -> list[PeerRecord]:

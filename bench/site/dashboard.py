@@ -37,6 +37,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import files
 from bench.files import write_text_atomically
 
 # npm tarballs -> the registry's sha512 integrity (``npm view <spec> dist.integrity``).
@@ -269,7 +270,9 @@ def render_report(markdown: str, sweep: str, bootstrap_css: str) -> str:
 
     ``sweep`` (the sweep folder's name) is escaped by the template; the body is markdown-it's
     output, which escapes every text and attribute itself. The page carries no script and a
-    Content-Security-Policy that forbids scripts, so a string that slips through still cannot run.
+    Content-Security-Policy that forbids scripts, so a string that slips through still cannot run,
+    and allows images, styles and fonts from the site itself only (the page works offline and
+    loads nothing from elsewhere, a remote image in the Markdown included).
     """
     import jinja2
     from markupsafe import Markup
@@ -283,7 +286,7 @@ _REPORT_TEMPLATE = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src 'self'; style-src 'self' 'unsafe-inline'; font-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'">
 <title>mixerbench scaling report: {{ sweep }}</title>
 <link rel="stylesheet" href="../{{ bootstrap_css }}">
 <link rel="shortcut icon" href="../swallow.ico">
@@ -322,12 +325,16 @@ def _with_nav_link(index: Path, link: str = NAV_LINK) -> str | None:
 def _build_report_dir(report_dir: Path, dest: Path) -> None:
     """Write the report page, report.md and the PNG plots into the empty folder ``dest``."""
     source = report_dir / "report.md"
-    for png in sorted(report_dir.glob("*.png")):
-        shutil.copy2(png, dest / png.name)
-    shutil.copy2(source, dest / "report.md")
+    try:  # regular files only: a symlink planted in the folder is not followed into the site (bench.files)
+        for png in sorted(report_dir.glob("*.png")):
+            (dest / png.name).write_bytes(files.read_bytes(png))
+        markdown = files.read_text(source)
+    except files.UnsafeFile as exc:
+        raise DashboardError(str(exc)) from None
+    (dest / "report.md").write_text(markdown)
     css = next(f"{VENDOR_DIR}/{a.package}/{a.member}" for a in ASSETS if a.member.endswith("bootstrap.min.css"))
     name = report_dir.resolve().name
-    (dest / "index.html").write_text(render_report(source.read_text(), name, css))
+    (dest / "index.html").write_text(render_report(markdown, name, css))
 
 
 def _swap_in(new: Path, dest: Path) -> None:
@@ -394,7 +401,8 @@ def build_docs(config: Path, dest: Path) -> None:
     try:
         build(load_config(config_file=str(config), site_dir=str(dest), strict=True))
     except (exceptions.MkDocsException, OSError) as exc:
-        raise DashboardError(f"mkdocs build of {config} failed: {' '.join(str(exc).split()) or type(exc).__name__}")
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DashboardError(f"mkdocs build of {config} failed: {reason}") from None
 
 
 def publish_docs(config: Path, html_dir: Path) -> Path:

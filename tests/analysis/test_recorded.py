@@ -15,8 +15,8 @@ import pytest
 
 from bench.analysis.series import fits_of, series_of
 from bench.runs import records as results
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / "results" / "cpu-quick-v2"
 EXPECTED = {  # (latency, activation memory) of the default sweep
     "mixer C128 x2": ("linear", "linear"),

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from helpers import ROOT
+
 yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (pip install -e '.[dev]' installs it)")
 
-ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 SLURM_SWEEP = EXAMPLES / "slurm" / "sweep.sbatch"
 SLURM_MERGE = EXAMPLES / "slurm" / "merge.sbatch"

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from helpers import ROOT
+
 SCRIPT = ROOT / ".github" / "scripts" / "publish-dashboard"
 
 pytestmark = pytest.mark.skipif(

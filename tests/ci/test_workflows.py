@@ -1,4 +1,4 @@
-"""The workflows' safety rules, checked on the YAML itself (README: "CI and the shared dashboard").
+"""The workflows' safety rules, checked on the YAML itself (docs/guide/ci.md).
 
 - A job on a self-hosted runner (the GPU machine) is only in workflows that pull requests
   cannot trigger: no pull_request, pull_request_target or workflow_run trigger (a fork could
@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from helpers import ROOT
+
 yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (pip install -e '.[dev]' installs it)")
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
 EXAMPLES = sorted((ROOT / "examples" / "github").glob("*.y*ml"))
 UNTRUSTED_TRIGGERS = {"pull_request", "pull_request_target", "workflow_run"}

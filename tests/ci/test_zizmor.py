@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from helpers import ROOT
+
 WORKFLOW_DIRS = (ROOT / ".github" / "workflows", ROOT / "examples" / "github")
 BLOCKING = {"medium", "high"}  # fail on these; informational and low are reported only
 

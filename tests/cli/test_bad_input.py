@@ -7,24 +7,9 @@ import os
 import pytest
 
 from bench import cli
+from helpers import ROOT, main_code, one_line_error
 
 CPUS = len(os.sched_getaffinity(0))
-
-
-def main_code(argv) -> int:
-    """cli.main's exit code, whether argparse exits (bad argument) or run() returns."""
-    try:
-        return cli.main(argv)
-    except SystemExit as exc:
-        return exc.code
-
-
-def one_line_error(capsys, *needles) -> str:
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 REFUSED = {
@@ -66,17 +51,14 @@ def test_properties_out_of_memory_is_one_line(tmp_path):
     import resource
     import subprocess
     import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
 
     def limit():
         resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
 
     done = subprocess.run(
         [sys.executable, "-m", "bench", "properties", "--models", "mixer_s16", "--img-size", "100000"],
-        cwd=root,
-        env=dict(os.environ, PYTHONPATH=str(root)),
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
         preexec_fn=limit,
         capture_output=True,
         text=True,

@@ -5,14 +5,12 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from bench.cli import COMMANDS, args
 from bench.runs import counts
-
-ROOT = Path(__file__).resolve().parents[2]
+from helpers import ROOT
 
 
 @pytest.mark.parametrize("command", [None] + [m.rsplit("cmd_", 1)[1] for m in COMMANDS])

@@ -15,7 +15,6 @@ from dataclasses import replace
 import pytest
 import torch
 
-from bench import cli
 from bench.experiments.properties import permute_patches, permute_token_order
 from bench.experiments.shuffle import (
     ALL_CONDITIONS,
@@ -36,6 +35,7 @@ from bench.experiments.shuffle import (
     tiny_model,
     train_model,
 )
+from helpers import main_code
 
 SMALL = ExperimentConfig(
     data=DataConfig(train_size=256, test_size=128),
@@ -182,16 +182,9 @@ def test_bad_configs_raise(overrides, message):
 ARGS = ["--seeds", "1", "--steps", "4", "--train-size", "128", "--test-size", "64", "--models", "mixer,resnet"]
 
 
-def run_cli(argv) -> int:
-    try:
-        return cli.main(argv)
-    except SystemExit as exc:  # argparse errors
-        return exc.code
-
-
 def test_command_writes_table_plot_and_streamed_runs(tmp_path, capsys):
     out = tmp_path / "out"
-    assert run_cli(["shuffle", "--out", str(out), *ARGS]) == 0
+    assert main_code(["shuffle", "--out", str(out), *ARGS]) == 0
     captured = capsys.readouterr()
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     assert len(runs) == 3 + 5  # resnet: 3 conditions; mixer: 3 + the float64 pair
@@ -203,10 +196,10 @@ def test_command_writes_table_plot_and_streamed_runs(tmp_path, capsys):
     assert "[8/8] resnet pixel_shuffled seed 0" in captured.err
     assert not list(out.glob(".*.tmp"))
     # a second run does not silently replace the first one's results
-    assert run_cli(["shuffle", "--out", str(out), *ARGS]) == 2
+    assert main_code(["shuffle", "--out", str(out), *ARGS]) == 2
     err = capsys.readouterr().err
     assert "already holds results" in err and err.count("\n") == 1
-    assert run_cli(["shuffle", "--out", str(out), "--overwrite", *ARGS]) == 0
+    assert main_code(["shuffle", "--out", str(out), "--overwrite", *ARGS]) == 0
 
 
 @pytest.mark.parametrize(
@@ -218,7 +211,7 @@ def test_command_writes_table_plot_and_streamed_runs(tmp_path, capsys):
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
-    assert run_cli(["shuffle", "--out", str(tmp_path / "o"), *argv]) == 2
+    assert main_code(["shuffle", "--out", str(tmp_path / "o"), *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "o").exists()
@@ -228,7 +221,7 @@ def test_unwritable_out_is_one_line_exit_2_and_nothing_written(tmp_path, capsys)
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     for out in (blocker, blocker / "sub"):
-        assert run_cli(["shuffle", "--out", str(out), *ARGS]) == 2
+        assert main_code(["shuffle", "--out", str(out), *ARGS]) == 2
         err = capsys.readouterr().err
         assert err.startswith("mixerbench shuffle: error: ") and err.count("\n") == 1
     assert blocker.read_text() == "not a directory" and sorted(p.name for p in tmp_path.iterdir()) == ["file"]

@@ -1,7 +1,7 @@
 """pytest-benchmark: forward pass of small configurations of the reference models.
 
 CI runs these once as plain tests (``--benchmark-disable`` in pyproject's addopts);
-``pytest --benchmark-only --benchmark-enable tests/test_benchmark_forward.py`` measures.
+``pytest --benchmark-only --benchmark-enable tests/measure/test_benchmark_forward.py`` measures.
 """
 
 from __future__ import annotations

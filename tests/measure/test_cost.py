@@ -8,7 +8,6 @@ peak RSS); none is this code's own earlier output.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,8 +17,8 @@ import architectures
 from bench.analysis.scaling import fit
 from bench.measure.cost import Autocast, CostCounter, cost, count_case
 from bench.measure.spec import Case, CostRecord
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 F32 = 4
 
 

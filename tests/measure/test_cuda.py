@@ -12,13 +12,13 @@ import torch
 from bench.measure import memory, timing
 from bench.measure.spec import Case
 from bench.runs import sweep
+from helpers import TINY_VIT
 
 pytestmark = [
     pytest.mark.cuda,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
 ]
 
-TINY_VIT = {"hidden_dim": 32, "num_blocks": 1, "num_heads": 2, "mlp_dim": 64}
 # 512 px, patch 4: S = 16,385 tokens, so one explicit S x S float32 score matrix per head is 1.07 GB.
 HUGE_S = dict(model="vit_s16", img_size=512, patch_size=4, device="cuda", mode="infer")
 S = (512 // 4) ** 2 + 1

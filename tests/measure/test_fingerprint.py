@@ -7,13 +7,12 @@ import os
 import subprocess
 import sys
 import types
-from pathlib import Path
 
 import pytest
 
 from bench.measure import fingerprint as fp
+from helpers import ROOT
 
-ROOT = str(Path(__file__).resolve().parents[2])
 UUID = "GPU-8f3c2a10-0000-4000-8000-000000000001"
 
 
@@ -140,7 +139,7 @@ def test_machine_id_stable_and_tied_to_the_host(monkeypatch):
 
 def test_no_torch_import():
     code = "import sys, bench.measure.fingerprint as f; f.fingerprint('cpu'); assert 'torch' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": ROOT})
+    subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(ROOT)})
 
 
 # ---- cgroup and governor files ---------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ import torch
 import architectures
 from bench.measure import memory
 from bench.measure.spec import Case
+from helpers import TINY_VIT
 
-TINY_VIT = {"hidden_dim": 32, "num_blocks": 1, "num_heads": 2, "mlp_dim": 64}
 MiB = 2**20
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 pytestmark = pytest.mark.skipif(memory.cpu_rss_supported() is not None, reason=str(memory.cpu_rss_supported()))

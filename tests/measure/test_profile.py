@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,9 +11,8 @@ import torch
 import architectures
 from bench.measure import attention, profile, timing
 from bench.measure.spec import Case
+from helpers import ROOT, TINY_VIT
 
-ROOT = Path(__file__).resolve().parents[2]
-TINY_VIT = {"hidden_dim": 32, "num_blocks": 1, "num_heads": 2, "mlp_dim": 64}
 CPU_BACKENDS = ("explicit", "sdpa", "fused", "sdpa-math", "sdpa-flash")
 EXPECTED_KERNEL = {
     "explicit": "explicit",

@@ -8,8 +8,8 @@ import torch
 
 from bench.measure import timing
 from bench.measure.spec import Case
+from helpers import TINY_VIT
 
-TINY_VIT = {"hidden_dim": 32, "num_blocks": 1, "num_heads": 2, "mlp_dim": 64}
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 

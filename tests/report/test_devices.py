@@ -14,8 +14,8 @@ from bench import cli, report
 from bench.analysis.series import fits_of, series_of
 from bench.report.devices import devices_table
 from bench.runs import records as results
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "results"
 
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
 from bench.report import roofline
 from bench.runs import records as results
-
-ROOT = Path(__file__).resolve().parents[2]
+from helpers import ROOT
 
 
 def test_each_operator_is_priced_at_the_larger_of_compute_and_memory_time():

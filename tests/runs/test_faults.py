@@ -15,21 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli
 from bench.measure.spec import Case
 from bench.runs import presets, sweep
 from bench.runs import records as results
+from helpers import ROOT, TINY_VIT, main_code, ok_record, one_line, tiny_cases, tiny_sweep
 
-ROOT = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
-TINY_VIT = {"hidden_dim": 32, "num_blocks": 1, "num_heads": 2, "mlp_dim": 64}
-
-
-def main_code(argv) -> int:
-    try:
-        return cli.main(argv)
-    except SystemExit as exc:
-        return exc.code
 
 
 def run_cli(*argv, timeout=300, **kwargs):
@@ -42,12 +33,6 @@ def run_cli(*argv, timeout=300, **kwargs):
         timeout=timeout,
         **kwargs,
     )
-
-
-def one_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 # --- degenerate models ------------------------------------------------------------------------
@@ -75,13 +60,6 @@ def test_degenerate_overrides_are_refused_before_the_sweep(model, overrides):
 
 
 # --- misrecorded outcomes ---------------------------------------------------------------------
-
-
-def tiny_cases(sizes=(32, 48), threads=None):
-    return [
-        Case("vit_s16", s, 8, 1, "cpu", "float32", "infer", dict(TINY_VIT), label="tiny", threads=threads)
-        for s in sizes
-    ]
 
 
 def killing_start(monkeypatch):
@@ -174,20 +152,7 @@ def children_of(pid: int, command: str = "bench.measure.memory") -> list[int]:
     return found
 
 
-TINY_SWEEP = [
-    "sweep",
-    "--models",
-    "vit_ti16",
-    "--resolutions",
-    "32,64",
-    "--batch",
-    "1",
-    "--min-run-time",
-    "0.01",
-    "--threads",
-    "1",
-    "--no-report",
-]
+TINY_SWEEP = tiny_sweep((32, 64))
 
 
 @pytest.mark.slow
@@ -229,18 +194,7 @@ def test_an_error_fixed_then_resumed_exits_0(tmp_path, monkeypatch, capsys):
 
     out = tmp_path / "run"
     argv = [
-        "sweep",
-        "--models",
-        "vit_ti16",
-        "--resolutions",
-        "32",
-        "--batch",
-        "1",
-        "--min-run-time",
-        "0.01",
-        "--threads",
-        "1",
-        "--no-report",
+        *tiny_sweep((32,)),
         "--out",
         str(out),
     ]
@@ -257,28 +211,7 @@ def test_an_error_fixed_then_resumed_exits_0(tmp_path, monkeypatch, capsys):
     assert [r.status for r in records] == ["error", "ok"]
 
 
-def fake_run_case(case, **kwargs):
-    """An ok record without measuring anything (for tests of what the sweep does around its cases)."""
-    from bench.measure.spec import FlopRecord, MemoryRecord, Timing
-
-    return results.Record(
-        case=case,
-        status="ok",
-        label=case.name,
-        env={"torch_threads": case.threads},
-        flops=FlopRecord(case.model, case.img_size, case.patch_size, 17, 1000, 10**6, 0, {}, 10**6),
-        time=Timing(0.01, 0.001, 0.01, 3, 1, 1, 1, (0.01, 0.01, 0.01)),
-        memory=MemoryRecord("cpu_peak_rss", 10**6, 10**9, 10**6, 10**8),
-        mfu=0.1,
-    )
-
-
-def test_thread_count_is_part_of_the_key_resume_and_compare_do_not_mix(tmp_path, monkeypatch, capsys):
-    from bench.measure import memory, timing
-
-    monkeypatch.setattr(sweep, "run_case", fake_run_case)
-    monkeypatch.setattr(timing, "matmul_roof", lambda device, dtype: 1e10)
-    monkeypatch.setattr(memory, "MemoryWorker", lambda: type("W", (), {"close": lambda self: None})())
+def test_thread_count_is_part_of_the_key_resume_and_compare_do_not_mix(tmp_path, stub_measuring, capsys):
     log = open(os.devnull, "w")
     one, two, three = tmp_path / "one", tmp_path / "two", tmp_path / "three"
     for folder in (one, two, three):
@@ -317,8 +250,8 @@ def write_records(folder: Path, records, extra_lines=()):
 
 def test_compare_fails_when_b_lacks_cases_of_a(tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
-    write_records(a, [fake_run_case(c) for c in tiny_cases((32, 48, 64))])
-    write_records(b, [fake_run_case(c) for c in tiny_cases((32,))])
+    write_records(a, [ok_record(c) for c in tiny_cases((32, 48, 64))])
+    write_records(b, [ok_record(c) for c in tiny_cases((32,))])
     assert main_code(["compare", str(a), str(b)]) == 1
     out = capsys.readouterr().out
     assert out.count("  missing in B") == 2 and "2 of A missing in B" in out
@@ -331,9 +264,9 @@ def test_compare_zero_memory_bad_lines_and_environment_hint(tmp_path, capsys):
     import dataclasses
 
     a, b = tmp_path / "a", tmp_path / "b"
-    zero = fake_run_case(tiny_cases((32,))[0])
+    zero = ok_record(tiny_cases((32,))[0])
     zero.memory = dataclasses.replace(zero.memory, activation_bytes=0)
-    other = [fake_run_case(c) for c in tiny_cases((32,))]
+    other = [ok_record(c) for c in tiny_cases((32,))]
     other[0].env = {"torch": "9.9", "torch_threads": None}
     write_records(a, [zero], extra_lines=['{"broken'])
     write_records(b, other)
@@ -355,7 +288,7 @@ def test_report_and_compare_name_a_peers_folder(command, tmp_path, capsys):
         )
         + "\n"
     )
-    write_records(tmp_path / "sweep", [fake_run_case(tiny_cases((32,))[0])])
+    write_records(tmp_path / "sweep", [ok_record(tiny_cases((32,))[0])])
     argv = [command, str(peers)] if command == "report" else [command, str(tmp_path / "sweep"), str(peers)]
     assert main_code(argv) == 2
     line = one_line(capsys.readouterr().err)
@@ -385,7 +318,7 @@ def test_a_second_sweep_on_a_locked_folder_is_refused(tmp_path, capsys):
     assert "in use by another sweep" in one_line(capsys.readouterr().err)
     assert not (out / results.FILENAME).exists()
     # the check that results.jsonl is new is made again under the lock (a sweep that started meanwhile)
-    (out / results.FILENAME).write_text(json.dumps(fake_run_case(tiny_cases()[0]).to_json()) + "\n")
+    (out / results.FILENAME).write_text(json.dumps(ok_record(tiny_cases()[0]).to_json()) + "\n")
     from bench import files
 
     with pytest.raises(files.FolderBusy, match="--resume"):
@@ -486,7 +419,7 @@ def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(delay, tmp_path):
 
 @pytest.mark.slow
 def test_a_full_disk_leaves_the_previous_report_and_plots_whole(tmp_path, capsys):
-    write_records(tmp_path, [fake_run_case(c) for c in tiny_cases((32, 48, 64, 80))])
+    write_records(tmp_path, [ok_record(c) for c in tiny_cases((32, 48, 64, 80))])
     assert main_code(["report", str(tmp_path)]) == 0
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.suffix in (".md", ".png")}
     assert "report.md" in before and any(name.endswith(".png") for name in before)
@@ -513,15 +446,15 @@ def bad_lines(good: dict) -> list[str]:
 
 
 def test_times_must_be_finite_and_positive():
-    good = fake_run_case(tiny_cases()[0]).to_json()
+    good = ok_record(tiny_cases()[0]).to_json()
     for line in bad_lines(good)[2:]:
         with pytest.raises(ValueError, match="times_s"):
             results.Record.from_json(json.loads(line))
 
 
 def test_report_warns_of_each_bad_line_and_reports_the_rest(tmp_path, capsys):
-    records = [fake_run_case(c) for c in tiny_cases((32, 48, 64))]
-    no_mfu = fake_run_case(tiny_cases((80,))[0])
+    records = [ok_record(c) for c in tiny_cases((32, 48, 64))]
+    no_mfu = ok_record(tiny_cases((80,))[0])
     no_mfu.mfu = None  # an ok record written by hand or an older version, without MFU
     good = records[0].to_json()
     write_records(tmp_path, [*records, no_mfu], extra_lines=bad_lines(good))
@@ -572,12 +505,7 @@ class SkipMemory:
         raise ValueError("memory not measured in this test")
 
 
-def test_an_empty_results_file_left_by_a_crash_does_not_block_a_rerun(tmp_path, monkeypatch, capsys):
-    from bench.measure import memory, timing
-
-    monkeypatch.setattr(sweep, "run_case", fake_run_case)
-    monkeypatch.setattr(timing, "matmul_roof", lambda device, dtype: 1e10)
-    monkeypatch.setattr(memory, "MemoryWorker", lambda: type("W", (), {"close": lambda self: None})())
+def test_an_empty_results_file_left_by_a_crash_does_not_block_a_rerun(tmp_path, stub_measuring, capsys):
     (tmp_path / results.FILENAME).write_text("")
     assert main_code([*TINY_SWEEP, "--out", str(tmp_path)]) == 0
     assert len(results.read_results(tmp_path / results.FILENAME)[0]) == 2

@@ -13,8 +13,8 @@ import pytest
 from bench.cli import main
 from bench.runs import merge as mg
 from bench.runs import records
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "results"
 
 

@@ -9,6 +9,7 @@ import pytest
 from bench.measure.spec import Case, FlopRecord, MemoryRecord, Timing
 from bench.runs import records as results
 from bench.runs.records import PeerRecord, Record
+from helpers import ROOT
 
 
 def rec(model: str, size: int, status: str = "error", overrides=None) -> Record:
@@ -106,10 +107,7 @@ def test_a_peers_line_is_not_a_result_and_the_other_way_round(tmp_path):
 
 def test_old_files_load_and_keep_their_keys():
     """Every results folder in the repository loads without a problem, and keys are those the files were written with."""
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2] / "results"
-    folders = [p.parent for p in root.glob("*/results.jsonl")]
+    folders = [p.parent for p in (ROOT / "results").glob("*/results.jsonl")]
     assert folders
     for folder in folders:
         records, problems = results.read_results(folder / "results.jsonl")

@@ -6,13 +6,11 @@ import dataclasses
 import random
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from bench.runs import shard as sh
-
-ROOT = str(Path(__file__).resolve().parents[2])
+from helpers import PYTHONPATH, ROOT
 
 
 def grid_costs() -> list[tuple[str, float]]:
@@ -216,7 +214,7 @@ def test_deterministic_across_processes():
             capture_output=True,
             text=True,
             check=True,
-            env={"PYTHONHASHSEED": seed, "PYTHONPATH": ROOT},
+            env={"PYTHONHASHSEED": seed, "PYTHONPATH": PYTHONPATH},
         ).stdout
         for seed in ("1", "2")
     }
@@ -272,4 +270,4 @@ def test_assign_errors(items, count, words):
 
 def test_no_torch_import():
     code = "import sys, bench.runs.shard; assert 'torch' not in sys.modules, 'torch imported'"
-    subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": ROOT})
+    subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(ROOT)})

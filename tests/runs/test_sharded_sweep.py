@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from bench import cli
-from bench.measure.spec import Case, FlopRecord, MemoryRecord, Timing
-from bench.runs import presets, shard_cases, sweep
+from bench.measure.spec import Case
+from bench.runs import presets, shard_cases
 from bench.runs import records as results
 from bench.runs.shard import Shard
+from helpers import ROOT, one_line_error
 
-ROOT = Path(__file__).resolve().parents[2]
 SCHEDULER_VARS = (
     "SLURM_ARRAY_TASK_ID",
     "SLURM_ARRAY_TASK_COUNT",
@@ -63,12 +63,6 @@ def small_grid() -> list[Case]:
 def no_scheduler(monkeypatch):
     for name in SCHEDULER_VARS:
         monkeypatch.delenv(name, raising=False)
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 # ---- bad shards ------------------------------------------------------------------------------------------------
@@ -162,39 +156,6 @@ def test_records_name_their_shard_and_machine_and_old_ones_still_load():
 
 
 # ---- resume per shard (measurements replaced by a stub: this checks which cases run) -----------------------------
-
-
-class NoWorker:
-    def close(self):
-        pass
-
-
-@pytest.fixture
-def stub_measuring(monkeypatch):
-    """run_case returns an ok record at once; the roof and the memory worker are not started. Yields the cases run."""
-    from bench.measure import memory, timing
-
-    ran: list[Case] = []
-
-    def run_case(case, *, env, roof, **kwargs):
-        ran.append(case)
-        return results.Record(
-            case=case,
-            status="ok",
-            label=case.name,
-            env=env,
-            roof_flops_per_s=roof,
-            batch=1,
-            flops=FlopRecord(case.model, case.img_size, case.patch_size, 4, 10, 1000, 0, {}, 1000),
-            time=Timing(0.01, 0.0, 0.01, 3, 1, 1, 1, (0.01, 0.01, 0.01)),
-            memory=MemoryRecord("cpu_peak_rss", 1, 3, 2, 0),
-            mfu=0.01,
-        )
-
-    monkeypatch.setattr(sweep, "run_case", run_case)
-    monkeypatch.setattr(timing, "matmul_roof", lambda device, dtype: 1e9)
-    monkeypatch.setattr(memory, "MemoryWorker", NoWorker)
-    return ran
 
 
 def keys_in(folder: Path) -> list[str]:

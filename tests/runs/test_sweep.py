@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,9 +16,7 @@ from bench.measure import timing
 from bench.measure.spec import Case
 from bench.runs import presets, sweep
 from bench.runs import records as results
-
-ROOT = Path(__file__).resolve().parents[2]
-TINY_VIT = {"hidden_dim": 32, "num_blocks": 1, "num_heads": 2, "mlp_dim": 64}
+from helpers import ROOT, TINY_VIT, main_code, tiny_cases, tiny_sweep
 
 
 def test_find_max_batch_against_a_known_limit():
@@ -77,13 +74,6 @@ def test_validate_rejects_indivisible_size():
         sweep.validate_cases([case])
 
 
-def small_cases(n_sizes=2):
-    return [
-        Case("vit_s16", s, 8, 1, "cpu", "float32", "infer", dict(TINY_VIT, attn_backend="explicit"), label="tiny")
-        for s in (32, 48, 64)[:n_sizes]
-    ]
-
-
 @pytest.mark.slow
 def test_oom_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
     real = timing.measure_case
@@ -96,7 +86,12 @@ def test_oom_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
     monkeypatch.setattr(timing, "measure_case", measure)
     log = io.StringIO()
     config = sweep.SweepConfig(
-        cases=tuple(small_cases()), out=tmp_path, preset="test", min_run_time=0.01, min_runs=2, warmup=1
+        cases=tuple(tiny_cases(attn_backend="explicit")),
+        out=tmp_path,
+        preset="test",
+        min_run_time=0.01,
+        min_runs=2,
+        warmup=1,
     )
     records = sweep.run_sweep(config, log=log)
     assert [r.status for r in records] == ["oom", "ok"]
@@ -125,14 +120,6 @@ BAD_INPUTS = {
     "max batch on cpu": (["--device", "cpu", "--max-batch"], "--device cuda"),
     "resume without out": (["--resume"], "--resume needs --out"),
 }
-
-
-def main_code(argv) -> int:
-    """cli.main's exit code, whether argparse exits (bad argument) or run() returns."""
-    try:
-        return cli.main(argv)
-    except SystemExit as exc:
-        return exc.code
 
 
 @pytest.mark.parametrize("name", list(BAD_INPUTS))
@@ -166,20 +153,7 @@ def test_existing_results_need_resume(tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
 
 
-SWEEP_ARGS = [
-    "sweep",
-    "--models",
-    "vit_ti16",
-    "--resolutions",
-    "32,48,64,80",
-    "--batch",
-    "1",
-    "--min-run-time",
-    "0.01",
-    "--threads",
-    "1",
-    "--no-report",
-]
+SWEEP_ARGS = tiny_sweep((32, 48, 64, 80))
 
 
 @pytest.mark.slow

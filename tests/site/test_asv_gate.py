@@ -5,7 +5,7 @@ branches: ``regress`` makes Mixer's token-mixing width D_S grow with S (the mode
 ``scale_tokens_mlp`` default flipped), so Mixer's parameters and MACs grow and its cost
 becomes quadratic in S; ``noop`` changes a comment and the README, nothing measured;
 ``slow`` makes Mixer's forward pass sleep 0.3 s, for the timing report at ``--factor 1.5``.
-The gate is the README's command: ``asv continuous --factor 1.0`` on the deterministic
+The gate is the command of docs/guide/asv.md: ``asv continuous --factor 1.0`` on the deterministic
 suites. asv builds each commit in its own virtualenv (the first run installs torch into
 it, a few minutes); the environment is kept in this checkout's ``.asv/env`` so later
 runs reuse it.
@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 import architectures
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 PROJECT_FILES = ("pyproject.toml", "README.md", "asv.conf.json", "architectures", "bench", "suites")
-GATE_BENCHMARKS = r"^(flops|scaling|cost)\."  # the deterministic suites (README: "The regression gate"; COST.md)
+GATE_BENCHMARKS = r"^(flops|scaling|cost)\."  # the deterministic suites (docs/guide/asv.md: "The regression gate")
 MACHINE = "gate-test"
 
 pytestmark = [
@@ -82,7 +82,7 @@ def gate_repo(tmp_path_factory) -> tuple[Path, dict]:
         readme.write("\nA sentence that changes nothing measured.\n")
     _commit(repo, "comment and README only")
 
-    # Regressions that leave parameters and MACs unchanged (COST.md): only the cost suite can see them.
+    # Regressions that leave parameters and MACs unchanged (docs/methodology/cost-model.md): only the cost suite can see them.
     _git(repo, "checkout", "-q", "-b", "explicit", "main")
     _edit(repo / "architectures" / "vit.py", 'attn_backend: str = "fused"', 'attn_backend: str = "explicit"')
     _commit(repo, "ViT: explicit attention by default")

@@ -39,8 +39,8 @@ import pytest
 
 from bench import cli
 from bench.site import dashboard
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 NPM_CACHE = Path.home() / ".cache" / "mixerbench" / "npm"  # the CLI's default: fetched once per machine
 
 
@@ -261,7 +261,8 @@ def _hostile_sweep(folder: Path) -> Path:
     (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     report.write_report(folder)
     md = (folder / "report.md").read_text()
-    assert PAYLOAD in md and JS_LINK in md  # the Markdown really carries the attack; the page must defuse it
+    # the Markdown carries the attack (escaped as literal text by bench.text.markdown); the page must show it as text
+    assert "<img src=x onerror=alert(1)" in md.replace("\\", "") and JS_LINK in md.replace("\\", "")
     return folder
 
 
@@ -382,6 +383,37 @@ def test_a_failure_while_publishing_leaves_the_previous_report(tmp_path, monkeyp
     assert b"<h1>old report</h1>" in before["index.html"]
     assert (html_dir / "index.html").read_bytes() == index
     assert sorted(p.name for p in html_dir.iterdir()) == ["index.html", "report"]  # nothing half-built left
+
+
+def _tiny_docs(folder: Path, body: str) -> Path:
+    """An mkdocs project with one page (mkdocs' own theme: quick, and nothing to fetch)."""
+    (folder / "docs").mkdir(parents=True)
+    (folder / "docs" / "index.md").write_text(body)
+    (folder / "mkdocs.yml").write_text("site_name: tiny\ntheme: mkdocs\nuse_directory_urls: false\n")
+    return folder / "mkdocs.yml"
+
+
+def test_a_docs_build_that_fails_strict_leaves_the_previous_docs(tmp_path):
+    pytest.importorskip("mkdocs")
+    html_dir = _html_dir(tmp_path)
+    good = _tiny_docs(tmp_path / "good", "# first docs\n")
+    assert dashboard.publish_docs(good, html_dir) == html_dir / "docs" / "index.html"
+    index = (html_dir / "index.html").read_text()
+    assert index.count(dashboard.DOCS_NAV_LINK) == 1
+    before = (html_dir / "docs" / "index.html").read_text()
+    assert "first docs" in before
+    bad = _tiny_docs(tmp_path / "bad", "# second docs\n\n[gone](missing.md)\n")  # a warning: strict fails
+    with pytest.raises(dashboard.DashboardError, match="mkdocs build of .* failed"):
+        dashboard.publish_docs(bad, html_dir)
+    assert (html_dir / "docs" / "index.html").read_text() == before
+    assert (html_dir / "index.html").read_text() == index
+    assert sorted(p.name for p in html_dir.iterdir()) == ["docs", "index.html"]  # no staging folder left
+
+
+def test_cli_missing_docs_config_is_one_line_and_exit_2(tmp_path, capsys):
+    assert cli.main(["dashboard", "--docs", str(tmp_path / "mkdocs.yml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "mkdocs.yml not found" in err
 
 
 def test_the_projects_asv_config_is_read_with_its_comments():
