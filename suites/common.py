@@ -111,7 +111,7 @@ PAPER_PATCH_IMG_SIZE = 384
 PAPER_PATCH_SIZES = (8, 16, 32, 48)  # S = 2,304 / 576 / 144 / 64 at 384 px
 
 AXES = ("resolution", "patch_size")
-QUANTITIES = ("latency", "activation memory")
+QUANTITIES = ("latency", "memory")  # memory: activation memory, the profiled steps' peak tensor bytes
 
 
 def series_case(series: str, img_size: int, patch_size: int | None = None, device: str = "cpu"):

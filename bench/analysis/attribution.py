@@ -115,6 +115,28 @@ def unattributed(series) -> str | None:
     return None
 
 
+def share_verdict(shares: list[float], tol: float = stats.MEASURED_SHARE_TOL):
+    """(median share, its 95% interval over rounds or None with one round, verdict) from one share per round."""
+    n_rounds = len(shares)
+    share = float(np.median(shares))
+    if n_rounds > 1 and np.ptp(shares) > 0:
+        half = scaling.t_quantile_975(n_rounds - 1) * float(np.std(shares, ddof=1)) / math.sqrt(n_rounds)
+        ci = (max(0.0, float(np.mean(shares)) - half), min(1.0, float(np.mean(shares)) + half))
+    elif n_rounds > 1:
+        ci = (share, share)
+    else:
+        ci = None
+    if ci is None:
+        verdict = "inconclusive"
+    elif ci[0] > tol:
+        verdict = "quadratic"
+    elif ci[1] <= tol:
+        verdict = "linear"
+    else:
+        verdict = "inconclusive"
+    return share, ci, verdict
+
+
 def attribute(series, latencies: list[float]) -> Attribution | None:
     """The attribution verdict of a latency series (module doc); None when a record has no profile or work,
     or when its profiles could not be split into classes (:func:`unattributed`: fused kernels of torch.compile)."""
@@ -135,24 +157,9 @@ def attribute(series, latencies: list[float]) -> Attribution | None:
     for i in range(n_rounds):
         total = sum(rounds[c][i] for c in rounds)
         shares.append(sum(qfrac.get(c, 0.0) * rounds[c][i] for c in rounds) / total if total > 0 else 0.0)
-    share = float(np.median(shares))
-    if n_rounds > 1 and np.ptp(shares) > 0:
-        half = scaling.t_quantile_975(n_rounds - 1) * float(np.std(shares, ddof=1)) / math.sqrt(n_rounds)
-        ci = (max(0.0, float(np.mean(shares)) - half), min(1.0, float(np.mean(shares)) + half))
-    elif n_rounds > 1:
-        ci = (share, share)
-    else:
-        ci = None
+    share, ci, verdict = share_verdict(shares)
     lo, hi = ci if ci else (share, share)
     tol = stats.MEASURED_SHARE_TOL
-    if ci is None:
-        verdict = "inconclusive"
-    elif lo > tol:
-        verdict = "quadratic"
-    elif hi <= tol:
-        verdict = "linear"
-    else:
-        verdict = "inconclusive"
 
     per_size = [class_times(r, t) for r, t in zip(records, latencies)]
     drift = stats.drift(x, latencies)

@@ -8,6 +8,11 @@ another folder has it ok or out of memory. Two different measurements of the sam
 on the same machine are refused unless --prefer newest keeps the later one (by the
 record's date; same date: the later DIR). Nothing is written unless the whole merge
 succeeds.
+
+Shards of one sweep (--shard, a Slurm array, a Kubernetes Indexed Job) must be a complete
+set: merge names the shards missing, incomplete (a case of the shard's plan without a
+record) or of another shard count, and refuses unless --incomplete merges them anyway.
+Warnings go to stderr.
 """
 
 from __future__ import annotations
@@ -33,22 +38,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="on conflicting records of one case and machine keep the newest instead of refusing",
     )
+    parser.add_argument(
+        "--incomplete",
+        action="store_true",
+        help="merge shards even if some are missing, unfinished or of another shard count (a warning each)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from bench.runs import merge as merging
 
     try:
-        summary = merging.merge(args.out, args.dirs, prefer=args.prefer)
+        summary = merging.merge(args.out, args.dirs, prefer=args.prefer, incomplete=args.incomplete)
     except merging.MergeConflict as exc:
         raise UsageError(f"{exc} (--prefer newest keeps the newer)") from None
+    except merging.IncompleteShards as exc:
+        raise UsageError(f"{exc} (run those shards, or --incomplete merges what is there)") from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         raise UsageError(f"{where}{exc.strerror or exc}") from None
+    import sys
+
     for problem in summary.problems:
-        print(f"warning: {problem} (skipped)")
+        print(f"warning: {problem} (skipped)", file=sys.stderr)
+    for warning in summary.shard_warnings:
+        print(f"warning: {warning} (merged anyway: --incomplete)", file=sys.stderr)
     print(
         f"merged {len(summary.folders)} folders: {summary.records_in} records in, {summary.records_out} out "
         f"({summary.duplicates} identical copies collapsed, {summary.superseded} failures superseded, "

@@ -9,7 +9,7 @@ One sweep at a time writes into a folder (a lock on OUT/.lock): a second gets an
 Presets:
   quick  narrow 2-block Mixer (C=128) and ViT (d=64; fused and explicit attention) and ResNet-18,
          patch 4, 64-192 px (S = 256..2,305 tokens), batch 1, float32, inference, one thread,
-         3 timing rounds per series in a shuffled size order
+         2-3 timing rounds per series in a shuffled size order (2 once its verdicts are decided)
   paper  Mixer-B/16, ViT-B/16 (fused, explicit), ResNet-50, Mixer-L/16, ViT-L/16 at
          224-768 px, batch 32, bfloat16 on CUDA
   full   paper plus /32 models, up to 1024 px, float32 and bfloat16, inference and training
@@ -272,6 +272,7 @@ def run(args: argparse.Namespace) -> int:
         warmup=preset.warmup,
         threads=args.threads if args.threads is not None else preset.threads,
         rounds=args.rounds or preset.rounds,
+        min_rounds=None if args.rounds else preset.min_rounds,  # --rounds N: exactly N rounds
         shard=shard,
     )
     try:

@@ -61,12 +61,21 @@ def select(cases: Sequence, shard, out: Path, resume: bool) -> list:
 
 
 def _check_folder(out: Path, shard, resume: bool) -> None:
-    """On --resume, no record of the folder may come from another shard: one folder per shard.
+    """One folder per shard: its shard.json, and on --resume its records, may not be another shard's.
 
     (Unsharded records are fine: a shard resuming such a folder still runs only its own cases.)
     """
-    from bench.runs import records
+    from bench.runs import records, shard_cases
 
+    try:
+        marker = shard_cases.read_marker(out)
+    except ValueError as exc:
+        raise UsageError(f"--out: {exc}") from None
+    if marker is not None and (marker.index, marker.count) != (shard.index, shard.count):
+        raise UsageError(
+            f"--shard: {out / shard_cases.MARKER} says the folder is shard {marker.index}/{marker.count}, "
+            f"but this run is shard {shard}; use one --out folder per shard"
+        )
     path = out / records.FILENAME
     if not resume or not path.is_file():
         return

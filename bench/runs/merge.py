@@ -23,6 +23,13 @@ Per identity:
   key does not hold the thread count) and are all kept, in order: the merge did not bring
   them together. Only a pair that no single folder holds side by side conflicts.
 
+Shards of one sweep (folders with a ``shard.json``, :func:`bench.runs.shard_cases.write_marker`,
+or whose records all name one shard) must form one complete set: every folder of the same
+shard count, every index 0..N-1 present, and every case a shard's marker lists recorded
+(an empty shard is complete). Otherwise :func:`merge` refuses, naming the shards missing,
+incomplete or of another count; ``incomplete=True`` merges anyway and returns each of
+those as a warning (:attr:`MergeSummary.shard_warnings`).
+
 Records keep their first-seen order. Everything is read and checked before anything is
 written; each output file is written to a temporary file, fsync'ed, then moved into place
 with ``os.replace``, so a failure leaves no half-written file. Nothing here imports torch.
@@ -39,7 +46,7 @@ from typing import Any
 
 from bench.files import write_together
 from bench.measure import fingerprint
-from bench.runs import records
+from bench.runs import records, shard_cases
 
 PEERS_FILENAME = "peers.jsonl"
 PREFER = ("newest",)
@@ -65,6 +72,7 @@ class MergeSummary:
     peers_out: int
     machines: tuple[str, ...]  # machine ids of the records written, sorted
     problems: tuple[str, ...]  # broken lines skipped, "path line N: why"
+    shard_warnings: tuple[str, ...] = ()  # shards missing, incomplete or of another count (merged anyway)
 
     def to_json(self) -> dict:
         return {name: list(v) if isinstance(v, tuple) else v for name, v in self.__dict__.items()}
@@ -97,8 +105,8 @@ def machine_of(record: Any) -> str:
 
 def _date(record: dict) -> datetime.datetime:
     """``env.date`` as an aware datetime; missing or unreadable dates sort first."""
-    env = record.get("env") if isinstance(record.get("env"), dict) else {}
-    text = env.get("date")
+    env = record.get("env")
+    text = env.get("date") if isinstance(env, dict) else None
     oldest = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
     if not isinstance(text, str):
         return oldest
@@ -191,13 +199,76 @@ def _rows_writer(rows: list[dict]):
     return write
 
 
-def merge(out: Path, folders: Sequence[Path], prefer: str | None = None) -> MergeSummary:
+class IncompleteShards(ValueError):
+    """The folders are shards of one sweep, but not a complete set of one shard count."""
+
+
+def _listing(items: list, limit: int = 8) -> str:
+    shown = ", ".join(str(i) for i in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def check_shards(folders: Sequence[Path], rows: list[tuple[dict, int, int, str]]) -> list[str]:
+    """What is wrong with ``folders`` as one complete set of shards (one line each); [] when nothing is.
+
+    A folder's shard is its ``shard.json`` or, for shards written before markers existed,
+    the one shard all its records name. Folders with neither (unsharded runs) are not checked.
+    """
+    identity: dict[int, tuple[int, int]] = {}
+    planned: dict[int, frozenset[str]] = {}
+    for i, folder in enumerate(folders):
+        marker = shard_cases.read_marker(folder)
+        if marker is not None:
+            identity[i], planned[i] = (marker.index, marker.count), marker.keys
+            continue
+        named = {
+            (r["shard"].get("index"), r["shard"].get("count"))
+            for r, index, _, _ in rows
+            if index == i and isinstance(r.get("shard"), dict)
+        }
+        if len(named) == 1:
+            identity[i] = next(iter(named))
+    if not identity:
+        return []
+    found = []
+    by_count: dict[int, list[int]] = {}
+    for i, (_, count) in identity.items():
+        by_count.setdefault(count, []).append(i)
+    if len(by_count) > 1:
+        usual = max(by_count, key=lambda c: (len(by_count[c]), -c))
+        for count, members in sorted(by_count.items()):
+            if count != usual:
+                where = _listing([f"{folders[i]} (shard {identity[i][0]}/{count})" for i in members])
+                found.append(f"shards of another count than {usual}: {where}")
+    else:
+        usual = next(iter(by_count))
+    present = {identity[i][0] for i in by_count[usual]}
+    missing = [k for k in range(usual) if k not in present] if usual - len(present) <= 10_000 else None
+    if missing is None:
+        found.append(f"{usual - len(present)} of {usual} shards are missing")
+    elif missing:
+        found.append(f"shard{'s' if len(missing) > 1 else ''} {_listing(missing)} of {usual} missing")
+    recorded: dict[int, set[str]] = {}
+    for r, index, _, _ in rows:
+        recorded.setdefault(index, set()).add(records.case_key(r["case"]))
+    for i, keys in planned.items():
+        lacking = len(keys - recorded.get(i, set()))
+        if lacking:
+            index, count = identity[i]
+            found.append(
+                f"shard {index}/{count} ({folders[i]}) is incomplete: {lacking} of its {len(keys)} cases have no record"
+            )
+    return found
+
+
+def merge(out: Path, folders: Sequence[Path], prefer: str | None = None, incomplete: bool = False) -> MergeSummary:
     """Union the results (and peers) of ``folders`` into ``out/results.jsonl`` (``out`` is created).
 
     Raises ``ValueError`` (one line) when a folder has no results.jsonl, ``out/results.jsonl``
     or ``out/peers.jsonl`` already exists, ``prefer`` is unknown, or two different ok/oom
     records of one case on one machine conflict (:class:`MergeConflict`, unless
-    ``prefer="newest"``).
+    ``prefer="newest"``), or the folders are shards of one sweep but not a complete set
+    (:class:`IncompleteShards`, unless ``incomplete``: then :attr:`MergeSummary.shard_warnings`).
     """
     out = Path(out)
     folders = [Path(f) for f in folders]
@@ -221,6 +292,9 @@ def merge(out: Path, folders: Sequence[Path], prefer: str | None = None) -> Merg
         result_rows += _read(folder / records.FILENAME, index, str(folder), problems)
         if (folder / PEERS_FILENAME).is_file():
             peer_rows += _read(folder / PEERS_FILENAME, index, str(folder), problems, records.read_peers)
+    shard_warnings = check_shards(folders, result_rows)
+    if shard_warnings and not incomplete:
+        raise IncompleteShards("; ".join(shard_warnings))
     counts = _Counts()
     merged = _merge_rows(result_rows, prefer, counts, "results")
     peer_counts = _Counts()
@@ -251,4 +325,5 @@ def merge(out: Path, folders: Sequence[Path], prefer: str | None = None) -> Merg
         peers_out=len(peers),
         machines=tuple(sorted({machine_of(r) for r in merged})),
         problems=tuple(problems),
+        shard_warnings=tuple(shard_warnings),
     )

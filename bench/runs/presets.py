@@ -69,6 +69,9 @@ class Preset:
     note: str
     rounds: int = 3  # timing rounds per series, sizes in a shuffled order each round (bench.runs.rounds)
     threads: int | None = None  # torch threads unless --threads (None: torch's default)
+    # With min_rounds, `rounds` is a maximum: a series stops adding rounds once its verdicts are decided
+    # (bench.analysis.sequential); None: always `rounds`.
+    min_rounds: int | None = None
 
 
 # Narrow, shallow versions of the reference models, for the CPU (paper ratios kept: D_S = C/2, D_C = 4C, mlp = 4d).
@@ -96,9 +99,10 @@ PRESETS: dict[str, Preset] = {
         min_runs=6,
         warmup=1,
         note="small widths (Mixer C=128, ViT d=64, 2 blocks) at patch 4: S = 256..2,305; ResNet-18; one thread, "
-        "3 shuffled timing rounds",
+        "2-3 shuffled timing rounds (stops at 2 once the verdicts are decided)",
         rounds=3,
         threads=1,
+        min_rounds=2,
     ),
     "paper": Preset(
         name="paper",
@@ -119,6 +123,7 @@ PRESETS: dict[str, Preset] = {
         min_runs=5,
         warmup=3,
         note="the papers' B/16 and L/16 models and ResNet-50 at 224-768 px (a GPU job)",
+        min_rounds=2,
     ),
     "full": Preset(
         name="full",

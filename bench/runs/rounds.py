@@ -35,7 +35,7 @@ class SeriesTiming:
     work: dict | None = None
     error: BaseException | None = None
     compile_time: object = None  # bench.measure.compiling.CompileTime of the first build (None: eager)
-    energy: object = None  # bench.measure.energy.Energy, measured after the last round's timing
+    energy: object = None  # bench.measure.energy.Energy, measured after the first round's timing
 
     def extra(self) -> dict:
         """The record's extra keys: ``rounds`` (per-step times per round) and ``profile`` (median per class)."""
@@ -78,11 +78,16 @@ def time_series(
     seed: int = 0,
     profile: bool = True,
     energy: bool = True,
+    min_rounds: int | None = None,
 ) -> dict[str, SeriesTiming]:
     """Time ``cases`` (one series; numeric batches) in ``rounds`` shuffled rounds; results by case key.
 
+    With ``min_rounds`` (and ``profile``), ``rounds`` is a maximum: after each round from
+    ``min_rounds`` on, the series stops once its verdicts are decided
+    (:mod:`bench.analysis.sequential`).
+
     A compiled case warms up until steady on its first visit (its :class:`CompileTime`),
-    and again whenever it was built afresh (CUDA: every round). With ``energy``, the last
+    and again whenever it was built afresh (CUDA: every round). With ``energy``, the first
     round measures each case's energy right after timing it (:mod:`bench.measure.energy`).
     """
     import torch
@@ -144,7 +149,7 @@ def time_series(
                         step()  # the model's caches went cold while the other sizes ran
                     times = [timer.timeit(numbers[case.key]).median for _ in range(blocks)]
                     st.rounds.append(times)
-                    if energy and r == rounds - 1:
+                    if energy and r == 0:
                         st.energy = joules.measure(step, batch=int(case.batch), device=case.device)
                     if profile:
                         st.profiles.append(profiler.profile_step(model, step, case.device, case.compile))
@@ -155,6 +160,8 @@ def time_series(
                     built.clear()
                     if torch.cuda.is_available():
                         torch.cuda.empty_cache()
+        if min_rounds is not None and profile and _decided(cases, out, r + 1, min_rounds):
+            break
     built.clear()
     for case in cases:
         st = out[case.key]
@@ -175,6 +182,29 @@ def time_series(
     return out
 
 
+def _decided(cases: list[Case], out: dict[str, SeriesTiming], done: int, min_rounds: int) -> bool:
+    """The sequential rule (:func:`bench.analysis.sequential.stop_after`) on the rounds measured so far."""
+    import architectures
+    from bench.analysis import sequential
+    from bench.analysis.series import fit_axis, fit_x
+
+    if done < min_rounds:
+        return False
+    ok = [c for c in cases if out[c.key].error is None and out[c.key].rounds]
+    if len({c.img_size for c in ok}) < 3:
+        return sequential.stop_after(done, min_rounds, None)
+    if any(out[c.key].work is None or not out[c.key].profiles for c in ok):
+        return False  # nothing to judge the verdicts by: every round runs
+    tokens = [architectures.traits(c.model).tokens(c.img_size, c.patch_size) for c in ok]
+    found = sequential.verdicts(
+        [fit_x(c.img_size, s) for c, s in zip(ok, tokens)],
+        [summarise_profiles(out[c.key].profiles, out[c.key].work) for c in ok],
+        [float(np.median([np.median(b) for b in out[c.key].rounds])) for c in ok],
+        axis=fit_axis(tokens[0]),
+    )
+    return sequential.stop_after(done, min_rounds, found)
+
+
 def series_groups(cases: list[Case]) -> list[list[Case]]:
     """Cases grouped into series (everything but the image size equal), in first-seen order."""
     groups: dict[str, list[Case]] = {}
@@ -193,9 +223,11 @@ def pretime(cases: list[Case], config, log=None):
     for group in series_groups(cases):
         pre: dict = {}
         if config.rounds > 1 and all(c.batch != "max" for c in group):
+            min_rounds = getattr(config, "min_rounds", None)
             if log is not None:
+                upto = f"{min_rounds} to " if min_rounds is not None and min_rounds < config.rounds else ""
                 print(
-                    f"timing {group[0].name}: {len(group)} sizes x {config.rounds} rounds, shuffled",
+                    f"timing {group[0].name}: {len(group)} sizes x {upto}{config.rounds} rounds, shuffled",
                     file=log,
                     flush=True,
                 )
@@ -205,6 +237,10 @@ def pretime(cases: list[Case], config, log=None):
                 min_run_time=config.min_run_time,
                 min_runs=config.min_runs,
                 warmup=config.warmup,
+                min_rounds=min_rounds,
             )
+            if log is not None and min_rounds is not None and min_rounds < config.rounds:
+                ran = max((len(t.rounds) for t in pre.values()), default=0)
+                print(f"  {ran} rounds ran (stops once the verdicts are decided)", file=log, flush=True)
         for case in group:
             yield case, pre.get(case.key)

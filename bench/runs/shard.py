@@ -14,14 +14,19 @@ A :class:`Shard` is "index K of N" (0-based). It comes from the command line ("K
   (required with it; set it to the Job's ``completions``). ``MIXERBENCH_SHARD_COUNT``
   without ``JOB_COMPLETION_INDEX`` is ignored.
 
-:func:`resolve` combines both: the command line wins, but its shard count must agree
-with the environment's when both are there (the index may differ: re-running one shard
-by hand inside an allocation).
+:func:`resolve` combines both: the command line wins, and then the environment is not
+read at all. A job script that computes its own shard (``examples/slurm/sweep.sbatch``
+maps array task K to shard K) can so re-run one task alone (``sbatch --array=2``: Slurm
+then says "task 0 of 1") or run a subset with a step (``--array=1-3:2``).
 
 :func:`assign` splits keyed items (a case key and its estimated cost) into shards with
 the longest-processing-time greedy rule, so every shard gets about the same cost; it
 depends only on the set of items, never on their order, so every task of an array
 computes the same assignment independently.
+
+A shard count is at most :data:`MAX_SHARDS`, checked before anything is built, and
+:func:`assign` keeps one entry per shard that can receive an item (at most one per item),
+never one per shard of the count: a count of 10**9 costs no more than a count of 10.
 
 Every bad value raises ``ValueError`` with a one-line message that names the value and
 where it came from, but no command-line flag (the CLI layer adds those). Nothing here
@@ -46,7 +51,10 @@ SLURM_STEP = "SLURM_ARRAY_TASK_STEP"
 K8S_INDEX = "JOB_COMPLETION_INDEX"
 K8S_COUNT = "MIXERBENCH_SHARD_COUNT"
 
+MAX_SHARDS = 100_000  # Kubernetes' limit on an Indexed Job's completions; Slurm's MaxArraySize default is 1001
+
 _SHARD_TEXT = re.compile(r"^\s*([+-]?\d+)\s*/\s*([+-]?\d+)\s*$")
+_DIGITS = 12  # longer numbers are refused by their length, before int() reads them
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,8 @@ class Shard:
 def _check_range(index: int, count: int, what: str) -> None:
     if count < 1:
         raise ValueError(f"{what}: the shard count must be at least 1, got {count}")
+    if count > MAX_SHARDS:
+        raise ValueError(f"{what}: the shard count must be at most {MAX_SHARDS}, got {count}")
     if not 0 <= index < count:
         raise ValueError(f"{what}: the shard index must be in 0..{count - 1} (0-based), got {index}")
 
@@ -86,17 +96,23 @@ def parse(text: str) -> Shard:
     match = _SHARD_TEXT.match(text) if isinstance(text, str) else None
     if match is None:
         raise ValueError(f"shard {text!r} is not of the form K/N with integers K and N (0-based, e.g. 0/4)")
+    if len(match.group(2).lstrip("+-0")) > _DIGITS:
+        raise ValueError(f"shard {text.strip()[:40]!r}: the shard count must be at most {MAX_SHARDS}")
+    if len(match.group(1).lstrip("+-0")) > _DIGITS:
+        raise ValueError(f"shard {text.strip()[:40]!r}: the shard index must be below the shard count")
     index, count = int(match.group(1)), int(match.group(2))
     _check_range(index, count, f"shard {text.strip()!r}")
     return Shard(index, count, "cli")
 
 
 def _env_int(environ: Mapping[str, str], name: str) -> int:
-    text = environ[name]
+    text = str(environ[name]).strip()
+    if len(text.lstrip("+-0")) > _DIGITS:
+        raise ValueError(f"{name}={text[:40]!r}... is too large (a shard count is at most {MAX_SHARDS})")
     try:
-        return int(str(text).strip())
+        return int(text)
     except ValueError:
-        raise ValueError(f"{name}={text!r} is not an integer") from None
+        raise ValueError(f"{name}={environ[name]!r} is not an integer") from None
 
 
 def _from_slurm(environ: Mapping[str, str]) -> Shard:
@@ -115,6 +131,7 @@ def _from_slurm(environ: Mapping[str, str]) -> Shard:
         if high < low:
             raise ValueError(f"{SLURM_MAX}={high} is below {SLURM_MIN}={low}")
         count = high - low + 1
+        _check_range(0, count, f"Slurm array {SLURM_MIN}={low}..{SLURM_MAX}={high}")
         if SLURM_COUNT in environ:
             tasks = _env_int(environ, SLURM_COUNT)
             if tasks != count:
@@ -154,21 +171,10 @@ def from_environment(environ: Mapping[str, str]) -> Shard | None:
 
 
 def resolve(cli_text: str | None, environ: Mapping[str, str]) -> Shard | None:
-    """The shard to run: the command line's "K/N" if given, else the environment's, else None.
-
-    When both are present the shard counts must agree (else ``ValueError``); the command
-    line's index wins.
-    """
-    env_shard = from_environment(environ)
+    """The shard to run: the command line's "K/N" if given (the environment unread), else the environment's, else None."""
     if cli_text is None:
-        return env_shard
-    cli_shard = parse(cli_text)
-    if env_shard is not None and env_shard.count != cli_shard.count:
-        raise ValueError(
-            f"shard {cli_shard} has {cli_shard.count} shards but the {env_shard.source} environment "
-            f"has {env_shard.count} (shard {env_shard})"
-        )
-    return cli_shard
+        return from_environment(environ)
+    return parse(cli_text)
 
 
 def assign(items: Sequence[tuple[str, float]] | Mapping[str, float], count: int) -> dict[str, int]:
@@ -179,8 +185,8 @@ def assign(items: Sequence[tuple[str, float]] | Mapping[str, float], count: int)
     not their order. The heaviest shard costs at most total/count + the largest cost.
     Keys must be unique; costs finite and >= 0.
     """
-    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        raise ValueError(f"the shard count must be an integer of at least 1, got {count!r}")
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_SHARDS:
+        raise ValueError(f"the shard count must be an integer in 1..{MAX_SHARDS}, got {count!r}")
     pairs = list(items.items()) if isinstance(items, Mapping) else list(items)
     seen: set[str] = set()
     for key, cost in pairs:
@@ -190,7 +196,10 @@ def assign(items: Sequence[tuple[str, float]] | Mapping[str, float], count: int)
         if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not math.isfinite(cost) or cost < 0:
             raise ValueError(f"the cost of {key!r} must be a finite number >= 0, got {cost!r}")
     pairs.sort(key=lambda kc: (-kc[1], kc[0]))
-    loads = [(0.0, index) for index in range(count)]  # already a heap
+    # Only the first min(count, items) shards can receive an item: while item i is placed,
+    # at most i shards hold any cost, so one of shards 0..i is still empty and comes before
+    # every higher (empty) one. The heap holds those shards only, never one entry per shard.
+    loads = [(0.0, index) for index in range(min(count, len(pairs)))]  # already a heap
     assignment: dict[str, int] = {}
     for key, cost in pairs:
         load, index = heapq.heappop(loads)

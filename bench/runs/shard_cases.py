@@ -69,3 +69,52 @@ def plan(cases: Sequence[Case], shard: sharding.Shard, macs: Callable[[Case], fl
     total = sum(priced.values())
     share = sum(priced[k] for k in keys) / total if total > 0 else len(keys) / max(len(priced), 1)
     return ShardPlan(shard, tuple(c for c in cases if c.key in keys), len(priced), share)
+
+
+# ---- the shard's marker: which shard a folder is, and which cases it was to run ----------------------------------
+
+MARKER = "shard.json"
+
+
+def write_marker(out, shard: sharding.Shard, cases: Sequence[Case]) -> None:
+    """Write ``out/shard.json``: this folder is shard K of N and runs these cases (written before any case runs).
+
+    A shard with no case (more shards than cases) still says it ran, so a merge can tell
+    an empty shard from a missing one, and a partly run shard from a finished one.
+    """
+    from pathlib import Path
+
+    from bench.files import write_text_atomically
+
+    data = {"shard": shard.to_json(), "cases": [c.to_json() for c in cases]}
+    write_text_atomically(Path(out) / MARKER, json.dumps(data, sort_keys=True, allow_nan=False) + "\n")
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A folder's ``shard.json``: its shard (index, count) and the keys of the cases it was to run."""
+
+    index: int
+    count: int
+    keys: frozenset[str]
+
+
+def read_marker(folder) -> Marker | None:
+    """The folder's ``shard.json``, or None without one; ``ValueError`` (one line) when it is not one."""
+    from pathlib import Path
+
+    from bench.measure.spec import case_key
+
+    path = Path(folder) / MARKER
+    if not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read(64 * 1024 * 1024))
+        shard = data["shard"]
+        index, count = shard["index"], shard["count"]
+        sharding.Shard(index, count, shard.get("source", "cli"))  # validates the pair
+        keys = frozenset(case_key(c) for c in data["cases"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path} is not a shard marker ({type(exc).__name__}: {str(exc)[:120]})") from None
+    return Marker(index, count, keys)

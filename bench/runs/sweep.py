@@ -42,6 +42,8 @@ class SweepConfig:
     warmup: int = 2
     threads: int | None = None
     rounds: int = 1  # timing rounds per series, sizes shuffled each round (bench.runs.rounds); 1: case by case
+    # With min_rounds, `rounds` is a maximum: a series stops once its verdicts are decided (bench.analysis.sequential)
+    min_rounds: int | None = None
     shard: object | None = None  # the bench.runs.shard.Shard this run is (stored in every record), or None
 
     def __post_init__(self):
@@ -282,6 +284,10 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
     from bench.runs import machine, rounds
 
     path = config.out / results.FILENAME
+    if config.shard is not None:  # before any case: an empty or interrupted shard is told from a missing one
+        from bench.runs import shard_cases
+
+        shard_cases.write_marker(config.out, config.shard, config.cases)
     done: set[str] = set()
     if config.resume and path.exists():
         previous, problems = results.read_results(path)

@@ -1,11 +1,18 @@
-"""The cluster examples in examples/: their shard counts agree, and the Slurm scripts do what they say.
+"""The cluster examples in examples/: their shard counts agree, and the scripts do what they say.
 
-- Kubernetes: sweep-job.yaml parses, is an Indexed Job whose MIXERBENCH_SHARD_COUNT equals
-  its completions, asks for one GPU, writes /out/shard-$(index) on a PVC defined beside it;
-  merge-job.yaml merges as many shards as there are completions, from the same PVC.
+- Kubernetes: both manifests validate offline against the Kubernetes API schemas of
+  :data:`K8S_VERSIONS` (``kubernetes-validate``, strict: unknown fields are errors), and a
+  deliberately broken copy does not; sweep-job.yaml is an Indexed Job whose
+  MIXERBENCH_SHARD_COUNT equals its completions, asks for one GPU, writes
+  /out/shard-$(index) on a PVC defined beside it, and the index reaches mixerbench as the
+  shard (the container's command run with a stand-in); merge-job.yaml merges as many shards
+  as there are completions, from the same PVC.
 - Slurm: sweep.sbatch's --array range is 0..SHARDS-1 and merge.sbatch expects SHARDS shards;
-  run with a stand-in for mixerbench, array task K passes --shard K/SHARDS and its own --out,
-  a task outside the range is refused, and the merge refuses a missing shard.
+  it asks for no GPU (sbatch --gres=gpu:1 does, as its header says); run with a stand-in for
+  mixerbench, array task K passes --shard K/SHARDS, its own --out and the arguments given after
+  the script; an array outside 0..SHARDS-1 is refused; the merge passes the shard folders that
+  exist (mixerbench merge names the missing ones). tests/ci/test_slurm_cluster.py runs them on
+  a real Slurm.
 - GitHub Actions: the matrix's shard list is 0..SHARDS-1 and each shard gets its own artifact.
 """
 
@@ -23,6 +30,8 @@ from helpers import ROOT
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (pip install -e '.[dev]' installs it)")
 
+# an older cluster still in service, and the newest schemas kubernetes-validate ships
+K8S_VERSIONS = ("1.29.0", "1.37.0")
 EXAMPLES = ROOT / "examples"
 SLURM_SWEEP = EXAMPLES / "slurm" / "sweep.sbatch"
 SLURM_MERGE = EXAMPLES / "slurm" / "merge.sbatch"
@@ -88,6 +97,70 @@ def test_kubernetes_merge_reads_every_shard_from_the_same_volume():
     assert "nvidia.com/gpu" not in str(container.get("resources"))
 
 
+def _validate(doc: dict, version: str) -> None:
+    import kubernetes_validate
+
+    kubernetes_validate.validate(doc, version, strict=True)
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("name", ["sweep-job.yaml", "merge-job.yaml"])
+def test_kubernetes_manifests_validate_against_the_api_schemas(name, version):
+    pytest.importorskip("kubernetes_validate", reason="pip install -e '.[dev]' installs kubernetes-validate")
+    docs = _docs(EXAMPLES / "kubernetes" / name)
+    assert docs
+    for doc in docs:
+        _validate(doc, version)
+
+
+BROKEN_MANIFESTS = {
+    "a misspelt field": lambda job: job["spec"].update(completionsMode=job["spec"].pop("completionMode")),
+    "completions as a string": lambda job: job["spec"].update(completions="four"),
+    # (the schemas hold no enums: completionMode "Numbered" would pass them; the Indexed test below catches it)
+    "volumes as a mapping": lambda job: job["spec"]["template"]["spec"].update(volumes={"out": {}}),
+    "env without a name": lambda job: job["spec"]["template"]["spec"]["containers"][0]["env"][0].pop("name"),
+}
+
+
+@pytest.mark.parametrize("why", BROKEN_MANIFESTS)
+def test_kubernetes_validation_goes_red_on_a_broken_manifest(why):
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    job = _one(_docs(EXAMPLES / "kubernetes" / "sweep-job.yaml"), "Job")
+    BROKEN_MANIFESTS[why](job)
+    with pytest.raises(kubernetes_validate.ValidationError):
+        _validate(job, K8S_VERSIONS[-1])
+
+
+@needs_bash
+def test_kubernetes_index_reaches_mixerbench_as_the_shard(fake_mixerbench, tmp_path):
+    """Each pod's command, run as Kubernetes runs it (JOB_COMPLETION_INDEX set), starts mixerbench on its shard."""
+    fake, log = fake_mixerbench
+    job = _one(_docs(EXAMPLES / "kubernetes" / "sweep-job.yaml"), "Job")
+    completions = job["spec"]["completions"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    env = {**_env(container), "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"}
+    for index in range(completions):
+        done = subprocess.run(
+            [*container["command"], *container["args"]],
+            env={**env, "JOB_COMPLETION_INDEX": str(index)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+    calls = log.read_text().splitlines()
+    assert calls == [f"sweep --out /out/shard-{k} --resume" for k in range(completions)]
+    # mixerbench itself turns the pod's environment into its shard
+    from bench.runs import shard
+
+    for index in range(completions):
+        environ = {
+            "JOB_COMPLETION_INDEX": str(index),
+            "MIXERBENCH_SHARD_COUNT": _env(container)["MIXERBENCH_SHARD_COUNT"],
+        }
+        assert shard.from_environment(environ) == shard.Shard(index, completions, "kubernetes")
+
+
 # --- Slurm ------------------------------------------------------------------------------------
 
 
@@ -95,8 +168,8 @@ def _slurm_counts() -> tuple[int, int, int]:
     text = SLURM_SWEEP.read_text()
     array = re.findall(r"^#SBATCH\s+--array[= ](\d+)-(\d+)(?:%\d+)?\s*$", text, re.M)
     assert len(array) == 1, f"expected one `#SBATCH --array=A-B` line, found {array}"
-    shards = re.findall(r"^SHARDS=(\d+)\b", text, re.M)
-    assert len(shards) == 1, f"expected one `SHARDS=N` line, found {shards}"
+    shards = re.findall(r"^SHARDS=\$\{SHARDS:-(\d+)\}", text, re.M)
+    assert len(shards) == 1, f"expected one `SHARDS=${{SHARDS:-N}}` line, found {shards}"
     return int(array[0][0]), int(array[0][1]), int(shards[0])
 
 
@@ -104,7 +177,7 @@ def test_slurm_array_range_and_shard_count_agree():
     first, last, shards = _slurm_counts()
     assert first == 0, f"--array starts at {first}: shard indices are 0..N-1"
     assert last - first + 1 == shards, f"--array={first}-{last} has {last - first + 1} tasks, SHARDS={shards}"
-    assert re.search(r'--shard "\$shard/\$SHARDS"', SLURM_SWEEP.read_text())
+    assert re.search(r'--shard "\$task/\$SHARDS"', SLURM_SWEEP.read_text())
     merge_default = re.findall(r"^SHARDS=\$\{SHARDS:-(\d+)\}", SLURM_MERGE.read_text(), re.M)
     assert merge_default == [str(shards)], f"merge.sbatch expects {merge_default} shards, sweep.sbatch writes {shards}"
 
@@ -119,11 +192,18 @@ def fake_mixerbench(tmp_path) -> tuple[Path, Path]:
     return fake, log
 
 
-def _run(script: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+def _run(script: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k != "SHARDS"}
     return subprocess.run(
-        ["bash", str(script)], env={**keep, **env}, cwd=ROOT, capture_output=True, text=True, timeout=30
+        ["bash", str(script), *args], env={**keep, **env}, cwd=ROOT, capture_output=True, text=True, timeout=30
     )
+
+
+def test_slurm_sweep_asks_for_no_gpu_and_its_header_says_how_to():
+    text = SLURM_SWEEP.read_text()
+    assert not re.search(r"^#SBATCH\s+--(gres|gpus)", text, re.M)  # a CPU partition takes it as it is
+    header = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+    assert "--gres=gpu:1" in header and "SBATCH_GRES=gpu:1" in header and "--partition=gpu" in header
 
 
 @needs_bash
@@ -138,36 +218,53 @@ def test_slurm_array_task_runs_its_own_shard(fake_mixerbench, tmp_path):
                 "MIXERBENCH": str(fake),
                 "OUT": str(out),
                 "SLURM_ARRAY_TASK_ID": str(task),
-                "SLURM_ARRAY_TASK_COUNT": str(shards),
+                "SLURM_ARRAY_TASK_MIN": "0",
+                "SLURM_ARRAY_TASK_MAX": str(last),
             },
+            "--device",
+            "cpu",
+            "--models",
+            "vit_ti16",
         )
         assert done.returncode == 0, done.stderr
+    resubmitted = _run(  # `sbatch --array=1 sweep.sbatch`: Slurm says task 1 of 1..1
+        SLURM_SWEEP,
+        {"MIXERBENCH": str(fake), "OUT": str(out), **{f"SLURM_ARRAY_TASK_{v}": "1" for v in ("ID", "MIN", "MAX")}},
+    )
+    assert resubmitted.returncode == 0, resubmitted.stderr
     assert log.read_text().splitlines() == [
-        f"sweep --shard 0/{shards} --out {out}/shard-0 --resume",
-        f"sweep --shard {last}/{shards} --out {out}/shard-{last} --resume",
+        f"sweep --shard 0/{shards} --out {out}/shard-0 --resume --device cpu --models vit_ti16",
+        f"sweep --shard {last}/{shards} --out {out}/shard-{last} --resume --device cpu --models vit_ti16",
+        f"sweep --shard 1/{shards} --out {out}/shard-1 --resume",
     ]
-    refused = _run(SLURM_SWEEP, {"MIXERBENCH": str(fake), "OUT": str(out), "SLURM_ARRAY_TASK_ID": str(shards)})
-    assert refused.returncode == 2 and "not a shard" in refused.stderr
-    assert len(log.read_text().splitlines()) == 2  # the refused task ran nothing
+    for env in (
+        {"SLURM_ARRAY_TASK_ID": str(shards)},
+        {"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": str(shards)},  # --array=1-4
+        {"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "6"},  # --array=0-6:2
+        {"SLURM_ARRAY_TASK_ID": "0", "SHARDS": "0"},
+        {"SLURM_ARRAY_TASK_ID": "0", "SHARDS": "many"},
+    ):
+        refused = _run(SLURM_SWEEP, {"MIXERBENCH": str(fake), "OUT": str(tmp_path / "refused"), **env})
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1, (env, refused.stderr)
+        assert "shard" in refused.stderr
+    assert len(log.read_text().splitlines()) == 3  # the refused tasks ran nothing
+    assert not (tmp_path / "refused").exists()
 
 
 @needs_bash
-def test_slurm_merge_takes_every_shard_and_refuses_a_missing_one(fake_mixerbench, tmp_path):
+def test_slurm_merge_passes_the_shard_folders_there_are(fake_mixerbench, tmp_path):
     fake, log = fake_mixerbench
     *_, shards = _slurm_counts()
     out = tmp_path / "out"
+    none = _run(SLURM_MERGE, {"MIXERBENCH": str(fake), "OUT": str(out)})
+    assert none.returncode == 2 and "no shard folder" in none.stderr and not log.exists()
     for k in range(shards):
-        (out / f"shard-{k}").mkdir(parents=True)
-        (out / f"shard-{k}" / "results.jsonl").write_text("{}\n")
-    (out / "shard-1" / "results.jsonl").unlink()
-    missing = _run(SLURM_MERGE, {"MIXERBENCH": str(fake), "OUT": str(out)})
-    assert missing.returncode == 1 and "shard-1/results.jsonl is missing" in missing.stderr
-    assert not log.exists()
-    (out / "shard-1" / "results.jsonl").write_text("{}\n")
+        if k != 1:  # shard 1 never started
+            (out / f"shard-{k}").mkdir(parents=True)
     done = _run(SLURM_MERGE, {"MIXERBENCH": str(fake), "OUT": str(out)})
     assert done.returncode == 0, done.stderr
     assert log.read_text().splitlines() == [
-        f"merge {out}/merged " + " ".join(f"{out}/shard-{k}" for k in range(shards)),
+        f"merge {out}/merged " + " ".join(f"{out}/shard-{k}" for k in range(shards) if k != 1),
         f"report {out}/merged",
     ]
 
@@ -213,8 +310,12 @@ def test_github_merge_step_merges_the_downloaded_shards(fake_mixerbench, tmp_pat
         "merge sweep-merged " + " ".join(f"shards/sweep-shard-{k}" for k in range(shards)),
         "report sweep-merged",
     ]
-    (work / "shards" / "sweep-shard-0" / "results.jsonl").unlink()
-    failed = subprocess.run(
+    shutil.rmtree(work / "shards" / "sweep-shard-0")  # a shard without an artifact: merge is told the others
+    log.unlink()
+    done = subprocess.run(
         ["bash", "-e", "-c", step["run"]], cwd=work, env=env, capture_output=True, text=True, timeout=30
     )
-    assert failed.returncode == 1 and "shard 0 has no results.jsonl" in failed.stderr
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().splitlines()[0] == "merge sweep-merged " + " ".join(
+        f"shards/sweep-shard-{k}" for k in range(1, shards)
+    )

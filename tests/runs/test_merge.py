@@ -270,7 +270,7 @@ def test_broken_lines_are_skipped_and_reported(tmp_path, capsys):
         f.write('{"case": {"model": "x"}, "status": "ok", "tim')
     code, out, err = run_cli(capsys, tmp_path / "out", a)
     assert code == 0
-    assert "warning:" in out and "line 21" in out
+    assert "warning:" in err and "line 21" in err and "warning" not in out  # warnings on stderr
     assert len(lines(tmp_path / "out" / "results.jsonl")) == 20
 
 

@@ -158,21 +158,30 @@ def test_bad_environments_are_one_line_errors(environ, words):
     message = str(info.value)
     assert words in message
     assert "\n" not in message and "--" not in message
-    with pytest.raises(ValueError):  # resolve sees the same problem, with or without a command-line value
-        sh.resolve("0/2", environ)
+    with pytest.raises(ValueError):  # resolve sees the same problem without a command-line value
+        sh.resolve(None, environ)
+    assert sh.resolve("0/2", environ) == sh.Shard(0, 2, "cli")  # with one, the environment is not read
 
 
-def test_resolve_cli_wins_but_count_must_agree():
+def test_resolve_the_command_line_wins_and_the_environment_is_not_read():
     slurm = {"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "4"}
     assert sh.resolve(None, slurm) == sh.Shard(1, 4, "slurm")
     assert sh.resolve("1/4", slurm) == sh.Shard(1, 4, "cli")
     assert sh.resolve("3/4", slurm) == sh.Shard(3, 4, "cli")  # the index is the command line's
-    assert sh.resolve("0/2", {}) == sh.Shard(0, 2, "cli")
-    with pytest.raises(ValueError) as info:
-        sh.resolve("1/3", slurm)
-    message = str(info.value)
-    assert "3 shards" in message and "slurm environment has 4" in message
-    assert "\n" not in message and "--" not in message
+    assert sh.resolve("1/3", slurm) == sh.Shard(1, 3, "cli")
+    # `sbatch --array=2 sweep.sbatch` re-runs shard 2 of 4 alone: Slurm says task 0 of 1
+    resubmitted = {
+        "SLURM_ARRAY_TASK_ID": "2",
+        "SLURM_ARRAY_TASK_MIN": "2",
+        "SLURM_ARRAY_TASK_MAX": "2",
+        "SLURM_ARRAY_TASK_COUNT": "1",
+        "SLURM_ARRAY_TASK_STEP": "1",
+    }
+    assert sh.resolve("2/4", resubmitted) == sh.Shard(2, 4, "cli")
+    assert sh.resolve(None, resubmitted) == sh.Shard(0, 1, "slurm")
+
+
+def test_resolve_refuses_a_malformed_command_line():
     with pytest.raises(ValueError, match="not of the form"):
         sh.resolve("x", {})
 
@@ -254,8 +263,8 @@ def test_ties_go_to_the_lowest_index():
 @pytest.mark.parametrize(
     "items, count, words",
     [
-        ([("a", 1.0)], 0, "at least 1"),
-        ([("a", 1.0)], 1.5, "at least 1"),
+        ([("a", 1.0)], 0, "1..100000"),
+        ([("a", 1.0)], 1.5, "1..100000"),
         ([("a", 1.0), ("a", 2.0)], 2, "more than once"),
         ([("a", -1.0)], 2, "finite number >= 0"),
         ([("a", float("nan"))], 2, "finite number >= 0"),
@@ -266,6 +275,58 @@ def test_assign_errors(items, count, words):
     with pytest.raises(ValueError) as info:
         sh.assign(items, count)
     assert words in str(info.value) and "\n" not in str(info.value)
+
+
+# ---- bounds: no work proportional to the shard count (issue 19, class 3) ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("0/1000000000", "at most 100000"),
+        ("0/100001", "at most 100000"),
+        ("0/" + "9" * 5000, "at most 100000"),
+        ("9" * 5000 + "/4", "below the shard count"),
+    ],
+)
+def test_huge_shard_counts_are_refused_by_the_limit(text, words):
+    with pytest.raises(ValueError) as info:
+        sh.parse(text)
+    message = str(info.value)
+    assert words in message and "\n" not in message and len(message) < 200
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "1000000000"},
+        {"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "999999999"},
+        {"JOB_COMPLETION_INDEX": "0", "MIXERBENCH_SHARD_COUNT": "1000000000"},
+        {"JOB_COMPLETION_INDEX": "0", "MIXERBENCH_SHARD_COUNT": "1" + "0" * 5000},
+    ],
+)
+def test_huge_scheduler_counts_are_refused_by_the_limit(environ):
+    with pytest.raises(ValueError) as info:
+        sh.from_environment(environ)
+    assert "at most 100000" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_assign_builds_nothing_per_shard():
+    """The largest count allowed costs what a count of 10 costs: memory follows the items, not the shards."""
+    import tracemalloc
+
+    items = grid_costs()
+    small = sh.assign(items, 10 * len(items))
+    tracemalloc.start()
+    try:
+        big = sh.assign(items, sh.MAX_SHARDS)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert big == small  # the same assignment: shards past the number of items never get one
+    assert peak < 1_000_000, peak  # one entry per shard would be ~10 MB at 100000 shards
+    with pytest.raises(ValueError, match="1..100000"):
+        sh.assign(items, sh.MAX_SHARDS + 1)
 
 
 def test_no_torch_import():

@@ -68,13 +68,14 @@ def no_scheduler(monkeypatch):
 # ---- bad shards ------------------------------------------------------------------------------------------------
 
 
-def test_a_count_that_disagrees_with_slurm_is_one_line_exit_2(tmp_path, monkeypatch, no_scheduler, capsys):
-    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
-    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "3")
-    assert cli.main([*SMALL, "--shard", "1/4", "--out", str(tmp_path / "out")]) == 2
-    err = one_line_error(capsys)
-    assert "--shard" in err and "4 shards" in err and "3" in err
-    assert not (tmp_path / "out").exists()
+def test_the_command_line_shard_wins_over_the_environment(tmp_path, monkeypatch, no_scheduler, stub_measuring, capsys):
+    """`sbatch --array=2 sweep.sbatch` re-runs shard 2 of 4 alone; Slurm then says "task 0 of 1" (seen on slurm 22.05)."""
+    for name, value in dict(ID="2", MIN="2", MAX="2", COUNT="1", STEP="1").items():
+        monkeypatch.setenv(f"SLURM_ARRAY_TASK_{name}", value)
+    assert cli.main([*SMALL, "--shard", "2/4", "--no-report", "--out", str(tmp_path / "out")]) == 0
+    assert "shard 2/4 (cli): " in capsys.readouterr().out
+    mine = {c.key for c in shard_cases.plan(small_grid(), Shard(2, 4, "cli")).cases}
+    assert {c.key for c in stub_measuring} == mine
 
 
 @pytest.mark.parametrize(
@@ -86,6 +87,9 @@ def test_a_count_that_disagrees_with_slurm_is_one_line_exit_2(tmp_path, monkeypa
         ([], {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "3"}, "environment"),
         ([], {"JOB_COMPLETION_INDEX": "0"}, "MIXERBENCH_SHARD_COUNT"),
         (["--peers", "--shard", "0/2"], {}, "--peers"),
+        (["--shard", "0/1000000000"], {}, "at most 100000"),
+        ([], {"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "1000000000"}, "at most 100000"),
+        ([], {"JOB_COMPLETION_INDEX": "0", "MIXERBENCH_SHARD_COUNT": "10000000000000000000000"}, "at most 100000"),
     ],
 )
 def test_bad_shards_are_one_line_exit_2(argv, env, words, tmp_path, monkeypatch, no_scheduler, capsys):
@@ -201,6 +205,87 @@ def test_an_empty_shard_leaves_an_empty_sweep_folder(tmp_path, no_scheduler, stu
     assert cli.main([*SMALL, "--shard", f"{count - 1}/{count}", "--out", str(out)]) == 0
     assert stub_measuring == [] and (out / results.FILENAME).read_text() == ""
     assert "0 of 6 cases" in capsys.readouterr().out
+
+
+# ---- merging shards: a complete set of one count, or a refusal that names what is wrong (issue 19, class 6) ----
+
+
+@pytest.fixture
+def quick_shards(stub_measuring, monkeypatch):
+    """stub_measuring, and no timing rounds before the cases (these tests check which shards a merge takes)."""
+    from bench.measure import cost
+    from bench.runs import rounds
+
+    monkeypatch.setattr(rounds, "pretime", lambda todo, config, log: ((case, None) for case in todo))
+    monkeypatch.setattr(cost, "copy_bandwidth", lambda device, **kwargs: 1e9)
+    return stub_measuring
+
+
+def _shards(tmp_path, count: int, only=None) -> list[Path]:
+    folders = []
+    for k in range(count) if only is None else only:
+        folder = tmp_path / f"of{count}" / f"shard-{k}"
+        assert cli.main([*SMALL, "--shard", f"{k}/{count}", "--no-report", "--out", str(folder)]) == 0
+        folders.append(folder)
+    return folders
+
+
+def _merge(capsys, out: Path, *folders: Path, extra=()) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = cli.main(["merge", str(out), *map(str, folders), *extra])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_merge_takes_a_complete_set_and_an_empty_shard_counts_as_done(tmp_path, no_scheduler, quick_shards, capsys):
+    count = len(small_grid()) + 2  # more shards than cases: two shards run nothing
+    folders = _shards(tmp_path, count)
+    assert (folders[-1] / results.FILENAME).read_text() == ""  # empty, but its shard.json says it ran
+    code, out, err = _merge(capsys, tmp_path / "merged", *folders)
+    assert code == 0 and err == "", err
+    assert sorted(keys_in(tmp_path / "merged")) == sorted(c.key for c in small_grid())
+
+
+def test_merge_names_missing_shards_and_refuses(tmp_path, no_scheduler, quick_shards, capsys):
+    folders = _shards(tmp_path, 4, only=[0, 2])
+    code, out, err = _merge(capsys, tmp_path / "merged", *folders)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "shards 1, 3 of 4 missing" in err and "--incomplete" in err
+    assert not (tmp_path / "merged").exists()
+    code, out, err = _merge(capsys, tmp_path / "merged", *folders, extra=["--incomplete"])
+    assert code == 0 and "warning: shards 1, 3 of 4 missing" in err and "warning" not in out
+
+
+def test_merge_names_shards_of_another_count(tmp_path, no_scheduler, quick_shards, capsys):
+    threes, two = _shards(tmp_path, 3), _shards(tmp_path, 2, only=[1])
+    code, _, err = _merge(capsys, tmp_path / "merged", *threes, *two)
+    assert code == 2 and "shards of another count than 3" in err and f"{two[0]} (shard 1/2)" in err, err
+
+
+def test_merge_names_an_unfinished_shard(tmp_path, no_scheduler, quick_shards, capsys):
+    folders = _shards(tmp_path, 2)
+    path = folders[1] / results.FILENAME
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:-1]))  # cancelled before its last case
+    code, _, err = _merge(capsys, tmp_path / "merged", *folders)
+    assert code == 2 and f"shard 1/2 ({folders[1]}) is incomplete: 1 of its {len(lines)} cases have no record" in err
+
+
+def test_shards_written_before_markers_are_told_by_their_records(tmp_path, no_scheduler, quick_shards, capsys):
+    folders = _shards(tmp_path, 3)
+    for folder in folders:
+        (folder / shard_cases.MARKER).unlink()
+    assert _merge(capsys, tmp_path / "all", *folders)[0] == 0
+    code, _, err = _merge(capsys, tmp_path / "two", *folders[:2])
+    assert code == 2 and "shard 2 of 3 missing" in err
+
+
+def test_a_folder_of_another_shard_is_refused_by_its_marker(tmp_path, no_scheduler, quick_shards, capsys):
+    count = len(small_grid()) + 1
+    (empty,) = _shards(tmp_path, count, only=[count - 1])
+    capsys.readouterr()
+    assert cli.main([*SMALL, "--shard", f"0/{count}", "--no-report", "--resume", "--out", str(empty)]) == 2
+    assert f"is shard {count - 1}/{count}" in one_line_error(capsys)
 
 
 # ---- machine fingerprints ----------------------------------------------------------------------------------------
