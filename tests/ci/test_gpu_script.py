@@ -88,6 +88,17 @@ def test_the_compile_step_covers_every_mode_on_three_models_at_two_sizes():
     assert re.search(r"^models=mixer_b16,vit_b16,resnet50$", SCRIPT.read_text(), re.MULTILINE)
 
 
+def test_the_tests_step_runs_every_test_file_with_cuda_tests():
+    marked = {
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "tests").rglob("test_*.py")
+        if re.search(r"pytest\.mark\.cuda\b", p.read_text())
+    }
+    command = next(cmd for name, _, cmd in steps() if name == "tests")
+    assert "-m cuda" in command
+    assert marked and marked <= set(command.split())
+
+
 def test_every_sweep_writes_under_out():
     for name, _, cmd in steps():
         if " sweep " in f" {cmd} ":
