@@ -127,7 +127,7 @@ class ModelTraits:
 
     def tokens(self, img_size: int, patch_size: int | None = None) -> int | None:
         """S at ``img_size`` (with ``patch_size`` instead of the model's own), None for convnets."""
-        if not self.has_tokens:
+        if self.patch_size is None:  # a convnet
             return None
         return (img_size // (patch_size or self.patch_size)) ** 2 + self.prefix_tokens
 
@@ -156,8 +156,9 @@ def num_tokens(model: nn.Module) -> int | None:
     Works for the reference models (their ``num_tokens`` attribute) and for timm's
     patch-based models (``patch_embed.num_patches`` + prefix tokens, or Mixer's stem).
     """
-    if hasattr(model, "num_tokens") and not callable(model.num_tokens):
-        return model.num_tokens
+    own = getattr(model, "num_tokens", None)
+    if isinstance(own, int):
+        return own
     embed = getattr(model, "patch_embed", None) or getattr(model, "stem", None)
     patches = getattr(embed, "num_patches", None)
     if patches is None:

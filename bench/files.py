@@ -39,7 +39,7 @@ def make_folder(out: Path) -> None:
         raise ValueError(f"cannot create {out} ({exc.strerror or exc})") from None
 
 
-def prepare_atomically(path: Path, write: Callable[[Path], None]) -> Path:
+def prepare_atomically(path: Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, flush it to disk and return it, not yet moved.
 
     For several files that must appear together: prepare each, then ``os.replace`` them.
@@ -61,7 +61,7 @@ def prepare_atomically(path: Path, write: Callable[[Path], None]) -> Path:
     return Path(tmp)
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp_path)`` and move the file into place only once it is complete.
 
     A failure or a kill part-way leaves the previous file (or none) in place.
@@ -75,7 +75,7 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def write_together(
-    files: Sequence[tuple[Path, Callable[[Path], None]]], ready: Sequence[tuple[Path, Path]] = ()
+    files: Sequence[tuple[Path, Callable[[Path], object]]], ready: Sequence[tuple[Path, Path]] = ()
 ) -> None:
     """Write several files so that they change together.
 

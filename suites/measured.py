@@ -2,7 +2,8 @@
 
 ``setup_cache`` runs ``bench.runs.sweep.run_sweep`` (the code of ``mixerbench sweep``: timing
 rounds with the sequential rule, per-operator profiles, counts, memory) in a temporary folder
-on the quick preset's configurations (Mixer C=128, ViT d=64 fused and explicit, ResNet-18;
+on the quick preset's configurations (Mixer C=128, ViT d=64 at its default attention -- fused today -- and
+explicit, ResNet-18;
 CPU, one thread, batch 1) at the sizes of ``suites/curves.py``, then fits them with
 ``bench.analysis.series.fits_of`` -- the same rows as the sweep's fits.json:
 
@@ -30,6 +31,7 @@ from .common import (
     CURVE_IMG_SIZES,
     CURVE_PATCH_IMG_SIZE,
     CURVE_PATCH_SIZES,
+    MEASURED_SERIES,
     PIXEL_IMG_SIZES,
     PIXEL_SERIES,
     QUANTITIES,
@@ -41,14 +43,15 @@ from .common import (
 
 _ROW_QUANTITY = {"latency": "latency", "memory": "activation memory"}
 NAN = float("nan")
+MEASURED_TOKEN_SERIES = tuple(s for s in MEASURED_SERIES if s in TOKEN_SERIES)
 
 
 def measured_cases() -> list:
     """The sweep's cases: every series over its image sizes, and the token models' patches at CURVE_PATCH_IMG_SIZE."""
-    cases = [series_case(s, size) for s in TOKEN_SERIES for size in CURVE_IMG_SIZES]
+    cases = [series_case(s, size) for s in MEASURED_TOKEN_SERIES for size in CURVE_IMG_SIZES]
     cases += [series_case(s, size) for s in PIXEL_SERIES for size in PIXEL_IMG_SIZES]
     keys = {c.key for c in cases}
-    for s in TOKEN_SERIES:
+    for s in MEASURED_TOKEN_SERIES:
         for patch in CURVE_PATCH_SIZES:
             case = series_case(s, CURVE_PATCH_IMG_SIZE, patch)
             if case.key not in keys:
@@ -103,7 +106,7 @@ def verdicts_of(records: list) -> dict:
     for s in series_of(records):
         if len(s.records) >= 3:
             by_axis["resolution"].append(s)
-    for name in TOKEN_SERIES:
+    for name in MEASURED_TOKEN_SERIES:
         label = QUICK_SERIES[name]
         mine = [r for r in records if r.label == label and r.case.img_size == CURVE_PATCH_IMG_SIZE]
         mine.sort(key=lambda r: r.tokens)
@@ -157,7 +160,7 @@ def _get(found: dict, key: tuple, field: str) -> float:
 class Verdicts(_Measured):
     """Per series, quantity and axis: the verdict, the quadratic share and its 95% bounds, the drift."""
 
-    params = (tuple(QUICK_SERIES), QUANTITIES, AXES)
+    params = (MEASURED_SERIES, QUANTITIES, AXES)
     param_names = ("series", "quantity", "axis")
 
     def track_verdict(self, found: dict, series: str, quantity: str, axis: str) -> float:
@@ -194,7 +197,7 @@ class Verdicts(_Measured):
 class AttentionShare(_Measured):
     """Attention's share of the profiled step at the largest size of each axis (0 for Mixer and ResNet)."""
 
-    params = (tuple(QUICK_SERIES), AXES)
+    params = (MEASURED_SERIES, AXES)
     param_names = ("series", "axis")
 
     def track_attention_share_percent(self, found: dict, series: str, axis: str) -> float:

@@ -221,8 +221,8 @@ def _exact_least_squares(xs: list[float], ys: list[float]) -> tuple[float, float
     """
     rows = [(Fraction(v), Fraction(v) ** 2, Fraction(1)) for v in xs]
     targets = [Fraction(y) for y in ys]
-    gram = [[sum(r[i] * r[j] for r in rows) for j in range(3)] for i in range(3)]
-    rhs = [sum(r[i] * t for r, t in zip(rows, targets)) for i in range(3)]
+    gram = [[sum((r[i] * r[j] for r in rows), Fraction(0)) for j in range(3)] for i in range(3)]
+    rhs = [sum((r[i] * t for r, t in zip(rows, targets)), Fraction(0)) for i in range(3)]
     det = _det3(gram)
     coeffs = []
     for k in range(3):

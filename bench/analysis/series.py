@@ -15,6 +15,7 @@ per image (divided by the batch that ran), never per step, so sizes are comparab
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -255,6 +256,22 @@ def tensor_peaks(s: Series):
     return xs, ys, groups
 
 
+def repeated_exactly(x: list, y: list) -> tuple[list, list] | None:
+    """(sizes, values) when every size was measured more than once and gave the same value every time, else None.
+
+    Such a quantity (the profiled peak of live tensor bytes) is deterministic: its
+    repetitions carry no noise to estimate, so it is fitted exactly, not as a noisy curve
+    (which, from three sizes, could only say "inconclusive").
+    """
+    by_x: dict = {}
+    for v, value in zip(x, y):
+        by_x.setdefault(v, []).append(value)
+    if not by_x or any(len(values) < 2 or len(set(values)) != 1 for values in by_x.values()):
+        return None
+    sizes = sorted(by_x)
+    return sizes, [by_x[v][0] for v in sizes]
+
+
 def fits_of(series: list[Series]) -> list[FitRow]:
     rows = []
     for s in series:
@@ -264,6 +281,18 @@ def fits_of(series: list[Series]) -> list[FitRow]:
                 x, y, groups = samples(s)
             elif name == "activation memory" and tensor_peaks(s):  # CPU: tensor bytes, not RSS pages (see tensor_peaks)
                 x, y, groups = tensor_peaks(s)
+                exact = repeated_exactly(x, y)
+                if exact is not None and len(exact[0]) >= 3:  # deterministic: the exact rule, as for MACs
+                    fit = scaling.fit(*exact, axis=s.axis)
+                    unit = "pixel" if s.axis == "pixels" else "token"
+                    note = (
+                        f"profiled peak tensor bytes, identical at every repetition of every size: fitted exactly; "
+                        f"{name} per {unit} {stats.drift(*exact):+.0%} over the range"
+                    )
+                    rows.append(
+                        FitRow(s, name, dataclasses.replace(fit, note=f"{note}; {fit.note}" if fit.note else note))
+                    )
+                    continue
             if len(set(x)) < 3:
                 rows.append(FitRow(s, name, None, f"{len(set(x))} sizes; a fit needs 3"))
                 continue

@@ -86,6 +86,8 @@ class WLS:
     x_max: float
 
     def b_ci(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.se is None:
+            raise ValueError(f"no confidence interval from {self.dof + 3} sizes: a quadratic needs at least 4")
         half = scaling.t_quantile_975(self.dof) * self.se[..., 1]
         return self.beta[..., 1] - half, self.beta[..., 1] + half
 
@@ -188,7 +190,8 @@ def fit_measured(
         b_ci = (float(lo), float(hi))
         slo, shi = result.share_ci()
         share_ci = (float(slo), float(shi))
-        se = tuple(float(v) for v in result.se)
+        se_a, se_b, se_c = (float(v) for v in result.se)
+        se = (se_a, se_b, se_c)
         verdict, note = curve_verdict(share_ci[0], share_ci[1], share_tol)
     crossover = a / b if a > 0 and b > 0 and b_ci is not None and b_ci[0] > 0 else None
     residuals = [abs(v - (a * s + b * s * s + c)) / v for s, v in zip(sizes, values)]

@@ -28,7 +28,7 @@ from torch import nn
 
 import architectures
 from architectures.layers import check_patch_grid
-from architectures.mixer import MlpMixer
+from architectures.mixer import MixerBlock, MlpMixer
 from architectures.vit import VisionTransformer
 
 EQUAL_TOL = 1e-4  # float32 logits "the same": max abs difference at most this
@@ -135,6 +135,8 @@ def permute_token_order(model: nn.Module, perm: torch.Tensor) -> nn.Module:
         if isinstance(permuted, MlpMixer):
             _check_perm(perm, permuted.config.num_patches)
             for block in permuted.blocks:
+                if not isinstance(block, MixerBlock):
+                    raise TypeError(f"a Mixer block is a MixerBlock, not {type(block).__name__}")
                 fc1, fc2 = block.mlp_tokens.fc1, block.mlp_tokens.fc2  # Linear(S, D_S), Linear(D_S, S)
                 fc1.weight.copy_(fc1.weight[:, perm])  # input i of the token MLP reads patch perm[i]
                 fc2.weight.copy_(fc2.weight[perm, :])  # output i writes to the token at position i
@@ -171,8 +173,8 @@ def model_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
         stem_name = "stem" if hasattr(model, "stem") else "patch_embed"
         layers = [(stem_name, getattr(model, stem_name))]
         return layers + [(f"blocks.{i}", block) for i, block in enumerate(blocks)]
-    stages = [getattr(model, f"layer{k}", None) for k in range(1, 5)]
-    if all(isinstance(s, nn.Sequential) for s in stages) and hasattr(model, "maxpool"):
+    stages = [s for k in range(1, 5) if isinstance(s := getattr(model, f"layer{k}", None), nn.Sequential)]
+    if len(stages) == 4 and hasattr(model, "maxpool"):
         layers = [("stem", model.maxpool)]
         for k, stage in enumerate(stages, start=1):
             layers += [(f"layer{k}.{j}", block) for j, block in enumerate(stage)]

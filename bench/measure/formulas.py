@@ -188,9 +188,12 @@ def resnet_params(config: ResNetConfig) -> int:
 
 def params(config) -> int:
     """Parameters of a reference model's config (Mixer, ViT or ResNet)."""
-    for kind, count in ((MixerConfig, mixer_params), (ViTConfig, vit_params), (ResNetConfig, resnet_params)):
-        if isinstance(config, kind):
-            return count(config)
+    if isinstance(config, MixerConfig):
+        return mixer_params(config)
+    if isinstance(config, ViTConfig):
+        return vit_params(config)
+    if isinstance(config, ResNetConfig):
+        return resnet_params(config)
     raise TypeError(f"no parameter formula for {type(config).__name__}")
 
 

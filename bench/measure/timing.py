@@ -275,35 +275,70 @@ def torch_threads(threads: int | None):
 
 
 def matmul_roof(device: str, dtype: str = "float32", *, size: int | None = None, min_run_time: float = 0.5) -> float:
-    """Measured matmul throughput in FLOP/s: a ``size`` x ``size`` matmul in ``dtype`` (2 size^3 FLOPs).
+    """The roof MFU divides by, in FLOP/s: the best of the kernels these models run (:func:`roof_kernels`).
 
-    Default size: 1024 on CPU, 8192 on CUDA. This is the roof the MFU divides by: what
-    this device reaches on the operation most of these models spend their time in.
-    Lower precision is timed the way the models run it (:func:`make_step`): a linear
-    layer's matmul (``F.linear``) on float32 inputs under ``torch.autocast`` of ``dtype``.
-    A plain float16 ``torch.mm`` on CPU takes a reference kernel some 30-50x slower than
-    the oneDNN kernel autocast's linear takes, which once gave MFUs above 1000%.
+    One square matmul alone is not a roof: ResNet-18's 3x3 convolutions ran faster than a
+    1024^2 matmul on this CPU (MFU 101-110%). The roof is the fastest of a square matmul,
+    a transformer MLP's wide matmul and a 3x3 convolution, each timed the way the models run.
+    """
+    return max(roof_kernels(device, dtype, size=size, min_run_time=min_run_time).values())
+
+
+def roof_kernels(
+    device: str, dtype: str = "float32", *, size: int | None = None, min_run_time: float = 0.5
+) -> dict[str, float]:
+    """FLOP/s of each roof kernel, timed on ``device`` in ``dtype`` (``min_run_time`` shared among them).
+
+    ``size`` (default 1024 on CPU, 8192 on CUDA) sets the kernels: a ``size`` x ``size``
+    matmul; the MLP matmul of 2*size tokens of width size/2 into 2*size features (Mixer's
+    and ViT's shape); a 3x3 convolution, size/16 channels in and out (CUDA: size/32),
+    56 x 56 px, channels_last (ResNet's shape). Lower precision runs them the way the
+    models run (:func:`make_step`): ``F.linear``/``conv2d`` on float32 inputs under
+    ``torch.autocast`` of ``dtype``. A plain float16 ``torch.mm`` on CPU takes a reference
+    kernel some 30-50x slower than the oneDNN kernel autocast's linear takes, which once
+    gave MFUs above 1000%.
     """
     size = size or (8192 if device == "cuda" else 1024)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    if dtype == "float32":
-        a = torch.randn(size, size, device=device)
-        b = torch.randn(size, size, device=device)
+    autocast = dtype != "float32"
+    width = max(size // 2, 1)
+    channels = max(size // (32 if device == "cuda" else 16), 8)
+    batch = 64 if device == "cuda" else 8
+    matmuls = {  # name: (m, k, n), x (m, k) times w (k, n)
+        f"matmul {size}x{size}x{size}": (size, size, size),
+        f"MLP matmul {2 * size}x{width}x{2 * size}": (2 * size, width, 2 * size),
+    }
+    kernels: dict[str, tuple[Callable[[], object], int]] = {}
+    for name, (m, k, n) in matmuls.items():
+        x = torch.randn(m, k, device=device)
+        if autocast:  # F.linear multiplies by the weight's transpose, as nn.Linear does
+            w = torch.randn(n, k, device=device)
+            kernels[name] = (lambda x=x, w=w: torch.nn.functional.linear(x, w), 2 * m * k * n)
+        else:
+            w = torch.randn(k, n, device=device)
+            kernels[name] = (lambda x=x, w=w: torch.mm(x, w), 2 * m * k * n)
+    x = torch.randn(batch, channels, 56, 56, device=device).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(channels, channels, 3, 3, device=device).contiguous(memory_format=torch.channels_last)
+    kernels[f"conv 3x3 {channels}ch 56px b{batch}"] = (
+        lambda: torch.nn.functional.conv2d(x, w, padding=1),
+        2 * batch * channels * channels * 9 * 56 * 56,
+    )
+    out = {}
+    for name, (op, flops) in kernels.items():
 
-        def step() -> None:
-            torch.mm(a, b)
+        def step(op=op) -> None:
+            if autocast:
+                with torch.autocast(device, dtype=DTYPES[dtype]):
+                    op()
+            else:
+                op()
             sync()
-    else:
-        x = torch.randn(size, size, device=device)
-        w = torch.randn(size, size, device=device)
 
-        def step() -> None:
-            with torch.autocast(device, dtype=DTYPES[dtype]):
-                torch.nn.functional.linear(x, w)
-            sync()
-
-    timing = time_step(step, batch=1, min_run_time=min_run_time, warmup=2, min_runs=3, label="matmul roof")
-    return 2 * size**3 / timing.median_s
+        timing = time_step(
+            step, batch=1, min_run_time=max(min_run_time / len(kernels), 0.05), warmup=2, min_runs=3, label=name
+        )
+        out[name] = flops / timing.median_s
+    return out
 
 
 def achieved_flops(macs_per_image: int, images_per_s: float, mode: str) -> float:

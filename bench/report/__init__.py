@@ -188,26 +188,30 @@ def _exponents(fit: scaling.ScalingFit) -> str:
 
 def fit_table(rows: list[FitRow]) -> list[str]:
     lines = [
-        "| series | quantity | x | a | b | b 95% CI | crossover x* = a/b | quadratic share at x_max | local exponents | verdict |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| series | quantity | x | a | b | b 95% CI | crossover x* = a/b | quadratic share at x_max | local exponents "
+        "| the curve's verdict | decided verdict (by) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         f = row.fit
         xname = "pixels" if row.series.axis == "pixels" else "S"
         if f is None:
             lines.append(
-                f"| {md(row.series.title)} | {row.quantity} | {xname} | | | | | | | not fitted: {md(row.note)} |"
+                f"| {md(row.series.title)} | {row.quantity} | {xname} | | | | | | | | not fitted: {md(row.note)} |"
             )
             continue
         cross = "-" if f.crossover is None else f"{f.crossover:,.0f}"
-        share = f"{f.quadratic_share:.0%}" + (
-            "" if f.share_ci is None else f" [{f.share_ci[0]:.0%}, {f.share_ci[1]:.0%}]"
-        )
+        share = verdicts.share_text(f.quadratic_share, f.share_ci)  # the curve's share, beside the curve's verdict
         lines.append(
             f"| {md(row.series.title)} | {row.quantity} | {xname} | {f.a:.3g} | {f.b:.3g} | {_ci(f)} | {cross} | {share} | "
-            f"{_exponents(f)} | **{row.verdict}** |"
+            f"{_exponents(f)} | {f.verdict} | **{row.verdict}** ({verdicts.decided_by(row)}) |"
         )
     return lines
+
+
+def _shares_outside(rows: list[FitRow]) -> bool:
+    shares = [s for row in rows if row.fit is not None for s in (row.fit.quadratic_share, row.quadratic_share)]
+    return any(s is not None and not 0 <= s <= 1 for s in shares)
 
 
 def case_table(records: list) -> list[str]:
@@ -231,6 +235,22 @@ def case_table(records: list) -> list[str]:
             f"{_percent(r.mfu)} | {_mib(m.weights_bytes)} | {_mib(m.activation_bytes)} | {_mib(m.peak_bytes)} | ok |"
         )
     return lines
+
+
+def mfu_note(records: list) -> list[str]:
+    """A note under the cases when an MFU is above 100%: the roof was beaten, and what that means."""
+    above = [r for r in records if r.status == "ok" and r.mfu is not None and r.mfu > 1]
+    if not above:
+        return []
+    worst = max(above, key=lambda r: r.mfu)
+    return [
+        f"**MFU above 100%** in {len(above)} case{'s' * (len(above) != 1)} (highest: {md(worst.name)} at "
+        f"{worst.case.img_size} px, {worst.mfu:.0%}): the roof, timed at the start of the run as the best of a square "
+        "matmul, an MLP matmul and a 3x3 convolution (older records: one square matmul), was slower than this model's "
+        "own kernels here (another kernel shape, clocks that changed during the run, or the roof timed under load). "
+        "Such an MFU compares the model with that roof; it is not a fraction of the device's peak.",
+        "",
+    ]
 
 
 def attention_table(pairs: list[tuple[Series, Series]]) -> list[str]:
@@ -377,7 +397,11 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
             "",
         ]
         md += fit_table(fit_rows) + [""]
+        if _shares_outside(fit_rows):
+            md += [verdicts.SHARE_OUTSIDE, ""]
         md += ["## Verdicts (also in fits.json)", "", verdicts.RULE] + verdicts.verdict_table(fit_rows) + [""]
+        if _shares_outside(fit_rows):
+            md += [verdicts.SHARE_OUTSIDE, ""]
         md += breakdown.markdown(fit_rows)
     md += devices_table(records, fit_rows)  # several machines (a merged folder): one row per machine
     if pairs:
@@ -398,7 +422,7 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
     md += roof_md
     plots = plots + roof_plots
     md += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
-    md += ["## Cases", ""] + case_table(records) + [""]
+    md += ["## Cases", ""] + case_table(records) + [""] + mfu_note(records)
     md += ["## How it was measured", "", METHODS]
     if warnings:
         md += ["## Warnings", ""] + [f"- {escape(w)}" for w in warnings] + [""]

@@ -7,16 +7,19 @@ profile), ``quantity``, ``verdict``, ``quadratic_share`` and ``share_ci`` (what 
 was decided on: for profiled latency the time share of quadratic work at the largest
 size, else the fitted curve's quadratic share), ``note`` (why, with the drift), and the
 curve fit itself (``curve``: a, b, b_ci, share, share_ci, verdict, sizes), ``drift``
-(change of the quantity per unit of x over the range), ``axis``, ``x``, ``per_image``.
+(change of the quantity per unit of x over the range), ``axis``, ``x``, ``per_image``, and
+where it ran: ``machine`` (the fingerprint id), ``machine_name``, ``threads``.
+The file is strict JSON: a number that is not finite is written as null.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from bench.analysis import stats
-from bench.analysis.series import FitRow, quantity, tensor_peaks
+from bench.analysis.series import FitRow, machine_of, quantity, tensor_peaks
 from bench.files import write_text_atomically
 from bench.text import markdown as md
 
@@ -50,6 +53,9 @@ def fit_object(row: FitRow) -> dict:
         "device": c.device,
         "dtype": c.dtype,
         "mode": c.mode,
+        "machine": machine_of(s.records[0]),  # the machine's id: same-named series of two machines stay apart
+        "machine_name": s.machine,  # its name in the report when the folder holds several machines, else null
+        "threads": c.threads if c.threads is not None else (s.records[0].env or {}).get("torch_threads"),
         "per_image": c.batch == "max",
         "curve": None,
         "drift": None,
@@ -70,7 +76,7 @@ def fit_object(row: FitRow) -> dict:
             "max_rel_residual": f.max_rel_residual,
             "note": f.note,
         }
-        obj["decided_by"] = "exact count" if not f.noisy else "curve (sizes as units)"
+        obj["decided_by"] = decided_by(row) if not f.noisy else "curve (sizes as units)"
         if f.noisy:
             peaks = tensor_peaks(s) if row.quantity == "activation memory" else None
             values = stats.summarise(*peaks)[1] if peaks else [quantity(r, row.quantity) for r in s.records]
@@ -84,25 +90,64 @@ def fit_object(row: FitRow) -> dict:
 
 
 def write_fits_json(out: Path, rows: list[FitRow]) -> Path:
-    """Write ``out``/fits.json atomically; returns its path."""
+    """Write ``out``/fits.json atomically, strict JSON (a value that is not finite is null); returns its path."""
     path = out / FILENAME
-    write_text_atomically(path, json.dumps([fit_object(r) for r in rows if r.fit is not None], indent=1) + "\n")
+    objects = [_finite(fit_object(r)) for r in rows if r.fit is not None]
+    write_text_atomically(path, json.dumps(objects, indent=1, allow_nan=False) + "\n")
     return path
+
+
+def _finite(value):
+    """``value`` with every float that is not finite (NaN, infinity: not JSON) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def decided_by(row: FitRow) -> str:
+    """What decided the row's verdict: the per-operator attribution, the exact rule, or the measured curve."""
+    if row.attribution is not None:
+        return "per-operator attribution"
+    if row.fit is not None and not row.fit.noisy:
+        return "exact count" if row.quantity == "MACs" else "exact fit (identical repetitions)"
+    return "curve"
+
+
+SHARE_OUTSIDE = (
+    "A quadratic share outside [0%, 100%] (marked †) is not a fraction of the cost: the fitted "
+    "linear term or constant is negative over the measured range (the curve bends more than a*x + b*x^2 + c "
+    'with positive parts can), so it reads as "mostly quadratic" above 100% and "bends down" below 0%; '
+    "its interval says how firm that is."
+)
+
+
+def share_text(share: float | None, ci=None) -> str:
+    """The share and its 95% interval as the tables print them; † marks a share outside [0, 100%] (see SHARE_OUTSIDE)."""
+    if share is None:
+        return "-"
+    text = f"{share:.0%}" + (f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci and ci[0] != ci[1] else "")
+    return text + (" †" if not 0 <= share <= 1 else "")
 
 
 def verdict_table(rows: list[FitRow]) -> list[str]:
     lines = [
-        "| series | quantity | verdict | quadratic share at x_max [95% CI] | decided by | why (and the drift) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| series | quantity | verdict | quadratic share at x_max [95% CI] (of what decided) | decided by "
+        "| the curve's own verdict, share | why (and the drift) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         if row.fit is None:
             continue
-        ci = row.share_ci
-        share = f"{row.quadratic_share:.0%}" + (f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci and ci[0] != ci[1] else "")
-        by = "attribution" if row.attribution is not None else ("exact count" if not row.fit.noisy else "curve")
+        share = share_text(row.quadratic_share, row.share_ci)
+        by = decided_by(row)
+        curve = f"{row.fit.verdict}, {share_text(row.fit.quadratic_share, row.fit.share_ci)}"
         lines.append(
-            f"| {md(row.series.title)} | {row.quantity} | **{row.verdict}** | {share} | {by} | {md(row.drift_note)} |"
+            f"| {md(row.series.title)} | {row.quantity} | **{row.verdict}** | {share} | {by} | {curve} | "
+            f"{md(row.drift_note)} |"
         )
     return lines
 

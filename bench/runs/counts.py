@@ -21,7 +21,7 @@ def plan(models: list[str], resolutions: list[int] | None, patch_sizes: list[int
     import architectures
 
     strict = resolutions is not None
-    sizes = list(resolutions) if strict else list(DEFAULT_RESOLUTIONS)
+    sizes = list(DEFAULT_RESOLUTIONS if resolutions is None else resolutions)
     cases = []
     for model in models:
         own_patch = architectures.traits(model).patch_size

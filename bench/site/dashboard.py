@@ -260,9 +260,11 @@ def markdown_renderer():
     """markdown-it-py's CommonMark preset plus pipe tables; raw HTML off, links limited by :func:`safe_link`."""
     from markdown_it import MarkdownIt
 
-    md = MarkdownIt("commonmark", {"html": False}).enable("table")
-    md.validateLink = safe_link
-    return md
+    class SafeLinks(MarkdownIt):
+        def validateLink(self, url: str) -> bool:
+            return safe_link(url)
+
+    return SafeLinks("commonmark", {"html": False}).enable("table")
 
 
 def render_report(markdown: str, sweep: str, bootstrap_css: str) -> str:

@@ -5,8 +5,9 @@ configuration written here: ``ProctrackType=proctrack/linuxproc``, ``TaskPlugin=
 (no cgroups needed), ``SelectType=select/cons_tres`` allocating CPUs, one node named after
 this host (``hostname -s``) that declares :data:`CPUS` CPUs and :data:`MEMORY_MB` MB whatever
 the machine has (``SlurmdParameters=config_overrides``), so a few one-CPU array tasks run at
-once. Ports are chosen free; every file (state, spool, logs, sockets, the munge key) lives
-under the folder given. The client commands find the cluster through ``SLURM_CONF``
+once. Controller and node talk over 127.0.0.1 (no name resolution needed). Ports are
+chosen free; every file (state, spool, logs, sockets, the munge key) lives under the folder
+given. The client commands find the cluster through ``SLURM_CONF``
 (:attr:`Cluster.env`). :func:`unavailable` says why a cluster cannot start here, or None.
 """
 
@@ -129,7 +130,7 @@ class Cluster:
 def _conf(root: Path, host: str, ctld_port: int, slurmd_port: int) -> str:
     return f"""\
 ClusterName=mixerbench-test
-SlurmctldHost={host}
+SlurmctldHost={host}(127.0.0.1)
 SlurmctldPort={ctld_port}
 SlurmdPort={slurmd_port}
 SlurmUser=root
@@ -159,7 +160,7 @@ MinJobAge=3600
 KillWait=5
 InactiveLimit=0
 SchedulerParameters=sched_interval=2,bf_interval=2
-NodeName={host} CPUs={CPUS} RealMemory={MEMORY_MB} State=UNKNOWN
+NodeName={host} NodeAddr=127.0.0.1 CPUs={CPUS} RealMemory={MEMORY_MB} State=UNKNOWN
 PartitionName=cpu Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
 

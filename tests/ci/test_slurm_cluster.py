@@ -33,7 +33,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import slurm_cluster  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
+from helpers import ROOT
+
 SWEEP = ROOT / "examples" / "slurm" / "sweep.sbatch"
 MERGE = ROOT / "examples" / "slurm" / "merge.sbatch"
 SMALL_PARTITION = ("--cpus-per-task=1", "--mem=1G")  # what a small CPU partition grants; overrides #SBATCH

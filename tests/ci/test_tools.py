@@ -1,4 +1,4 @@
-"""The rules a tool holds: ruff (lint and format), import-linter (the layers in pyproject.toml)."""
+"""The rules a tool holds: ruff (lint and format), import-linter (the layers), mypy (types); all set in pyproject.toml."""
 
 from __future__ import annotations
 
@@ -38,3 +38,9 @@ def test_ruff_format():
 def test_import_layers():
     done = run(tool("lint-imports"), "--no-cache")
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_mypy():
+    """bench/ type-checks ([tool.mypy] in pyproject.toml; the cache in .mypy_cache makes a rerun quick)."""
+    done = run(tool("mypy"))
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr

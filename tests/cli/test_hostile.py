@@ -17,8 +17,8 @@ import pytest
 
 from bench import cli, files
 from bench.runs.records import Record, ResultsWriter, read_results
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 ESCAPE = "\x1b]0;pwned\x07\x1b[2J"  # sets the terminal title, then clears the screen
 
 

@@ -12,8 +12,7 @@ import pytest
 from bench.analysis import sequential
 from bench.measure.spec import Case
 from bench.runs import rounds
-
-TINY_VIT = {"hidden_dim": 32, "num_blocks": 1, "num_heads": 2, "mlp_dim": 64}
+from helpers import TINY_VIT
 
 
 def _cases(sizes=(32, 48, 64)):

@@ -746,6 +746,11 @@ def test_docs_render_offline_beside_the_dashboard_in_headless_chromium(site, tmp
     failed = [(path, code) for path, code in log if code >= 400]
     assert not failed, failed  # every request answered by the site itself (nothing else is reachable offline)
 
+    # and straight from the file system (a copied or unpacked site): pages are page.html, not page/
+    dom, stderr = _chromium_dom((site / "docs" / "reference" / "cli.html").as_uri(), tmp_path / "profile-file")
+    assert "usage: mixerbench sweep" in html.unescape(dom) and 'class="md-header' in dom
+    assert not [line for line in stderr.splitlines() if "CONSOLE" in line or "net::ERR" in line]
+
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run does)")
 def test_report_page_runs_no_script_in_headless_chromium(tmp_path):

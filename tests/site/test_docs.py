@@ -129,6 +129,33 @@ def test_the_results_page_has_every_folder_with_its_number_of_cases(site):
     assert "load average" not in page
 
 
+def test_the_results_tables_show_the_recorded_latencies_and_memory():
+    """Read results/cpu-quick-v2 as plain JSON here (not with the project's reader) and find its figures."""
+    from bench.site import docs
+
+    folder = ROOT / "results" / "cpu-quick-v2"
+    lines = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines() if line.strip()]
+    by_series: dict[str, list[dict]] = {}
+    for r in lines:
+        if r["status"] == "ok":
+            by_series.setdefault(r["label"], []).append(r)
+    rows = [row for row in docs.folder_section(folder) if row.startswith("| ") and " → " in row][1:]  # [0]: header
+    assert len(rows) == len(by_series) == 4
+    for label, records in by_series.items():
+        records.sort(key=lambda r: r["case"]["img_size"])
+        (row,) = [row for row in rows if row.startswith(f"| {label} ")]
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert int(cells[1]) == len(records)
+        shown = [float(v.replace(",", "")) for cell in cells[3:5] for v in cell.split(" → ")]
+        recorded = [
+            records[0]["time"]["median_s"] * 1e3,
+            records[-1]["time"]["median_s"] * 1e3,
+            records[0]["memory"]["activation_bytes"] / 2**20,
+            records[-1]["memory"]["activation_bytes"] / 2**20,
+        ]
+        assert shown == pytest.approx(recorded, rel=0.006), label  # three significant figures
+
+
 # --- commands shown in the docs run as shown -------------------------------------------------
 
 CONSOLE = re.compile(r"^```console\n(.*?)^```", re.MULTILINE | re.DOTALL)

@@ -32,6 +32,11 @@ def _sweep_cases(preset_name: str, device: str) -> dict:
 def test_a_curve_case_is_the_quick_sweeps_case(series):
     sweep = _sweep_cases("quick", "cpu")
     label = common.QUICK_SERIES[series]
+    if series == "vit_d64":  # the default attention: the quick sweep's ViT without its attn_backend override
+        fused = common.series_case("vit_d64_fused", 128)
+        overrides = {k: v for k, v in fused.overrides.items() if k != "attn_backend"}
+        assert common.series_case(series, 128) == fused.replace(overrides=overrides, label=label)
+        return
     shared = [size for (name, size) in sweep if name == label]
     sizes = common.PIXEL_IMG_SIZES if series in common.PIXEL_SERIES else common.CURVE_IMG_SIZES
     assert set(sizes) & set(shared), "no curve size is a size of the sweep: nothing to compare"

@@ -1,0 +1,149 @@
+"""Numbers a reader can trust (issue 19, classes 6 and 7): strict fits.json that names where each fit ran,
+a roof that is a roof, each verdict beside what decided it, and exact fits of what repeats exactly."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from bench import cli
+from bench.analysis.series import fits_of, series_of
+from bench.report import verdicts
+from bench.runs.records import Record, ResultsWriter
+
+
+def record(size: int, *, threads: int | None = None, peak: int | None = None, mfu: float = 0.1, label="mixer") -> dict:
+    tokens = (size // 4) ** 2
+    seconds = 1e-6 * tokens * (1 + 0.01 * (size % 3))
+    case = {
+        "model": "mixer_s16",
+        "img_size": size,
+        "patch_size": 4,
+        "batch": 1,
+        "device": "cpu",
+        "dtype": "float32",
+        "mode": "infer",
+        "overrides": {},
+        "channels_last": False,
+        "compile": False,
+    }
+    if threads is not None:
+        case["threads"] = threads
+    r = {
+        "case": case,
+        "label": label,
+        "status": "ok",
+        "tokens": tokens,
+        "macs": 1000 * tokens,
+        "batch": 1,
+        "env": {"device": "cpu", "device_name": "test cpu", "cpu_model": "test cpu", "torch_threads": threads or 2},
+        "roof_flops_per_s": 1e11,
+        "time": {
+            "median_s": seconds,
+            "iqr_s": 0.01 * seconds,
+            "mean_s": seconds,
+            "runs": 3,
+            "number_per_run": 1,
+            "batch": 1,
+            "warmup": 1,
+            "images_per_s": 1 / seconds,
+            "times_s": [seconds, seconds * 1.002, seconds * 0.998],
+        },
+        "memory": {
+            "method": "cpu_peak_rss",
+            "weights_bytes": 10**6,
+            "activation_bytes": 2000 * tokens + 4096 * (size % 5),
+            "peak_bytes": 5 * 10**8,
+            "baseline_bytes": 4 * 10**8,
+        },
+        "mfu": mfu,
+    }
+    if peak is not None:
+        r["profile"] = {"tensor_peak_bytes_rounds": [peak, peak, peak]}
+    return r
+
+
+def folder(path, rows):
+    path.mkdir(parents=True, exist_ok=True)
+    with ResultsWriter(path / "results.jsonl") as w:
+        for row in rows:
+            w.append(Record.from_json(row))
+    return path
+
+
+def test_fits_json_is_strict_json(tmp_path, monkeypatch):
+    rows = fits_of(series_of([Record.from_json(record(s)) for s in (64, 96, 128)]))
+    monkeypatch.setattr(verdicts, "fit_object", lambda row: {"quadratic_share": math.nan, "ci": [math.inf, 1.0]})
+    path = verdicts.write_fits_json(tmp_path, rows)
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    data = json.loads(path.read_text(), parse_constant=refuse)
+    assert data[0] == {"quadratic_share": None, "ci": [None, 1.0]}
+
+
+def test_every_fit_names_its_machine_and_threads(tmp_path):
+    out = folder(tmp_path / "out", [record(s, threads=t) for t in (1, 2) for s in (64, 96, 128)])
+    assert cli.main(["report", str(out)]) == 0
+    fits = json.loads((out / "fits.json").read_text())
+    latency = [f for f in fits if f["quantity"] == "latency"]
+    assert sorted(f["threads"] for f in latency) == [1, 2]
+    assert all(f["machine"] for f in fits)
+
+
+def test_profiled_peaks_identical_at_every_repetition_are_fitted_exactly():
+    """Three sizes of an exactly linear peak (bytes = 4096 * S + 10^6): linear, decided exactly."""
+    records = [Record.from_json(record(s, peak=4096 * (s // 4) ** 2 + 10**6)) for s in (64, 96, 128)]
+    (row,) = [r for r in fits_of(series_of(records)) if r.quantity == "activation memory"]
+    assert row.verdict == "linear" and row.fit.b == 0 and row.fit.a == 4096 and row.fit.c == 10**6
+    assert verdicts.decided_by(row).startswith("exact")
+
+
+def test_tables_show_the_curve_verdict_beside_its_share_and_what_decided(tmp_path):
+    out = folder(tmp_path / "out", [record(s) for s in (64, 96, 128, 160)])
+    assert cli.main(["report", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    fits = text.split("## Scaling fits")[1].split("\n\n")[2].splitlines()
+    assert "the curve's verdict" in fits[0] and "decided verdict (by)" in fits[0]
+    latency = next(line for line in fits if "| latency |" in line)
+    cells = [c.strip() for c in latency.strip("|").split(" | ")]
+    assert cells[-2] in ("linear", "quadratic", "inconclusive")  # the curve's own verdict, beside its share
+    assert cells[-1].endswith("(curve)")  # and what decided the verdict
+
+
+def test_a_share_outside_0_100_is_explained():
+    assert verdicts.share_text(1.18, (0.59, 1.77)).endswith("†")
+    assert not verdicts.share_text(0.31, (0.1, 0.5)).endswith("†")
+    assert "not a fraction" in verdicts.SHARE_OUTSIDE
+
+
+def test_an_mfu_above_100_percent_has_a_note(tmp_path):
+    out = folder(tmp_path / "out", [record(s, mfu=1.05 if s == 128 else 0.5) for s in (64, 96, 128)])
+    assert cli.main(["report", str(out)]) == 0
+    assert "**MFU above 100%** in 1 case" in (out / "report.md").read_text()
+
+
+def test_the_roof_is_the_best_of_its_kernels(monkeypatch):
+    """matmul_roof times several kernels and returns the fastest (a conv beat the 1024^2 matmul here)."""
+    from bench.measure import timing
+
+    seconds = {"matmul": 1.0, "MLP": 0.5, "conv": 0.01}
+    timed = []
+
+    class Fake:
+        def __init__(self, label):
+            self.median_s = seconds[label.split()[0]]
+
+    def fake_time_step(step, *, label, **kw):
+        timed.append(label)
+        return Fake(label)
+
+    monkeypatch.setattr(timing, "time_step", fake_time_step)
+    kernels = timing.roof_kernels("cpu", "float32", size=64)
+    assert len(timed) == 3 and set(kernels) == set(timed)
+    conv = next(k for k in kernels if k.startswith("conv"))
+    assert timing.matmul_roof("cpu", "float32", size=64) == pytest.approx(kernels[conv]) == max(kernels.values())
+    assert kernels[conv] == pytest.approx(2 * 8 * 8 * 8 * 9 * 56 * 56 / 0.01)  # FLOPs of the 3x3 conv, closed form
