@@ -137,7 +137,7 @@ def _self_device_us(event) -> float:
     return 0.0
 
 
-def profile_step(model: nn.Module, step: Callable[[], None], device: str = "cpu", compile: str = "none") -> dict:
+def profile_step(model: nn.Module, step: Callable[[], None], device: str = "cpu", compile: str | bool = "none") -> dict:
     """Run ``step`` once under the profiler; time per operator class (seconds) and the attention kernel.
 
     Returns ``{"cpu_s": {class: s}, "device_s": {class: s} (CUDA only, else {}), "tensor_peak_bytes": int,

@@ -30,6 +30,8 @@ import torch
 from torch import nn
 
 import architectures
+from bench.measure.compiling import CompileTime
+from bench.measure.energy import Energy
 from bench.measure.spec import DTYPES as DTYPE_NAMES
 from bench.measure.spec import FLOPS_PER_MAC, MODES, Case, Timing
 
@@ -232,8 +234,8 @@ class Measured:
     """What timing one case returns: the step time, what compiling cost (None: eager), the energy (None: not asked)."""
 
     timing: Timing
-    compile_time: object = None  # bench.measure.compiling.CompileTime
-    energy: object = None  # bench.measure.energy.Energy
+    compile_time: CompileTime | None = None
+    energy: Energy | None = None
 
 
 def measure_case(

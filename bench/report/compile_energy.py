@@ -13,6 +13,7 @@ per reason (the CPU, no NVML, a counter NVML does not support).
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 # timm's published benchmark (RTX 5090, torch 2.9.1, AMP, inference img/s at 224 px): eager and inductor.
 TIMM_RTX5090 = {
@@ -55,7 +56,7 @@ def compile_table(records: list) -> list[str]:
     ok = [r for r in records if r.status == "ok"]
     if all(_mode(r) == "none" for r in ok):
         return []
-    groups: dict[tuple, dict[str, object]] = defaultdict(dict)
+    groups: dict[tuple, dict[str, Any]] = defaultdict(dict)
     for r in ok:
         groups[_group_key(r)][_mode(r)] = r
     lines = [
@@ -122,8 +123,11 @@ def ratio_lines(records: list) -> list[str]:
 
 def energy_table(records: list) -> list[str]:
     """Markdown lines of the energy section; [] when no record holds an energy part."""
-    with_energy = [(r, _part(r, "energy")) for r in records if r.status == "ok"]
-    with_energy = [(r, e) for r, e in with_energy if e is not None]
+    with_energy: list[tuple[Any, dict]] = []
+    for r in records:
+        part = _part(r, "energy") if r.status == "ok" else None
+        if part is not None:
+            with_energy.append((r, part))
     if not with_energy:
         return []
     measured = [(r, e) for r, e in with_energy if e.get("joules_per_image") is not None]

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bench.measure.compiling import CompileTime
+from bench.measure.energy import Energy
 from bench.measure.spec import Case, Timing
 
 
@@ -34,8 +36,8 @@ class SeriesTiming:
     profiles: list[dict] = field(default_factory=list)
     work: dict | None = None
     error: BaseException | None = None
-    compile_time: object = None  # bench.measure.compiling.CompileTime of the first build (None: eager)
-    energy: object = None  # bench.measure.energy.Energy, measured after the first round's timing
+    compile_time: CompileTime | None = None  # of the first build (None: eager)
+    energy: Energy | None = None  # measured after the first round's timing
 
     def extra(self) -> dict:
         """The record's extra keys: ``rounds`` (per-step times per round) and ``profile`` (median per class)."""
