@@ -54,7 +54,7 @@ def build_step(model: str, device: str, mode: str):
     cases where torch sees no GPU.
     """
     from bench.measure import timing
-    from bench.measure.spec import Case
+    from bench.schema import Case
 
     require_device(device)
     prepare_cpu()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.measure import counting as flops
+from bench.schema import encode
 
 from .common import COUNTED_MODELS, RESOLUTIONS
 
@@ -15,7 +16,7 @@ class Count:
 
     def setup_cache(self) -> dict[tuple[str, int], dict]:
         # All cases counted once per environment and commit (a few seconds), in one process.
-        return {(m, s): flops.count(m, s).to_json() for m in COUNTED_MODELS for s in RESOLUTIONS}
+        return {(m, s): encode(flops.count(m, s)) for m in COUNTED_MODELS for s in RESOLUTIONS}
 
     def track_params(self, counts: dict, model: str, img_size: int) -> int:
         return counts[model, img_size]["params"]

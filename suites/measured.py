@@ -136,11 +136,11 @@ def verdicts_of(records: list) -> dict:
                 "drift": drift,
             }
         for s in series:
-            top = (s.records[-1].extra.get("profile") or {}).get("cpu_s") or {}
+            top = s.records[-1].profile.cpu_s if s.records[-1].profile else {}
             total = sum(top.values())
             name = labels[s.label]
             out["attention"][name, axis] = top.get("attention", 0.0) / total if total > 0 else NAN
-            out["rounds"][name, axis] = max(len(r.extra.get("rounds") or []) for r in s.records)
+            out["rounds"][name, axis] = max(len(r.time.rounds_s) for r in s.records)
     return out
 
 

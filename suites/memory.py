@@ -11,7 +11,7 @@ weights included; skipped (n/a) without a GPU.
 from __future__ import annotations
 
 from bench.measure import memory
-from bench.measure.spec import Case
+from bench.schema import Case
 
 from .common import MODES, TIMED_BATCH, TIMED_IMG_SIZE, TIMED_MODELS, build_step, require_device
 

@@ -62,32 +62,31 @@ def one_line_error(capsys, *needles: str) -> str:
     return one_line(capsys.readouterr().err, *needles)
 
 
-def ok_record(case, *, env: dict | None = None, roof: float | None = None):
+def ok_record(case, *, env=None, roof: float | None = None):
     """An "ok" record for ``case`` with made-up measurements, for tests of what happens around measuring.
 
     The numbers are arbitrary but valid (positive times, an MFU of 0.1); ``env`` defaults to the case's
     thread count, as a real run records it.
     """
-    from bench.measure.spec import FlopRecord, MemoryRecord, Timing
-    from bench.runs.records import Record
+    from bench.schema import Counts, Env, Memory, Record, Timing
 
     return Record(
         case=case,
         status="ok",
         label=case.name,
-        env={"torch_threads": case.threads} if env is None else env,
+        env=Env(torch_threads=case.threads) if env is None else env,
         roof_flops_per_s=roof,
         batch=1,
-        flops=FlopRecord(case.model, case.img_size, case.patch_size, 17, 1000, 10**6, 0, {}, 10**6),
+        counts=Counts(case.model, case.img_size, case.patch_size, 17, 1000, 10**6, 0, {}, 10**6),
         time=Timing(0.01, 0.001, 0.01, 3, 1, 1, 1, (0.01, 0.01, 0.01)),
-        memory=MemoryRecord("cpu_peak_rss", 10**6, 10**9, 10**6, 10**8),
+        memory=Memory("cpu_peak_rss", 10**6, 10**9, 10**6, 10**8),
         mfu=0.1,
     )
 
 
 def tiny_cases(sizes: Sequence[int] = (32, 48), threads: int | None = None, **overrides):
     """One CPU case of the tiny ViT (patch 8, batch 1, float32, inference) per image size, labelled "tiny"."""
-    from bench.measure.spec import Case
+    from bench.schema import Case
 
     return [
         Case("vit_s16", s, 8, 1, "cpu", "float32", "infer", dict(TINY_VIT, **overrides), label="tiny", threads=threads)

@@ -5,12 +5,12 @@ stop holding a layer's working set, a GPU fills up), and a quadratic term can hi
 curve that a large overhead flattens. So latency is judged per operator class, each
 class against its own work:
 
-1. **Work per class, exact** (``record.extra["profile"]["work"]``, counted on meta by
+1. **Work per class, exact** (``record.profile.work``, counted on meta by
    :func:`bench.measure.profile.class_work`): each class's work is fitted exactly against
    x (S, or pixels for convnets). ``q_c`` = the quadratic part of class c's work at the
    largest size, b_c x_max^2 / W_c(x_max): about 1 for attention (2 S^2 d per block), 0 for
    the dense and token-mixing matmuls, norms and element-wise operators of these models.
-2. **Time per class, measured** (``record.extra["profile"]["cpu_s"]``, or ``device_s`` on
+2. **Time per class, measured** (``record.profile.cpu_s``, or ``device_s`` on
    CUDA: one profiled step per case per round, :mod:`bench.measure.profile`).
 3. **Quadratic share** at the largest size, per round r:
    share_r = sum_c q_c t_c,r(x_max) / sum_c t_c,r(x_max): the fraction of the step spent on
@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bench.analysis import scaling, stats
+from bench.schema import Record
 
 CLASS_LABELS = {
     "attention": "attention",
@@ -74,20 +75,14 @@ class Attribution:
         }
 
 
-def profile_of(record) -> dict | None:
-    return record.extra.get("profile") if record.extra else None
+def clock_of(record: Record) -> str:
+    return record.profile.clock if record.profile else "cpu"
 
 
-def clock_of(record) -> str:
-    p = profile_of(record)
-    return "device" if p and p.get("device_s") else "cpu"
-
-
-def class_times(record, latency: float) -> dict[str, float]:
+def class_times(record: Record, latency: float) -> dict[str, float]:
     """The median step ``latency`` split over classes in proportion to the profiled self times."""
-    p = profile_of(record)
-    key = "device_s" if clock_of(record) == "device" else "cpu_s"
-    times = p[key]
+    assert record.profile is not None
+    times = record.profile.class_s
     total = sum(times.values())
     return {c: (latency * t / total if total > 0 else 0.0) for c, t in times.items()}
 
@@ -109,9 +104,8 @@ def quadratic_fractions(x: list[float], works: list[dict]) -> dict[str, float]:
 def unattributed(series) -> str | None:
     """Why the profiles of ``series`` cannot be split into operator classes (compiled steps), or None."""
     for r in series.records:
-        why = (profile_of(r) or {}).get("unattributed")
-        if why:
-            return str(why)
+        if r.profile is not None and r.profile.unattributed:
+            return r.profile.unattributed
     return None
 
 
@@ -141,18 +135,20 @@ def attribute(series, latencies: list[float]) -> Attribution | None:
     """The attribution verdict of a latency series (module doc); None when a record has no profile or work,
     or when its profiles could not be split into classes (:func:`unattributed`: fused kernels of torch.compile)."""
     records = series.records
-    if any(profile_of(r) is None or not profile_of(r).get("work") for r in records):
+    profiles = [r.profile for r in records]
+    works = [p.work for p in profiles if p is not None and p.work]
+    if len(works) < len(records):
         return None
     if unattributed(series):
         return None
     x = [float(v) for v in series.x()]
     if len(set(x)) < 3:
         return None
-    qfrac = quadratic_fractions(x, [profile_of(r)["work"] for r in records])
-    top = profile_of(records[-1])
-    key = "device_s_rounds" if clock_of(records[-1]) == "device" else "cpu_s_rounds"
-    rounds = top.get(key) or {c: [v] for c, v in top["cpu_s"].items()}
-    n_rounds = len(next(iter(rounds.values())))
+    qfrac = quadratic_fractions(x, works)
+    top = profiles[-1]
+    assert top is not None
+    rounds = top.class_s_rounds
+    n_rounds = top.steps
     shares = []
     for i in range(n_rounds):
         total = sum(rounds[c][i] for c in rounds)
@@ -165,7 +161,7 @@ def attribute(series, latencies: list[float]) -> Attribution | None:
     drift = stats.drift(x, latencies)
     class_drift = {}
     for cls in per_size[0]:
-        w0, w1 = profile_of(records[0])["work"].get(cls, 0), profile_of(records[-1])["work"].get(cls, 0)
+        w0, w1 = works[0].get(cls, 0), works[-1].get(cls, 0)
         t0, t1 = per_size[0][cls], per_size[-1][cls]
         if w0 > 0 and w1 > 0 and t0 > 0 and t1 > 0:
             class_drift[cls] = (t1 / w1) / (t0 / w0) - 1.0

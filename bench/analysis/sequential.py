@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bench.analysis import attribution, stats
+from bench.schema import Profile
 
 MIN_ROUNDS = 2  # the first look: one round gives no interval
 
@@ -38,7 +39,7 @@ MIN_ROUNDS = 2  # the first look: one round gives no interval
 class _Record:
     """What :func:`bench.analysis.attribution.attribute` reads of a record: its profile summary."""
 
-    extra: dict
+    profile: Profile
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class _Series:
 
 
 def verdicts(
-    x: Sequence[float], profiles: Sequence[dict], latencies: Sequence[float], axis: str = "resolution"
+    x: Sequence[float], profiles: Sequence[Profile], latencies: Sequence[float], axis: str = "resolution"
 ) -> dict[str, str]:
     """The latency and activation-memory verdicts of one series from its rounds so far.
 
@@ -62,16 +63,18 @@ def verdicts(
     """
     order = sorted(range(len(x)), key=lambda i: x[i])
     xs = tuple(float(x[i]) for i in order)
-    series = _Series(xs, tuple(_Record({"profile": profiles[i]}) for i in order), axis)
+    series = _Series(xs, tuple(_Record(profiles[i]) for i in order), axis)
     found = attribution.attribute(series, [latencies[i] for i in order])
     out = {"latency": found.verdict if found is not None else "inconclusive"}
-    px, py, groups = [], [], []
+    px: list[float] = []
+    py: list[float] = []
+    groups: list[int] = []
     for v, i in zip(xs, order):
-        peaks = profiles[i].get("tensor_peak_bytes_rounds") or []
+        peaks = profiles[i].tensor_peak_bytes_rounds
         px += [v] * len(peaks)
-        py += list(peaks)
+        py += [float(p or 0) for p in peaks]  # a step the profiler saw no memory of: 0, so no fit below
         groups += list(range(len(peaks)))
-    if len(set(px)) >= 3 and py and all(p and p > 0 for p in py):
+    if len(set(px)) >= 3 and py and all(p > 0 for p in py):
         out["activation memory"] = stats.fit_measured(px, py, groups, axis=axis).verdict
     else:
         out["activation memory"] = "inconclusive"

@@ -18,12 +18,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from bench.analysis import scaling, stats
-
-if TYPE_CHECKING:
-    from bench.runs.records import Record
+from bench.schema import Record
 
 QUANTITIES = ("MACs", "latency", "activation memory")
 
@@ -139,10 +136,8 @@ class FitRow:
 
 
 def machine_of(record: Record) -> str:
-    """The id of the machine a record ran on (:func:`bench.measure.fingerprint.machine_of`: fingerprint, else env-derived)."""
-    from bench.measure.fingerprint import machine_of as of
-
-    return of(getattr(record, "machine", None), record.env)
+    """The id of the machine a record ran on (:attr:`bench.schema.Record.machine_key`: fingerprint, else env-derived)."""
+    return record.machine_key
 
 
 def machine_names(records: list[Record]) -> dict[str, str]:
@@ -151,9 +146,12 @@ def machine_names(records: list[Record]) -> dict[str, str]:
     for r in records:
         ident = machine_of(r)
         if ident not in names:
-            gpu = (r.machine or {}).get("gpu") if isinstance((r.machine or {}).get("gpu"), dict) else {}
+            machine, env = r.machine, r.env
             names[ident] = (
-                (r.env or {}).get("device_name") or gpu.get("name") or (r.machine or {}).get("cpu_model") or ident
+                (env.device_name if env else None)
+                or (machine.gpu.name if machine and machine.gpu else None)
+                or (machine.cpu_model if machine else None)
+                or ident
             )
     shared = {n for n in names.values() if list(names.values()).count(n) > 1}
     return {i: f"{n} [{i.removeprefix('env-')[:6]}]" if n in shared else n for i, n in names.items()}
@@ -217,11 +215,10 @@ def quantity(record: Record, name: str) -> float:
 def rounds_of(record: Record) -> list[list[float]]:
     """Per-step times of a case's timed blocks, one list per repetition (round) of the sweep.
 
-    Records written before rounds existed hold one list: all their blocks, one repetition.
+    A case timed by itself (not in rounds) holds one list: all its blocks, one repetition.
     """
-    rounds = record.extra.get("rounds")
-    if rounds:
-        return [list(r) for r in rounds]
+    if record.time.rounds_s:
+        return [list(r) for r in record.time.rounds_s]
     return [list(record.time.times_s or (record.time.median_s,))]
 
 
@@ -247,7 +244,7 @@ def tensor_peaks(s: Series):
     """
     xs, ys, groups = [], [], []
     for x, r in zip(s.x(), s.records):
-        peaks = (r.extra.get("profile") or {}).get("tensor_peak_bytes_rounds") or []
+        peaks = r.profile.tensor_peak_bytes_rounds if r.profile else ()
         if r.memory is None or r.memory.method != "cpu_peak_rss" or not peaks or not all(peaks):
             return None
         xs += [x] * len(peaks)

@@ -232,7 +232,7 @@ def print_table(records: list, fit_rows: list[dict], checks: list[dict] | None) 
 
 def print_cost_table(priced: list, cost_fits: list[dict]) -> None:
     """Bytes moved, peak activation memory and operators of one step per image (batch 1, float32)."""
-    width = max(len("model"), *(len(p.flops.model) for p in priced))
+    width = max(len("model"), *(len(p.counts.model) for p in priced))
     print("\none step per image (batch 1, float32, counted on meta): bytes moved, peak activation memory, operators")
     print(
         f"{'model':<{width}} {'img':>5} {'attention':>9} {'mode':>5} {'MB moved':>10} {'peak act MiB':>12} {'ops':>6}"
@@ -240,7 +240,7 @@ def print_cost_table(priced: list, cost_fits: list[dict]) -> None:
     for p in priced:
         c = p.cost
         print(
-            f"{p.flops.model:<{width}} {p.flops.img_size:>5} {_dash(c.attention):>9} {c.mode:>5} {c.bytes_moved / 1e6:>10.1f} "
+            f"{p.counts.model:<{width}} {p.counts.img_size:>5} {_dash(c.attention):>9} {c.mode:>5} {c.bytes_moved / 1e6:>10.1f} "
             f"{c.peak_activation_bytes / 2**20:>12.2f} {c.ops:>6}"
         )
     if cost_fits:

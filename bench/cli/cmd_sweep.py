@@ -62,9 +62,8 @@ def _attention_names(text: str) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from bench.measure.compiling import COMPILE_MODES
-    from bench.measure.spec import DTYPES, MODES
     from bench.runs.presets import PRESETS
+    from bench.schema import COMPILE_MODES, DTYPES, MODES
 
     parser.add_argument("--preset", choices=tuple(PRESETS), help="grid to run (default: quick on CPU, paper on CUDA)")
     parser.add_argument(
@@ -164,9 +163,9 @@ def _peers_to_run(out: Path, pairs, resume: bool, settings: dict):
     if not resume:
         raise UsageError(f"{path} exists; add --resume to time the pairs it lacks, or choose another --out")
     done = {
-        (r.case.get("ours"), r.case.get("timm"))
+        (r.case.ours, r.case.timm)
         for r in results.read_peers(path)[0]
-        if r.status == "ok" and all(r.case.get(k) == v for k, v in settings.items())
+        if r.status == "ok" and all(getattr(r.case, k) == v for k, v in settings.items())
     }
     return tuple(p for p in pairs if tuple(p) not in done)
 

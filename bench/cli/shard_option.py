@@ -81,9 +81,7 @@ def _check_folder(out: Path, shard, resume: bool) -> None:
         return
     found, _ = records.read_results(path)
     mine = (shard.index, shard.count)
-    other = sorted(
-        {(r.shard.get("index"), r.shard.get("count")) for r in found if r.shard is not None} - {mine}, key=str
-    )
+    other = sorted({(r.shard.index, r.shard.count) for r in found if r.shard is not None} - {mine}, key=str)
     if other:
         raise UsageError(
             f"--shard: {path} holds records of shard {other[0][0]}/{other[0][1]}, but this run is "

@@ -29,9 +29,9 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 
-COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
+from bench.schema import COMPILE_MODES, CompileTime
+
 # Modes measured on CUDA only, and why (one line each).
 CUDA_ONLY = {
     "reduce-overhead": "compile mode reduce-overhead is CUDA graphs; on the CPU torch.compile skips them and "
@@ -46,25 +46,7 @@ MAX_WARMUP_S = 60.0
 RECOMPILE_LIMIT = 256  # graphs per code object: every size and model of a sweep compiles the same forward methods
 
 
-@dataclass(frozen=True)
-class CompileTime:
-    """What compiling cost a case, apart from its step time (module doc)."""
-
-    mode: str
-    first_call_s: float  # the first step: tracing, compiling, then running once
-    warmup_s: float  # the steps after it until the step time was steady
-    warmup_steps: int
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> CompileTime:
-        names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-
-def normalise(mode: str | bool) -> str:
+def normalise(mode: str | bool | None) -> str:
     """A compile mode from a case: older cases stored a bool (False: "none", True: "default")."""
     if mode is True:
         return "default"

@@ -63,7 +63,7 @@ from torch.utils._pytree import tree_leaves
 import architectures
 from bench.measure import counting
 from bench.measure.opclass import CLASSES, classify
-from bench.measure.spec import Case, CostRecord
+from bench.schema import Case, ClassCost, Cost
 
 aten = torch.ops.aten
 
@@ -364,8 +364,8 @@ def cost(
     device: str = "cpu",
     channels_last: bool | None = None,
     **overrides,
-) -> CostRecord:
-    """The :class:`CostRecord` of one step of ``model`` (see the module doc); nothing is allocated.
+) -> Cost:
+    """The :class:`Cost` of one step of ``model`` (see the module doc); nothing is allocated.
 
     ``device`` is the device whose autocast policy and attention kernel are modelled
     ("cpu" or "cuda"); the step itself runs on meta. ``channels_last`` defaults to the
@@ -400,7 +400,7 @@ def cost(
     counter.close()
     config = getattr(net, "config", None)
     train = mode == "train"
-    return CostRecord(
+    return Cost(
         model=model,
         img_size=img_size,
         patch_size=counting._built_patch_size(net),
@@ -415,14 +415,14 @@ def cost(
         ops=counter.ops,
         flops=counter.flops,
         peak_step_bytes=counter.peak(),
-        by_class={c: dict(v) for c, v in counter.by_class.items() if v["ops"]},
+        by_class={c: ClassCost(**v) for c, v in counter.by_class.items() if v["ops"]},
         gradient_bytes=gradient_bytes if train else None,
         optimizer_bytes=optimizer_bytes if train else None,
-        kernels=[[cls, op, f, b, n] for (cls, op, f, b), n in sorted(counter.kernels.items())],
+        kernels=tuple((cls, op, int(f), int(b), n) for (cls, op, f, b), n in sorted(counter.kernels.items())),
     )
 
 
-def count_case(case: Case, batch: int | None = None) -> CostRecord:
+def count_case(case: Case, batch: int | None = None) -> Cost:
     """:func:`cost` of ``case`` at its batch (``batch`` when the case's own is "max" and has been searched)."""
     return cost(
         case.model,
@@ -458,7 +458,7 @@ def copy_bandwidth(device: str, *, nbytes: int | None = None, min_run_time: floa
     return 2 * src.numel() * 4 / t.median_s
 
 
-def count_case_or_none(case: Case, batch: int | None = None) -> CostRecord | None:
+def count_case_or_none(case: Case, batch: int | None = None) -> Cost | None:
     """:func:`count_case`, or None (logged) for a case that cannot run on meta (a timm peer, say): the sweep goes on."""
     import logging
 

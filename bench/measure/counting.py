@@ -17,7 +17,7 @@ aten operator and counts it in **fvcore's convention**:
   explicit backend has them).
 * everything that does arithmetic but has no rule (``gelu``, ``add``, ``softmax``,
   ``mean``, ``max_pool2d``...) is *uncounted*, as in fvcore, and listed by operator in
-  :attr:`FlopRecord.uncounted`; pure data movement (views, ``cat``, ``clone``...) is
+  :attr:`Counts.uncounted`; pure data movement (views, ``cat``, ``clone``...) is
   ignored. No warning is printed: the record says what was skipped.
 
 Why not fvcore itself: fvcore traces with ``torch.jit``, and under tracing torch 2.14's
@@ -51,8 +51,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import architectures
 from bench.measure.opclass import MOVEMENT_OPS
-from bench.measure.spec import Case, FlopRecord
 from bench.measure.timing import torch_threads
+from bench.schema import Case, Counts
 
 aten = torch.ops.aten
 
@@ -373,7 +373,7 @@ def _run_counted(net: nn.Module, img_size: int, device: str, shortcuts: bool = T
     return counter
 
 
-def count(model: str, img_size: int, patch_size: int | None = None, **overrides) -> FlopRecord:
+def count(model: str, img_size: int, patch_size: int | None = None, **overrides) -> Counts:
     """Parameters, MACs (fvcore convention, attention counted) and activations of one case.
 
     ``model`` is a reference name (``architectures.list_models()``) or ``timm:<name>``;
@@ -393,7 +393,7 @@ def count(model: str, img_size: int, patch_size: int | None = None, **overrides)
         net = zeros_on_cpu(net)
         with torch_threads(1):  # only shapes matter; one thread avoids OpenMP waits on a busy machine
             counter = _run_counted(net, img_size, "cpu")
-    return FlopRecord(
+    return Counts(
         model=model,
         img_size=img_size,
         patch_size=_built_patch_size(net),
@@ -407,7 +407,7 @@ def count(model: str, img_size: int, patch_size: int | None = None, **overrides)
     )
 
 
-def count_case(case: Case) -> FlopRecord:
+def count_case(case: Case) -> Counts:
     """:func:`count` of the model, size, patch and overrides of ``case`` (batch 1: MACs are per image)."""
     return count(case.model, case.img_size, case.patch_size, **case.overrides)
 

@@ -23,38 +23,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+
+from bench.schema import Energy
 
 MIN_WINDOW_S = 1.0  # ten updates of a 100 ms counter: the ends' error is at most one step each
 MAX_WAIT_S = 5.0  # a counter that does not change in this long (stepping all the while) is not counting
 CPU_REASON = "a CPU case (NVML's energy counter is read on NVIDIA GPUs only)"
 
 
-@dataclass(frozen=True)
-class Energy:
-    """Energy of the steps of one case over a window of whole counter updates (module doc).
-
-    ``joules_per_image`` and ``mean_watts`` are None (and the window 0) when ``unavailable``
-    says why nothing was measured.
-    """
-
-    joules_per_image: float | None = None
-    mean_watts: float | None = None
-    window_s: float = 0.0  # from one counter update to the one that ended the window (0: unavailable)
-    steps: int = 0  # steps run inside the window (0: unavailable)
-    unavailable: str | None = None
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> Energy:
-        names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-
 def unavailable(reason: str) -> Energy:
-    return Energy(unavailable=reason)
+    """No measurement: null numbers, an empty window, and why."""
+    return Energy(joules_per_image=None, mean_watts=None, window_s=0.0, steps=0, unavailable=reason)
 
 
 class _Unavailable(Exception):

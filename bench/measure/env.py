@@ -8,6 +8,8 @@ import platform
 import subprocess
 from pathlib import Path
 
+from bench.schema import Env
+
 
 def cpu_model() -> str:
     """The CPU's model name (from /proc/cpuinfo on Linux, else ``platform.processor()``)."""
@@ -47,21 +49,21 @@ def device_name(device: str) -> str:
     return cpu_model()
 
 
-def environment(device: str) -> dict:
+def environment(device: str) -> Env:
     """torch and timm versions, device name, CPU model and threads, git commit, date (UTC)."""
     import timm
     import torch
 
-    return {
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "python": platform.python_version(),
-        "device": device,
-        "device_name": device_name(device),
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.version.cuda if device == "cuda" else None,
-        "git_commit": git_commit(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    return Env(
+        torch=torch.__version__,
+        timm=timm.__version__,
+        python=platform.python_version(),
+        device=device,
+        device_name=device_name(device),
+        cpu_model=cpu_model(),
+        cpu_count=os.cpu_count(),
+        torch_threads=torch.get_num_threads(),
+        cuda=torch.version.cuda if device == "cuda" else None,
+        git_commit=git_commit(),
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )

@@ -24,7 +24,6 @@ imports torch.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import socket
@@ -102,17 +101,17 @@ def machine_id(host_sha: str | None, cpu: str | None, gpu_uuid: str | None = Non
     return sha("\x1f".join(part or "" for part in (host_sha, cpu, gpu_uuid)), 12)
 
 
-# What identifies the machine of a record written before fingerprints existed (its env).
-ENV_MACHINE_FIELDS = ("device", "device_name", "cpu_model", "cpu_count")
-
-
 def machine_of(machine: dict | None, env: dict | None) -> str:
-    """The machine id of a record: its fingerprint's ``machine_id`` when stored, else "env-" + a hash of its env."""
-    if isinstance(machine, dict) and machine.get("machine_id"):
-        return str(machine["machine_id"])
-    env = env if isinstance(env, dict) else {}
-    parts = {name: env.get(name) for name in ENV_MACHINE_FIELDS}
-    return "env-" + hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()[:12]
+    """The machine id of a record stored as JSON (:func:`bench.schema.machine_key`): its fingerprint's ``machine_id``
+    when stored, else "env-" + a hash of its env."""
+    from bench import schema
+
+    ident = machine.get("machine_id") if isinstance(machine, dict) else None
+    try:
+        typed = schema.decode_object(schema.Env, env, "env") if isinstance(env, dict) else None
+    except ValueError:
+        typed = None
+    return schema.machine_key(str(ident) if ident else None, typed)
 
 
 def _read(path: Path) -> str | None:

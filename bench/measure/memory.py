@@ -44,7 +44,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.measure.spec import Case, MemoryRecord
+from bench import schema
+from bench.schema import Case, Memory
 
 MMAP_THRESHOLD = 64 * 1024  # bytes; glibc M_MMAP_THRESHOLD in the CPU worker
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter numbers (malloc.h)
@@ -101,7 +102,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
     )
 
 
-def measure(case: Case) -> MemoryRecord:
+def measure(case: Case) -> Memory:
     """Peak memory of one step of ``case`` (see the module doc for what is measured).
 
     On CPU this starts a fresh worker process for the one case (a few seconds of
@@ -113,7 +114,7 @@ def measure(case: Case) -> MemoryRecord:
         return worker.measure(case)
 
 
-def measure_in_process(case: Case, *, batch: int | None = None) -> MemoryRecord:
+def measure_in_process(case: Case, *, batch: int | None = None) -> Memory:
     """Measure ``case`` in this process: CUDA through the allocator, CPU through this process's RSS.
 
     ``batch`` replaces the case's own (the max-batch search tries several). CPU figures
@@ -150,7 +151,7 @@ def measure_in_process(case: Case, *, batch: int | None = None) -> MemoryRecord:
         step()
         peak = read_peak()
         del step, model
-    return MemoryRecord(
+    return Memory(
         method="cuda_max_memory_allocated" if cuda else "cpu_peak_rss",
         weights_bytes=weights,
         peak_bytes=peak,
@@ -241,11 +242,11 @@ class MemoryWorker:
         )
         return self._proc
 
-    def measure(self, case: Case) -> MemoryRecord:
+    def measure(self, case: Case) -> Memory:
         proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()
         kills_before = oom_kill_count()
         try:
-            proc.stdin.write(json.dumps({"case": case.to_json(), "label": case.label}) + "\n")
+            proc.stdin.write(json.dumps({"case": schema.encode(case)}) + "\n")
             proc.stdin.flush()
             line = proc.stdout.readline()
         except BrokenPipeError:  # the worker died before it read the case
@@ -257,7 +258,7 @@ class MemoryWorker:
             raise self._death(code, tail, kills_before, case)
         reply = json.loads(line)
         if reply["status"] == "ok":
-            return MemoryRecord.from_json(reply["record"])
+            return schema.decode_object(Memory, reply["record"], "memory")
         if reply["status"] == "oom":
             raise WorkerOOM(reply["error"])
         raise RuntimeError(f"memory worker: {reply['error']}")
@@ -321,8 +322,8 @@ def _worker_main() -> int:
     for line in sys.stdin:
         request = json.loads(line)
         try:
-            record = measure_in_process(Case.from_json(request["case"], label=request["label"]))
-            reply = {"status": "ok", "record": record.to_json()}
+            record = measure_in_process(schema.decode_object(Case, request["case"], "case"))
+            reply = {"status": "ok", "record": schema.encode(record)}
         except MemoryError as exc:
             reply = {"status": "oom", "error": f"out of memory: {exc}"}
         except Exception as exc:  # reported to the parent, which records the case as failed

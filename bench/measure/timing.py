@@ -23,17 +23,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 import architectures
-from bench.measure.compiling import CompileTime
-from bench.measure.energy import Energy
-from bench.measure.spec import DTYPES as DTYPE_NAMES
-from bench.measure.spec import FLOPS_PER_MAC, MODES, Case, Timing
+from bench.schema import DTYPES as DTYPE_NAMES
+from bench.schema import FLOPS_PER_MAC, MODES, Case, CompileTime, Energy, PairedTiming, Timing
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 assert tuple(DTYPES) == DTYPE_NAMES
@@ -118,7 +115,7 @@ def make_step(
     dtype: str = "float32",
     mode: str = "infer",
     channels_last: bool = False,
-    compile: str | bool = "none",
+    compile: str = "none",
     num_classes: int = 1000,
 ) -> Callable[[], None]:
     """One inference or training step of ``model`` on a fixed random batch (see the module doc).
@@ -229,7 +226,7 @@ def measure(case: Case, *, min_run_time: float = 1.0, warmup: int = 2, min_runs:
     return measure_case(case, min_run_time=min_run_time, warmup=warmup, min_runs=min_runs, energy=False).timing
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Measured:
     """What timing one case returns: the step time, what compiling cost (None: eager), the energy (None: not asked)."""
 
@@ -346,22 +343,6 @@ def roof_kernels(
 def achieved_flops(macs_per_image: int, images_per_s: float, mode: str) -> float:
     """FLOP/s a model reaches: FLOPS_PER_MAC[mode] x MACs per image x images per second."""
     return FLOPS_PER_MAC[mode] * macs_per_image * images_per_s
-
-
-@dataclass(frozen=True)
-class PairedTiming:
-    """Latency ratio a/b of two steps timed in alternation (one run, interleaved)."""
-
-    median_a_s: float
-    median_b_s: float
-    ratio_median: float  # median over rounds of (time a / time b)
-    ratio_q1: float
-    ratio_q3: float
-    rounds: int
-    number: int  # steps per timing of one model in one round
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def paired_ratio(

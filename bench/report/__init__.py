@@ -9,7 +9,7 @@ lays them out: tables and text here, plots in PNG files.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from bench.report import breakdown, compile_energy, verdicts
 from bench.report.devices import devices_table
 from bench.runs import machine
 from bench.runs import records as results
+from bench.schema import Record
 from bench.text import markdown as escape
 from bench.text import markdown as md  # text from results files, as literal Markdown
 from bench.text import mathtext
@@ -282,41 +283,26 @@ def peers_table(records: list[dict]) -> list[str]:
     for r in records:
         c, p = r.case, r.paired
         lines.append(
-            f"| {md(c['ours'])} | {md(c['timm'])} | {md(c['img_size'])} | {md(c['batch'])} | {md(c['dtype'])} | {p['median_a_s'] * 1e3:.0f} | "
-            f"{p['median_b_s'] * 1e3:.0f} | {p['ratio_median']:.3f} | {p['ratio_q1']:.3f} - {p['ratio_q3']:.3f} | {p['rounds']} |"
+            f"| {md(c.ours)} | {md(c.timm)} | {c.img_size} | {c.batch} | {md(c.dtype)} | {p.median_a_s * 1e3:.0f} | "
+            f"{p.median_b_s * 1e3:.0f} | {p.ratio_median:.3f} | {p.ratio_q1:.3f} - {p.ratio_q3:.3f} | {p.rounds} |"
         )
     return lines
 
 
-def _environment(records: list[dict]) -> list[str]:
-    envs = {
-        json.dumps({k: v for k, v in r.env.items() if k != "date"}, sort_keys=True): r.env
-        for r in records
-        if isinstance(r.env, dict) and r.env
-    }
+def _environment(records: list[Record]) -> list[str]:
+    envs = {dataclasses.replace(r.env, date=None): r.env for r in records if r.env is not None}
     lines = []
-    for env in envs.values():
-        env = {
-            k: env.get(k, "?")
-            for k in (
-                "device",
-                "device_name",
-                "cpu_model",
-                "cpu_count",
-                "torch_threads",
-                "torch",
-                "timm",
-                "python",
-                "git_commit",
-            )
-        }  # an older or partial record: '?'
-        env = {k: md(v) for k, v in env.items()}  # text from the file: literal Markdown
+    for env in envs:
+
+        def shown(value: object) -> str:
+            return "?" if value is None else md(value)  # an older or partial record: '?'; file text: literal Markdown
+
         lines.append(
-            f"- {env['device']}: {env['device_name']}; CPU {env['cpu_model']}, {env['cpu_count']} cores, "
-            f"torch threads {env['torch_threads']}; torch {env['torch']}, timm {env['timm']}, Python {env['python']}; "
-            f"harness commit {env['git_commit']}"
+            f"- {shown(env.device)}: {shown(env.device_name)}; CPU {shown(env.cpu_model)}, {shown(env.cpu_count)} cores, "
+            f"torch threads {shown(env.torch_threads)}; torch {shown(env.torch)}, timm {shown(env.timm)}, "
+            f"Python {shown(env.python)}; harness commit {shown(env.git_commit)}"
         )
-    dates = sorted(str(r.env["date"]) for r in records if isinstance(r.env, dict) and "date" in r.env)
+    dates = sorted(r.env.date for r in records if r.env is not None and r.env.date is not None)
     if dates:
         lines.append(
             f"- run started {md(dates[0])}"

@@ -43,7 +43,7 @@ def table(rows: list[FitRow]) -> list[str]:
         for x, r, times in zip(s.x(), s.records, att.class_time):
             total = sum(times.values())
             cells = " | ".join(f"{times[c] * 1e3:.2f}" for c in CLASSES)
-            kernel = (r.extra.get("profile") or {}).get("attention_kernel") or "-"
+            kernel = (r.profile.attention_kernel if r.profile else None) or "-"
             lines.append(
                 f"| {md(s.label)} | {x:,} | {total * 1e3:.2f} | {cells} | {times['attention'] / total:.0%} | "
                 f"{md(att.clock)} | {md(kernel)} |"

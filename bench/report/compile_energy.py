@@ -12,6 +12,7 @@ per reason (the CPU, no NVML, a counter NVML does not support).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from typing import Any
 
@@ -33,13 +34,9 @@ def _mode(record) -> str:
 
 
 def _part(record, name: str) -> dict | None:
-    """The record's compile_time or energy as a dict (typed part or, in older files, an extra key), or None."""
+    """The record's ``compile_time`` or ``energy`` part as a dict, or None."""
     value = getattr(record, name, None)
-    if value is None:
-        value = (record.extra or {}).get(name)
-    if value is None:
-        return None
-    return value if isinstance(value, dict) else value.__dict__
+    return None if value is None else dataclasses.asdict(value)
 
 
 def _group_key(record) -> tuple:

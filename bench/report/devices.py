@@ -22,6 +22,7 @@ import statistics
 from collections.abc import Sequence
 
 from bench.analysis.series import FitRow, Series, fits_of, machine_names, machine_of, series_of
+from bench.schema import Env, Machine
 from bench.text import markdown as md
 
 FAMILY_NAMES = {"mixer": "Mixer", "vit": "ViT", "resnet": "ResNet"}
@@ -38,7 +39,7 @@ def _family(s: Series) -> str:
 
 def _patch(s: Series) -> int | None:
     r = s.records[0]
-    return r.flops.patch_size if r.flops is not None else s.case.patch_size
+    return r.counts.patch_size if r.counts is not None else s.case.patch_size
 
 
 def _size_name(model: str) -> str:
@@ -103,17 +104,17 @@ def _environment(records: list) -> tuple[str, str, str, str]:
                 found.append(str(v))
         return ", ".join(found) or "-"
 
-    env = lambda r: r.env or {}  # noqa: E731
-    machine = lambda r: r.machine or {}  # noqa: E731
-    device = values(lambda r: f"{env(r)['device']}: {env(r)['device_name']}" if env(r).get("device") else None)
-    cpu = values(lambda r: machine(r).get("cpu_model") or env(r).get("cpu_model"))
+    env = lambda r: r.env or Env()  # noqa: E731
+    machine = lambda r: r.machine or Machine()  # noqa: E731
+    device = values(lambda r: f"{env(r).device}: {env(r).device_name}" if env(r).device else None)
+    cpu = values(lambda r: machine(r).cpu_model or env(r).cpu_model)
     gpu = values(
         lambda r: (
-            (machine(r).get("gpu") or {}).get("name")
-            or (env(r).get("device_name") if env(r).get("device") == "cuda" else None)
+            (machine(r).gpu.name if machine(r).gpu else None)
+            or (env(r).device_name if env(r).device == "cuda" else None)
         )
     )
-    torch = values(lambda r: env(r).get("torch"))
+    torch = values(lambda r: env(r).torch)
     return device, cpu, gpu, torch
 
 

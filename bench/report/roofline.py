@@ -1,6 +1,6 @@
 """The roofline of every case: predicted step time from the deterministic cost, against the measured time.
 
-Each operator the step runs (``CostRecord.kernels``: class, FLOPs, bytes moved, calls) is
+Each operator the step runs (``Cost.kernels``: class, FLOPs, bytes moved, calls) is
 priced at ``max(flops / roof, bytes / bandwidth)``: the matmul roof the sweep measured
 (``roof_flops_per_s``, the case's dtype) and the copy bandwidth it measured
 (``copy_bytes_per_s``). An operator is *compute-bound* when its FLOP time is the larger,
@@ -26,19 +26,12 @@ PLOT = "roofline.png"
 COST_QUANTITIES = ("bytes_moved", "peak_activation_bytes", "ops")
 # Nominal HBM bandwidth of GPUs by the name torch reports, bytes/s (vendor data sheets).
 NOMINAL_BANDWIDTH = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.0e12}
-# A profiled sweep (bench.measure.profile via bench.runs.rounds) stores measured seconds per step by operator
-# class in record.extra["profile"]: "device_s" on CUDA, "cpu_s" (CPU self time) always. Used for the per-class
-# measured / predicted when present.
-PROFILE_KEY = "profile"
 
 
 def measured_by_class(record) -> dict | None:
-    """Measured seconds per step by operator class (device time on CUDA, CPU self time otherwise), or None."""
-    profile = record.extra.get(PROFILE_KEY)
-    if not isinstance(profile, dict):
-        return None
-    by_class = profile.get("device_s") or profile.get("cpu_s")
-    return by_class if isinstance(by_class, dict) and by_class else None
+    """Measured seconds per step by operator class (``record.profile``: device time on CUDA, CPU self time
+    otherwise), or None for records without a profile. Used for the per-class measured / predicted."""
+    return dict(record.profile.class_s) if record.profile else None
 
 
 def predict(kernels: list, roof: float, bandwidth: float) -> dict:
@@ -58,7 +51,7 @@ def bandwidth_of(record) -> tuple[float | None, str]:
     """(copy bandwidth in bytes/s, where it comes from) for a record."""
     if record.copy_bytes_per_s:
         return record.copy_bytes_per_s, "measured"
-    name = (record.env or {}).get("device_name", "") if record.case.device == "cuda" else ""
+    name = (record.env.device_name or "" if record.env else "") if record.case.device == "cuda" else ""
     for gpu, nominal in NOMINAL_BANDWIDTH.items():
         if gpu in name:
             return nominal, f"nominal {gpu}"
@@ -66,7 +59,7 @@ def bandwidth_of(record) -> tuple[float | None, str]:
 
 
 def cost_of(record):
-    """The record's CostRecord, or one counted on meta from its case (records older than the cost); None if impossible."""
+    """The record's Cost, or one counted on meta from its case (records older than the cost); None if impossible."""
     if record.cost is not None:
         return record.cost
     from bench.measure.cost import count_case_or_none

@@ -28,7 +28,7 @@ QUANTITY_KEYS = {"MACs": "macs", "latency": "latency", "activation memory": "act
 
 
 def _kernel(row: FitRow) -> str | None:
-    kernels = {(r.extra.get("profile") or {}).get("attention_kernel") for r in row.series.records} - {None}
+    kernels = {r.profile.attention_kernel for r in row.series.records if r.profile} - {None}
     return ",".join(sorted(kernels)) if kernels else None
 
 

@@ -53,7 +53,7 @@ ENV_FIELDS = ("torch", "timm", "python", "device_name", "cpu_model", "cpu_count"
 
 
 def _threads(records: list[Record]) -> set:
-    return {r.case.threads or (r.env or {}).get("torch_threads") for r in records} - {None}
+    return {r.case.threads or (r.env.torch_threads if r.env else None) for r in records} - {None}
 
 
 def _keys_without_threads(records: list[Record]) -> set[str]:
@@ -73,8 +73,8 @@ def run_differences(a: list[Record], b: list[Record]) -> str | None:
         parts.append(text)
     changed = []
     for name in ENV_FIELDS:
-        va = {str((r.env or {}).get(name)) for r in a if r.env}
-        vb = {str((r.env or {}).get(name)) for r in b if r.env}
+        va = {str(getattr(r.env, name)) for r in a if r.env}
+        vb = {str(getattr(r.env, name)) for r in b if r.env}
         if va and vb and va != vb:
             changed.append(f"{name} {'/'.join(sorted(va))} vs {'/'.join(sorted(vb))}")
     if changed:

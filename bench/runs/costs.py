@@ -1,6 +1,6 @@
 """The deterministic cost beyond MACs for ``mixerbench flops``: one step per case, attention backend and mode, and its fits.
 
-Each counted case (a :class:`~bench.measure.spec.FlopRecord`) is priced by
+Each counted case (a :class:`~bench.schema.Counts`) is priced by
 :func:`bench.measure.cost.cost` at batch 1 in float32 (per image, like the MACs) for every
 mode asked for (infer, train) and, for ViTs, every attention backend asked for. The
 bytes moved, peak activation bytes and operator count of every series swept over at least
@@ -11,6 +11,9 @@ the MACs (:func:`bench.analysis.scaling.fit`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from bench import schema
+from bench.schema import Cost, Counts
 
 COST_QUANTITIES = ("bytes_moved", "peak_activation_bytes", "ops")
 COST_KEYS = (
@@ -32,12 +35,12 @@ COST_KEYS = (
 class Priced:
     """A counted case with the cost of one step of it."""
 
-    flops: object  # FlopRecord
-    cost: object  # CostRecord
+    counts: Counts
+    cost: Cost
 
     def to_json(self, record_keys) -> dict:
-        out = {k: getattr(self.flops, k) for k in record_keys}
-        out.update({k: getattr(self.cost, k) for k in COST_KEYS})
+        out = {k: schema.encode(getattr(self.counts, k)) for k in record_keys}
+        out.update({k: schema.encode(getattr(self.cost, k)) for k in COST_KEYS})
         return out
 
 
@@ -75,17 +78,17 @@ def fits(priced: list[Priced]) -> list[dict]:
 
     groups: dict[tuple, list[Priced]] = {}
     for p in priced:
-        groups.setdefault((p.flops.model, p.flops.patch_size, p.cost.attention, p.cost.mode), []).append(p)
+        groups.setdefault((p.counts.model, p.counts.patch_size, p.cost.attention, p.cost.mode), []).append(p)
     out = []
     for (model, patch, attention, mode), group in groups.items():
-        if len({p.flops.img_size for p in group}) < 3:
+        if len({p.counts.img_size for p in group}) < 3:
             continue
-        x = [fit_x(p.flops.img_size, p.flops.tokens) for p in group]
+        x = [fit_x(p.counts.img_size, p.counts.tokens) for p in group]
         for quantity in COST_QUANTITIES:
-            result = fit(x, [getattr(p.cost, quantity) for p in group], axis=fit_axis(group[0].flops.tokens))
+            result = fit(x, [getattr(p.cost, quantity) for p in group], axis=fit_axis(group[0].counts.tokens))
             entry = {
                 "model": model,
-                "patch_size": patch if group[0].flops.tokens else None,
+                "patch_size": patch if group[0].counts.tokens else None,
                 "img_size": None,
                 "attention": attention,
                 "mode": mode,

@@ -18,7 +18,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench import schema
 from bench.measure import fingerprint as fp
+from bench.schema import Machine
 
 FILENAME = "machine.json"
 SCHEMA = 1
@@ -47,6 +49,14 @@ def sample(device: str) -> dict | None:
 def start(device: str) -> dict:
     """The fingerprint every record of this run on ``device`` carries: fingerprint() plus ``gpu_start``."""
     return dict(fp.fingerprint(device), gpu_start=sample(device))
+
+
+def part(machine: dict) -> Machine | None:
+    """The typed fingerprint a record carries, from :func:`start`'s dict; None when a field does not fit (never raises)."""
+    try:
+        return schema.decode_object(Machine, machine, "machine")
+    except ValueError:
+        return None
 
 
 def finish(out: Path, machines: dict[str, dict], started: str | None = None, shard: dict | None = None) -> Path:
@@ -98,11 +108,11 @@ def _where(machine: dict) -> str:
     return f"{name} (machine {machine.get('machine_id') or '?'})"
 
 
-def report_warnings(records: list[Any], data: dict | None = None) -> list[str]:
+def report_warnings(records: list[schema.Record], data: dict | None = None) -> list[str]:
     """What makes the timings of a folder doubtful, each once: clocks not locked, a shared GPU, throttling.
 
     From ``machine.json`` (``data``: start and end samples of each run) and from the start
-    sample every record carries (``record.machine["gpu_start"]``; merged folders have no
+    sample every record carries (``record.machine.gpu_start``; merged folders have no
     machine.json). Each line names the device and machine. Records without a fingerprint
     say nothing.
     """
@@ -120,20 +130,21 @@ def report_warnings(records: list[Any], data: dict | None = None) -> list[str]:
             add(where, [w for w in run.get("warnings") or [] if isinstance(w, str)])
     seen = set()
     for record in records:
-        m = getattr(record, "machine", None)
-        if not isinstance(m, dict) or not isinstance(m.get("gpu_start"), dict):
+        m = record.machine
+        if m is None or m.gpu_start is None:
             continue
-        ident = json.dumps([m.get("machine_id"), m["gpu_start"]], sort_keys=True)
+        fingerprint, start = schema.encode(m), schema.encode(m.gpu_start)
+        ident = json.dumps([m.machine_id, start], sort_keys=True)
         if ident not in seen:
             seen.add(ident)
-            add(_where(m), fp.warnings(m["gpu_start"], None))
+            add(_where(fingerprint), fp.warnings(start, None))
     return out
 
 
 def write_end(out: Path, machines: dict[str, dict], started: str | None, shard: Any, log: Any = None) -> None:
     """:func:`finish` at the end of a sweep (also after Ctrl-C or an error): a failure is a warning on ``log``."""
     try:
-        path = finish(out, machines, started, shard.to_json() if shard is not None else None)
+        path = finish(out, machines, started, schema.encode(shard) if shard is not None else None)
     except (OSError, ValueError) as exc:
         if log is not None:
             print(f"warning: {Path(out) / FILENAME} not written ({exc})", file=log, flush=True)

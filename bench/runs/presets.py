@@ -3,7 +3,7 @@
 A :class:`Preset` is a small data table: its models (:class:`Entry`: a registry name,
 config overrides, the name reports use), sizes, batch, dtypes per device, modes and
 timing settings. :func:`expand` applies the command line's model and attention choices
-to a preset; :func:`build_grid` turns entries and sizes into :class:`~bench.measure.spec.Case`
+to a preset; :func:`build_grid` turns entries and sizes into :class:`~bench.schema.Case`
 objects. This module imports no torch at import time (the command line reads it for --help).
 
 ``quick`` is the CPU default: narrow, shallow models (overrides on the reference presets,
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from bench.measure.spec import Case
+from bench.schema import Case
 
 PEER_PAIRS = (
     ("mixer_b16", "timm:mixer_b16_224"),

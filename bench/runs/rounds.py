@@ -22,14 +22,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.measure.compiling import CompileTime
-from bench.measure.energy import Energy
-from bench.measure.spec import Case, Timing
+from bench.schema import Case, CompileTime, Energy, Profile, Timing
 
 
 @dataclass
 class SeriesTiming:
-    """What the rounds measured for one case: a Timing over all blocks, the blocks per round, profiles."""
+    """What the rounds measured for one case: a Timing over all blocks (with the blocks per round), profiles."""
 
     timing: Timing | None = None
     rounds: list[list[float]] = field(default_factory=list)
@@ -39,35 +37,29 @@ class SeriesTiming:
     compile_time: CompileTime | None = None  # of the first build (None: eager)
     energy: Energy | None = None  # measured after the first round's timing
 
-    def extra(self) -> dict:
-        """The record's extra keys: ``rounds`` (per-step times per round) and ``profile`` (median per class)."""
-        out: dict = {"rounds": self.rounds}
-        if self.profiles:
-            out["profile"] = summarise_profiles(self.profiles, self.work)
-            out["attention_kernel"] = out["profile"]["attention_kernel"]  # the kernel that ran (None: no attention)
-        return out
+    def profile(self) -> Profile | None:
+        """The record's profile: per class the median and per-round times, the attention kernel, the class work."""
+        return summarise_profiles(self.profiles, self.work) if self.profiles else None
 
 
-def summarise_profiles(profiles: list[dict], work: dict | None) -> dict:
-    """Per class the median over rounds of the profiled time, the attention kernel, and the class work."""
+def summarise_profiles(profiles: list[dict], work: dict | None) -> Profile:
+    """Per class the median over rounds of the profiled time, the attention kernel, and the class work.
+
+    ``profiles`` are :func:`bench.measure.profile.profile_step`'s results, one per round.
+    """
     classes = profiles[0]["cpu_s"].keys()
-    out = {
-        "cpu_s": {c: float(np.median([p["cpu_s"][c] for p in profiles])) for c in classes},
-        "cpu_s_rounds": {c: [p["cpu_s"][c] for p in profiles] for c in classes},
-        "attention_kernel": profiles[-1].get("attention_kernel"),
-        "tensor_peak_bytes_rounds": [p.get("tensor_peak_bytes") for p in profiles],
-        "steps": len(profiles),
-    }
-    unattributed = [p.get("unattributed") for p in profiles if p.get("unattributed")]
-    if unattributed:  # a compiled step: fused kernels have no operator name (bench.measure.profile.profile_step)
-        out["unattributed"] = unattributed[-1]
-        out["unattributed_s_rounds"] = [p.get("unattributed_s") for p in profiles]
-    if profiles[0].get("device_s"):
-        out["device_s"] = {c: float(np.median([p["device_s"][c] for p in profiles])) for c in classes}
-        out["device_s_rounds"] = {c: [p["device_s"][c] for p in profiles] for c in classes}
-    if work is not None:
-        out["work"] = work
-    return out
+    device = bool(profiles[0].get("device_s"))
+    return Profile(
+        steps=len(profiles),
+        cpu_s={c: float(np.median([p["cpu_s"][c] for p in profiles])) for c in classes},
+        cpu_s_rounds={c: tuple(p["cpu_s"][c] for p in profiles) for c in classes},
+        attention_kernel=profiles[-1].get("attention_kernel"),
+        device_s={c: float(np.median([p["device_s"][c] for p in profiles])) for c in classes} if device else {},
+        device_s_rounds={c: tuple(p["device_s"][c] for p in profiles) for c in classes} if device else {},
+        tensor_peak_bytes_rounds=tuple(p.get("tensor_peak_bytes") for p in profiles),
+        work=work,
+        unattributed=next((p["unattributed"] for p in reversed(profiles) if p.get("unattributed")), None),
+    )
 
 
 def time_series(
@@ -180,6 +172,7 @@ def time_series(
                 batch=int(case.batch),
                 warmup=warmup if st.compile_time is None else 1 + st.compile_time.warmup_steps,
                 times_s=tuple(all_times),
+                rounds_s=tuple(tuple(b) for b in st.rounds),
             )
     return out
 
@@ -211,8 +204,7 @@ def series_groups(cases: list[Case]) -> list[list[Case]]:
     """Cases grouped into series (everything but the image size equal), in first-seen order."""
     groups: dict[str, list[Case]] = {}
     for c in cases:
-        key = c.replace(img_size=0).key + "|" + c.name
-        groups.setdefault(key, []).append(c)
+        groups.setdefault(c.series_key, []).append(c)
     return list(groups.values())
 
 

@@ -39,9 +39,10 @@ import heapq
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
-SOURCES = ("cli", "slurm", "kubernetes")
+from bench.schema import SHARD_SOURCES, Shard
+
+SOURCES = SHARD_SOURCES
 
 SLURM_ID = "SLURM_ARRAY_TASK_ID"
 SLURM_COUNT = "SLURM_ARRAY_TASK_COUNT"
@@ -55,31 +56,6 @@ MAX_SHARDS = 100_000  # Kubernetes' limit on an Indexed Job's completions; Slurm
 
 _SHARD_TEXT = re.compile(r"^\s*([+-]?\d+)\s*/\s*([+-]?\d+)\s*$")
 _DIGITS = 12  # longer numbers are refused by their length, before int() reads them
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Shard ``index`` (0-based) of ``count``, and where that came from ("cli", "slurm" or "kubernetes")."""
-
-    index: int
-    count: int
-    source: str
-
-    def __post_init__(self) -> None:
-        for name in ("index", "count"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"shard {name} must be an integer, got {value!r}")
-        if self.source not in SOURCES:
-            raise ValueError(f"shard source must be one of {', '.join(SOURCES)}, got {self.source!r}")
-        _check_range(self.index, self.count, f"shard {self.index}/{self.count}")
-
-    def to_json(self) -> dict:
-        """``{"index", "count", "source"}``, e.g. to store with each record of the shard."""
-        return {"index": self.index, "count": self.count, "source": self.source}
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
 
 
 def _check_range(index: int, count: int, what: str) -> None:

@@ -14,8 +14,8 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench.measure.spec import Case
 from bench.runs import shard as sharding
+from bench.schema import Case, case_key, encode
 
 
 def _macs(case: Case) -> int:
@@ -86,7 +86,7 @@ def write_marker(out, shard: sharding.Shard, cases: Sequence[Case]) -> None:
 
     from bench.files import write_text_atomically
 
-    data = {"shard": shard.to_json(), "cases": [c.to_json() for c in cases]}
+    data = {"shard": encode(shard), "cases": [encode(c) for c in cases]}
     write_text_atomically(Path(out) / MARKER, json.dumps(data, sort_keys=True, allow_nan=False) + "\n")
 
 
@@ -102,8 +102,6 @@ class Marker:
 def read_marker(folder) -> Marker | None:
     """The folder's ``shard.json``, or None without one; ``ValueError`` (one line) when it is not one."""
     from pathlib import Path
-
-    from bench.measure.spec import case_key
 
     path = Path(folder) / MARKER
     if not path.is_file():

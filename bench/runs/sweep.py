@@ -1,6 +1,6 @@
 """The sweep: a grid of cases (``bench.runs.presets``), each counted, timed and measured, one Record per case.
 
-For each :class:`~bench.measure.spec.Case` :func:`run_case` returns a
+For each :class:`~bench.schema.Case` :func:`run_case` returns a
 :class:`~bench.runs.records.Record` holding
 
 - the count (:func:`bench.measure.counting.count_case`: parameters, MACs per image, tokens S),
@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import TextIO
 
 import architectures
-from bench.measure.spec import FLOPS_PER_MAC, Case
+from bench import schema
 from bench.runs import records as results
-from bench.runs.records import PeerRecord, Record
+from bench.schema import FLOPS_PER_MAC, Case, Env, PeerCase, PeerRecord, Record, Shard
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class SweepConfig:
     rounds: int = 1  # timing rounds per series, sizes shuffled each round (bench.runs.rounds); 1: case by case
     # With min_rounds, `rounds` is a maximum: a series stops once its verdicts are decided (bench.analysis.sequential)
     min_rounds: int | None = None
-    shard: object | None = None  # the bench.runs.shard.Shard this run is (stored in every record), or None
+    shard: Shard | None = None  # the shard this run is (stored in every record), or None
 
     def __post_init__(self):
         import math
@@ -137,7 +137,7 @@ def _cuda_batch_fits(case: Case, log: TextIO | None = None) -> Callable[[int], b
 def run_case(
     case: Case,
     *,
-    env: dict,
+    env: Env | None,
     roof: float,
     min_run_time: float = 1.0,
     min_runs: int = 5,
@@ -172,7 +172,7 @@ def run_case(
     )
     started = time.perf_counter()
     try:
-        record.flops = counting.count_case(case)
+        record.counts = counting.count_case(case)
         batch = case.batch
         if batch == "max":
             batch = find_max_batch(_cuda_batch_fits(case, log))
@@ -185,13 +185,12 @@ def run_case(
             if pretimed.error is not None:
                 raise pretimed.error
             record.time = pretimed.timing
-            record.extra.update(pretimed.extra())
-            _compile_and_energy(record, pretimed.compile_time, pretimed.energy)
+            record.profile = pretimed.profile()
+            record.compile_time, record.energy = pretimed.compile_time, pretimed.energy
         else:
             measured = timing.measure_case(sized, min_run_time=min_run_time, min_runs=min_runs, warmup=warmup)
-            record.time = measured.timing
-            _compile_and_energy(record, measured.compile_time, measured.energy)
-        record.achieved_flops_per_s = timing.achieved_flops(record.flops.macs, record.time.images_per_s, case.mode)
+            record.time, record.compile_time, record.energy = measured.timing, measured.compile_time, measured.energy
+        record.achieved_flops_per_s = timing.achieved_flops(record.counts.macs, record.time.images_per_s, case.mode)
         record.mfu = record.achieved_flops_per_s / roof
         _free_cuda()
         record.memory = memory.measure_in_process(sized) if case.device == "cuda" else worker.measure(sized)
@@ -207,14 +206,6 @@ def run_case(
         _free_cuda()
     record.elapsed_s = round(time.perf_counter() - started, 3)
     return record
-
-
-def _compile_and_energy(record: Record, compile_time, energy) -> None:
-    """The compile time (compiled cases) and the energy (every case; null with the reason where unmeasured)."""
-    if compile_time is not None:
-        record.extra["compile_time"] = compile_time.to_json()
-    if energy is not None:
-        record.extra["energy"] = energy.to_json()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -269,9 +260,7 @@ def _append(writer: results.ResultsWriter, record: Record | PeerRecord) -> None:
     try:
         writer.append(record)
     except OSError as exc:
-        import json
-
-        print(json.dumps(record.to_json(), sort_keys=True, allow_nan=False), file=sys.stderr, flush=True)
+        print(schema.dumps(record), file=sys.stderr, flush=True)
         raise RecordNotWritten(
             f"cannot append to {writer.path} ({exc.strerror or exc}); the record just measured is the JSON line above: "
             f"add it to {writer.path} once there is room, then resume the sweep"
@@ -325,8 +314,8 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
                         pretimed=pretimed,
                         copy_bytes_per_s=copies[case.device],
                     )
-                    record.shard = config.shard.to_json() if config.shard is not None else None
-                    record.machine = machines[case.device]
+                    record.shard = config.shard
+                    record.machine = machine.part(machines[case.device])
                     _append(writer, record)
                     elapsed = time.perf_counter() - started
                     eta = elapsed / i * (len(todo) - i)
@@ -399,17 +388,17 @@ def _run_peers(pairs, out, img_size, batch, device, dtype, mode, rounds, log) ->
                 gc.collect()
                 continue
             record = PeerRecord(
-                case={
-                    "ours": ours,
-                    "timm": peer,
-                    "img_size": img_size,
-                    "batch": batch,
-                    "device": device,
-                    "dtype": dtype,
-                    "mode": mode,
-                    "channels_last": channels_last,
-                },
-                paired=paired.to_dict(),
+                case=PeerCase(
+                    ours=ours,
+                    timm=peer,
+                    img_size=img_size,
+                    batch=batch,
+                    device=device,
+                    dtype=dtype,
+                    mode=mode,
+                    channels_last=channels_last,
+                ),
+                paired=paired,
                 env=env,
             )
             _append(writer, record)

@@ -94,20 +94,10 @@ def _dataclass_rows(cls: type) -> list[tuple[str, str, str]]:
 
 
 def schema_description() -> dict[str, list[tuple[str, str, str]]]:
-    """Per type written to disk: (field, JSON type, doc). ``bench.schema.describe()`` where it exists."""
-    import importlib
+    """Per type written to disk: (field, JSON type, doc), from ``bench.schema.describe()``."""
+    from bench import schema
 
-    try:
-        schema = importlib.import_module("bench.schema")
-    except ImportError:
-        schema = None
-    if schema is not None and hasattr(schema, "describe"):
-        return {str(name): [(str(f), str(t), str(d)) for f, t, d in rows] for name, rows in schema.describe().items()}
-    from bench.measure import spec
-    from bench.runs import records
-
-    types = [records.Record, spec.Case, spec.FlopRecord, spec.Timing, spec.MemoryRecord, spec.CostRecord]
-    return {cls.__name__: _dataclass_rows(cls) for cls in types}
+    return {str(name): [(str(f), str(t), str(d)) for f, t, d in rows] for name, rows in schema.describe().items()}
 
 
 def _cell(text: str) -> str:

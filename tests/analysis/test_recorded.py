@@ -8,6 +8,7 @@ on the number of blocks, must not move.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 from pathlib import Path
 
@@ -40,12 +41,12 @@ def more_blocks(records, factor: int, seed: int):
     for r in records:
         r = copy.deepcopy(r)
         if r.status == "ok":
-            rounds = r.extra.get("rounds") or [list(r.time.times_s)]
-            resampled = [[rng.choice(block) for _ in range(factor * len(block))] for block in rounds]
-            if "rounds" in r.extra:
-                r.extra["rounds"] = resampled
+            rounds = r.time.rounds_s or (r.time.times_s,)
+            resampled = tuple(tuple(rng.choice(block) for _ in range(factor * len(block))) for block in rounds)
+            if r.time.rounds_s:
+                r.time = dataclasses.replace(r.time, rounds_s=resampled)
             else:
-                r.time = r.time.__class__(**{**r.time.__dict__, "times_s": tuple(resampled[0])})
+                r.time = dataclasses.replace(r.time, times_s=resampled[0])
         out.append(r)
     return out
 

@@ -24,6 +24,7 @@ import pytest
 from test_stats import SCENARIOS, TOKENS, per_size, simulate
 
 from bench.analysis import attribution, sequential, stats
+from bench.schema import Profile
 
 SHARE_SCENARIOS = [(0.05, 0.02), (0.08, 0.02), (0.12, 0.02), (0.2, 0.05), (0.5, 0.1), (0.8, 0.05)]
 
@@ -80,18 +81,19 @@ def test_measured_curves_with_the_rule_against_fixed_rounds(coef, su, se):
     assert wrong_rule <= 0.03 and wrong_rule <= 2.5 * wrong_fixed + 0.002, (wrong_rule, wrong_fixed)
 
 
-def _profile(x: float, classes: dict, rounds: list[float], peak_per_x: float, peak_x2: float = 0.0) -> dict:
+def _profile(x: float, classes: dict, rounds: list[float], peak_per_x: float, peak_x2: float = 0.0) -> Profile:
     """A profile summary as bench.runs.rounds.summarise_profiles writes it: time per class proportional to its work."""
     work = {c: f(x) for c, f in classes.items()}
     total = sum(work.values())
     per_round = {c: [w / total * t for t in rounds] for c, w in work.items()}
     peak = int(peak_per_x * x + peak_x2 * x * x)
-    return {
-        "cpu_s": {c: float(np.median(v)) for c, v in per_round.items()},
-        "cpu_s_rounds": per_round,
-        "tensor_peak_bytes_rounds": [peak] * len(rounds),
-        "work": work,
-    }
+    return Profile(
+        steps=len(rounds),
+        cpu_s={c: float(np.median(v)) for c, v in per_round.items()},
+        cpu_s_rounds={c: tuple(v) for c, v in per_round.items()},
+        tensor_peak_bytes_rounds=(peak,) * len(rounds),
+        work=work,
+    )
 
 
 def test_verdicts_of_a_vit_like_and_a_mixer_like_series():

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import architectures
 from bench.analysis.scaling import fit
 from bench.measure.cost import Autocast, CostCounter, cost, count_case
-from bench.measure.spec import Case, CostRecord
+from bench.schema import Case, Cost, decode_object, encode, read_results
 from helpers import ROOT
 
 F32 = 4
@@ -128,7 +128,7 @@ def test_training_gradients_are_the_parameters():
     assert r.gradient_bytes == F32 * params
     assert r.optimizer_bytes == 0  # SGD without momentum keeps no state
     assert r.peak_step_bytes >= r.peak_activation_bytes > 0
-    assert CostRecord.from_json(json.loads(json.dumps(r.to_json()))) == r
+    assert decode_object(Cost, json.loads(json.dumps(encode(r)))) == r
 
 
 def _meta_model(name, size):
@@ -146,10 +146,11 @@ H200_TOLERANCE = {"infer": 0.02, "train": 0.04}
 
 
 def _h200_cases(folder: str):
-    for line in (ROOT / "results" / folder / "results.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        if r["status"] == "ok":
-            yield Case.from_json(r["case"]), r["batch"], r["memory"]["activation_bytes"]
+    records, problems = read_results(ROOT / "results" / folder / "results.jsonl")
+    assert problems == []
+    for r in records:
+        if r.status == "ok":
+            yield r.case, r.batch, r.memory.activation_bytes
 
 
 @pytest.mark.parametrize("folder", ["h200-paper", "h200-paper-train"])

@@ -10,6 +10,7 @@ import torch
 import architectures
 from bench.measure import formulas
 from bench.measure.counting import MacCounter, _run_counted, build, count, flop_counter_macs, fvcore_count
+from bench.schema import encode
 
 # timm 1.0.31 + fvcore with attention counted, LayerNorm counted, at 224 px (DESIGN.md).
 PUBLISHED_GMACS = {"mixer_b16": 12.62, "vit_b16": 17.58, "resnet50": 4.11}
@@ -164,7 +165,7 @@ def test_meta_shortcut_outputs_match_meta_kernels():
 
 def test_record_fields():
     record = count("vit_b16", 384)
-    d = record.to_json()
+    d = encode(record)
     for key in ("model", "img_size", "patch_size", "tokens", "params", "macs", "activations", "uncounted"):
         assert key in d
     assert (record.img_size, record.patch_size, record.tokens) == (384, 16, 577)

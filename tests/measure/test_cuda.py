@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from bench.measure import memory, timing
-from bench.measure.spec import Case
 from bench.runs import sweep
+from bench.schema import Case
 from helpers import TINY_VIT
 
 pytestmark = [

@@ -11,7 +11,7 @@ import torch
 
 import architectures
 from bench.measure import memory
-from bench.measure.spec import Case
+from bench.schema import Case
 from helpers import TINY_VIT
 
 MiB = 2**20

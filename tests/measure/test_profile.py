@@ -10,7 +10,7 @@ import torch
 
 import architectures
 from bench.measure import attention, profile, timing
-from bench.measure.spec import Case
+from bench.schema import Case
 from helpers import ROOT, TINY_VIT
 
 CPU_BACKENDS = ("explicit", "sdpa", "fused", "sdpa-math", "sdpa-flash")

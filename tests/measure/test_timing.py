@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bench.measure import timing
-from bench.measure.spec import Case
+from bench.schema import Case
 from helpers import TINY_VIT
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -36,7 +36,7 @@ def test_slow_step_still_gets_min_runs():
 def test_measure_small_vit():
     t = timing.measure(Case("vit_s16", 32, 8, batch=2, overrides=TINY_VIT), min_run_time=0.01, warmup=1, min_runs=3)
     assert t.batch == 2 and t.median_s > 0 and t.iqr_s >= 0
-    assert t.to_json()["images_per_s"] == pytest.approx(2 / t.median_s)
+    assert t.images_per_s == pytest.approx(2 / t.median_s)
 
 
 def test_train_step_updates_weights_and_infer_does_not():

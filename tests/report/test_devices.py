@@ -80,7 +80,9 @@ def test_merged_report_fits_each_machine_and_shows_both_devices(cpu_and_h200):
 def ips(folder: str, label: str) -> dict[int, float]:
     rows = [json.loads(line) for line in (RESULTS / folder / "results.jsonl").read_text().splitlines()]
     return {
-        r["case"]["img_size"]: r["time"]["images_per_s"] for r in rows if r["label"] == label and r["status"] == "ok"
+        r["case"]["img_size"]: r["time"]["batch"] / r["time"]["median_s"]
+        for r in rows
+        if r["label"] == label and r["status"] == "ok"
     }
 
 

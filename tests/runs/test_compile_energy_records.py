@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bench.measure import compiling, energy, memory, timing
+from bench.measure import compiling, energy, timing
 from bench.runs import records as results
 from bench.runs import sweep
+from bench.schema import Case, CompileTime, Memory, Timing
 from helpers import TINY_VIT
 
 
@@ -14,23 +15,20 @@ class Worker:
     """The CPU memory worker, stubbed: a fixed memory record."""
 
     def measure(self, case):
-        return memory.MemoryRecord("cpu_peak_rss", 10**6, 10**9, 10**6, 10**8)
+        return Memory("cpu_peak_rss", 10**6, 10**9, 10**6, 10**8)
 
 
 def case(compile_mode: str):
-    from bench.measure.spec import Case
-
     return Case("vit_s16", 32, 8, 2, "cpu", "float32", "infer", dict(TINY_VIT), compile=compile_mode, label="tiny")
 
 
 @pytest.fixture
 def measured(monkeypatch):
     """timing.measure_case stubbed: one Timing, the CompileTime of compiled cases, an Energy."""
-    from bench.measure.spec import Timing
 
     def measure_case(case, **kwargs):
         mode = compiling.normalise(case.compile)
-        ct = None if mode == "none" else compiling.CompileTime(mode, 12.5, 0.75, 5)
+        ct = None if mode == "none" else CompileTime(mode, 12.5, 0.75, 5)
         used = energy.Energy(joules_per_image=0.125, mean_watts=250.0, window_s=1.05, steps=42)
         return timing.Measured(Timing(0.02, 0.001, 0.02, 3, 1, 2, 1, (0.02,) * 3), ct, used)
 
@@ -58,6 +56,6 @@ def test_a_compiled_case_keeps_its_compile_time_and_energy(tmp_path, measured):
 def test_an_eager_case_has_no_compile_time_and_the_same_key_as_before(tmp_path, measured):
     record = sweep.run_case(case("none"), env={}, roof=1e10, worker=Worker())
     back, line = round_trip(tmp_path, record)
-    assert "compile_time" not in line and line["energy"]["steps"] == 42
+    assert line.get("compile_time") is None and line["energy"]["steps"] == 42
     # records written before compile modes stored "compile": false; an eager case still matches them
     assert '"compile":false' in back.key

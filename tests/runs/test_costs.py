@@ -6,8 +6,8 @@ import json
 
 from bench.cli import main
 from bench.measure.cost import cost
-from bench.measure.spec import Case
 from bench.runs.records import Record
+from bench.schema import Case
 
 
 def test_flops_prices_each_backend_and_mode_and_fits_them(capsys):

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.measure.spec import Case
 from bench.runs import presets, sweep
 from bench.runs import records as results
+from bench.schema import Case
 from helpers import ROOT, TINY_VIT, main_code, ok_record, one_line, tiny_cases, tiny_sweep
 
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -359,7 +359,7 @@ def test_a_failed_peer_pair_is_one_line_and_the_others_run(tmp_path, capsys):
     assert len(failed) == 1 and "timm:resnet18" in failed[0] and len(failed[0]) < 400
     assert "1 of 2 pairs failed" in one_line(captured.err)
     peers, problems = results.read_peers(out / results.PEERS_FILENAME)
-    assert problems == [] and [p.case["timm"] for p in peers] == ["timm:vit_tiny_patch16_224"]
+    assert problems == [] and [p.case.timm for p in peers] == ["timm:vit_tiny_patch16_224"]
     assert main_code([*argv, "--resume"]) == 1  # only the failed pair is tried again
     assert "vit_tiny" not in capsys.readouterr().out
 

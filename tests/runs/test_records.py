@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from bench.measure.spec import Case, FlopRecord, MemoryRecord, Timing
 from bench.runs import records as results
 from bench.runs.records import PeerRecord, Record
+from bench.schema import Case, Counts, Memory, PairedTiming, PeerCase, Timing
 from helpers import ROOT
 
 
@@ -19,7 +19,7 @@ def rec(model: str, size: int, status: str = "error", overrides=None) -> Record:
 
 def ok(size: int = 64) -> Record:
     record = rec("m", size, "ok")
-    record.flops = FlopRecord("m", size, 8, 65, 10, 1000, 5, {}, 900)
+    record.counts = Counts("m", size, 8, 65, 10, 1000, 5, {}, 900)
     record.time = Timing(
         median_s=0.01,
         iqr_s=0.001,
@@ -30,7 +30,7 @@ def ok(size: int = 64) -> Record:
         warmup=1,
         times_s=(0.01, 0.011, 0.009),
     )
-    record.memory = MemoryRecord("cpu_peak_rss", 10, 30, 20, 5)
+    record.memory = Memory("cpu_peak_rss", 10, 30, 20, 5)
     return record
 
 
@@ -74,13 +74,13 @@ def test_broken_lines_reported_by_number_and_kept(tmp_path):
     [
         (lambda d: d.pop("time"), "'ok' record without time"),
         (lambda d: d.pop("memory"), "'ok' record without memory"),
-        (lambda d: d.update(status="done"), "unknown status"),
-        (lambda d: d.update(schema=99), "schema 99"),
-        (lambda d: d["case"].pop("device"), "case lacks device"),
-        (lambda d: d["case"].update(colour="red"), "unknown fields colour"),
-        (lambda d: d["time"].pop("median_s"), "malformed part"),
-        (lambda d: d.update(mfu=float("nan")), "mfu is not finite"),
-        (lambda d: d["time"].update(median_s=0.0), "median time that is not positive"),
+        (lambda d: d.update(status="done"), "status: 'done' is not one of ok, oom, error, killed"),
+        (lambda d: d.update(schema=99), "schema 99: written by a newer mixerbench"),
+        (lambda d: d["case"].pop("device"), "case: lacks device"),
+        (lambda d: d["case"].update(colour="red"), "case: unknown field(s) 'colour'"),
+        (lambda d: d["time"].pop("median_s"), "time: lacks median_s"),
+        (lambda d: d.update(mfu=float("nan")), "NaN is not JSON"),
+        (lambda d: d["time"].update(median_s=0.0), "time: median_s is not positive"),
     ],
 )
 def test_records_are_validated_by_schema_and_status(tmp_path, change, message):
@@ -95,7 +95,8 @@ def test_records_are_validated_by_schema_and_status(tmp_path, change, message):
 
 def test_a_peers_line_is_not_a_result_and_the_other_way_round(tmp_path):
     peer = PeerRecord(
-        case={"ours": "mixer_b16", "timm": "timm:mixer_b16_224", "img_size": 224}, paired={"ratio_median": 1.0}
+        case=PeerCase("mixer_b16", "timm:mixer_b16_224", 224, 8, "cpu", "float32", "infer", False),
+        paired=PairedTiming(0.1, 0.1, 1.0, 0.9, 1.1, 5, 1),
     )
     path = tmp_path / "mixed.jsonl"
     path.write_text(json.dumps(peer.to_json()) + "\n" + json.dumps(ok().to_json()) + "\n")
@@ -125,7 +126,7 @@ def test_case_key_is_order_independent():
     assert a.key == b.key
     assert a.key != a.replace(img_size=96).key
     assert a.key == a.replace(label="other name").key  # the label is not part of the key
-    assert a.key != a.replace(threads=1).key and "threads" not in a.to_json()  # keys of old records stay
+    assert a.key != a.replace(threads=1).key and "threads" not in a.key  # keys of old records stay
 
 
 def test_latest_by_key_keeps_newest():

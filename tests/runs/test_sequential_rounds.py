@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from bench.analysis import sequential
-from bench.measure.spec import Case
 from bench.runs import rounds
+from bench.schema import Case
 from helpers import TINY_VIT
 
 
@@ -24,7 +24,7 @@ def test_rounds_stop_once_the_verdicts_are_decided(monkeypatch, answer, expected
     seen = []
 
     def verdicts(x, profiles, latencies, axis="resolution"):
-        seen.append([len(p["tensor_peak_bytes_rounds"]) for p in profiles])
+        seen.append([len(p.tensor_peak_bytes_rounds) for p in profiles])
         assert x == [(s // 8) ** 2 + 1 for s in (32, 48, 64)] and axis == "resolution"
         return {"latency": answer, "activation memory": "linear"}
 

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from bench.runs import shard as sh
+from bench.schema import encode
 from helpers import PYTHONPATH, ROOT
 
 
@@ -37,7 +38,7 @@ def loads(assignment: dict[str, int], items, count: int) -> list[float]:
 def test_parse_and_to_json():
     s = sh.parse("2/5")
     assert s == sh.Shard(2, 5, "cli")
-    assert s.to_json() == {"index": 2, "count": 5, "source": "cli"}
+    assert encode(s) == {"index": 2, "count": 5, "source": "cli"}
     assert str(s) == "2/5"
     assert sh.parse(" 0 / 1 ") == sh.Shard(0, 1, "cli")
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from bench import cli
-from bench.measure.spec import Case
 from bench.runs import presets, shard_cases
 from bench.runs import records as results
 from bench.runs.shard import Shard
+from bench.schema import Case, Machine
 from helpers import ROOT, one_line_error
 
 SCHEDULER_VARS = (
@@ -154,8 +154,8 @@ def test_records_name_their_shard_and_machine_and_old_ones_still_load():
     assert record.to_json() == old  # nothing added to an old record
     new = dict(old, shard={"index": 1, "count": 3, "source": "slurm"}, machine={"machine_id": "abc", "gpu": None})
     again = results.Record.from_json(json.loads(json.dumps(results.Record.from_json(new).to_json())))
-    assert again.shard == new["shard"] and again.machine == new["machine"] and again.extra == {}
-    with pytest.raises(ValueError, match="'shard' is not an object"):
+    assert again.shard == Shard(1, 3, "slurm") and again.machine == Machine(machine_id="abc") and again.extra == {}
+    with pytest.raises(ValueError, match="shard: expected an object, got '1/3'"):
         results.Record.from_json(dict(old, shard="1/3"))
 
 
@@ -181,7 +181,7 @@ def test_resume_of_one_shard_runs_only_its_missing_cases(tmp_path, no_scheduler,
         f"shard 0/2 (cli): {len(mine)} of {len(small_grid())} cases" in printed and "of the predicted cost" in printed
     )
     found, _ = results.read_results(out / results.FILENAME)
-    assert all(r.shard == {"index": 0, "count": 2, "source": "cli"} for r in found)
+    assert all(r.shard == Shard(0, 2, "cli") for r in found)
 
     lines = (out / results.FILENAME).read_text().splitlines(keepends=True)
     dropped = json.loads(lines[-1])
@@ -298,10 +298,11 @@ def test_every_record_carries_the_fingerprint_and_machine_json_has_the_run(tmp_p
     assert cli.main([*SMALL, "--no-report", "--out", str(out)]) == 0
     found, _ = results.read_results(out / results.FILENAME)
     assert len(found) == 6
-    ids = {r.machine["machine_id"] for r in found}
-    assert len(ids) == 1 and all(r.machine["cpu_model"] and r.machine["gpu"] is None for r in found)
-    assert all("gpu_start" in r.machine and r.machine["gpu_start"] is None for r in found)  # CPU: null, present
-    assert all(r.shard is None and "shard" not in r.to_json() for r in found)  # unsharded: not written
+    ids = {r.machine.machine_id for r in found}
+    assert len(ids) == 1 and all(r.machine.cpu_model and r.machine.gpu is None for r in found)
+    assert all(r.machine.gpu_start is None for r in found)  # CPU: null
+    assert all('"gpu_start": null' in line for line in (out / results.FILENAME).read_text().splitlines())
+    assert all(r.shard is None and r.to_json()["shard"] is None for r in found)  # unsharded: null
     data = json.loads((out / machine.FILENAME).read_text())
     (run,) = data["runs"]
     assert run["machine_id"] in ids and run["gpu_start"] is None and run["gpu_end"] is None and run["warnings"] == []
@@ -404,7 +405,7 @@ def test_three_slurm_shards_merge_into_the_whole_grid(tmp_path):
     assert all(per_shard)  # six cases over three shards: each got some
     for k, folder in enumerate(folders):
         found, _ = results.read_results(folder / results.FILENAME)
-        assert all(r.shard == {"index": k, "count": 3, "source": "slurm"} and r.status == "ok" for r in found)
+        assert all(r.shard == Shard(k, 3, "slurm") and r.status == "ok" for r in found)
         assert json.loads((folder / "machine.json").read_text())["runs"][0]["shard"]["index"] == k
 
     merged = tmp_path / "merged"

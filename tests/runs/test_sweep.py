@@ -13,9 +13,9 @@ import torch
 
 from bench import cli
 from bench.measure import timing
-from bench.measure.spec import Case
 from bench.runs import presets, sweep
 from bench.runs import records as results
+from bench.schema import Case
 from helpers import ROOT, TINY_VIT, main_code, tiny_cases, tiny_sweep
 
 
@@ -101,7 +101,7 @@ def test_oom_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
     assert ok.time.median_s > 0 and ok.memory.method == "cpu_peak_rss"
     assert ok.mfu == pytest.approx(2 * ok.macs * ok.time.images_per_s / ok.roof_flops_per_s)
     env = ok.env
-    assert env["torch"] == torch.__version__ and env["torch_threads"] >= 1 and env["cpu_model"] and env["date"]
+    assert env.torch == torch.__version__ and env.torch_threads >= 1 and env.cpu_model and env.date
     text = log.getvalue()
     assert "case 1/2" in text and "case 2/2" in text and "ETA" in text and "OOM" in text
 

@@ -100,15 +100,9 @@ def test_the_cli_reference_is_every_commands_help_verbatim(site):
 
 def test_the_field_tables_list_every_field_of_the_record_types(site):
     import dataclasses
-    import importlib
 
-    try:
-        types = importlib.import_module("bench.schema").TYPES
-    except ImportError:  # before the schema module: the record dataclasses where they were
-        from bench.measure import spec
-        from bench.runs import records
+    from bench.schema import TYPES as types
 
-        types = (records.Record, spec.Case, spec.Timing, spec.MemoryRecord, spec.CostRecord, spec.FlopRecord)
     page = _text(site / "reference" / "records.html")
     for cls in types:
         assert re.search(rf"\b{cls.__name__}\b", page), f"no table for {cls.__name__}"

@@ -57,7 +57,7 @@ def test_the_recorded_run_gives_the_eight_verdicts_on_both_axes():
         for r in load(RECORDED)
         if r.label == "vit d64 x2 explicit" and r.case.img_size == 192 and r.case.patch_size == 4
     ]
-    peak = top.extra["profile"]["tensor_peak_bytes_rounds"][0]
+    peak = top.profile.tensor_peak_bytes_rounds[0]
     assert row["share"] == pytest.approx(16 * 2305**2 / peak, rel=0.01)
     assert row["share_lo"] <= row["share"] <= row["share_hi"]
     assert not any(math.isnan(v) for r in found["rows"].values() for v in (r["share_lo"], r["share_hi"]))
