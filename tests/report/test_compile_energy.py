@@ -70,6 +70,7 @@ def measured(j):
 
 
 def folder(tmp_path, lines):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     return tmp_path
 
@@ -116,3 +117,53 @@ def test_published_ratios_are_timms():
     eager, compiled = compile_energy.TIMM_RTX5090["none"], compile_energy.TIMM_RTX5090["default"]
     assert round(compiled["mixer_b16"] / eager["mixer_b16"], 2) == 1.41
     assert round(compiled["vit_b16"] / eager["vit_b16"], 2) == 1.12
+
+
+def profiled(size, unattributed):
+    s = (size // 16) ** 2
+    line_ = line(
+        "mixer_b16",
+        "default",
+        10.0 * s / 196,
+        compile_time={"mode": "default", "first_call_s": 1.0, "warmup_s": 0.1, "warmup_steps": 3},
+        size=size,
+    )
+    classes = ("attention", "token_mixing", "dense", "norm_elementwise", "data_movement")
+    cpu = {
+        "attention": 0.0,
+        "token_mixing": 0.001 * s,
+        "dense": 0.004 * s,
+        "norm_elementwise": 0.0005 * s,
+        "data_movement": 0.0001 * s,
+    }
+    line_["time"]["rounds_s"] = [[line_["time"]["median_s"]]] * 3
+    line_["profile"] = {
+        "steps": 3,
+        "cpu_s": cpu,
+        "cpu_s_rounds": {c: [cpu[c] * w for w in (1.0, 1.01, 0.99)] for c in classes},
+        "work": {
+            "attention": 0,
+            "token_mixing": 100 * s,
+            "dense": 400 * s,
+            "norm_elementwise": 10 * s,
+            "data_movement": 0,
+        },
+        "unattributed": unattributed,
+    }
+    return line_
+
+
+def test_a_compiled_series_is_decided_by_its_curve_and_says_why(tmp_path):
+    why = "torch.compile (default): 40% of the profiled device time is in fused kernels without an operator name"
+    md, *_ = report.build(folder(tmp_path / "compiled", [profiled(s, why) for s in (224, 288, 384, 448)]))
+    row = next(
+        r
+        for r in md.splitlines()
+        if r.startswith("| mixer_b16 p16 b32 cuda bfloat16 infer compiled default")
+        and "| latency |" in r
+        and "| curve |" in r
+    )
+    assert f"no per-operator attribution ({why}): verdict from the curve" in row
+    # the same profiles without the mark are attributed (the control: the fall-back is the mark's doing)
+    md, *_ = report.build(folder(tmp_path / "eager", [profiled(s, None) for s in (224, 288, 384, 448)]))
+    assert "| attribution |" in md and "no per-operator attribution" not in md
