@@ -127,7 +127,12 @@ def verdicts_of(records: list) -> dict:
                 drift = stats.drift(*stats.summarise(*tensor_peaks(row.series))[:2])
             else:
                 drift = stats.drift(x, [r.time.median_s for r in row.series.records])
-            lo, hi = row.share_ci or (NAN, NAN)
+            if row.share_ci is not None:
+                lo, hi = row.share_ci
+            elif row.fit is not None and not row.fit.noisy and row.quadratic_share is not None:
+                lo = hi = row.quadratic_share  # fitted exactly (identical peaks at every repetition): no interval
+            else:
+                lo = hi = NAN
             out["rows"][name, quantity, axis] = {
                 "verdict": row.verdict,
                 "share": row.quadratic_share,
@@ -153,8 +158,9 @@ class _Measured:
 
 
 def _get(found: dict, key: tuple, field: str) -> float:
+    """A row's field in percent, to 0.01 (an exact fit's share of 0 comes out as +-1e-13: asv would compare those)."""
     row = found["rows"].get(key)
-    return NAN if row is None or row[field] is None else row[field]
+    return NAN if row is None or row[field] is None else round(100.0 * row[field], 2) + 0.0
 
 
 class Verdicts(_Measured):
@@ -171,25 +177,25 @@ class Verdicts(_Measured):
     track_verdict.unit = "0 linear, 1 inconclusive, 2 quadratic"
 
     def track_quadratic_share_percent(self, found: dict, series: str, quantity: str, axis: str) -> float:
-        return 100.0 * _get(found, (series, quantity, axis), "share")
+        return _get(found, (series, quantity, axis), "share")
 
     track_quadratic_share_percent.unit = "percent"
 
     def track_quadratic_share_low_percent(self, found: dict, series: str, quantity: str, axis: str) -> float:
         """The lower 95% bound of the share (above 10%: quadratic)."""
-        return 100.0 * _get(found, (series, quantity, axis), "share_lo")
+        return _get(found, (series, quantity, axis), "share_lo")
 
     track_quadratic_share_low_percent.unit = "percent"
 
     def track_quadratic_share_high_percent(self, found: dict, series: str, quantity: str, axis: str) -> float:
         """The upper 95% bound of the share (at most 10%: linear)."""
-        return 100.0 * _get(found, (series, quantity, axis), "share_hi")
+        return _get(found, (series, quantity, axis), "share_hi")
 
     track_quadratic_share_high_percent.unit = "percent"
 
     def track_drift_percent(self, found: dict, series: str, quantity: str, axis: str) -> float:
         """Change of the quantity per token (per pixel) from the smallest size to the largest, in percent."""
-        return 100.0 * _get(found, (series, quantity, axis), "drift")
+        return _get(found, (series, quantity, axis), "drift")
 
     track_drift_percent.unit = "percent"
 
@@ -201,7 +207,7 @@ class AttentionShare(_Measured):
     param_names = ("series", "axis")
 
     def track_attention_share_percent(self, found: dict, series: str, axis: str) -> float:
-        return 100.0 * found["attention"].get((series, axis), NAN)
+        return round(100.0 * found["attention"].get((series, axis), NAN), 2) + 0.0
 
     track_attention_share_percent.unit = "percent"
 

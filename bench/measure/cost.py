@@ -387,15 +387,16 @@ def cost(
     counter = CostCounter(tracker)
     with tracker, Autocast(dtype, device), counter:
         step()
-    grads = {counter.allocation_of(p.grad) for p in net.parameters() if p.grad is not None} - {None}
-    gradient_bytes = sum(counter._sizes[i] for i in grads)
+    grads = {counter.allocation_of(p.grad) for p in net.parameters() if p.grad is not None}
+    gradient_bytes = sum(counter._sizes[i] for i in grads if i is not None)
     optimizer = _optimizer_of(step)
-    state = set()
+    state: set[int] = set()
     if optimizer is not None:
         for values in optimizer.state.values():
             for t in tree_leaves(values):
-                if isinstance(t, torch.Tensor) and counter.allocation_of(t) is not None:
-                    state.add(counter.allocation_of(t))
+                where = counter.allocation_of(t) if isinstance(t, torch.Tensor) else None
+                if where is not None:
+                    state.add(where)
     optimizer_bytes = sum(counter._sizes[i] for i in state)
     counter.close()
     config = getattr(net, "config", None)

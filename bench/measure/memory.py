@@ -42,7 +42,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from bench import schema
 from bench.schema import Case, Memory
@@ -124,6 +126,9 @@ def measure_in_process(case: Case, *, batch: int | None = None) -> Memory:
 
     from bench.measure import compiling, timing
 
+    read_now: Callable[[], int]
+    reset_peak: Callable[[], None]
+    read_peak: Callable[[], int]
     cuda = case.device == "cuda"
     if cuda:
         torch.cuda.synchronize()
@@ -227,16 +232,16 @@ class MemoryWorker:
         reason = cpu_rss_supported()
         if reason:
             raise RuntimeError(reason)
-        self._proc: subprocess.Popen | None = None
-        self._stderr = None
+        self._proc: subprocess.Popen[str] | None = None
+        self._stderr: IO[bytes] | None = None
 
-    def _start(self) -> subprocess.Popen:
-        self._stderr = tempfile.TemporaryFile()
+    def _start(self) -> subprocess.Popen[str]:
+        self._stderr = stderr = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "bench.measure.memory", "--worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=self._stderr,
+            stderr=stderr,
             text=True,
             cwd=Path(__file__).resolve().parents[2],
         )
@@ -244,6 +249,7 @@ class MemoryWorker:
 
     def measure(self, case: Case) -> Memory:
         proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()
+        assert proc.stdin is not None and proc.stdout is not None  # both are pipes (see _start)
         kills_before = oom_kill_count()
         try:
             proc.stdin.write(json.dumps({"case": schema.encode(case)}) + "\n")
@@ -291,13 +297,16 @@ class MemoryWorker:
         return WorkerKilled(f"memory worker exited with code {code} {what}" + (f": {tail}" if tail else ""))
 
     def _stderr_tail(self) -> str:
+        if self._stderr is None:
+            return ""
         self._stderr.seek(0)
         lines = self._stderr.read().decode(errors="replace").strip().splitlines()
         return " | ".join(lines[-3:])
 
     def close(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
-            self._proc.stdin.close()
+            if self._proc.stdin is not None:
+                self._proc.stdin.close()
             try:
                 self._proc.wait(timeout=30)
             except subprocess.TimeoutExpired:

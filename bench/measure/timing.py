@@ -136,12 +136,12 @@ def make_step(
     if mode == "infer":
         model.eval()
 
-        def step() -> None:
+        def infer_step() -> None:
             with torch.inference_mode(), autocast():
                 forward(x)
             sync()
 
-        return step
+        return infer_step
 
     model.train()
     labels = torch.randint(0, num_classes, (batch,), device=device)
@@ -207,11 +207,19 @@ def build_case(case: Case) -> nn.Module:
     )
 
 
+def _batch(case: Case, searched: int | None = None) -> int:
+    """The batch to run: ``searched`` when given, else the case's own, which must then be a number."""
+    batch = searched or case.batch
+    if not isinstance(batch, int):
+        raise ValueError(f"{case.name}: batch {batch!r} is searched before a step is made")
+    return batch
+
+
 def case_step(case: Case, model: nn.Module, *, batch: int | None = None) -> Callable[[], None]:
     """:func:`make_step` for ``case`` (``batch`` when the case's own is "max" and has been searched)."""
     return make_step(
         model,
-        batch=batch or case.batch,
+        batch=_batch(case, batch),
         img_size=case.img_size,
         device=case.device,
         dtype=case.dtype,
@@ -251,11 +259,11 @@ def measure_case(
         step = case_step(case, build_case(case))
         compiled = compiling.warm_up(step, case.compile, steps=warmup)
         timing = time_step(
-            step, batch=case.batch, min_run_time=min_run_time, warmup=0, min_runs=min_runs, label=case.name
+            step, batch=_batch(case), min_run_time=min_run_time, warmup=0, min_runs=min_runs, label=case.name
         )
         ran = warmup if compiled is None else 1 + compiled.warmup_steps
         timing = dataclasses.replace(timing, warmup=ran)
-        used = joules.measure(step, batch=case.batch, device=case.device) if energy else None
+        used = joules.measure(step, batch=_batch(case), device=case.device) if energy else None
         return Measured(timing, compiled, used)
 
 
@@ -297,6 +305,8 @@ def roof_kernels(
     kernel some 30-50x slower than the oneDNN kernel autocast's linear takes, which once
     gave MFUs above 1000%.
     """
+    import functools
+
     size = size or (8192 if device == "cuda" else 1024)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     autocast = dtype != "float32"
@@ -312,10 +322,10 @@ def roof_kernels(
         x = torch.randn(m, k, device=device)
         if autocast:  # F.linear multiplies by the weight's transpose, as nn.Linear does
             w = torch.randn(n, k, device=device)
-            kernels[name] = (lambda x=x, w=w: torch.nn.functional.linear(x, w), 2 * m * k * n)
+            kernels[name] = (functools.partial(torch.nn.functional.linear, x, w), 2 * m * k * n)
         else:
             w = torch.randn(k, n, device=device)
-            kernels[name] = (lambda x=x, w=w: torch.mm(x, w), 2 * m * k * n)
+            kernels[name] = (functools.partial(torch.mm, x, w), 2 * m * k * n)
     x = torch.randn(batch, channels, 56, 56, device=device).contiguous(memory_format=torch.channels_last)
     w = torch.randn(channels, channels, 3, 3, device=device).contiguous(memory_format=torch.channels_last)
     kernels[f"conv 3x3 {channels}ch 56px b{batch}"] = (

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from bench.schema import Case
 
@@ -160,13 +161,13 @@ def expand(preset: Preset, models: Sequence[str] | None = None, attention: Seque
     import architectures
 
     if models:
-        entries = []
+        chosen: list[Entry] = []
         for name in models:
             if architectures.family(name) == "vit":
-                entries += [Entry(name).with_attention(b) for b in (attention or ["fused"])]
+                chosen += [Entry(name).with_attention(b) for b in (attention or ["fused"])]
             else:
-                entries.append(Entry(name))
-        return entries
+                chosen.append(Entry(name))
+        return chosen
     if not attention:
         return list(preset.entries)
     entries: list[Entry] = []
@@ -193,7 +194,7 @@ def build_grid(
     resolutions: Iterable[int],
     patch_sizes: Iterable[int | None],
     *,
-    batch: int | str,
+    batch: int | Literal["max"],
     device: str,
     dtypes: Iterable[str],
     modes: Iterable[str],

@@ -69,3 +69,17 @@ def test_twice_and_four_times_the_samples_give_the_same_verdicts(factor):
     base = _verdicts(measured.verdicts_of(records))
     for seed in range(3):
         assert _verdicts(measured.verdicts_of(more_blocks(records, factor, seed))) == base
+
+
+def test_the_tracks_read_the_recorded_verdicts():
+    found = measured.verdicts_of(load(RECORDED))
+    verdicts = measured.Verdicts()
+    assert verdicts.track_verdict(found, "vit_d64_explicit", "memory", "resolution") == 2
+    assert verdicts.track_verdict(found, "vit_d64", "memory", "patch_size") == 0
+    # an exact fit's share of 0 (+-1e-13 in floating point) is tracked as 0: asv compares no rounding noise
+    assert verdicts.track_quadratic_share_high_percent(found, "mixer_c128", "memory", "resolution") == 0.0
+    assert math.isnan(verdicts.track_verdict(found, "resnet18", "latency", "patch_size"))  # no such axis: n/a
+    share = found["rows"]["vit_d64_explicit", "memory", "resolution"]["share"]
+    assert verdicts.track_quadratic_share_percent(found, "vit_d64_explicit", "memory", "resolution") == round(
+        100 * share, 2
+    )
