@@ -166,4 +166,4 @@ def test_a_compiled_series_is_decided_by_its_curve_and_says_why(tmp_path):
     assert f"no per-operator attribution ({why}): verdict from the curve" in row
     # the same profiles without the mark are attributed (the control: the fall-back is the mark's doing)
     md, *_ = report.build(folder(tmp_path / "eager", [profiled(s, None) for s in (224, 288, 384, 448)]))
-    assert "| attribution |" in md and "no per-operator attribution" not in md
+    assert "| per-operator attribution |" in md and "no per-operator attribution" not in md
