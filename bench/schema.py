@@ -197,9 +197,13 @@ class Timing:
         for name in ("median_s", "mean_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} is not positive")
-        for t in self.times_s + tuple(t for r in self.rounds_s for t in r):
+        for i, t in enumerate(self.times_s):
             if not t > 0:
-                raise ValueError("a block time is not positive")
+                raise ValueError(f"times_s[{i}] is not positive")
+        for r, block in enumerate(self.rounds_s):
+            for i, t in enumerate(block):
+                if not t > 0:
+                    raise ValueError(f"rounds_s[{r}][{i}] is not positive")
 
 
 @dataclass(frozen=True)

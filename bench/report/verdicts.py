@@ -55,7 +55,7 @@ def fit_object(row: FitRow) -> dict:
         "mode": c.mode,
         "machine": machine_of(s.records[0]),  # the machine's id: same-named series of two machines stay apart
         "machine_name": s.machine,  # its name in the report when the folder holds several machines, else null
-        "threads": c.threads if c.threads is not None else (s.records[0].env or {}).get("torch_threads"),
+        "threads": c.threads if c.threads is not None else (env.torch_threads if (env := s.records[0].env) else None),
         "per_image": c.batch == "max",
         "curve": None,
         "drift": None,

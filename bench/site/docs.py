@@ -7,7 +7,7 @@ hand and nothing drifts:
 - :func:`cli_reference`: each command's ``--help`` text, verbatim, from the argparse parser
   (handed in by the hook: the parser belongs to ``bench.cli``, the layer above this one);
 - :func:`schema_tables`: the ``results.jsonl`` and ``fits.json`` field tables, from the
-  schema module (``bench.schema.describe()`` where it exists, else the record dataclasses);
+  schema module (``bench.schema.describe()``, one table per type written to disk);
 - :func:`results_tables`: per folder of ``results/``, what it holds and its verdicts, read
   with the project's own readers and fitted by the same code as ``mixerbench report``.
 """
@@ -15,9 +15,7 @@ hand and nothing drifts:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
-import typing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,37 +60,6 @@ def cli_reference(parser: argparse.ArgumentParser, columns: int = HELP_COLUMNS) 
 # --- record schemas ----------------------------------------------------------------------
 
 
-def _json_type(annotation: object) -> str:
-    """A JSON type name for a dataclass field's annotation (a string under ``from __future__ import annotations``)."""
-    text = str(annotation).replace("typing.", "")
-    names = []
-    for part in (p.strip() for p in text.replace("Optional[", "").rstrip("]").split("|")):
-        base = part.split("[", 1)[0]
-        names.append(
-            {
-                "int": "integer",
-                "float": "number",
-                "str": "string",
-                "bool": "boolean",
-                "dict": "object",
-                "list": "array",
-                "tuple": "array",
-                "None": "null",
-                "object": "any",
-            }.get(base, base)
-        )
-    return " or ".join(dict.fromkeys(names))
-
-
-def _dataclass_rows(cls: type) -> list[tuple[str, str, str]]:
-    hints = {}
-    try:
-        hints = typing.get_type_hints(cls)
-    except Exception:  # an annotation that cannot be evaluated on this Python: keep its text
-        pass
-    return [(f.name, _json_type(hints.get(f.name, f.type)), "") for f in dataclasses.fields(cls)]
-
-
 def schema_description() -> dict[str, list[tuple[str, str, str]]]:
     """Per type written to disk: (field, JSON type, doc), from ``bench.schema.describe()``."""
     from bench import schema
@@ -126,12 +93,6 @@ def peer_files(results_dir: Path) -> list[Path]:
     return sorted(results_dir.glob("*/peers*.jsonl"))
 
 
-def _env(record: object, name: str) -> str:
-    env = getattr(record, "env", None)
-    value = getattr(env, name, None) if not isinstance(env, dict) else env.get(name)
-    return "" if value is None else str(value)
-
-
 def _num(x: float) -> str:
     """Three significant figures, never an exponent: 0.766, 15.7, 349, 1,620."""
     if abs(x) >= 100:
@@ -158,9 +119,10 @@ def folder_section(folder: Path, image_prefix: str | None = None) -> Iterator[st
     statuses: dict[str, int] = {}
     for r in records:
         statuses[r.status] = statuses.get(r.status, 0) + 1
-    devices = sorted({_env(r, "device_name") for r in records} - {""})
-    torches = sorted({_env(r, "torch") for r in records} - {""})
-    commits = sorted({_env(r, "git_commit")[:12] for r in records} - {""})
+    envs = [r.env for r in records if r.env is not None]
+    devices = sorted({e.device_name for e in envs if e.device_name})
+    torches = sorted({e.torch for e in envs if e.torch})
+    commits = sorted({e.git_commit[:12] for e in envs if e.git_commit})
     yield f"### `results/{folder.name}`"
     yield ""
     yield (
