@@ -200,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
     _folder(out, create=False)
 
     if args.peers:
-        pairs = presets.PEER_PAIRS
+        pairs: tuple[tuple[str, str], ...] = presets.PEER_PAIRS
         if args.models:
             if len(args.models) % 2:
                 raise UsageError("--peers --models takes pairs: ours,timm:<name>,ours,timm:<name>...")

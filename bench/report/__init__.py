@@ -20,7 +20,7 @@ from bench.report import breakdown, compile_energy, verdicts
 from bench.report.devices import devices_table
 from bench.runs import machine
 from bench.runs import records as results
-from bench.schema import Record
+from bench.schema import PeerRecord, Record
 from bench.text import markdown as escape
 from bench.text import markdown as md  # text from results files, as literal Markdown
 from bench.text import mathtext
@@ -84,7 +84,7 @@ def write_plots(out: Path, series: list[Series], fit_rows: list[FitRow]) -> list
     import matplotlib.pyplot as plt
 
     fits = {(row.series.key, row.quantity): row.fit for row in fit_rows if row.fit is not None}
-    written = []
+    written: list[str] = []
     if not series:
         return written
 
@@ -275,7 +275,7 @@ def attention_table(pairs: list[tuple[Series, Series]]) -> list[str]:
     return lines
 
 
-def peers_table(records: list[dict]) -> list[str]:
+def peers_table(records: list[PeerRecord]) -> list[str]:
     lines = [
         "| ours | timm | px | batch | dtype | ours ms | timm ms | ratio ours/timm (median) | IQR of ratio | rounds |",
         "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: |",
@@ -363,7 +363,7 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
         warnings.append(f"{exc}; its clock and sharing warnings are not shown")
     warnings += machine.report_warnings(records, machine_json)  # clocks, sharing, throttling
 
-    status = {}
+    status: dict[str, int] = {}
     for r in records:
         status[r.status] = status.get(r.status, 0) + 1
     md = [
@@ -416,7 +416,7 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
     console = ["", "model                      px     S  ms/step   img/s    MFU  act MiB  status"]
     for r in records:
         head = f"{r.name[:24]:<24} {r.case.img_size:>4} {r.tokens or '-':>5} "
-        if r.status == "ok":
+        if r.status == "ok" and r.time and r.memory:  # an ok record has both
             console.append(
                 head + f"{r.time.median_s * 1e3:>8.1f} {r.time.images_per_s:>7.1f} {_percent(r.mfu):>6} "
                 f"{r.memory.activation_bytes / MiB:>8.1f}  ok"

@@ -23,12 +23,15 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import architectures
 from bench import schema
 from bench.runs import records as results
 from bench.schema import FLOPS_PER_MAC, Case, Env, PeerCase, PeerRecord, Record, Shard
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,8 @@ def validate_cases(cases: Iterable[Case]) -> None:
     for case in cases:
         try:
             with torch.device("meta"):
-                architectures.create(case.model, img_size=case.img_size, patch_size=case.patch_size, **case.overrides)
+                overrides: dict[str, Any] = dict(case.overrides)  # config fields: the model's config checks them
+                architectures.create(case.model, img_size=case.img_size, patch_size=case.patch_size, **overrides)
         except (ValueError, TypeError, AssertionError) as exc:
             size = f"{case.img_size} px" + (f", patch {case.patch_size}" if case.patch_size else "")
             raise ValueError(f"{case.model} at {size}: {str(exc).splitlines()[0]}") from None
@@ -228,6 +232,7 @@ def describe(record: Record) -> str:
     if record.status != "ok":
         return f"{head}: {record.status.upper()} ({record.error or ''})"
     t, m = record.time, record.memory
+    assert t is not None and m is not None  # an ok record has both (bench.schema.Record)
     return (
         f"{head}: {t.median_s * 1e3:.1f} ms (IQR {t.iqr_s * 1e3:.1f}), {t.images_per_s:.1f} img/s, "
         f"MFU {record.mfu:.0%}, activations {m.activation_bytes / 2**20:.1f} MiB"
@@ -367,6 +372,8 @@ def _run_peers(pairs, out, img_size, batch, device, dtype, mode, rounds, log) ->
 
     env = envinfo.environment(device)
     records = []
+    mine: nn.Module | None
+    theirs: nn.Module | None
     with results.ResultsWriter(out / results.PEERS_FILENAME) as writer:
         for ours, peer in pairs:
             channels_last = timing.uses_channels_last(ours)
