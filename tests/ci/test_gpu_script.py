@@ -13,13 +13,12 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from bench.measure.compiling import COMPILE_MODES
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / ".ci" / "gpu"
 BUDGET_S = 9 * 60
 DEFAULT = {"tests", "paper", "compile", "energy", "peers", "asv"}

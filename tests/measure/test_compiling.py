@@ -11,6 +11,7 @@ import pytest
 
 from bench import cli
 from bench.measure import compiling
+from helpers import TINY_VIT
 
 
 class Clock:
@@ -129,9 +130,6 @@ def test_compile_is_an_axis_of_the_grid():
     )
     assert [(c.compile, c.img_size) for c in cases] == [("none", 64), ("none", 96), ("default", 64), ("default", 96)]
     assert len({c.key for c in cases}) == 4  # the mode is in the key
-
-
-TINY_VIT = {"hidden_dim": 32, "num_blocks": 1, "num_heads": 2, "mlp_dim": 64}
 
 
 def test_a_real_compile_on_the_cpu_is_warmed_up_apart_and_profiled_without_attribution():
