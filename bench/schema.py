@@ -238,6 +238,13 @@ class Profile:
     work: dict[str, int] | None = field(
         default=None, metadata=doc("class -> work of one batch-1 forward pass (MACs or elements), counted on meta")
     )
+    unattributed: str | None = field(
+        default=None,
+        metadata=doc(
+            "why the step's time cannot be split into operator classes (a compiled step: fused kernels carry no "
+            "operator name); null when it can"
+        ),
+    )
 
     def check(self) -> None:
         if not self.cpu_s:
