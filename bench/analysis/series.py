@@ -16,10 +16,15 @@ per image (divided by the batch that ran), never per step, so sizes are comparab
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bench.analysis import scaling, stats
 from bench.schema import Record
+
+if TYPE_CHECKING:
+    from bench.analysis.attribution import Attribution
 
 QUANTITIES = ("MACs", "latency", "activation memory")
 
@@ -56,14 +61,21 @@ class Series:
     def title(self) -> str:
         c = self.case
         patch = f" p{c.patch_size}" if c.patch_size else ""
-        return f"{self.label}{patch} b{c.batch} {c.device} {c.dtype} {c.mode}" + (
+        return f"{self.label}{patch} b{c.batch} {c.device} {c.dtype} {c.mode}{self.compiled}" + (
             f" on {self.machine}" if self.machine else ""
         )
 
     @property
+    def compiled(self) -> str:
+        """ " compiled <mode>" for a torch.compile'd series, else "" (older records hold a bool)."""
+        mode = self.case.compile
+        return "" if mode in ("none", False, None) else f" compiled {'default' if mode is True else mode}"
+
+    @property
     def legend(self) -> str:
-        """The label, with the machine when the folder has several (plots, console)."""
-        return f"{self.label} ({self.machine})" if self.machine else self.label
+        """The label (and compile mode), with the machine when the folder has several (plots, console)."""
+        label = self.label + self.compiled
+        return f"{label} ({self.machine})" if self.machine else label
 
 
 @dataclass(frozen=True)
@@ -72,7 +84,7 @@ class FitRow:
     quantity: str  # one of QUANTITIES
     fit: scaling.ScalingFit | None
     note: str = ""
-    attribution: object = None  # bench.analysis.attribution.Attribution for latency with profiles
+    attribution: Attribution | None = None  # latency with profiles: the per-operator attribution
 
     @property
     def verdict(self) -> str | None:
@@ -129,7 +141,15 @@ class FitRow:
                     "a few percent per size)"
                 )
             if self.quantity == "latency":
-                parts.append("no per-operator profile: the curve alone cannot tell efficiency from work")
+                from bench.analysis import attribution
+
+                why = attribution.unattributed(self.series)
+                parts.append(
+                    f"no per-operator attribution ({why}): verdict from the curve, which alone cannot tell "
+                    "efficiency from work"
+                    if why
+                    else "no per-operator profile: the curve alone cannot tell efficiency from work"
+                )
         return "; ".join(parts)
 
 
@@ -189,13 +209,13 @@ def per_image(record: Record) -> int:
 
 
 def quantity(record: Record, name: str) -> float:
-    if name == "MACs":
+    if name == "MACs" and record.macs is not None:
         return record.macs
-    if name == "latency":
+    if name == "latency" and record.time is not None:
         return record.time.median_s / per_image(record)
-    if name == "activation memory":
+    if name == "activation memory" and record.memory is not None:
         return record.memory.activation_bytes / per_image(record)
-    raise ValueError(name)
+    raise ValueError(f"{record.name} has no {name}" if name in QUANTITIES else name)
 
 
 def rounds_of(record: Record) -> list[list[float]]:
@@ -203,14 +223,19 @@ def rounds_of(record: Record) -> list[list[float]]:
 
     A case timed by itself (not in rounds) holds one list: all its blocks, one repetition.
     """
-    if record.time.rounds_s:
-        return [list(r) for r in record.time.rounds_s]
-    return [list(record.time.times_s or (record.time.median_s,))]
+    t = record.time
+    if t is None:
+        raise ValueError(f"{record.name} was not timed")
+    if t.rounds_s:
+        return [list(r) for r in t.rounds_s]
+    return [list(t.times_s or (t.median_s,))]
 
 
 def samples(s: Series) -> tuple[list[float], list[float], list[int]]:
     """(x, per-step time, round) of every timed block of every case in the series (per image for --max-batch)."""
-    xs, ys, groups = [], [], []
+    xs: list[float] = []
+    ys: list[float] = []
+    groups: list[int] = []
     for x, r in zip(s.x(), s.records):
         for i, times in enumerate(rounds_of(r)):
             xs += [x] * len(times)
@@ -219,7 +244,7 @@ def samples(s: Series) -> tuple[list[float], list[float], list[int]]:
     return xs, ys, groups
 
 
-def tensor_peaks(s: Series):
+def tensor_peaks(s: Series) -> tuple[list[float], list[float], list[int]] | None:
     """(x, peak tensor bytes, round) from the profiled steps of a CPU series; None when a record lacks them.
 
     On the CPU the memory record is the worker's RSS, which carries a per-size wiggle of
@@ -228,7 +253,9 @@ def tensor_peaks(s: Series):
     the peak of live tensor bytes (bench.measure.profile.tensor_peak), which is what
     CUDA's allocator figure measures; the activation-memory fit of a CPU series uses it.
     """
-    xs, ys, groups = [], [], []
+    xs: list[float] = []
+    ys: list[float] = []
+    groups: list[int] = []
     for x, r in zip(s.x(), s.records):
         peaks = r.profile.tensor_peak_bytes_rounds if r.profile else ()
         if r.memory is None or r.memory.method != "cpu_peak_rss" or not peaks or not all(peaks):
@@ -239,14 +266,14 @@ def tensor_peaks(s: Series):
     return xs, ys, groups
 
 
-def repeated_exactly(x: list, y: list) -> tuple[list, list] | None:
+def repeated_exactly(x: Sequence[float], y: Sequence[float]) -> tuple[list[float], list[float]] | None:
     """(sizes, values) when every size was measured more than once and gave the same value every time, else None.
 
     Such a quantity (the profiled peak of live tensor bytes) is deterministic: its
     repetitions carry no noise to estimate, so it is fitted exactly, not as a noisy curve
     (which, from three sizes, could only say "inconclusive").
     """
-    by_x: dict = {}
+    by_x: dict[float, list[float]] = {}
     for v, value in zip(x, y):
         by_x.setdefault(v, []).append(value)
     if not by_x or any(len(values) < 2 or len(set(values)) != 1 for values in by_x.values()):
@@ -259,11 +286,13 @@ def fits_of(series: list[Series]) -> list[FitRow]:
     rows = []
     for s in series:
         for name in QUANTITIES:
-            x, y, groups = s.x(), [quantity(r, name) for r in s.records], None
+            x: Sequence[float] = s.x()
+            y: Sequence[float] = [quantity(r, name) for r in s.records]
+            groups: Sequence[int] | None = None
             if name == "latency":  # blocks summarised per round, then per size (bench.analysis.stats)
                 x, y, groups = samples(s)
-            elif name == "activation memory" and tensor_peaks(s):  # CPU: tensor bytes, not RSS pages (see tensor_peaks)
-                x, y, groups = tensor_peaks(s)
+            elif name == "activation memory" and (peaks := tensor_peaks(s)):  # CPU: tensor bytes, not RSS (see there)
+                x, y, groups = peaks
                 exact = repeated_exactly(x, y)
                 if exact is not None and len(exact[0]) >= 3:  # deterministic: the exact rule, as for MACs
                     fit = scaling.fit(*exact, axis=s.axis)

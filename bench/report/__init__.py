@@ -18,10 +18,10 @@ from bench import schema
 from bench.analysis import scaling
 from bench.analysis.series import FitRow, Series, attention_pairs, fits_of, latest_per_machine, quantity, series_of
 from bench.files import UnsafeFile, write_atomically, write_text_atomically
-from bench.report import breakdown, verdicts
+from bench.report import breakdown, compile_energy, verdicts
 from bench.report.devices import devices_table
 from bench.runs import machine
-from bench.schema import Record
+from bench.schema import PeerRecord, Record
 from bench.text import markdown as escape
 from bench.text import markdown as md  # text from results files, as literal Markdown
 from bench.text import mathtext
@@ -85,7 +85,7 @@ def write_plots(out: Path, series: list[Series], fit_rows: list[FitRow]) -> list
     import matplotlib.pyplot as plt
 
     fits = {(row.series.key, row.quantity): row.fit for row in fit_rows if row.fit is not None}
-    written = []
+    written: list[str] = []
     if not series:
         return written
 
@@ -276,7 +276,7 @@ def attention_table(pairs: list[tuple[Series, Series]]) -> list[str]:
     return lines
 
 
-def peers_table(records: list[dict]) -> list[str]:
+def peers_table(records: list[PeerRecord]) -> list[str]:
     lines = [
         "| ours | timm | px | batch | dtype | ours ms | timm ms | ratio ours/timm (median) | IQR of ratio | rounds |",
         "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: |",
@@ -371,7 +371,7 @@ def build(
         warnings.append(f"{exc}; its clock and sharing warnings are not shown")
     warnings += machine.report_warnings(records, machine_json)  # clocks, sharing, throttling
 
-    status = {}
+    status: dict[str, int] = {}
     for r in records:
         status[r.status] = status.get(r.status, 0) + 1
     md = [
@@ -409,6 +409,7 @@ def build(
         md += attention_table(pairs) + [""]
     if peers:
         md += ["## Reference models vs timm (interleaved in one run)", ""] + peers_table(peers) + [""]
+    md += compile_energy.compile_table(records) + compile_energy.energy_table(records)
     from bench.report import roofline
 
     roof_md, roof_plots = roofline.section(records, out)  # predicted vs measured time per operator class
@@ -423,7 +424,7 @@ def build(
     console = ["", "model                      px     S  ms/step   img/s    MFU  act MiB  status"]
     for r in records:
         head = f"{r.name[:24]:<24} {r.case.img_size:>4} {r.tokens or '-':>5} "
-        if r.status == "ok":
+        if r.status == "ok" and r.time and r.memory:  # an ok record has both
             console.append(
                 head + f"{r.time.median_s * 1e3:>8.1f} {r.time.images_per_s:>7.1f} {_percent(r.mfu):>6} "
                 f"{r.memory.activation_bytes / MiB:>8.1f}  ok"

@@ -40,6 +40,8 @@ def table(rows: list[FitRow]) -> list[str]:
     ]
     for row in profiled(rows):
         s, att = row.series, row.attribution
+        if att is None:  # not profiled (see profiled())
+            continue
         for x, r, times in zip(s.x(), s.records, att.class_time):
             total = sum(times.values())
             cells = " | ".join(f"{times[c] * 1e3:.2f}" for c in CLASSES)
@@ -66,6 +68,8 @@ def write_plot(out: Path, rows: list[FitRow]) -> list[str]:
     fig, axes = plt.subplots(nrows, cols, figsize=(6.5 * cols, 4.2 * nrows), squeeze=False)
     for ax, row in zip(axes.flat, rows):
         s, att = row.series, row.attribution
+        if att is None:  # not profiled (see profiled())
+            continue
         labels = [f"{x:,}" for x in s.x()]
         bottom = [0.0] * len(labels)
         for c in CLASSES:

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from typing import TypeGuard
 
+from bench.analysis.scaling import ScalingFit
 from bench.analysis.series import FitRow, Series, fits_of, machine_names, machine_of, series_of
 from bench.schema import Env, Machine
 from bench.text import markdown as md
@@ -51,7 +53,7 @@ def _count(x: float | None) -> str:
     return "-" if x is None else f"{x:,.0f}"
 
 
-def _significant(fit) -> bool:
+def _significant(fit: ScalingFit | None) -> TypeGuard[ScalingFit]:
     return fit is not None and fit.b_ci is not None and fit.b_ci[0] > 0
 
 
@@ -110,8 +112,7 @@ def _environment(records: list) -> tuple[str, str, str, str]:
     cpu = values(lambda r: machine(r).cpu_model or env(r).cpu_model)
     gpu = values(
         lambda r: (
-            (machine(r).gpu.name if machine(r).gpu else None)
-            or (env(r).device_name if env(r).device == "cuda" else None)
+            (gpu.name if (gpu := machine(r).gpu) else None) or (env(r).device_name if env(r).device == "cuda" else None)
         )
     )
     torch = values(lambda r: env(r).torch)

@@ -74,7 +74,7 @@ def rows_of(records: list) -> list[dict]:
             continue
         bandwidth, source = bandwidth_of(r)
         cost = cost_of(r) if bandwidth else None
-        if cost is None:
+        if cost is None or not bandwidth:
             continue
         p = predict(cost.kernels, r.roof_flops_per_s, bandwidth)
         rows.append(

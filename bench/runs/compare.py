@@ -24,12 +24,14 @@ def compare(a: list[Record], b: list[Record], factor: float) -> list[dict]:
             "flag": "",
         }
         if ra.status == rb.status == "ok":
+            assert ra.time and rb.time and ra.memory and rb.memory  # an ok record has both (bench.schema.Record)
             # per image: a --max-batch case may have run at different batches in A and B
             na, nb = ra.batch or ra.time.batch, rb.batch or rb.time.batch
-            row["time"] = (rb.time.median_s / nb) / (ra.time.median_s / na)
+            time_ratio = (rb.time.median_s / nb) / (ra.time.median_s / na)
             ma, mb = ra.memory.activation_bytes / na, rb.memory.activation_bytes / nb
-            row["memory"] = mb / ma if ma > 0 and mb > 0 else None
-            ratios = [r for r in (row["time"], row["memory"]) if r is not None]
+            memory_ratio = mb / ma if ma > 0 and mb > 0 else None
+            row["time"], row["memory"] = time_ratio, memory_ratio
+            ratios = [r for r in (time_ratio, memory_ratio) if r is not None]
             if any(r > factor for r in ratios):
                 row["flag"] = "worse"
             elif any(r < 1 / factor for r in ratios):

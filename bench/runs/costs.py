@@ -11,6 +11,7 @@ the MACs (:func:`bench.analysis.scaling.fit`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from bench import schema
 from bench.schema import Cost, Counts
@@ -62,7 +63,7 @@ def price(records: list, attentions: list[str] | None, modes: list[str]) -> list
         )  # None: the model's own
         backends = attentions if attentions and has_attention_backends(r.model) else [None]
         for backend in backends:
-            overrides = {} if backend is None else {"attn_backend": backend}
+            overrides: dict[str, Any] = {} if backend is None else {"attn_backend": backend}
             for mode in modes:
                 try:
                     priced.append(Priced(r, cost(r.model, r.img_size, patch, mode=mode, **overrides)))

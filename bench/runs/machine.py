@@ -103,8 +103,8 @@ def read(path: Path) -> dict | None:
 
 
 def _where(machine: dict) -> str:
-    gpu = machine.get("gpu") if isinstance(machine.get("gpu"), dict) else {}
-    name = gpu.get("name") or machine.get("cpu_model") or "unknown device"
+    gpu = machine.get("gpu")
+    name = (gpu.get("name") if isinstance(gpu, dict) else None) or machine.get("cpu_model") or "unknown device"
     return f"{name} (machine {machine.get('machine_id') or '?'})"
 
 
@@ -126,7 +126,8 @@ def report_warnings(records: list[schema.Record], data: dict | None = None) -> l
 
     for run in (data or {}).get("runs", []):
         if isinstance(run, dict):
-            where = _where(run.get("fingerprint") if isinstance(run.get("fingerprint"), dict) else {})
+            fingerprint = run.get("fingerprint")
+            where = _where(fingerprint if isinstance(fingerprint, dict) else {})
             add(where, [w for w in run.get("warnings") or [] if isinstance(w, str)])
     seen = set()
     for record in records:

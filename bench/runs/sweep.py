@@ -24,12 +24,15 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import architectures
 from bench import schema
 from bench.runs.records import ResultsWriter
 from bench.schema import FLOPS_PER_MAC, Case, Env, PeerCase, PeerRecord, Record, Shard
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,8 @@ def validate_cases(cases: Iterable[Case]) -> None:
     for case in cases:
         try:
             with torch.device("meta"):
-                architectures.create(case.model, img_size=case.img_size, patch_size=case.patch_size, **case.overrides)
+                overrides: dict[str, Any] = dict(case.overrides)  # config fields: the model's config checks them
+                architectures.create(case.model, img_size=case.img_size, patch_size=case.patch_size, **overrides)
         except (ValueError, TypeError, AssertionError) as exc:
             size = f"{case.img_size} px" + (f", patch {case.patch_size}" if case.patch_size else "")
             raise ValueError(f"{case.model} at {size}: {str(exc).splitlines()[0]}") from None
@@ -194,8 +198,12 @@ def run_case(
                 raise pretimed.error
             record.time = pretimed.timing
             record.profile = pretimed.profile()
+            record.compile_time, record.energy = pretimed.compile_time, pretimed.energy
         else:
-            record.time = timing.measure(sized, min_run_time=run.min_run_time, min_runs=run.min_runs, warmup=run.warmup)
+            measured = timing.measure_case(
+                sized, min_run_time=run.min_run_time, min_runs=run.min_runs, warmup=run.warmup
+            )
+            record.time, record.compile_time, record.energy = measured.timing, measured.compile_time, measured.energy
         record.achieved_flops_per_s = timing.achieved_flops(record.counts.macs, record.time.images_per_s, case.mode)
         record.mfu = record.achieved_flops_per_s / run.roof
         _free_cuda()
@@ -229,10 +237,12 @@ def describe(record: Record) -> str:
     case = record.case
     size = f"{case.img_size}px" + (f"/p{case.patch_size}" if case.patch_size else "")
     tokens = f" S={record.tokens}" if record.tokens else ""
-    head = f"{record.name} {size}{tokens} b{record.batch or case.batch} {case.dtype} {case.mode}"
+    compiled = "" if case.compile in ("none", False) else f" compiled {case.compile}"
+    head = f"{record.name} {size}{tokens} b{record.batch or case.batch} {case.dtype} {case.mode}{compiled}"
     if record.status != "ok":
         return f"{head}: {record.status.upper()} ({record.error or ''})"
     t, m = record.time, record.memory
+    assert t is not None and m is not None  # an ok record has both (bench.schema.Record)
     return (
         f"{head}: {t.median_s * 1e3:.1f} ms (IQR {t.iqr_s * 1e3:.1f}), {t.images_per_s:.1f} img/s, "
         f"MFU {record.mfu:.0%}, activations {m.activation_bytes / 2**20:.1f} MiB"
@@ -375,6 +385,8 @@ def _run_peers(
     img_size, batch, device, dtype, mode = setup.img_size, setup.batch, setup.device, setup.dtype, setup.mode
     env = envinfo.environment(device)
     records = []
+    mine: nn.Module | None
+    theirs: nn.Module | None
     with ResultsWriter(out / schema.PEERS_FILENAME) as writer:
         for ours, peer in pairs:
             channels_last = timing.uses_channels_last(ours)
@@ -382,12 +394,19 @@ def _run_peers(
                 theirs = timing.build_model(peer, img_size, device=device, channels_last=channels_last)
                 mine = timing.build_model(ours, img_size, device=device, channels_last=channels_last)
                 mine.load_state_dict(theirs.state_dict(), strict=True)
-                kw = dict(
-                    batch=batch, img_size=img_size, device=device, dtype=dtype, mode=mode, channels_last=channels_last
-                )
-                paired = timing.paired_ratio(
-                    timing.make_step(mine, **kw), timing.make_step(theirs, **kw), rounds=rounds, number=1
-                )
+                steps = [
+                    timing.make_step(
+                        model,
+                        batch=batch,
+                        img_size=img_size,
+                        device=device,
+                        dtype=dtype,
+                        mode=mode,
+                        channels_last=channels_last,
+                    )
+                    for model in (mine, theirs)
+                ]
+                paired = timing.paired_ratio(steps[0], steps[1], rounds=rounds, number=1)
             except Exception as exc:  # one failed pair (e.g. weights that do not match): one line, then the next pair
                 text = " ".join(str(exc).split())
                 text = text if len(text) <= 200 else text[:197] + "..."
