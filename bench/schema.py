@@ -206,6 +206,10 @@ class Timing:
                     raise ValueError(f"rounds_s[{r}][{i}] is not positive")
 
 
+# The operator classes a profile attributes time to (bench.measure.opclass uses these names).
+OPERATOR_CLASSES = ("attention", "token_mixing", "dense", "norm_elementwise", "data_movement")
+
+
 @dataclass(frozen=True)
 class Profile:
     """Time per operator class of the profiled steps (one per round), the attention kernel that ran, and class work.
@@ -234,10 +238,20 @@ class Profile:
     work: dict[str, int] | None = field(
         default=None, metadata=doc("class -> work of one batch-1 forward pass (MACs or elements), counted on meta")
     )
+    unattributed: str | None = field(
+        default=None,
+        metadata=doc(
+            "why the step's time cannot be split into operator classes (a compiled step: fused kernels carry no "
+            "operator name); null when it can"
+        ),
+    )
 
     def check(self) -> None:
         if not self.cpu_s:
             raise ValueError("cpu_s names no class")
+        lacking = [c for c in OPERATOR_CLASSES if c not in self.cpu_s]
+        if lacking:
+            raise ValueError(f"cpu_s lacks the operator class{'es' * (len(lacking) > 1)} {', '.join(lacking)}")
         for name, medians, rounds in (
             ("cpu_s", self.cpu_s, self.cpu_s_rounds),
             ("device_s", self.device_s, self.device_s_rounds),
@@ -250,6 +264,12 @@ class Profile:
                 raise ValueError(f"{name} holds a negative time")
         if self.device_s and set(self.device_s) != set(self.cpu_s):
             raise ValueError("device_s names other classes than cpu_s")
+        clock = self.device_s_rounds if self.device_s else self.cpu_s_rounds
+        if any(sum(v[i] for v in clock.values()) <= 0 for i in range(self.steps)):
+            raise ValueError(
+                f"{'device_s' if self.device_s else 'cpu_s'} records no operator time in a profiled step "
+                "(a profiler that saw no kernel): nothing to attribute"
+            )
         if self.tensor_peak_bytes_rounds and len(self.tensor_peak_bytes_rounds) != self.steps:
             raise ValueError("tensor_peak_bytes_rounds does not hold one value per profiled step")
         if any(p is not None and p < 0 for p in self.tensor_peak_bytes_rounds):

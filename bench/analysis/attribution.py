@@ -28,7 +28,8 @@ class against its own work:
    bends the curve).
 
 Series without profiles (results recorded before profiles existed) keep the verdict of
-the curve alone (:func:`bench.analysis.stats.fit_measured`), which says so in its note.
+the curve alone (:func:`bench.analysis.stats.fit_measured`), which says so in its note;
+so do compiled series, whose fused kernels carry no operator name (:func:`unattributed`).
 """
 
 from __future__ import annotations
@@ -100,6 +101,14 @@ def quadratic_fractions(x: list[float], works: list[dict]) -> dict[str, float]:
     return out
 
 
+def unattributed(series) -> str | None:
+    """Why the profiles of ``series`` cannot be split into operator classes (compiled steps), or None."""
+    for r in series.records:
+        if r.profile is not None and r.profile.unattributed:
+            return r.profile.unattributed
+    return None
+
+
 def share_verdict(shares: list[float], tol: float = stats.MEASURED_SHARE_TOL):
     """(median share, its 95% interval over rounds or None with one round, verdict) from one share per round."""
     n_rounds = len(shares)
@@ -123,11 +132,14 @@ def share_verdict(shares: list[float], tol: float = stats.MEASURED_SHARE_TOL):
 
 
 def attribute(series, latencies: list[float]) -> Attribution | None:
-    """The attribution verdict of a latency series (module doc); None when a record has no profile or work."""
+    """The attribution verdict of a latency series (module doc); None when a record has no profile or work,
+    or when its profiles could not be split into classes (:func:`unattributed`: fused kernels of torch.compile)."""
     records = series.records
     profiles = [r.profile for r in records]
     works = [p.work for p in profiles if p is not None and p.work]
     if len(works) < len(records):
+        return None
+    if unattributed(series):
         return None
     x = [float(v) for v in series.x()]
     if len(set(x)) < 3:

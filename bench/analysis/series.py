@@ -62,14 +62,21 @@ class Series:
     def title(self) -> str:
         c = self.case
         patch = f" p{c.patch_size}" if c.patch_size else ""
-        return f"{self.label}{patch} b{c.batch} {c.device} {c.dtype} {c.mode}" + (
+        return f"{self.label}{patch} b{c.batch} {c.device} {c.dtype} {c.mode}{self.compiled}" + (
             f" on {self.machine}" if self.machine else ""
         )
 
     @property
+    def compiled(self) -> str:
+        """ " compiled <mode>" for a torch.compile'd series, else "" (older records hold a bool)."""
+        mode = self.case.compile
+        return "" if mode in ("none", False, None) else f" compiled {'default' if mode is True else mode}"
+
+    @property
     def legend(self) -> str:
-        """The label, with the machine when the folder has several (plots, console)."""
-        return f"{self.label} ({self.machine})" if self.machine else self.label
+        """The label (and compile mode), with the machine when the folder has several (plots, console)."""
+        label = self.label + self.compiled
+        return f"{label} ({self.machine})" if self.machine else label
 
 
 @dataclass(frozen=True)
@@ -121,7 +128,15 @@ class FitRow:
                     "a few percent per size)"
                 )
             if self.quantity == "latency":
-                parts.append("no per-operator profile: the curve alone cannot tell efficiency from work")
+                from bench.analysis import attribution
+
+                why = attribution.unattributed(self.series)
+                parts.append(
+                    f"no per-operator attribution ({why}): verdict from the curve, which alone cannot tell "
+                    "efficiency from work"
+                    if why
+                    else "no per-operator profile: the curve alone cannot tell efficiency from work"
+                )
         return "; ".join(parts)
 
 

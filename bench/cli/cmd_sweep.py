@@ -63,7 +63,7 @@ def _attention_names(text: str) -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from bench.runs.presets import PRESETS
-    from bench.schema import DTYPES, MODES
+    from bench.schema import COMPILE_MODES, DTYPES, MODES
 
     parser.add_argument("--preset", choices=tuple(PRESETS), help="grid to run (default: quick on CPU, paper on CUDA)")
     parser.add_argument(
@@ -94,7 +94,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dtype", type=_names(DTYPES), help="comma-separated: float32, bfloat16, float16 (autocast)")
     parser.add_argument("--mode", type=_names(MODES), help="comma-separated: infer, train (default: the preset's)")
-    parser.add_argument("--compile", action="store_true", help="time torch.compile'd models")
+    parser.add_argument(
+        "--compile",
+        type=_names(COMPILE_MODES),
+        nargs="?",
+        const=["default"],
+        metavar="MODES",
+        help="comma-separated torch.compile modes, each a series of its own: none (eager, the default), default, "
+        "reduce-overhead, max-autotune (the last two on CUDA only); --compile alone: default",
+    )
     parser.add_argument("--min-run-time", type=run_time, help="seconds of timed steps per case (default: the preset's)")
     parser.add_argument(
         "--threads", type=thread_count, help="torch threads, at most the CPUs available (default: torch's own choice)"
@@ -166,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from bench import files, report
-    from bench.measure import attention, timing
+    from bench.measure import attention, compiling, timing
     from bench.runs import presets, sweep
     from bench.runs import records as results
 
@@ -180,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
             timing.check_dtype(device, dtype)
             for backend in args.attention or ():
                 attention.check_backend(device, backend, dtype)
+        for mode in args.compile or ():
+            compiling.check_mode(device, mode)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.max_batch and device != "cuda":
@@ -235,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         dtypes=dtypes,
         modes=args.mode or preset.modes,
-        compile="default" if args.compile else "none",
+        compiles=args.compile or ["none"],
         threads=args.threads if args.threads is not None else preset.threads,
     )
     try:

@@ -124,7 +124,7 @@ def measure_in_process(case: Case, *, batch: int | None = None) -> Memory:
     """
     import torch
 
-    from bench.measure import timing
+    from bench.measure import compiling, timing
 
     read_now: Callable[[], int]
     reset_peak: Callable[[], None]
@@ -146,7 +146,7 @@ def measure_in_process(case: Case, *, batch: int | None = None) -> Memory:
         model = timing.build_case(case)
         weights = read_now() - baseline
         step = timing.case_step(case, model, batch=batch)
-        step()  # warm-up: one-off caches and optimizer state
+        compiling.warm_up(step, case.compile, steps=1)  # one-off caches and optimizer state; compiled: until steady
         for p in model.parameters():  # the warm-up's gradients must not sit in the baseline: the step makes them anew
             p.grad = None
         if not cuda:

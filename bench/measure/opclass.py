@@ -20,7 +20,9 @@ The names are those of the reference models and timm's (``attn``, ``mlp_tokens``
 
 from __future__ import annotations
 
-CLASSES = ("attention", "token_mixing", "dense", "norm_elementwise", "data_movement")
+from bench.schema import OPERATOR_CLASSES
+
+CLASSES = OPERATOR_CLASSES  # the names the schema's Profile checks (bench.schema)
 
 MATMUL_OPS = frozenset(
     (

@@ -137,27 +137,56 @@ def _self_device_us(event) -> float:
     return 0.0
 
 
-def profile_step(model: nn.Module, step: Callable[[], None], device: str = "cpu") -> dict:
+def profile_step(model: nn.Module, step: Callable[[], None], device: str = "cpu", compile: str | bool = "none") -> dict:
     """Run ``step`` once under the profiler; time per operator class (seconds) and the attention kernel.
 
     Returns ``{"cpu_s": {class: s}, "device_s": {class: s} (CUDA only, else {}), "tensor_peak_bytes": int,
-    "attention_kernel": "flash" | "efficient" | "cudnn" | "math" | "explicit" | None}``.
+    "attention_kernel": "flash" | "efficient" | "cudnn" | "math" | "explicit" | None,
+    "unattributed_s": {"cpu": s, "device": s}, "unattributed": why (None when every operator was attributed)}``.
+
+    A compiled step (``compile`` other than "none") runs without module labels: its
+    compiled code does not run module hooks (torch 2.14 neither calls hooks added after
+    compiling nor compiles again for them), so nothing it runs has a module path. Its
+    fused kernels (Inductor's generated C++ or Triton code) carry no aten operator name
+    either: their self time, and that of the compiled graph's call holding them, is
+    ``unattributed_s``; the aten operators it still calls (library matmuls, the fused
+    attention) are classified by name alone; and ``unattributed`` says why the step
+    cannot be split into operator classes.
     """
     from torch.profiler import ProfilerActivity, profile
 
+    compiled = compile not in ("none", False, None)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    labels = contextlib.nullcontext() if compiled else module_labels(model)
     with quiet_profiler_logs():  # the events are parsed here too: their warnings are noise of the same kind
-        with module_labels(model), profile(activities=activities, profile_memory=True) as prof:
+        with labels, profile(activities=activities, profile_memory=True) as prof:
             step()
-        return _summarise(prof, device)
+        out = _summarise(prof, device)
+    if compiled:
+        clock = "device" if device == "cuda" else "cpu"
+        fused = out["unattributed_s"][clock]
+        named = sum(out["device_s" if device == "cuda" else "cpu_s"].values())
+        share = fused / (fused + named) if fused + named > 0 else 0.0
+        out["unattributed"] = (
+            f"torch.compile ({compile}): {share:.0%} of the profiled {clock} time is in fused kernels without an "
+            "operator name, and compiled code calls its matmuls outside any module, so the step cannot be split "
+            "into operator classes"
+        )
+    return out
 
 
 def _summarise(prof, device: str) -> dict:
     cpu: dict[str, float] = defaultdict(float)
     dev: dict[str, float] = defaultdict(float)
     attention_ops: dict[str, int] = defaultdict(int)
+    # CPU-side events that are neither aten operators nor module labels (compiled steps: the fused kernels,
+    # or the compiled graph's call holding them), with the device time of what they launched
+    other = {"cpu": 0.0, "device": 0.0}
     for event in prof.events():
         if not event.name.startswith("aten::"):
+            if not event.name.startswith((LABEL, "[memory]")) and str(event.device_type).endswith("CPU"):
+                other["cpu"] += event.self_cpu_time_total * US
+                other["device"] += _self_device_us(event) * US if device == "cuda" else 0.0
             continue
         top, path = _owner(event)
         cls = classify(top, path)
@@ -171,6 +200,8 @@ def _summarise(prof, device: str) -> dict:
         "cpu_s": {c: cpu.get(c, 0.0) for c in CLASSES},
         "device_s": {c: dev.get(c, 0.0) for c in CLASSES} if device == "cuda" else {},
         "attention_kernel": attention_kernel(attention_ops),
+        "unattributed_s": other,
+        "unattributed": None,
     }
 
 

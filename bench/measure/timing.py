@@ -21,6 +21,7 @@ denominator of the model FLOPs utilisation (MFU) the sweep records.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -29,7 +30,7 @@ from torch import nn
 
 import architectures
 from bench.schema import DTYPES as DTYPE_NAMES
-from bench.schema import FLOPS_PER_MAC, MODES, Case, PairedTiming, Timing
+from bench.schema import FLOPS_PER_MAC, MODES, Case, CompileTime, Energy, PairedTiming, Timing
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 assert tuple(DTYPES) == DTYPE_NAMES
@@ -117,7 +118,12 @@ def make_step(
     compile: str = "none",
     num_classes: int = 1000,
 ) -> Callable[[], None]:
-    """One inference or training step of ``model`` on a fixed random batch (see the module doc)."""
+    """One inference or training step of ``model`` on a fixed random batch (see the module doc).
+
+    ``compile``: a :data:`bench.measure.compiling.COMPILE_MODES` mode; the step compiles on its first call.
+    """
+    from bench.measure import compiling
+
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     x = torch.randn(batch, 3, img_size, img_size, device=device)
@@ -125,7 +131,7 @@ def make_step(
         x = x.contiguous(memory_format=torch.channels_last)
     autocast = contextlib.nullcontext if dtype == "float32" else lambda: torch.autocast(device, dtype=DTYPES[dtype])
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    forward = model if compile == "none" else torch.compile(model, mode=compile)
+    forward = compiling.compile_model(model, compile)
 
     if mode == "infer":
         model.eval()
@@ -225,11 +231,40 @@ def case_step(case: Case, model: nn.Module, *, batch: int | None = None) -> Call
 
 def measure(case: Case, *, min_run_time: float = 1.0, warmup: int = 2, min_runs: int = 5) -> Timing:
     """Time one step of ``case`` (see :func:`make_step` and :func:`time_step`); ``case.batch`` must be a number."""
+    return measure_case(case, min_run_time=min_run_time, warmup=warmup, min_runs=min_runs, energy=False).timing
+
+
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    """What timing one case returns: the step time, what compiling cost (None: eager), the energy (None: not asked)."""
+
+    timing: Timing
+    compile_time: CompileTime | None = None
+    energy: Energy | None = None
+
+
+def measure_case(
+    case: Case, *, min_run_time: float = 1.0, warmup: int = 2, min_runs: int = 5, energy: bool = True
+) -> Measured:
+    """Warm up (compiled: until steady, timed apart), time the step, then (``energy``) measure its energy.
+
+    ``Timing.warmup`` is the number of untimed steps that ran before timing (compiled: the
+    first call and the warm-up until steady). Energy is measured on the warm step after
+    timing (:func:`bench.measure.energy.measure`; on the CPU it says why there is none).
+    """
+    from bench.measure import compiling
+    from bench.measure import energy as joules
+
     with torch_threads(case.threads):
         step = case_step(case, build_case(case))
-        return time_step(
-            step, batch=_batch(case), min_run_time=min_run_time, warmup=warmup, min_runs=min_runs, label=case.name
+        compiled = compiling.warm_up(step, case.compile, steps=warmup)
+        timing = time_step(
+            step, batch=_batch(case), min_run_time=min_run_time, warmup=0, min_runs=min_runs, label=case.name
         )
+        ran = warmup if compiled is None else 1 + compiled.warmup_steps
+        timing = dataclasses.replace(timing, warmup=ran)
+        used = joules.measure(step, batch=_batch(case), device=case.device) if energy else None
+        return Measured(timing, compiled, used)
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from pathlib import Path
 from bench.analysis import scaling
 from bench.analysis.series import FitRow, Series, attention_pairs, fits_of, latest_per_machine, quantity, series_of
 from bench.files import UnsafeFile, write_atomically, write_text_atomically
-from bench.report import breakdown, verdicts
+from bench.report import breakdown, compile_energy, verdicts
 from bench.report.devices import devices_table
 from bench.runs import machine
 from bench.runs import records as results
@@ -401,6 +401,7 @@ def build(out: Path) -> tuple[str, str, list[str], list[str]]:
         md += attention_table(pairs) + [""]
     if peers:
         md += ["## Reference models vs timm (interleaved in one run)", ""] + peers_table(peers) + [""]
+    md += compile_energy.compile_table(records) + compile_energy.energy_table(records)
     from bench.report import roofline
 
     roof_md, roof_plots = roofline.section(records, out)  # predicted vs measured time per operator class

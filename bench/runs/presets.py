@@ -198,10 +198,10 @@ def build_grid(
     device: str,
     dtypes: Iterable[str],
     modes: Iterable[str],
-    compile: str = "none",
+    compiles: Iterable[str] = ("none",),
     threads: int | None = None,
 ) -> list[Case]:
-    """Every combination, in the order a report reads best: model, patch, mode, dtype, resolution.
+    """Every combination, in the order a report reads best: model, patch, mode, dtype, compile mode, resolution.
 
     Patch sizes apply to token models only; convnets get one case per resolution and run
     channels_last (``architectures.traits``). Repeated values (a model, size or patch given
@@ -215,20 +215,21 @@ def build_grid(
         for patch in patch_sizes if traits.has_tokens else (None,):
             for mode in modes:
                 for dtype in dtypes:
-                    for res in entry.resolutions or resolutions:
-                        case = Case(
-                            entry.model,
-                            res,
-                            patch,
-                            batch,
-                            device,
-                            dtype,
-                            mode,
-                            dict(entry.overrides),
-                            traits.channels_last,
-                            compile,
-                            entry.name,
-                            threads,
-                        )
-                        cases.setdefault(case.key, case)
+                    for compile_mode in compiles:
+                        for res in entry.resolutions or resolutions:
+                            case = Case(
+                                entry.model,
+                                res,
+                                patch,
+                                batch,
+                                device,
+                                dtype,
+                                mode,
+                                dict(entry.overrides),
+                                traits.channels_last,
+                                compile_mode,
+                                entry.name,
+                                threads,
+                            )
+                            cases.setdefault(case.key, case)
     return list(cases.values())

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.schema import Case, Profile, Timing
+from bench.schema import Case, CompileTime, Energy, Profile, Timing
 
 
 @dataclass
@@ -34,10 +34,14 @@ class SeriesTiming:
     profiles: list[dict] = field(default_factory=list)
     work: dict | None = None
     error: BaseException | None = None
+    compile_time: CompileTime | None = None  # of the first build (None: eager)
+    energy: Energy | None = None  # measured after the first round's timing
 
     def profile(self) -> Profile | None:
         """The record's profile: per class the median and per-round times, the attention kernel, the class work."""
-        return summarise_profiles(self.profiles, self.work) if self.profiles else None
+        if not self.profiles or any(sum(p["cpu_s"].values()) <= 0 for p in self.profiles):
+            return None  # no profile, or one that recorded no operator time (nothing to attribute)
+        return summarise_profiles(self.profiles, self.work)
 
 
 def summarise_profiles(profiles: list[dict], work: dict | None) -> Profile:
@@ -46,7 +50,8 @@ def summarise_profiles(profiles: list[dict], work: dict | None) -> Profile:
     ``profiles`` are :func:`bench.measure.profile.profile_step`'s results, one per round.
     """
     classes = profiles[0]["cpu_s"].keys()
-    device = bool(profiles[0].get("device_s"))
+    # A device profiler that saw no kernel time (all zero) is no device clock: the CPU times stand.
+    device = bool(profiles[0].get("device_s")) and all(sum(p["device_s"].values()) > 0 for p in profiles)
     return Profile(
         steps=len(profiles),
         cpu_s={c: float(np.median([p["cpu_s"][c] for p in profiles])) for c in classes},
@@ -56,6 +61,7 @@ def summarise_profiles(profiles: list[dict], work: dict | None) -> Profile:
         device_s_rounds={c: tuple(p["device_s"][c] for p in profiles) for c in classes} if device else {},
         tensor_peak_bytes_rounds=tuple(p.get("tensor_peak_bytes") for p in profiles),
         work=work,
+        unattributed=next((p["unattributed"] for p in reversed(profiles) if p.get("unattributed")), None),
     )
 
 
@@ -68,6 +74,7 @@ def time_series(
     warmup: int,
     seed: int = 0,
     profile: bool = True,
+    energy: bool = True,
     min_rounds: int | None = None,
 ) -> dict[str, SeriesTiming]:
     """Time ``cases`` (one series; numeric batches) in ``rounds`` shuffled rounds; results by case key.
@@ -75,11 +82,16 @@ def time_series(
     With ``min_rounds`` (and ``profile``), ``rounds`` is a maximum: after each round from
     ``min_rounds`` on, the series stops once its verdicts are decided
     (:mod:`bench.analysis.sequential`).
+
+    A compiled case warms up until steady on its first visit (its :class:`CompileTime`),
+    and again whenever it was built afresh (CUDA: every round). With ``energy``, the first
+    round measures each case's energy right after timing it (:mod:`bench.measure.energy`).
     """
     import torch
 
+    from bench.measure import compiling, timing
+    from bench.measure import energy as joules
     from bench.measure import profile as profiler
-    from bench.measure import timing
 
     benchmark = timing._benchmark_module()
     out = {c.key: SeriesTiming() for c in cases}
@@ -90,14 +102,15 @@ def time_series(
     per_block = min_run_time / (rounds * blocks)
 
     def make(case: Case):
+        """(model, step, timer, built just now)."""
         if case.key in built:
-            return built[case.key]
+            return built[case.key] + (False,)
         model = timing.build_case(case)
         step = timing.case_step(case, model)
         timer = benchmark.Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads())
         if keep:
             built[case.key] = (model, step, timer)
-        return model, step, timer
+        return model, step, timer, True
 
     def fail(case: Case, exc: BaseException) -> None:
         out[case.key].error = exc
@@ -122,18 +135,21 @@ def time_series(
                 continue
             try:
                 with timing.torch_threads(case.threads):
-                    model, step, timer = make(case)
+                    model, step, timer, fresh = make(case)
                     if case.key not in numbers:  # first visit: warm up, then size the blocks from one timed step
-                        for _ in range(max(1, warmup)):
-                            step()
+                        st.compile_time = compiling.warm_up(step, case.compile, steps=max(1, warmup))
                         once = timer.timeit(1).median
                         numbers[case.key] = max(1, int(per_block / max(once, 1e-9)))
+                    elif fresh and compiling.normalise(case.compile) != "none":
+                        compiling.warm_up(step, case.compile)  # built again: compiled (and graphs recorded) again
                     else:
                         step()  # the model's caches went cold while the other sizes ran
                     times = [timer.timeit(numbers[case.key]).median for _ in range(blocks)]
                     st.rounds.append(times)
+                    if energy and r == 0:
+                        st.energy = joules.measure(step, batch=int(case.batch), device=case.device)
                     if profile:
-                        st.profiles.append(profiler.profile_step(model, step, case.device))
+                        st.profiles.append(profiler.profile_step(model, step, case.device, case.compile))
             except (torch.OutOfMemoryError, RuntimeError, ValueError, MemoryError) as exc:
                 fail(case, exc)
             finally:
@@ -157,7 +173,7 @@ def time_series(
                 runs=len(all_times),
                 number_per_run=numbers[case.key],
                 batch=int(case.batch),
-                warmup=warmup,
+                warmup=warmup if st.compile_time is None else 1 + st.compile_time.warmup_steps,
                 times_s=tuple(all_times),
                 rounds_s=tuple(tuple(b) for b in st.rounds),
             )

@@ -190,8 +190,10 @@ def run_case(
                 raise pretimed.error
             record.time = pretimed.timing
             record.profile = pretimed.profile()
+            record.compile_time, record.energy = pretimed.compile_time, pretimed.energy
         else:
-            record.time = timing.measure(sized, min_run_time=min_run_time, min_runs=min_runs, warmup=warmup)
+            measured = timing.measure_case(sized, min_run_time=min_run_time, min_runs=min_runs, warmup=warmup)
+            record.time, record.compile_time, record.energy = measured.timing, measured.compile_time, measured.energy
         record.achieved_flops_per_s = timing.achieved_flops(record.counts.macs, record.time.images_per_s, case.mode)
         record.mfu = record.achieved_flops_per_s / roof
         _free_cuda()
@@ -225,7 +227,8 @@ def describe(record: Record) -> str:
     case = record.case
     size = f"{case.img_size}px" + (f"/p{case.patch_size}" if case.patch_size else "")
     tokens = f" S={record.tokens}" if record.tokens else ""
-    head = f"{record.name} {size}{tokens} b{record.batch or case.batch} {case.dtype} {case.mode}"
+    compiled = "" if case.compile in ("none", False) else f" compiled {case.compile}"
+    head = f"{record.name} {size}{tokens} b{record.batch or case.batch} {case.dtype} {case.mode}{compiled}"
     if record.status != "ok":
         return f"{head}: {record.status.upper()} ({record.error or ''})"
     t, m = record.time, record.memory

@@ -85,3 +85,31 @@ def test_train_step_on_cuda_records_more_memory_than_inference():
     assert train.peak_bytes > infer.peak_bytes
     t = timing.measure(Case(mode="train", overrides=small, **common), min_run_time=0.05)
     assert t.median_s > 0 and t.images_per_s == pytest.approx(8 / t.median_s)
+
+
+def test_energy_of_a_matmul_step_from_nvml():
+    from bench.measure import energy
+
+    a = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
+
+    def step():
+        a @ a
+        torch.cuda.synchronize()
+
+    step()
+    e = energy.measure(step, batch=1, device="cuda")
+    assert e.unavailable is None, e.unavailable  # H100 / H200: Volta or newer, the counter is there
+    assert e.window_s >= energy.MIN_WINDOW_S and e.steps > 0
+    # a busy GPU draws more than idle (tens of watts) and at most its board limit (700 W for an H100/H200 SXM)
+    assert 30 < e.mean_watts < 1000
+    assert e.joules_per_image == pytest.approx(e.mean_watts * e.window_s / e.steps, rel=1e-9)
+
+
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_a_compiled_case_records_its_compile_time_and_energy(mode):
+    case = Case("vit_s16", 64, 8, batch=4, device="cuda", compile=mode, overrides=TINY_VIT)
+    measured = timing.measure_case(case, min_run_time=0.05, warmup=1, min_runs=3)
+    ct = measured.compile_time
+    assert ct.mode == mode and ct.first_call_s > 0 and ct.warmup_steps >= 3
+    assert measured.timing.warmup == 1 + ct.warmup_steps
+    assert measured.energy.unavailable is None and measured.energy.joules_per_image > 0

@@ -118,7 +118,7 @@ def test_any_exception_in_a_case_is_recorded_and_the_sweep_goes_on(tmp_path, mon
     def measure(case, **kwargs):
         raise failures[case.img_size]
 
-    monkeypatch.setattr(timing, "measure", measure)
+    monkeypatch.setattr(timing, "measure_case", measure)
     monkeypatch.setattr(timing, "matmul_roof", lambda device, dtype: 1e10)
     config = sweep.SweepConfig(cases=tuple(tiny_cases((32, 48, 64))), out=tmp_path, preset="test")
     records = sweep.run_sweep(config, log=open(os.devnull, "w"))
@@ -129,7 +129,7 @@ def test_any_exception_in_a_case_is_recorded_and_the_sweep_goes_on(tmp_path, mon
     def interrupted(case, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(timing, "measure", interrupted)
+    monkeypatch.setattr(timing, "measure_case", interrupted)
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C still stops the sweep
         sweep.run_sweep(
             sweep.SweepConfig(cases=tuple(tiny_cases((80,))), out=tmp_path, preset="test", resume=True),

@@ -76,14 +76,14 @@ def test_validate_rejects_indivisible_size():
 
 @pytest.mark.slow
 def test_oom_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
-    real = timing.measure
+    real = timing.measure_case
 
     def measure(case, **kwargs):
         if case.img_size == 32:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 TiB")
         return real(case, **kwargs)
 
-    monkeypatch.setattr(timing, "measure", measure)
+    monkeypatch.setattr(timing, "measure_case", measure)
     log = io.StringIO()
     config = sweep.SweepConfig(
         cases=tuple(tiny_cases(attn_backend="explicit")),

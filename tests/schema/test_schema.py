@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 
 from bench import schema
 from bench.schema import Case, Record
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 V1 = ROOT / "tests" / "data" / "v1"
 RESULTS = ROOT / "results"
 
