@@ -2,6 +2,9 @@
 
 Corrupt lines of results.jsonl are reported with their line number and skipped; the
 file itself is never rewritten. A file without a single valid record is an error (exit 2).
+Records written before the deterministic cost existed get one counted on meta, in memory
+(:func:`bench.runs.costs.fill_missing_costs`), so their roofline is shown; the report
+itself never counts.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     from bench import files, report, schema
     from bench.cli.cmd_compare import not_a_sweep_folder
+    from bench.runs.costs import fill_missing_costs
 
     path = args.dir / schema.RESULTS_FILENAME
     if not files.check_regular(path):  # a symlink, FIFO or device is refused in one line
@@ -36,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{path} holds no valid record ({len(problems)} invalid line{'s' * (len(problems) != 1)}{first})"
         )
+    records = fill_missing_costs(records)  # records older than the cost: priced on meta here, not in the report
     print(report.write_report(args.dir, records, problems))  # the file parsed once
     print(f"report: {args.dir / 'report.md'}")
     return 0

@@ -9,8 +9,10 @@ The sum is a lower bound for an unfused, perfectly overlapped execution: measure
 predicted says how far the real kernels are from their roof (launch overhead, kernels
 below the roof, the time the GPU sits idle between small kernels).
 
-Records written before the cost existed are priced on the meta device from their case
-(``bench.measure.cost.count_case``); a CUDA record without a measured copy bandwidth uses
+Only records that carry a cost are priced: the report never counts or re-costs. Records
+written before the cost existed are given one by the runs layer before the report is built
+(:func:`bench.runs.costs.fill_missing_costs`, called by ``mixerbench report``); any still
+without one are counted in one line. A CUDA record without a measured copy bandwidth uses
 the device's nominal bandwidth (H200: 4.8 TB/s), and the report says so.
 """
 
@@ -58,13 +60,13 @@ def bandwidth_of(record) -> tuple[float | None, str]:
     return None, "unknown"
 
 
-def cost_of(record):
-    """The record's Cost, or one counted on meta from its case (records older than the cost); None if impossible."""
-    if record.cost is not None:
-        return record.cost
-    from bench.measure.cost import count_case_or_none
-
-    return count_case_or_none(record.case, record.batch)
+def without_cost(records: list) -> int:
+    """How many records the roofline would price but that carry no cost (older than the cost, not filled)."""
+    return sum(
+        1
+        for r in records
+        if r.status == "ok" and r.roof_flops_per_s and r.cost is None and bandwidth_of(r)[0] is not None
+    )
 
 
 def rows_of(records: list) -> list[dict]:
@@ -73,7 +75,7 @@ def rows_of(records: list) -> list[dict]:
         if r.status != "ok" or not r.roof_flops_per_s:
             continue
         bandwidth, source = bandwidth_of(r)
-        cost = cost_of(r) if bandwidth else None
+        cost = r.cost
         if cost is None or not bandwidth:
             continue
         p = predict(cost.kernels, r.roof_flops_per_s, bandwidth)
@@ -222,8 +224,17 @@ def plot(out: Path, rows: list[dict]) -> str | None:
 def section(records: list, out: Path) -> tuple[list[str], list[str]]:
     """(markdown lines, plots written) of the roofline section for ``records``."""
     rows = rows_of(records)
+    missing = without_cost(records)
+    no_cost = (
+        [
+            f"- {missing} record{'s' * (missing != 1)} carry no cost (written before the cost existed) and are "
+            "left out of the roofline; `mixerbench report` counts their cost on meta"
+        ]
+        if missing
+        else []
+    )
     if not rows:
-        return [], []
+        return (["## Roofline: where the time goes", ""] + no_cost + [""], []) if missing else ([], [])
     sources = sorted({(row["record"].case.device, row["source"], row["bandwidth"]) for row in rows})
     md = [
         "## Roofline: where the time goes",
@@ -235,6 +246,7 @@ def section(records: list, out: Path) -> tuple[list[str], list[str]]:
         "",
     ]
     md += [f"- copy bandwidth {device}: {bw / 1e9:.0f} GB/s ({source})" for device, source, bw in sources]
+    md += no_cost
     if any(row["source"].startswith("nominal") for row in rows):
         md += [
             "- these records predate the measured copy bandwidth: the GPU's nominal bandwidth stands in "

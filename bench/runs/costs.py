@@ -1,4 +1,5 @@
-"""The deterministic cost beyond MACs for ``mixerbench flops``: one step per case, attention backend and mode, and its fits.
+"""The deterministic cost beyond MACs for ``mixerbench flops``: one step per case, attention backend and mode, and its fits;
+and :func:`fill_missing_costs`, which prices records written before the cost existed, for the report.
 
 Each counted case (a :class:`~bench.schema.Counts`) is priced by
 :func:`bench.measure.cost.cost` at batch 1 in float32 (per image, like the MACs) for every
@@ -10,11 +11,12 @@ the MACs (:func:`bench.analysis.scaling.fit`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from bench import schema
-from bench.schema import Cost, Counts
+from bench.schema import Cost, Counts, Record
 
 COST_QUANTITIES = ("bytes_moved", "peak_activation_bytes", "ops")
 COST_KEYS = (
@@ -99,3 +101,28 @@ def fits(priced: list[Priced]) -> list[dict]:
             entry.update(result.to_dict())
             out.append(entry)
     return out
+
+
+def needs_cost(record: Record) -> bool:
+    """Whether the report's roofline would use ``record`` but it carries no cost (written before the cost existed)."""
+    return (
+        record.cost is None
+        and record.status == "ok"
+        and bool(record.roof_flops_per_s)
+        and (bool(record.copy_bytes_per_s) or record.case.device == "cuda")
+    )
+
+
+def fill_missing_costs(records: list[Record]) -> list[Record]:
+    """``records`` with the cost of each one that needs it (:func:`needs_cost`) counted on the meta device from its
+    case, in memory (results.jsonl is not rewritten). Records that already carry a cost are returned as they are, so
+    the step costs nothing on a folder written since the cost existed; a case that cannot run on meta stays without.
+
+    The ``report`` command calls this before building the report; the report itself never counts or re-costs
+    (:mod:`bench.report.roofline` prices only records that carry a cost and says how many do not).
+    """
+    if not any(needs_cost(r) for r in records):
+        return records
+    from bench.measure.cost import count_case_or_none
+
+    return [dataclasses.replace(r, cost=count_case_or_none(r.case, r.batch)) if needs_cost(r) else r for r in records]

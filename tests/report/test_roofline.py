@@ -1,4 +1,5 @@
-"""The roofline section: the prediction rule by hand, and the H200 records priced on meta."""
+"""The roofline section: the prediction rule by hand, the H200 records priced on meta by the runs layer, and a
+report that never counts a cost itself."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import shutil
 import pytest
 
 from bench.report import roofline
+from bench.runs import costs
 from bench.runs import records as results
 from helpers import ROOT
 
@@ -25,6 +27,7 @@ def test_each_operator_is_priced_at_the_larger_of_compute_and_memory_time():
 def test_h200_report_has_the_roofline_table_and_plot(tmp_path):
     shutil.copy(ROOT / "results" / "h200-paper" / results.FILENAME, tmp_path / results.FILENAME)
     records, _ = results.read_results(tmp_path / results.FILENAME)
+    records = costs.fill_missing_costs(records)  # written before the cost existed: counted on meta here
     mixer = [r for r in records if r.name == "mixer_b16"][:1] + [r for r in records if r.name == "mixer_b16"][-1:]
     vit = [r for r in records if r.case.model == "vit_b16" and r.case.overrides.get("attn_backend") == "fused"][-1:]
     md, plots = roofline.section(mixer + vit, tmp_path)
@@ -40,3 +43,34 @@ def test_h200_report_has_the_roofline_table_and_plot(tmp_path):
         rows["mixer_b16", 768]["measured_s"] / rows["mixer_b16", 768]["predicted_s"]
         > rows["vit_b16 fused", 768]["measured_s"] / rows["vit_b16 fused", 768]["predicted_s"]
     )
+
+
+def _h200_sample(tmp_path):
+    shutil.copy(ROOT / "results" / "h200-paper" / results.FILENAME, tmp_path / results.FILENAME)
+    records, _ = results.read_results(tmp_path / results.FILENAME)
+    return [r for r in records if r.name == "mixer_b16"][:2]
+
+
+def test_report_never_counts_a_cost(tmp_path, monkeypatch):
+    import bench.measure.cost as measure_cost
+    from bench import report
+
+    sample = _h200_sample(tmp_path)
+    assert all(r.cost is None for r in sample)  # older than the cost
+    filled = costs.fill_missing_costs(sample)
+    assert all(r.cost is not None for r in filled)
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the report counted a cost")
+
+    for name in ("count_case", "count_case_or_none", "cost", "cost_case"):
+        if hasattr(measure_cost, name):
+            monkeypatch.setattr(measure_cost, name, refuse)
+    assert costs.fill_missing_costs(filled) == filled  # nothing to count: the step is free
+    md, _console, plots, _warnings = report.build(tmp_path, filled)
+    assert "## Roofline: where the time goes" in md and roofline.PLOT in plots
+    assert "carry no cost" not in md
+    # Records without a cost: left out of the roofline, counted in one line, still nothing counted.
+    md, _console, plots, _warnings = report.build(tmp_path, sample)
+    assert "- 2 records carry no cost" in md and roofline.PLOT not in plots
+    assert "| mixer_b16 infer |" not in md
