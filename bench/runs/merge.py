@@ -1,8 +1,9 @@
 """Merge sweep folders (shards of one sweep, or runs on several machines) into one folder.
 
 :func:`merge` unions the ``results.jsonl`` (and ``peers.jsonl``, when present) of several
-folders into a new folder. A record's identity is its case (:func:`bench.runs.records.case_key`)
-on a machine (:func:`machine_of`):
+folders into a new folder, read as typed records by the schema's reader
+(:func:`bench.schema.read_jsonl`) and written back by its writer (:func:`bench.schema.dumps`).
+A record's identity is its case (``Record.key``, ``PeerRecord.key``) on a machine (:func:`machine_of`):
 
 - new records carry ``machine.machine_id`` (:mod:`bench.measure.fingerprint`);
 - older records only have ``env``; their machine is a hash of the environment's device,
@@ -38,15 +39,14 @@ with ``os.replace``, so a failure leaves no half-written file. Nothing here impo
 from __future__ import annotations
 
 import datetime
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from bench import schema
 from bench.files import write_together
-from bench.measure import fingerprint
 from bench.runs import records, shard_cases
+from bench.schema import PeerRecord, Record
 
 PEERS_FILENAME = "peers.jsonl"
 PREFER = ("newest",)
@@ -78,35 +78,23 @@ class MergeSummary:
         return {name: list(v) if isinstance(v, tuple) else v for name, v in self.__dict__.items()}
 
 
-def _as_dict(record: Any) -> dict:
-    """A record as a plain dict: dicts as they are, objects through ``to_json()`` (a dict or a JSON string)."""
-    if isinstance(record, dict):
-        return record
-    to_json = getattr(record, "to_json", None)
-    if to_json is None:
-        raise TypeError(f"not a record: {type(record).__name__}")
-    value = to_json()
-    if isinstance(value, (str, bytes)):
-        value = json.loads(value)
-    if not isinstance(value, dict):
-        raise TypeError(f"{type(record).__name__}.to_json() gave {type(value).__name__}, not a dict")
-    return value
+Line = Record | PeerRecord  # a line of results.jsonl or peers.jsonl, as bench.schema reads it
 
 
-def _canonical(record: dict) -> str:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=False)
+def machine_of(record: Line) -> str:
+    """The machine id of a record (:func:`bench.schema.machine_key`: its fingerprint, else a hash of its env)."""
+    if isinstance(record, Record):
+        return record.machine_key
+    return schema.machine_key(None, record.env)  # peers lines carry no fingerprint
 
 
-def machine_of(record: Any) -> str:
-    """The machine id of a record (:func:`bench.measure.fingerprint.machine_of`)."""
-    record = _as_dict(record)
-    return fingerprint.machine_of(record.get("machine"), record.get("env"))
+def _canonical(record: Line) -> str:
+    return schema.dumps(record)
 
 
-def _date(record: dict) -> datetime.datetime:
+def _date(record: Line) -> datetime.datetime:
     """``env.date`` as an aware datetime; missing or unreadable dates sort first."""
-    env = record.get("env")
-    text = env.get("date") if isinstance(env, dict) else None
+    text = record.env.date if record.env is not None else None
     oldest = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
     if not isinstance(text, str):
         return oldest
@@ -117,19 +105,16 @@ def _date(record: dict) -> datetime.datetime:
     return value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
 
 
-def _describe(record: dict) -> str:
+def _describe(record: Line) -> str:
     """A case in words, e.g. "vit_b16 fused (384 px, patch 16, batch 32, cuda, bfloat16, infer)"."""
-    case = record.get("case", {})
-    name = record.get("label") or case.get("model") or case.get("ours") or "case"
-    details = []
-    if case.get("img_size") is not None:
-        details.append(f"{case['img_size']} px")
-    if case.get("patch_size"):
-        details.append(f"patch {case['patch_size']}")
-    if case.get("batch") is not None:
-        details.append(f"batch {case['batch']}")
-    details += [str(case[field]) for field in ("device", "dtype", "mode") if case.get(field) is not None]
-    return f"{name} ({', '.join(details)})" if details else str(name)
+    case = record.case
+    if isinstance(record, Record):
+        name, patch = record.name, record.case.patch_size
+    else:
+        name, patch = record.case.ours, None
+    details = [f"{case.img_size} px"] + ([f"patch {patch}"] if patch else [])
+    details += [f"batch {case.batch}", str(case.device), str(case.dtype), str(case.mode)]
+    return f"{name} ({', '.join(details)})"
 
 
 @dataclass
@@ -139,14 +124,17 @@ class _Counts:
     replaced: int = 0
 
 
-def _merge_rows(rows: list[tuple[dict, int, int, str]], prefer: str | None, counts: _Counts, what: str) -> list[dict]:
+Row = tuple[Line, int, int, str]  # (record, folder index, line number, folder)
+
+
+def _merge_rows(rows: list[Row], prefer: str | None, counts: _Counts, what: str) -> list[Line]:
     """Union of (record, folder index, line number, folder) rows by the module's rules, in first-read order."""
-    groups: dict[tuple[str, str], list[tuple[dict, int, int, str]]] = {}
+    groups: dict[tuple[str, str], list[Row]] = {}
     for row in rows:
-        groups.setdefault((records.case_key(row[0]["case"]), machine_of(row[0])), []).append(row)
+        groups.setdefault((row[0].key, machine_of(row[0])), []).append(row)
     merged = []
     for (_, machine), group in groups.items():
-        first: dict[str, tuple[dict, int, int, str]] = {}  # canonical JSON -> where it was first read
+        first: dict[str, Row] = {}  # canonical JSON -> where it was first read
         homes: dict[str, set[int]] = {}  # canonical JSON -> the folders that hold it
         for row in group:
             text = _canonical(row[0])
@@ -159,7 +147,7 @@ def _merge_rows(rows: list[tuple[dict, int, int, str]], prefer: str | None, coun
         def age(text: str) -> tuple:  # newest last: date, then the latest folder holding it, then its line
             return _date(first[text][0]), max(homes[text]), first[text][2]  # noqa: B023 (called in this iteration)
 
-        kept = [text for text, row in first.items() if row[0].get("status") in KEPT_STATUSES]
+        kept = [text for text, row in first.items() if row[0].status in KEPT_STATUSES]
         if not kept:  # failures only: the newest one
             kept = [max(first, key=age)]
         counts.superseded += len(first) - len(kept)
@@ -180,21 +168,27 @@ def _merge_rows(rows: list[tuple[dict, int, int, str]], prefer: str | None, coun
     return [row[0] for row in merged]
 
 
-def _read(
-    path: Path, folder_index: int, folder: str, problems: list[str], read=records.read_results
-) -> list[tuple[dict, int, int, str]]:
-    found, broken = read(path)
+def _read(path: Path, folder_index: int, folder: str, problems: list[str], peers: bool = False) -> list[Row]:
+    # the schema's one reader: typed records of any stored version
+    found: list[Line] = []
+    if peers:
+        peer_lines, broken = schema.read_peers(path)
+        found += peer_lines
+    else:
+        result_lines, broken = schema.read_results(path)
+        found += result_lines
     problems.extend(str(p) for p in broken)
-    return [(_as_dict(r), folder_index, line, folder) for line, r in enumerate(found)]
+    return [(r, folder_index, line, folder) for line, r in enumerate(found)]
 
 
-def _rows_writer(rows: list[dict]):
-    """A writer of ``rows`` as JSON lines, for :func:`bench.files.write_together`."""
+def _rows_writer(rows: list[Line]):
+    """A writer of ``rows`` as JSON lines (the schema's :func:`bench.schema.dumps`), for
+    :func:`bench.files.write_together`."""
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             for row in rows:
-                f.write((json.dumps(row, sort_keys=True, allow_nan=False) + "\n").encode("utf-8"))
+                f.write((schema.dumps(row) + "\n").encode("utf-8"))
 
     return write
 
@@ -208,7 +202,7 @@ def _listing(items: list, limit: int = 8) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def check_shards(folders: Sequence[Path], rows: list[tuple[dict, int, int, str]]) -> list[str]:
+def check_shards(folders: Sequence[Path], rows: list[Row]) -> list[str]:
     """What is wrong with ``folders`` as one complete set of shards (one line each); [] when nothing is.
 
     A folder's shard is its ``shard.json`` or, for shards written before markers existed,
@@ -222,9 +216,9 @@ def check_shards(folders: Sequence[Path], rows: list[tuple[dict, int, int, str]]
             identity[i], planned[i] = (marker.index, marker.count), marker.keys
             continue
         named = {
-            (r["shard"].get("index"), r["shard"].get("count"))
+            (r.shard.index, r.shard.count)
             for r, index, _, _ in rows
-            if index == i and isinstance(r.get("shard"), dict)
+            if index == i and isinstance(r, Record) and r.shard is not None
         }
         if len(named) == 1:
             identity[i] = next(iter(named))
@@ -250,7 +244,7 @@ def check_shards(folders: Sequence[Path], rows: list[tuple[dict, int, int, str]]
         found.append(f"shard{'s' if len(missing) > 1 else ''} {_listing(missing)} of {usual} missing")
     recorded: dict[int, set[str]] = {}
     for r, index, _, _ in rows:
-        recorded.setdefault(index, set()).add(records.case_key(r["case"]))
+        recorded.setdefault(index, set()).add(r.key)
     for i, keys in planned.items():
         lacking = len(keys - recorded.get(i, set()))
         if lacking:
@@ -287,11 +281,12 @@ def merge(out: Path, folders: Sequence[Path], prefer: str | None = None, incompl
         raise ValueError(f"{peers_target} already exists; merge into a new folder")
 
     problems: list[str] = []
-    result_rows, peer_rows = [], []
+    result_rows: list[Row] = []
+    peer_rows: list[Row] = []
     for index, folder in enumerate(folders):
         result_rows += _read(folder / records.FILENAME, index, str(folder), problems)
         if (folder / PEERS_FILENAME).is_file():
-            peer_rows += _read(folder / PEERS_FILENAME, index, str(folder), problems, records.read_peers)
+            peer_rows += _read(folder / PEERS_FILENAME, index, str(folder), problems, peers=True)
     shard_warnings = check_shards(folders, result_rows)
     if shard_warnings and not incomplete:
         raise IncompleteShards("; ".join(shard_warnings))

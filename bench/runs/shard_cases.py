@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bench.runs import shard as sharding
-from bench.schema import Case, case_key, encode
+from bench.schema import JSON, Case, Shard, case_key, decode_object, encode
 
 
 def _macs(case: Case) -> int:
@@ -86,8 +86,16 @@ def write_marker(out, shard: sharding.Shard, cases: Sequence[Case]) -> None:
 
     from bench.files import write_text_atomically
 
-    data = {"shard": encode(shard), "cases": [encode(c) for c in cases]}
+    data = encode(MarkerFile(shard, [encode(c) for c in cases]))
     write_text_atomically(Path(out) / MARKER, json.dumps(data, sort_keys=True, allow_nan=False) + "\n")
+
+
+@dataclass(frozen=True)
+class MarkerFile:
+    """What ``shard.json`` holds, written and read through the schema's codec (:mod:`bench.schema`)."""
+
+    shard: Shard  # validated on reading (index in 0..count-1)
+    cases: list[JSON]  # the stored cases, each read by :func:`bench.schema.case_key` (any stored version)
 
 
 @dataclass(frozen=True)
@@ -109,10 +117,9 @@ def read_marker(folder) -> Marker | None:
     try:
         with open(path, "rb") as f:
             data = json.loads(f.read(64 * 1024 * 1024))
-        shard = data["shard"]
-        index, count = shard["index"], shard["count"]
-        sharding.Shard(index, count, shard.get("source", "cli"))  # validates the pair
-        keys = frozenset(case_key(c) for c in data["cases"])
+        marker = decode_object(MarkerFile, data, MARKER)
+        index, count = marker.shard.index, marker.shard.count
+        keys = frozenset(case_key(c) for c in marker.cases)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path} is not a shard marker ({type(exc).__name__}: {str(exc)[:120]})") from None
     return Marker(index, count, keys)

@@ -66,10 +66,11 @@ def test_cpu_and_h200_come_out_as_two_machines(tmp_path):
     assert (summary.records_in, summary.records_out, summary.duplicates) == (62, 62, 0)
     assert len(merged) == len(cpu_rows) + len(h200_rows) == 62
     assert sorted(map(canon, merged)) == sorted(map(canon, cpu_rows + h200_rows))  # records untouched
-    cpu_ids, h200_ids = {mg.machine_of(r) for r in cpu_rows}, {mg.machine_of(r) for r in h200_rows}
+    typed = {name: records.read_results(f / "results.jsonl")[0] for name, f in (("cpu", cpu), ("h200", h200))}
+    cpu_ids, h200_ids = {mg.machine_of(r) for r in typed["cpu"]}, {mg.machine_of(r) for r in typed["h200"]}
     assert len(cpu_ids) == len(h200_ids) == 1 and cpu_ids != h200_ids
     assert set(summary.machines) == cpu_ids | h200_ids
-    keys = {(records.case_key(r["case"]), mg.machine_of(r)) for r in merged}
+    keys = {(r.key, mg.machine_of(r)) for r in records.read_results(tmp_path / "out" / "results.jsonl")[0]}
     assert len(keys) == 62
     assert summary.folders == (str(cpu), str(h200))
     assert merged == cpu_rows + h200_rows  # in the order read
@@ -273,29 +274,6 @@ def test_broken_lines_are_skipped_and_reported(tmp_path, capsys):
     assert code == 0
     assert "warning:" in err and "line 21" in err and "warning" not in out  # warnings on stderr
     assert len(lines(tmp_path / "out" / "results.jsonl")) == 20
-
-
-def test_records_as_objects(tmp_path, monkeypatch):
-    class Record:
-        def __init__(self, data, as_text):
-            self.data, self.as_text = data, as_text
-
-        def to_json(self):
-            return json.dumps(self.data) if self.as_text else self.data
-
-    a = copy("cpu-quick", tmp_path, "a")
-    real = records.read_results
-
-    def read_objects(path):
-        found, problems = real(path)
-        return [Record(r, i % 2 == 0) for i, r in enumerate(found)], problems
-
-    monkeypatch.setattr(records, "read_results", read_objects)
-    summary = mg.merge(tmp_path / "out", [a, a])
-    assert (summary.records_out, summary.duplicates) == (20, 20)
-    assert lines(tmp_path / "out" / "results.jsonl") == lines(a / "results.jsonl")
-    with pytest.raises(TypeError):
-        mg._as_dict(42)
 
 
 def test_summary_and_cli_output(tmp_path, capsys):
