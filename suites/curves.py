@@ -65,7 +65,7 @@ class _Curve:
     def track_peak_tensor_bytes(self, series: str, size: int) -> int:
         from bench.measure import profile
 
-        return int(profile.profile_step(self.model, self.step, self.device)["tensor_peak_bytes"])
+        return int(profile.profile_step(self.model, self.step, self.device).tensor_peak_bytes)
 
     track_peak_tensor_bytes.unit = "bytes"
 

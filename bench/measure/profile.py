@@ -27,8 +27,10 @@ back to its decomposition; "explicit" for the explicit backend.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -137,12 +139,25 @@ def _self_device_us(event) -> float:
     return 0.0
 
 
-def profile_step(model: nn.Module, step: Callable[[], None], device: str = "cpu", compile: str | bool = "none") -> dict:
-    """Run ``step`` once under the profiler; time per operator class (seconds) and the attention kernel.
+@dataclass(frozen=True)
+class StepProfile:
+    """One profiled step (:func:`profile_step`); :func:`bench.runs.rounds.summarise_profiles` makes the record's
+    :class:`bench.schema.Profile` of one per round."""
 
-    Returns ``{"cpu_s": {class: s}, "device_s": {class: s} (CUDA only, else {}), "tensor_peak_bytes": int,
-    "attention_kernel": "flash" | "efficient" | "cudnn" | "math" | "explicit" | None,
-    "unattributed_s": {"cpu": s, "device": s}, "unattributed": why (None when every operator was attributed)}``.
+    cpu_s: dict[str, float]  # CPU self time per operator class, s
+    device_s: dict[str, float]  # device time per operator class, s (CUDA only, else {})
+    tensor_peak_bytes: int | None  # largest rise of live tensor bytes (None: the profiler has no memory events)
+    attention_kernel: str | None  # "flash" | "efficient" | "cudnn" | "math" | "explicit" | None
+    unattributed_cpu_s: float = 0.0  # self time of events that are no aten operator (compiled steps' fused kernels)
+    unattributed_device_s: float = 0.0  # their device time (CUDA)
+    unattributed: str | None = None  # why the step cannot be split into classes (None: every operator attributed)
+
+
+def profile_step(
+    model: nn.Module, step: Callable[[], None], device: str = "cpu", compile: str | bool = "none"
+) -> StepProfile:
+    """Run ``step`` once under the profiler; time per operator class (seconds) and the attention kernel
+    (a :class:`StepProfile`).
 
     A compiled step (``compile`` other than "none") runs without module labels: its
     compiled code does not run module hooks (torch 2.14 neither calls hooks added after
@@ -164,29 +179,30 @@ def profile_step(model: nn.Module, step: Callable[[], None], device: str = "cpu"
         out = _summarise(prof, device)
     if compiled:
         clock = "device" if device == "cuda" else "cpu"
-        fused = out["unattributed_s"][clock]
-        named = sum(out["device_s" if device == "cuda" else "cpu_s"].values())
+        fused = out.unattributed_device_s if device == "cuda" else out.unattributed_cpu_s
+        named = sum((out.device_s if device == "cuda" else out.cpu_s).values())
         share = fused / (fused + named) if fused + named > 0 else 0.0
-        out["unattributed"] = (
+        why = (
             f"torch.compile ({compile}): {share:.0%} of the profiled {clock} time is in fused kernels without an "
             "operator name, and compiled code calls its matmuls outside any module, so the step cannot be split "
             "into operator classes"
         )
+        out = dataclasses.replace(out, unattributed=why)
     return out
 
 
-def _summarise(prof, device: str) -> dict:
+def _summarise(prof, device: str) -> StepProfile:
     cpu: dict[str, float] = defaultdict(float)
     dev: dict[str, float] = defaultdict(float)
     attention_ops: dict[str, int] = defaultdict(int)
     # CPU-side events that are neither aten operators nor module labels (compiled steps: the fused kernels,
     # or the compiled graph's call holding them), with the device time of what they launched
-    other = {"cpu": 0.0, "device": 0.0}
+    other_cpu = other_device = 0.0
     for event in prof.events():
         if not event.name.startswith("aten::"):
             if not event.name.startswith((LABEL, "[memory]")) and str(event.device_type).endswith("CPU"):
-                other["cpu"] += event.self_cpu_time_total * US
-                other["device"] += _self_device_us(event) * US if device == "cuda" else 0.0
+                other_cpu += event.self_cpu_time_total * US
+                other_device += _self_device_us(event) * US if device == "cuda" else 0.0
             continue
         top, path = _owner(event)
         cls = classify(top, path)
@@ -195,14 +211,14 @@ def _summarise(prof, device: str) -> dict:
             dev[cls] += _self_device_us(event) * US
         if classify(event.name, path) == "attention" or op_name(event.name) in SDPA_KERNELS:
             attention_ops[op_name(event.name)] += 1
-    return {
-        "tensor_peak_bytes": tensor_peak(prof, device),
-        "cpu_s": {c: cpu.get(c, 0.0) for c in CLASSES},
-        "device_s": {c: dev.get(c, 0.0) for c in CLASSES} if device == "cuda" else {},
-        "attention_kernel": attention_kernel(attention_ops),
-        "unattributed_s": other,
-        "unattributed": None,
-    }
+    return StepProfile(
+        tensor_peak_bytes=tensor_peak(prof, device),
+        cpu_s={c: cpu.get(c, 0.0) for c in CLASSES},
+        device_s={c: dev.get(c, 0.0) for c in CLASSES} if device == "cuda" else {},
+        attention_kernel=attention_kernel(attention_ops),
+        unattributed_cpu_s=other_cpu,
+        unattributed_device_s=other_device,
+    )
 
 
 def tensor_peak(prof, device: str = "cpu") -> int | None:

@@ -19,10 +19,14 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench.schema import Case, CompileTime, Energy, Profile, Timing
+
+if TYPE_CHECKING:
+    from bench.measure.profile import StepProfile
 
 
 @dataclass
@@ -31,7 +35,7 @@ class SeriesTiming:
 
     timing: Timing | None = None
     rounds: list[list[float]] = field(default_factory=list)
-    profiles: list[dict] = field(default_factory=list)
+    profiles: list[StepProfile] = field(default_factory=list)
     work: dict | None = None
     error: BaseException | None = None
     compile_time: CompileTime | None = None  # of the first build (None: eager)
@@ -39,29 +43,29 @@ class SeriesTiming:
 
     def profile(self) -> Profile | None:
         """The record's profile: per class the median and per-round times, the attention kernel, the class work."""
-        if not self.profiles or any(sum(p["cpu_s"].values()) <= 0 for p in self.profiles):
+        if not self.profiles or any(sum(p.cpu_s.values()) <= 0 for p in self.profiles):
             return None  # no profile, or one that recorded no operator time (nothing to attribute)
         return summarise_profiles(self.profiles, self.work)
 
 
-def summarise_profiles(profiles: list[dict], work: dict | None) -> Profile:
+def summarise_profiles(profiles: list[StepProfile], work: dict | None) -> Profile:
     """Per class the median over rounds of the profiled time, the attention kernel, and the class work.
 
     ``profiles`` are :func:`bench.measure.profile.profile_step`'s results, one per round.
     """
-    classes = profiles[0]["cpu_s"].keys()
+    classes = profiles[0].cpu_s.keys()
     # A device profiler that saw no kernel time (all zero) is no device clock: the CPU times stand.
-    device = bool(profiles[0].get("device_s")) and all(sum(p["device_s"].values()) > 0 for p in profiles)
+    device = bool(profiles[0].device_s) and all(sum(p.device_s.values()) > 0 for p in profiles)
     return Profile(
         steps=len(profiles),
-        cpu_s={c: float(np.median([p["cpu_s"][c] for p in profiles])) for c in classes},
-        cpu_s_rounds={c: tuple(p["cpu_s"][c] for p in profiles) for c in classes},
-        attention_kernel=profiles[-1].get("attention_kernel"),
-        device_s={c: float(np.median([p["device_s"][c] for p in profiles])) for c in classes} if device else {},
-        device_s_rounds={c: tuple(p["device_s"][c] for p in profiles) for c in classes} if device else {},
-        tensor_peak_bytes_rounds=tuple(p.get("tensor_peak_bytes") for p in profiles),
+        cpu_s={c: float(np.median([p.cpu_s[c] for p in profiles])) for c in classes},
+        cpu_s_rounds={c: tuple(p.cpu_s[c] for p in profiles) for c in classes},
+        attention_kernel=profiles[-1].attention_kernel,
+        device_s={c: float(np.median([p.device_s[c] for p in profiles])) for c in classes} if device else {},
+        device_s_rounds={c: tuple(p.device_s[c] for p in profiles) for c in classes} if device else {},
+        tensor_peak_bytes_rounds=tuple(p.tensor_peak_bytes for p in profiles),
         work=work,
-        unattributed=next((p["unattributed"] for p in reversed(profiles) if p.get("unattributed")), None),
+        unattributed=next((p.unattributed for p in reversed(profiles) if p.unattributed), None),
     )
 
 

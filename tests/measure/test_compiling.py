@@ -148,10 +148,10 @@ def test_a_real_compile_on_the_cpu_is_warmed_up_apart_and_profiled_without_attri
 
     p = profile.profile_step(model, step, "cpu", "default")
     assert counters["stats"]["unique_graphs"] - before == compiled_graphs  # profiling did not compile again
-    assert p["unattributed"] and "torch.compile (default)" in p["unattributed"]
-    assert p["unattributed_s"]["cpu"] > 0  # the fused kernels' time, under the compiled graph's call
-    assert p["attention_kernel"] is not None  # the fused attention op still carries its aten name
+    assert p.unattributed and "torch.compile (default)" in p.unattributed
+    assert p.unattributed_cpu_s > 0  # the fused kernels' time, under the compiled graph's call
+    assert p.attention_kernel is not None  # the fused attention op still carries its aten name
 
     eager = profile.profile_step(model, timing.make_step(model, batch=2, img_size=32, device="cpu"), "cpu")
-    assert eager["unattributed"] is None and eager["cpu_s"]["attention"] > 0
+    assert eager.unattributed is None and eager.cpu_s["attention"] > 0
     torch._dynamo.reset()

@@ -40,8 +40,8 @@ def test_every_backend_gives_the_explicit_logits_and_names_its_kernel(backend):
     step = timing.case_step(case, model)
     step()
     result = profile.profile_step(model, step)
-    assert result["attention_kernel"] == EXPECTED_KERNEL[backend]
-    assert result["cpu_s"]["attention"] > 0 and result["cpu_s"]["dense"] > 0
+    assert result.attention_kernel == EXPECTED_KERNEL[backend]
+    assert result.cpu_s["attention"] > 0 and result.cpu_s["dense"] > 0
 
 
 def test_profile_attributes_time_to_the_classes_by_module():
@@ -59,13 +59,13 @@ def test_profile_attributes_time_to_the_classes_by_module():
     step = timing.case_step(mixer, model)
     step()
     result = profile.profile_step(model, step)
-    assert result["attention_kernel"] is None
-    assert result["cpu_s"]["attention"] == 0 and result["cpu_s"]["token_mixing"] > 0 and result["cpu_s"]["dense"] > 0
+    assert result.attention_kernel is None
+    assert result.cpu_s["attention"] == 0 and result.cpu_s["token_mixing"] > 0 and result.cpu_s["dense"] > 0
     resnet = Case("resnet18", 64, None, 1, "cpu", "float32", "infer", {"width": 8}, channels_last=True)
     model = timing.build_case(resnet)
     step = timing.case_step(resnet, model)
     step()
-    times = profile.profile_step(model, step)["cpu_s"]
+    times = profile.profile_step(model, step).cpu_s
     # mkldnn convolutions count as the convolutions they run for (dense), never as unclassified work; which
     # class takes longer in one profiled step is a timing, not something a unit test can assert
     assert times["dense"] > 0 and times["attention"] == times["token_mixing"] == 0
@@ -121,8 +121,8 @@ def test_cuda_kernels_are_named(backend, kernel):
     step = timing.case_step(case, model)
     step()
     result = profile.profile_step(model, step, "cuda")
-    assert result["attention_kernel"] == kernel
-    assert result["device_s"]["attention"] > 0
+    assert result.attention_kernel == kernel
+    assert result.device_s["attention"] > 0
 
 
 def test_tensor_peak_is_linear_in_s_for_fused_attention_and_counts_training_gradients():
@@ -137,7 +137,7 @@ def test_tensor_peak_is_linear_in_s_for_fused_attention_and_counts_training_grad
             step = timing.case_step(case, model)
             step()
             with timing.torch_threads(1):  # the quick preset's one thread (the flash kernel's buffers are per thread)
-                peak = profile.profile_step(model, step)["tensor_peak_bytes"]
+                peak = profile.profile_step(model, step).tensor_peak_bytes
             if backend == "fused":
                 tokens.append((size // 4) ** 2 + 1)
                 peaks.append(peak)
@@ -150,4 +150,4 @@ def test_tensor_peak_is_linear_in_s_for_fused_attention_and_counts_training_grad
     step = timing.case_step(train, model)
     step()
     params = 4 * sum(p.numel() for p in model.parameters())
-    assert profile.profile_step(model, step)["tensor_peak_bytes"] >= params
+    assert profile.profile_step(model, step).tensor_peak_bytes >= params
