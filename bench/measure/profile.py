@@ -37,6 +37,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench.measure.opclass import CLASSES, classify, op_name
+from bench.schema import Case
 
 LABEL = "module::"
 US = 1e-6
@@ -285,11 +286,13 @@ class _ClassWork(TorchDispatchMode):
         return out
 
 
-def class_work(model: str, img_size: int, patch_size: int | None = None, **overrides) -> dict[str, int]:
-    """Work per operator class of one batch-1 forward pass, counted on the meta device (module doc)."""
+def class_work(case: Case) -> dict[str, int]:
+    """Work per operator class of one batch-1 forward pass of ``case``'s model (its size, patch and overrides;
+    batch, device, dtype and mode do not matter), counted on the meta device (module doc)."""
     from bench.measure import counting
 
-    net = counting.build(model, img_size, patch_size, "meta", **overrides)
+    img_size = case.img_size
+    net = counting.build(case.model, img_size, case.patch_size, "meta", **case.overrides)
     stack: list[str] = []
     handles = []
 

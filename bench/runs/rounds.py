@@ -123,7 +123,7 @@ def time_series(
     if profile:
         for case in cases:
             try:
-                out[case.key].work = profiler.class_work(case.model, case.img_size, case.patch_size, **case.overrides)
+                out[case.key].work = profiler.class_work(case)
             except (RuntimeError, ValueError, NotImplementedError):
                 out[case.key].work = None
     if profile:  # the profiler's first use in a process initialises it (slow, and noisy in the first profile)

@@ -76,13 +76,15 @@ def test_class_work_splits_vit_work_into_linear_and_quadratic():
 
     d, sizes = 32, (32, 64, 96, 128)
     tokens = [(size // 8) ** 2 + 1 for size in sizes]
-    works = [profile.class_work("vit_s16", size, 8, attn_backend="fused", **TINY_VIT) for size in sizes]
+    vit = Case("vit_s16", 32, 8, overrides={"attn_backend": "fused", **TINY_VIT})
+    works = [profile.class_work(vit.replace(img_size=size)) for size in sizes]
     for s, work in zip(tokens, works):
         assert work["attention"] >= 2 * s * s * d  # q k^T and attn v MACs, plus the softmax's elements
         assert work["token_mixing"] == 0 and work["dense"] > 0
     fractions = quadratic_fractions(tokens, works)
     assert set(fractions) == {"attention"} and fractions["attention"] > 0.9
-    mixer = profile.class_work("mixer_s16", 64, 8, hidden_dim=32, num_blocks=1, tokens_mlp_dim=16, channels_mlp_dim=64)
+    tiny = {"hidden_dim": 32, "num_blocks": 1, "tokens_mlp_dim": 16, "channels_mlp_dim": 64}
+    mixer = profile.class_work(Case("mixer_s16", 64, 8, overrides=tiny))
     assert mixer["attention"] == 0 and mixer["token_mixing"] == 2 * 64 * 16 * 32  # two Linear(S, D_S) per channel
 
 
