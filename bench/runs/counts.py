@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from bench.schema import Case
 
 DEFAULT_RESOLUTIONS = (224, 448, 512, 672, 896, 1024)  # 224 to 1024: each model takes those its patch divides
 CHECK_TOLERANCE = 0  # the counters must agree exactly on the matmul/conv/attention part (they do, for every preset)
 
 
-@dataclass(frozen=True)
-class CountCase:
-    model: str
-    img_size: int
-    patch_size: int | None  # None: the model's own (or no patch: convnet)
-
-
-def plan(models: list[str], resolutions: list[int] | None, patch_sizes: list[int] | None) -> list[CountCase]:
-    """Every case to count, each once (repeated values collapse). With explicit resolutions, one a patch does not divide is a ValueError."""
+def plan(models: list[str], resolutions: list[int] | None, patch_sizes: list[int] | None) -> list[Case]:
+    """Every case (a :class:`~bench.schema.Case` at batch 1; patch size None: the model's own, or a convnet) to count, each once (repeated values collapse). With explicit resolutions, one a patch does not divide is a ValueError."""
     import architectures
 
     strict = resolutions is not None
@@ -36,7 +30,7 @@ def plan(models: list[str], resolutions: list[int] | None, patch_sizes: list[int
                     if strict:
                         raise ValueError(f"resolution {size} is not divisible by patch size {effective} ({model})")
                     continue
-                case = CountCase(model, size, None if patch == own_patch else patch)
+                case = Case(model, size, None if patch == own_patch else patch)
                 if case not in cases:
                     cases.append(case)
     if not cases:
@@ -44,16 +38,17 @@ def plan(models: list[str], resolutions: list[int] | None, patch_sizes: list[int
     return cases
 
 
-def count_cases(cases: list[CountCase], progress: Callable[[int, int, str], None] | None = None) -> list:
-    """The count of every case in order; ``progress(done, total, case)`` after each."""
-    from bench.measure.counting import count
+def count_cases(cases: list[Case], progress: Callable[[int, int, str], None] | None = None) -> list:
+    """The count of every case in order (:func:`bench.measure.counting.count_case`); ``progress(done, total, case)``
+    after each."""
+    from bench.measure.counting import count_case
 
     records = []
     for i, case in enumerate(cases, start=1):
         if progress:
             progress(i - 1, len(cases), f"{case.model} {case.img_size} px")
         try:
-            records.append(count(case.model, case.img_size, case.patch_size))
+            records.append(count_case(case))
         except ValueError as exc:
             raise ValueError(f"{case.model} at {case.img_size} px: {exc}") from None
     if progress and cases:

@@ -11,6 +11,7 @@ import pytest
 from bench.cli import main
 from bench.measure import formulas
 from bench.runs import counts
+from bench.schema import Case
 
 RECORD_KEYS = {"model", "img_size", "patch_size", "tokens", "params", "macs", "activations"}
 FIT_KEYS = {"model", "axis", "a", "b", "c", "crossover_tokens", "verdict"}
@@ -178,7 +179,7 @@ def test_check_demands_exact_agreement(monkeypatch):
     from bench.measure import counting
     from bench.runs import counts
 
-    records = counts.count_cases([counts.CountCase("mixer_s32", 224, None)])
+    records = counts.count_cases([Case("mixer_s32", 224)])
     assert counts.check(records, with_fvcore=False)[0]["ok"]
     real = counting.flop_counter_macs
     monkeypatch.setattr(counting, "flop_counter_macs", lambda *a, **k: real(*a, **k) + 1)  # one MAC in ~1e9
