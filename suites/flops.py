@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.measure import counting
-from bench.schema import encode
+from bench.schema import Case, encode
 
 from .common import COUNTED_MODELS, RESOLUTIONS
 
@@ -16,7 +16,7 @@ class Count:
 
     def setup_cache(self) -> dict[tuple[str, int], dict]:
         # All cases counted once per environment and commit (a few seconds), in one process.
-        return {(m, s): encode(counting.count(m, s)) for m in COUNTED_MODELS for s in RESOLUTIONS}
+        return {(m, s): encode(counting.count(Case(m, s))) for m in COUNTED_MODELS for s in RESOLUTIONS}
 
     def track_params(self, counts: dict, model: str, img_size: int) -> int:
         return counts[model, img_size]["params"]

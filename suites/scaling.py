@@ -12,6 +12,7 @@ from __future__ import annotations
 from bench.analysis import scaling
 from bench.analysis.series import fit_axis, fit_x
 from bench.measure import counting
+from bench.schema import Case
 
 from .common import SCALED_MODELS, SCALING_RESOLUTIONS, VERDICT_CODES
 
@@ -26,7 +27,7 @@ class MacsFit:
         # Counted once per environment and commit (about 2 s), shared by every track_ below.
         fits = {}
         for model in SCALED_MODELS:
-            records = [counting.count(model, size) for size in SCALING_RESOLUTIONS]
+            records = [counting.count(Case(model, size)) for size in SCALING_RESOLUTIONS]
             x = [fit_x(r.img_size, r.tokens) for r in records]
             fits[model] = scaling.fit(x, [r.macs for r in records], axis=fit_axis(records[0].tokens)).to_dict()
         return fits

@@ -373,15 +373,17 @@ def _run_counted(net: nn.Module, img_size: int, device: str, shortcuts: bool = T
     return counter
 
 
-def count(model: str, img_size: int, patch_size: int | None = None, **overrides) -> Counts:
-    """Parameters, MACs (fvcore convention, attention counted) and activations of one case.
+def count(case: Case) -> Counts:
+    """Parameters, MACs per image (fvcore convention, attention counted) and activations of one case: its model,
+    size, patch size (None: the model's own) and overrides; batch, device, dtype and mode do not matter.
 
-    ``model`` is a reference name (``architectures.list_models()``) or ``timm:<name>``;
-    ``overrides`` go to :func:`architectures.create`. Runs on the meta device: no memory
+    ``case.model`` is a reference name (``architectures.list_models()``) or ``timm:<name>``;
+    ``case.overrides`` go to :func:`architectures.create`. Runs on the meta device: no memory
     for weights, no arithmetic, about 0.1 s for a ViT-B. Raises ValueError for an unknown
     model or an ``img_size`` not divisible by the patch size.
     """
-    net = build(model, img_size, patch_size, "meta", **overrides)
+    model, img_size = case.model, case.img_size
+    net = build(model, img_size, case.patch_size, "meta", **case.overrides)
     device = "meta"
     try:
         counter = _run_counted(net, img_size, "meta")
@@ -405,11 +407,6 @@ def count(model: str, img_size: int, patch_size: int | None = None, **overrides)
         matmul_macs=sum(counter.matmul_macs.values()),
         device=device,
     )
-
-
-def count_case(case: Case) -> Counts:
-    """:func:`count` of the model, size, patch and overrides of ``case`` (batch 1: MACs are per image)."""
-    return count(case.model, case.img_size, case.patch_size, **case.overrides)
 
 
 def flop_counter_macs(model: str, img_size: int, patch_size: int | None = None, **overrides) -> int:

@@ -39,16 +39,16 @@ def plan(models: list[str], resolutions: list[int] | None, patch_sizes: list[int
 
 
 def count_cases(cases: list[Case], progress: Callable[[int, int, str], None] | None = None) -> list:
-    """The count of every case in order (:func:`bench.measure.counting.count_case`); ``progress(done, total, case)``
+    """The count of every case in order (:func:`bench.measure.counting.count`); ``progress(done, total, case)``
     after each."""
-    from bench.measure.counting import count_case
+    from bench.measure.counting import count
 
     records = []
     for i, case in enumerate(cases, start=1):
         if progress:
             progress(i - 1, len(cases), f"{case.model} {case.img_size} px")
         try:
-            records.append(count_case(case))
+            records.append(count(case))
         except ValueError as exc:
             raise ValueError(f"{case.model} at {case.img_size} px: {exc}") from None
     if progress and cases:

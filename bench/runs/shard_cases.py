@@ -1,6 +1,6 @@
 """Which cases of a sweep's grid one shard runs (:mod:`bench.runs.shard` splits, this module prices).
 
-A case's predicted cost is its MACs per image (:func:`bench.measure.counting.count_case`,
+A case's predicted cost is its MACs per image (:func:`bench.measure.counting.count`,
 on the meta device, about 0.1 s a case) times its batch (1 for a searched batch, "max").
 Every task of a job array computes the same costs and the same assignment
 (:func:`bench.runs.shard.assign` on :attr:`Case.key`) independently, so every case runs in
@@ -21,7 +21,7 @@ from bench.schema import JSON, Case, Shard, case_key, decode_object, encode
 def _macs(case: Case) -> int:
     from bench.measure import counting
 
-    return counting.count_case(case).macs
+    return counting.count(case).macs
 
 
 def costs(cases: Sequence[Case], macs: Callable[[Case], float] = _macs) -> dict[str, float]:

@@ -3,7 +3,7 @@
 For each :class:`~bench.schema.Case` :func:`run_case` returns a
 :class:`~bench.runs.records.Record` holding
 
-- the count (:func:`bench.measure.counting.count_case`: parameters, MACs per image, tokens S),
+- the count (:func:`bench.measure.counting.count`: parameters, MACs per image, tokens S),
 - latency median and IQR, images/s (:mod:`bench.measure.timing`),
 - peak memory, weights and activations apart (:mod:`bench.measure.memory`),
 - achieved FLOP/s and MFU against the matmul roof measured at the start of the run,
@@ -184,7 +184,7 @@ def run_case(
     )
     started = time.perf_counter()
     try:
-        record.counts = counting.count_case(case)
+        record.counts = counting.count(case)
         batch = case.batch
         if batch == "max":
             batch = find_max_batch(_cuda_batch_fits(case, log))

@@ -10,17 +10,18 @@ from bench.analysis.scaling import crossover_resolution, fit, local_exponents, t
 from bench.analysis.stats import fit_measured
 from bench.measure import formulas
 from bench.measure.counting import build, count
+from bench.schema import Case
 
 RESOLUTIONS = (224, 448, 512, 672, 896, 1024)
 
 
 @pytest.fixture(scope="module")
 def vit_b16_counts():
-    return [count("vit_b16", r) for r in RESOLUTIONS]
+    return [count(Case("vit_b16", r)) for r in RESOLUTIONS]
 
 
 def test_mixer_is_exactly_linear_with_fixed_tokens_mlp():
-    records = [count("mixer_b16", r) for r in (224, 448, 672, 896)]
+    records = [count(Case("mixer_b16", r)) for r in (224, 448, 672, 896)]
     result = fit([r.tokens for r in records], [r.macs for r in records])
     assert result.b == 0.0  # exact: D_S does not depend on S
     assert result.verdict == "linear"
@@ -32,7 +33,7 @@ def test_mixer_is_exactly_linear_with_fixed_tokens_mlp():
 
 
 def test_mixer_with_growing_tokens_mlp_is_quadratic():
-    records = [count("mixer_s16", r, scale_tokens_mlp=True) for r in (224, 448, 672, 896)]
+    records = [count(Case("mixer_s16", r, overrides={"scale_tokens_mlp": True})) for r in (224, 448, 672, 896)]
     result = fit([r.tokens for r in records], [r.macs for r in records])
     assert result.verdict == "quadratic"
     assert result.b > 0
@@ -69,7 +70,7 @@ def test_vit_looks_nearly_linear_on_a_short_range(vit_b16_counts):
 
 
 def test_resnet_is_fitted_against_pixels():
-    records = [count("resnet50", r) for r in (224, 448, 672, 896)]
+    records = [count(Case("resnet50", r)) for r in (224, 448, 672, 896)]
     result = fit([r.img_size**2 for r in records], [r.macs for r in records], axis="pixels")
     assert result.axis == "pixels"
     assert result.b == 0.0
@@ -80,7 +81,7 @@ def test_resnet_is_fitted_against_pixels():
 
 
 def test_vit_by_patch_size_at_fixed_resolution():
-    records = [count("vit_b16", 224, patch_size=p) for p in (8, 14, 16, 28, 32)]
+    records = [count(Case("vit_b16", 224, p)) for p in (8, 14, 16, 28, 32)]
     result = fit([r.tokens for r in records], [r.macs for r in records], axis="patch_size")
     assert result.b == 18_432  # the stem's cost 3 H^2 D does not depend on the patch: only c changes
     assert result.verdict == "quadratic"
@@ -136,7 +137,7 @@ def test_to_dict_has_the_contract_keys():
 
 def test_exact_counts_that_are_not_a_polynomial_are_neither_linear_nor_quadratic():
     # ResNet's stride-2 layers round: off multiples of 32 px its MACs are not a polynomial in pixels
-    records = [count("resnet50", r) for r in (224, 240, 256, 272)]
+    records = [count(Case("resnet50", r)) for r in (224, 240, 256, 272)]
     result = fit([r.img_size**2 for r in records], [r.macs for r in records], axis="pixels")
     assert result.verdict == "inconclusive" and "not a polynomial" in result.note
     assert result.max_rel_residual > 0

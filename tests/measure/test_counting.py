@@ -10,7 +10,7 @@ import torch
 import architectures
 from bench.measure import formulas
 from bench.measure.counting import MacCounter, _run_counted, build, count, flop_counter_macs, fvcore_count
-from bench.schema import encode
+from bench.schema import Case, encode
 
 # timm 1.0.31 + fvcore with attention counted, LayerNorm counted, at 224 px (DESIGN.md).
 PUBLISHED_GMACS = {"mixer_b16": 12.62, "vit_b16": 17.58, "resnet50": 4.11}
@@ -19,24 +19,24 @@ PUBLISHED_PARAMS = {"mixer_b16": 59_880_472, "vit_b16": 86_567_656, "resnet50": 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_GMACS))
 def test_published_reference_figures(name):
-    record = count(name, 224)
+    record = count(Case(name, 224))
     assert round(record.macs / 1e9, 2) == PUBLISHED_GMACS[name]
     assert record.params == PUBLISHED_PARAMS[name]
     assert record.device == "meta"
 
 
 def test_timm_peers_match_the_published_figures():
-    vit = count("timm:vit_base_patch16_224", 224)
+    vit = count(Case("timm:vit_base_patch16_224", 224))
     assert round(vit.macs / 1e9, 2) == 17.58
     assert (vit.tokens, vit.patch_size) == (197, 16)
-    resnet = count("timm:resnet50", 224)
+    resnet = count(Case("timm:resnet50", 224))
     assert round(resnet.macs / 1e9, 2) == 4.11
     assert (resnet.tokens, resnet.patch_size) == (None, None)
 
 
 def test_vit_b16_attention_is_counted():
     # Without attention fvcore reports 16.87 G (DESIGN.md): the difference is 12 * 2 * 197^2 * 768.
-    record = count("vit_b16", 224)
+    record = count(Case("vit_b16", 224))
     attention = 12 * 2 * 197**2 * 768
     assert round((record.macs - attention) / 1e9, 2) == 16.87
 
@@ -45,7 +45,7 @@ def test_vit_b16_attention_is_counted():
 def test_closed_form_and_flop_counter_mode_agree_for_every_preset(name):
     """Matmul/conv/attention MACs: this counter = closed form at 224 and 448 px = FlopCounterMode / 2 at 448 px."""
     for size in (224, 448):
-        record = count(name, size)
+        record = count(Case(name, size))
         closed = formulas.closed_form(build(name, size).config)
         assert record.matmul_macs == pytest.approx(closed.matmul, rel=0.01)
         assert record.matmul_macs == closed.matmul  # in fact exact
@@ -69,7 +69,8 @@ def fvcore_vit_ti16_384():
     ],
 )
 def test_fvcore_on_real_tensors_agrees(name, size, kwargs, fvcore_vit_ti16_384):
-    ours = count(name, size, **kwargs)
+    config = {k: v for k, v in kwargs.items() if k != "patch_size"}
+    ours = count(Case(name, size, kwargs.get("patch_size"), overrides=config))
     theirs = (
         fvcore_vit_ti16_384 if (name, size, kwargs) == ("vit_ti16", 384, {}) else fvcore_count(name, size, **kwargs)
     )
@@ -103,15 +104,15 @@ def test_skipped_operators_are_reported_not_warned(caplog):
         theirs = fvcore_count("vit_ti16", 64)
     assert not [r for r in caplog.records if r.name.startswith("fvcore")]
     assert {"aten::add", "aten::gelu"} <= set(theirs.uncounted)
-    ours = count("vit_ti16", 64)
+    ours = count(Case("vit_ti16", 64))
     assert ours.uncounted["aten::gelu"] == 12  # one per block
     assert ours.uncounted["aten::add"] == 2 * 12 + 1  # two residuals per block + the position embedding
     assert "aten::view" not in ours.uncounted  # data movement is not arithmetic
 
 
 def test_fused_and_explicit_attention_count_the_same():
-    fused = count("vit_s16", 320)
-    explicit = count("vit_s16", 320, attn_backend="explicit")
+    fused = count(Case("vit_s16", 320))
+    explicit = count(Case("vit_s16", 320, overrides={"attn_backend": "explicit"}))
     assert (fused.macs, fused.activations) == (explicit.macs, explicit.activations)
 
 
@@ -164,7 +165,7 @@ def test_meta_shortcut_outputs_match_meta_kernels():
 
 
 def test_record_fields():
-    record = count("vit_b16", 384)
+    record = count(Case("vit_b16", 384))
     d = encode(record)
     for key in ("model", "img_size", "patch_size", "tokens", "params", "macs", "activations", "uncounted"):
         assert key in d
@@ -174,11 +175,11 @@ def test_record_fields():
 
 def test_bad_cases_raise_value_error():
     with pytest.raises(ValueError, match="unknown model"):
-        count("vit_b17", 224)
+        count(Case("vit_b17", 224))
     with pytest.raises(ValueError, match="not divisible"):
-        count("vit_b16", 200)
+        count(Case("vit_b16", 200))
     with pytest.raises(ValueError, match="takes no patch_size"):
-        count("resnet50", 224, patch_size=16)
+        count(Case("resnet50", 224, 16))
 
 
 def test_timm_peer_that_cannot_run_on_meta_is_counted_on_cpu(monkeypatch):
@@ -191,14 +192,14 @@ def test_timm_peer_that_cannot_run_on_meta_is_counted_on_cpu(monkeypatch):
             raise NotImplementedError("pretend this model has a data-dependent op")
         return real(net, img_size, device, shortcuts)
 
-    expected = count("timm:resnet18", 64)
+    expected = count(Case("timm:resnet18", 64))
     monkeypatch.setattr(counting_module, "_run_counted", meta_fails)
-    record = count("timm:resnet18", 64)
+    record = count(Case("timm:resnet18", 64))
     assert record.device == "cpu"
     assert (record.macs, record.activations, record.params) == (expected.macs, expected.activations, expected.params)
     assert record.macs == formulas.closed_form(build("resnet18", 64).config).total
     with pytest.raises(NotImplementedError):  # reference models must run on meta: no fallback
-        count("resnet18", 64)
+        count(Case("resnet18", 64))
 
 
 class _OddOps(torch.nn.Module):
