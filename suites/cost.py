@@ -10,6 +10,8 @@ an extra copy or elementwise pass, an upcast to float64 (docs/methodology/cost-m
 from __future__ import annotations
 
 from bench.measure import cost
+from bench.measure.timing import uses_channels_last
+from bench.schema import Case
 
 from .common import COUNTED_MODELS, MODES, RESOLUTIONS
 
@@ -26,7 +28,7 @@ class Step:
         for m in COUNTED_MODELS:
             for s in RESOLUTIONS:
                 for mode in MODES:
-                    record = cost.cost(m, s, mode=mode)
+                    record = cost.cost(Case(m, s, mode=mode, channels_last=uses_channels_last(m)))
                     out[m, s, mode] = {
                         "bytes_moved": record.bytes_moved,
                         "ops": record.ops,

@@ -353,31 +353,21 @@ def _optimizer_of(step):
     return None
 
 
-def cost(
-    model: str,
-    img_size: int,
-    patch_size: int | None = None,
-    *,
-    batch: int = 1,
-    dtype: str = "float32",
-    mode: str = "infer",
-    device: str = "cpu",
-    channels_last: bool | None = None,
-    **overrides,
-) -> Cost:
-    """The :class:`Cost` of one step of ``model`` (see the module doc); nothing is allocated.
+def cost(case: Case, batch: int | None = None) -> Cost:
+    """The :class:`Cost` of one step of ``case`` (see the module doc) at its batch (``batch`` when the case's own is
+    "max" and has been searched); nothing is allocated.
 
-    ``device`` is the device whose autocast policy and attention kernel are modelled
-    ("cpu" or "cuda"); the step itself runs on meta. ``channels_last`` defaults to the
-    model's own (convnets). Raises ValueError on a bad case.
+    ``case.device`` is the device whose autocast policy and attention kernel are modelled
+    ("cpu" or "cuda"); the step itself runs on meta. Raises ValueError on a bad case.
     """
     from torch.utils.module_tracker import ModuleTracker
 
     from bench.measure import timing
 
-    if channels_last is None:
-        channels_last = timing.uses_channels_last(model)
-    net = counting.build(model, img_size, patch_size, "meta", **overrides)
+    model, img_size, mode, dtype, device = case.model, case.img_size, case.mode, case.dtype, case.device
+    channels_last = case.channels_last
+    batch = int(batch or case.batch)
+    net = counting.build(model, img_size, case.patch_size, "meta", **case.overrides)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     step = timing.make_step(
@@ -423,21 +413,6 @@ def cost(
     )
 
 
-def count_case(case: Case, batch: int | None = None) -> Cost:
-    """:func:`cost` of ``case`` at its batch (``batch`` when the case's own is "max" and has been searched)."""
-    return cost(
-        case.model,
-        case.img_size,
-        case.patch_size,
-        batch=int(batch or case.batch),
-        dtype=case.dtype,
-        mode=case.mode,
-        device=case.device,
-        channels_last=case.channels_last,
-        **case.overrides,
-    )
-
-
 def copy_bandwidth(device: str, *, nbytes: int | None = None, min_run_time: float = 0.3) -> float:
     """Measured copy bandwidth in bytes/s: one ``nbytes`` float32 tensor copied into another (read + write counted).
 
@@ -459,12 +434,12 @@ def copy_bandwidth(device: str, *, nbytes: int | None = None, min_run_time: floa
     return 2 * src.numel() * 4 / t.median_s
 
 
-def count_case_or_none(case: Case, batch: int | None = None) -> Cost | None:
-    """:func:`count_case`, or None (logged) for a case that cannot run on meta (a timm peer, say): the sweep goes on."""
+def cost_or_none(case: Case, batch: int | None = None) -> Cost | None:
+    """:func:`cost`, or None (logged) for a case that cannot run on meta (a timm peer, say): the sweep goes on."""
     import logging
 
     try:
-        return count_case(case, batch)
+        return cost(case, batch)
     except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
         logging.getLogger(__name__).warning("%s at %s px: no cost on meta (%s)", case.name, case.img_size, exc)
         return None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench import schema
-from bench.schema import Cost, Counts, Record
+from bench.schema import Case, Cost, Counts, Record
 
 COST_QUANTITIES = ("bytes_moved", "peak_activation_bytes", "ops")
 COST_KEYS = (
@@ -53,10 +53,16 @@ def has_attention_backends(model: str) -> bool:
     return not model.startswith(architectures.TIMM_PREFIX) and hasattr(architectures.get_config(model), "attn_backend")
 
 
+def price_case(model: str, img_size: int, patch: int | None, mode: str, overrides: dict, channels_last: bool) -> Case:
+    """The case :func:`price` prices: batch 1, float32, on the CPU's autocast policy."""
+    return Case(model, img_size, patch, mode=mode, overrides=overrides, channels_last=channels_last)
+
+
 def price(records: list, attentions: list[str] | None, modes: list[str]) -> list[Priced]:
     """Every record at every mode and (ViTs only) every attention backend; None: each model's own backend."""
     import architectures
     from bench.measure.cost import cost
+    from bench.measure.timing import uses_channels_last
 
     priced = []
     for r in records:
@@ -68,7 +74,12 @@ def price(records: list, attentions: list[str] | None, modes: list[str]) -> list
             overrides: dict[str, Any] = {} if backend is None else {"attn_backend": backend}
             for mode in modes:
                 try:
-                    priced.append(Priced(r, cost(r.model, r.img_size, patch, mode=mode, **overrides)))
+                    priced.append(
+                        Priced(
+                            r,
+                            cost(price_case(r.model, r.img_size, patch, mode, overrides, uses_channels_last(r.model))),
+                        )
+                    )
                 except (RuntimeError, NotImplementedError) as exc:  # a timm peer that cannot run on meta
                     raise ValueError(f"{r.model} at {r.img_size} px: cannot be priced on meta ({exc})") from None
     return priced
@@ -123,6 +134,6 @@ def fill_missing_costs(records: list[Record]) -> list[Record]:
     """
     if not any(needs_cost(r) for r in records):
         return records
-    from bench.measure.cost import count_case_or_none
+    from bench.measure.cost import cost_or_none
 
-    return [dataclasses.replace(r, cost=count_case_or_none(r.case, r.batch)) if needs_cost(r) else r for r in records]
+    return [dataclasses.replace(r, cost=cost_or_none(r.case, r.batch)) if needs_cost(r) else r for r in records]

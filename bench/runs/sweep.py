@@ -192,7 +192,7 @@ def run_case(
                 raise torch.OutOfMemoryError("not even batch 1 fits")
         record.batch = batch
         sized = case.replace(batch=batch)
-        record.cost = cost.count_case_or_none(sized)  # bytes moved, peak activation bytes, operators (meta device)
+        record.cost = cost.cost_or_none(sized)  # bytes moved, peak activation bytes, operators (meta device)
         if pretimed is not None:
             if pretimed.error is not None:
                 raise pretimed.error

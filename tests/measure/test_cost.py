@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 import architectures
 from bench.analysis.scaling import fit
-from bench.measure.cost import Autocast, CostCounter, cost, count_case
+from bench.measure.cost import Autocast, CostCounter, cost
 from bench.schema import Case, Cost, decode_object, encode, read_results
 from helpers import ROOT
 
@@ -94,8 +94,8 @@ def test_peak_of_explicit_attention_holds_two_score_matrices():
 def test_explicit_attention_is_quadratic_in_peak_memory_and_fused_is_linear():
     sizes = (224, 448, 672)
     B, h = 1, 12  # ViT-B/16
-    explicit = [cost("vit_b16", s, attn_backend="explicit") for s in sizes]
-    fused = [cost("vit_b16", s, attn_backend="fused") for s in sizes]
+    explicit = [cost(Case("vit_b16", s, overrides={"attn_backend": "explicit"})) for s in sizes]
+    fused = [cost(Case("vit_b16", s, overrides={"attn_backend": "fused"})) for s in sizes]
     x = [r.tokens for r in explicit]
     e = fit(x, [r.peak_activation_bytes for r in explicit])
     f = fit(x, [r.peak_activation_bytes for r in fused])
@@ -103,7 +103,10 @@ def test_explicit_attention_is_quadratic_in_peak_memory_and_fused_is_linear():
     assert f.verdict == "linear" and f.b == 0
     # bf16 autocast on CUDA: scores from the bf16 matmul (2 bytes), their float32 cast for
     # softmax (4) and the float32 softmax (4) are alive together: 10 bytes per score.
-    bf16 = [cost("vit_b16", s, batch=2, dtype="bfloat16", device="cuda", attn_backend="explicit") for s in sizes]
+    bf16 = [
+        cost(Case("vit_b16", s, batch=2, dtype="bfloat16", device="cuda", overrides={"attn_backend": "explicit"}))
+        for s in sizes
+    ]
     assert fit(x, [r.peak_activation_bytes for r in bf16]).b == 2 * h * (2 + 4 + 4)
 
 
@@ -123,7 +126,7 @@ def test_peak_of_a_mixer_block_from_its_layer_shapes():
 
 
 def test_training_gradients_are_the_parameters():
-    r = cost("mixer_s16", 96, mode="train")
+    r = cost(Case("mixer_s16", 96, mode="train"))
     params = sum(p.numel() for p in _meta_model("mixer_s16", 96).parameters())
     assert r.gradient_bytes == F32 * params
     assert r.optimizer_bytes == 0  # SGD without momentum keeps no state
@@ -157,7 +160,7 @@ def _h200_cases(folder: str):
 def test_peak_matches_the_h200_allocator(folder):
     worst = 0.0
     for case, batch, measured in _h200_cases(folder):
-        r = count_case(case, batch)  # bf16 autocast on CUDA, modelled on meta
+        r = cost(case, batch)  # bf16 autocast on CUDA, modelled on meta
         # The sweep measures the second step: the first step's gradients are in its "before"
         # figure and are freed by zero_grad(set_to_none=True) before the peak, so the
         # allocator's activation figure is the step's peak minus one set of gradients.
@@ -177,4 +180,4 @@ def test_peak_matches_cpu_peak_rss_of_the_memory_worker():
         pytest.skip(memory.cpu_rss_supported())
     case = Case("mixer_s16", 224, batch=16)
     measured = memory.measure(case).activation_bytes
-    assert count_case(case).peak_activation_bytes == pytest.approx(measured, rel=0.02)
+    assert cost(case).peak_activation_bytes == pytest.approx(measured, rel=0.02)

@@ -63,7 +63,7 @@ def test_report_never_counts_a_cost(tmp_path, monkeypatch):
     def refuse(*_args, **_kwargs):
         raise AssertionError("the report counted a cost")
 
-    for name in ("count_case", "count_case_or_none", "cost", "cost_case"):
+    for name in ("cost", "cost_or_none", "count_case", "count_case_or_none"):
         if hasattr(measure_cost, name):
             monkeypatch.setattr(measure_cost, name, refuse)
     assert costs.fill_missing_costs(filled) == filled  # nothing to count: the step is free

@@ -54,9 +54,7 @@ def test_flops_prices_each_backend_and_mode_and_fits_them(capsys):
 
 def test_a_record_keeps_its_cost_and_copy_bandwidth():
     case = Case("mixer_s16", 96, batch=2)
-    record = Record(
-        case=case, status="error", label="mixer_s16", cost=cost("mixer_s16", 96, batch=2), copy_bytes_per_s=1.5e10
-    )
+    record = Record(case=case, status="error", label="mixer_s16", cost=cost(case), copy_bytes_per_s=1.5e10)
     again = Record.from_json(json.loads(json.dumps(record.to_json())))
     assert again.cost == record.cost and again.copy_bytes_per_s == 1.5e10
     assert again.cost.batch == 2 and again.extra == {}
