@@ -45,29 +45,18 @@ class MixerConfig:
 
 
 # Tolstikhin et al. 2021, Table 1 (parameters in millions, without the head, in the comment).
+# One preset a line: a data table, as the paper's (the formatter would wrap it).
+# fmt: off
 PRESETS: dict[str, MixerConfig] = {
-    "mixer_s32": MixerConfig(
-        patch_size=32, hidden_dim=512, num_blocks=8, tokens_mlp_dim=256, channels_mlp_dim=2048
-    ),  # 19M
-    "mixer_s16": MixerConfig(
-        patch_size=16, hidden_dim=512, num_blocks=8, tokens_mlp_dim=256, channels_mlp_dim=2048
-    ),  # 18M
-    "mixer_b32": MixerConfig(
-        patch_size=32, hidden_dim=768, num_blocks=12, tokens_mlp_dim=384, channels_mlp_dim=3072
-    ),  # 60M
-    "mixer_b16": MixerConfig(
-        patch_size=16, hidden_dim=768, num_blocks=12, tokens_mlp_dim=384, channels_mlp_dim=3072
-    ),  # 59M
-    "mixer_l32": MixerConfig(
-        patch_size=32, hidden_dim=1024, num_blocks=24, tokens_mlp_dim=512, channels_mlp_dim=4096
-    ),  # 206M
-    "mixer_l16": MixerConfig(
-        patch_size=16, hidden_dim=1024, num_blocks=24, tokens_mlp_dim=512, channels_mlp_dim=4096
-    ),  # 207M
-    "mixer_h14": MixerConfig(
-        patch_size=14, hidden_dim=1280, num_blocks=32, tokens_mlp_dim=640, channels_mlp_dim=5120
-    ),  # 431M
+    "mixer_s32": MixerConfig(patch_size=32, hidden_dim=512, num_blocks=8, tokens_mlp_dim=256, channels_mlp_dim=2048),  # 19M
+    "mixer_s16": MixerConfig(patch_size=16, hidden_dim=512, num_blocks=8, tokens_mlp_dim=256, channels_mlp_dim=2048),  # 18M
+    "mixer_b32": MixerConfig(patch_size=32, hidden_dim=768, num_blocks=12, tokens_mlp_dim=384, channels_mlp_dim=3072),  # 60M
+    "mixer_b16": MixerConfig(patch_size=16, hidden_dim=768, num_blocks=12, tokens_mlp_dim=384, channels_mlp_dim=3072),  # 59M
+    "mixer_l32": MixerConfig(patch_size=32, hidden_dim=1024, num_blocks=24, tokens_mlp_dim=512, channels_mlp_dim=4096),  # 206M
+    "mixer_l16": MixerConfig(patch_size=16, hidden_dim=1024, num_blocks=24, tokens_mlp_dim=512, channels_mlp_dim=4096),  # 207M
+    "mixer_h14": MixerConfig(patch_size=14, hidden_dim=1280, num_blocks=32, tokens_mlp_dim=640, channels_mlp_dim=5120),  # 431M
 }
+# fmt: on
 
 
 class MixerBlock(nn.Module):
