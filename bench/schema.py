@@ -130,6 +130,12 @@ class Case:
     def name(self) -> str:
         return self.label or self.model
 
+    @property
+    def attention(self) -> str | None:
+        """The ViT attention backend named in the overrides (``attn_backend``); None: the model's default."""
+        value = self.overrides.get("attn_backend")
+        return value if isinstance(value, str) else None
+
     def replace(self, **changes: Any) -> Case:
         return dataclasses.replace(self, **changes)
 

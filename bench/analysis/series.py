@@ -332,7 +332,5 @@ def attention_pairs(series: list[Series]) -> list[tuple[Series, Series]]:
         overrides = {k: v for k, v in s.case.overrides.items() if k != "attn_backend"}
         return s.case.replace(overrides=overrides, label="").series_key, s.key[-1]  # without backend and label
 
-    fused = {base(s): s for s in series if s.case.overrides.get("attn_backend") in ("fused", "sdpa")}
-    return [
-        (fused[base(s)], s) for s in series if s.case.overrides.get("attn_backend") == "explicit" and base(s) in fused
-    ]
+    fused = {base(s): s for s in series if s.case.attention in ("fused", "sdpa")}
+    return [(fused[base(s)], s) for s in series if s.case.attention == "explicit" and base(s) in fused]

@@ -92,7 +92,7 @@ def ratio_lines(records: list) -> list[str]:
     by: dict[tuple, dict[str, float]] = defaultdict(dict)
     for r in records:
         c = r.case
-        if c.model not in ("mixer_b16", "vit_b16") or c.overrides.get("attn_backend") == "explicit":
+        if c.model not in ("mixer_b16", "vit_b16") or c.attention == "explicit":
             continue
         if c.mode != "infer":
             continue

@@ -65,7 +65,7 @@ def _names(series: list[Series]) -> dict[int, str]:
 
 def _ratio_cells(series: list[Series]) -> list[str]:
     """ "mixer / vit fused: 0.85x (5 sizes)" for each Mixer series with a matching fused ViT on this machine."""
-    vits = [s for s in series if _family(s) == "vit" and s.case.overrides.get("attn_backend", "fused") == "fused"]
+    vits = [s for s in series if _family(s) == "vit" and (s.case.attention or "fused") == "fused"]
     cells = []
     for m in (s for s in series if _family(s) == "mixer"):
         same = [

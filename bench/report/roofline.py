@@ -95,7 +95,7 @@ def rows_of(records: list) -> list[dict]:
 
 def _case_name(r) -> str:
     c = r.case
-    attention = c.overrides.get("attn_backend")
+    attention = c.attention
     suffix = f" {attention}" if attention and attention not in r.name else ""
     return f"{r.name}{suffix} {c.mode}"
 

@@ -38,7 +38,7 @@ def fit_object(row: FitRow) -> dict:
         "model": c.model,
         "label": s.label,
         "family": s.records[0].family,
-        "attention": c.overrides.get("attn_backend"),
+        "attention": c.attention,
         "attention_kernel": _kernel(row),
         "quantity": QUANTITY_KEYS[row.quantity],
         "verdict": row.verdict,
