@@ -399,7 +399,7 @@ def site(tmp_path_factory) -> Path:
 
     home = base / "home"
     home.mkdir()
-    env = dict(os.environ, HOME=str(home))
+    env = dict(os.environ, HOME=str(home), ASV_PYTHONPATH=str(repo))  # the copy imports without being installed
     asv = [sys.executable, "-m", "asv"]
     subprocess.run(
         [*asv, "machine", "--yes", "--machine", "browser-test"], cwd=repo, env=env, check=True, capture_output=True
