@@ -214,6 +214,7 @@ class Timing:
 
 # The operator classes a profile attributes time to (bench.measure.opclass uses these names).
 OPERATOR_CLASSES = ("attention", "token_mixing", "dense", "norm_elementwise", "data_movement")
+ATTENTION = OPERATOR_CLASSES[0]  # the class whose work grows with S^2
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,11 @@ class Profile:
             "operator name); null when it can"
         ),
     )
+
+    def class_share(self, operator_class: str) -> float:
+        """``operator_class``'s part of the profiled CPU time (median per class); NaN when none was recorded."""
+        total = sum(self.cpu_s.values())
+        return self.cpu_s.get(operator_class, 0.0) / total if total > 0 else float("nan")
 
     def check(self) -> None:
         if not self.cpu_s:

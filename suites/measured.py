@@ -24,7 +24,7 @@ reported, not relied on. ``Cost`` tracks what the verdicts cost: the seconds of
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass, field
 
 from .common import (
     AXES,
@@ -46,6 +46,32 @@ NAN = float("nan")
 MEASURED_TOKEN_SERIES = tuple(s for s in MEASURED_SERIES if s in TOKEN_SERIES)
 
 
+@dataclass(frozen=True)
+class Row:
+    """One series, quantity and axis: the verdict, the quadratic share with its 95% bounds, the drift (fractions)."""
+
+    verdict: str
+    share: float | None
+    share_lo: float
+    share_hi: float
+    drift: float
+
+
+@dataclass
+class Found:
+    """What one run of the measured suite found; asv pickles it as the ``setup_cache`` result.
+
+    ``rows`` by (series, quantity, axis); ``attention`` (attention's share of the profiled step at
+    the largest size) and ``rounds`` (timing rounds that ran) by (series, axis).
+    """
+
+    rows: dict[tuple[str, str, str], Row] = field(default_factory=dict)
+    attention: dict[tuple[str, str], float] = field(default_factory=dict)
+    rounds: dict[tuple[str, str], int] = field(default_factory=dict)
+    seconds: float = NAN
+    log: str = ""
+
+
 def measured_cases() -> list:
     """The sweep's cases: every series over its image sizes, and the token models' patches at CURVE_PATCH_IMG_SIZE."""
     cases = [series_case(s, size) for s in MEASURED_TOKEN_SERIES for size in CURVE_IMG_SIZES]
@@ -59,11 +85,11 @@ def measured_cases() -> list:
     return cases
 
 
-def measure(keep=None) -> dict:
-    """Run the sweep on :func:`measured_cases` and fit both axes; plain values for asv's cache.
+def measure(keep=None) -> Found:
+    """Run the sweep on :func:`measured_cases` and fit both axes (asv pickles the result).
 
     ``keep``: a folder to run the sweep in and keep (results.jsonl, as `mixerbench sweep` writes it);
-    None: a temporary one. The sweep's console log is returned under "log".
+    None: a temporary one. The sweep's console log is in ``log``.
     """
     import contextlib
     import io
@@ -91,14 +117,15 @@ def measure(keep=None) -> dict:
         )
         records = sweep.run_sweep(config, log=log)
     out = verdicts_of(records)
-    out.update(seconds=time.perf_counter() - started, log=log.getvalue())
+    out.seconds, out.log = time.perf_counter() - started, log.getvalue()
     return out
 
 
-def verdicts_of(records: list) -> dict:
+def verdicts_of(records: list) -> Found:
     """The fits of ``records`` (a run of :func:`measured_cases`) on both axes: rows, attention shares, rounds."""
     from bench.analysis import stats
     from bench.analysis.series import Series, fits_of, series_of, tensor_peaks
+    from bench.schema import ATTENTION
 
     records = [r for r in records if r.status == "ok"]
     labels = {label: name for name, label in QUICK_SERIES.items()}
@@ -113,7 +140,7 @@ def verdicts_of(records: list) -> dict:
         if len(mine) >= 3:
             by_axis["patch_size"].append(Series(label, ("patch_size", label), tuple(mine)))
 
-    out: dict = {"rounds": {}, "rows": {}, "attention": {}}
+    out = Found()
     for axis, series in by_axis.items():
         for row in fits_of(series):
             name = labels[row.series.label]
@@ -133,19 +160,12 @@ def verdicts_of(records: list) -> dict:
                 lo = hi = row.quadratic_share  # fitted exactly (identical peaks at every repetition): no interval
             else:
                 lo = hi = NAN
-            out["rows"][name, quantity, axis] = {
-                "verdict": row.verdict,
-                "share": row.quadratic_share,
-                "share_lo": lo,
-                "share_hi": hi,
-                "drift": drift,
-            }
+            out.rows[name, quantity, axis] = Row(row.verdict, row.quadratic_share, lo, hi, drift)
         for s in series:
-            top = s.records[-1].profile.cpu_s if s.records[-1].profile else {}
-            total = sum(top.values())
+            top = s.records[-1].profile
             name = labels[s.label]
-            out["attention"][name, axis] = top.get("attention", 0.0) / total if total > 0 else NAN
-            out["rounds"][name, axis] = max(len(r.time.rounds_s) for r in s.records)
+            out.attention[name, axis] = top.class_share(ATTENTION) if top is not None else NAN
+            out.rounds[name, axis] = max(len(r.time.rounds_s) for r in s.records)
     return out
 
 
@@ -153,14 +173,15 @@ class _Measured:
     # asv keys a setup_cache by its source line: every class below shares this one run per commit.
     timeout = 900
 
-    def setup_cache(self) -> dict:
+    def setup_cache(self) -> Found:
         return measure()
 
 
-def _get(found: dict, key: tuple, field: str) -> float:
+def _get(found: Found, key: tuple, name: str) -> float:
     """A row's field in percent, to 0.01 (an exact fit's share of 0 comes out as +-1e-13: asv would compare those)."""
-    row = found["rows"].get(key)
-    return NAN if row is None or row[field] is None else round(100.0 * row[field], 2) + 0.0
+    row = found.rows.get(key)
+    value = None if row is None else getattr(row, name)
+    return NAN if value is None else round(100.0 * value, 2) + 0.0
 
 
 class Verdicts(_Measured):
@@ -169,31 +190,31 @@ class Verdicts(_Measured):
     params = (MEASURED_SERIES, QUANTITIES, AXES)
     param_names = ("series", "quantity", "axis")
 
-    def track_verdict(self, found: dict, series: str, quantity: str, axis: str) -> float:
+    def track_verdict(self, found: Found, series: str, quantity: str, axis: str) -> float:
         """0 linear, 1 inconclusive, 2 quadratic (``common.VERDICT_CODES``)."""
-        row = found["rows"].get((series, quantity, axis))
-        return NAN if row is None else VERDICT_CODES[row["verdict"]]
+        row = found.rows.get((series, quantity, axis))
+        return NAN if row is None else VERDICT_CODES[row.verdict]
 
     track_verdict.unit = "0 linear, 1 inconclusive, 2 quadratic"
 
-    def track_quadratic_share_percent(self, found: dict, series: str, quantity: str, axis: str) -> float:
+    def track_quadratic_share_percent(self, found: Found, series: str, quantity: str, axis: str) -> float:
         return _get(found, (series, quantity, axis), "share")
 
     track_quadratic_share_percent.unit = "percent"
 
-    def track_quadratic_share_low_percent(self, found: dict, series: str, quantity: str, axis: str) -> float:
+    def track_quadratic_share_low_percent(self, found: Found, series: str, quantity: str, axis: str) -> float:
         """The lower 95% bound of the share (above 10%: quadratic)."""
         return _get(found, (series, quantity, axis), "share_lo")
 
     track_quadratic_share_low_percent.unit = "percent"
 
-    def track_quadratic_share_high_percent(self, found: dict, series: str, quantity: str, axis: str) -> float:
+    def track_quadratic_share_high_percent(self, found: Found, series: str, quantity: str, axis: str) -> float:
         """The upper 95% bound of the share (at most 10%: linear)."""
         return _get(found, (series, quantity, axis), "share_hi")
 
     track_quadratic_share_high_percent.unit = "percent"
 
-    def track_drift_percent(self, found: dict, series: str, quantity: str, axis: str) -> float:
+    def track_drift_percent(self, found: Found, series: str, quantity: str, axis: str) -> float:
         """Change of the quantity per token (per pixel) from the smallest size to the largest, in percent."""
         return _get(found, (series, quantity, axis), "drift")
 
@@ -206,8 +227,8 @@ class AttentionShare(_Measured):
     params = (MEASURED_SERIES, AXES)
     param_names = ("series", "axis")
 
-    def track_attention_share_percent(self, found: dict, series: str, axis: str) -> float:
-        return round(100.0 * found["attention"].get((series, axis), NAN), 2) + 0.0
+    def track_attention_share_percent(self, found: Found, series: str, axis: str) -> float:
+        return round(100.0 * found.attention.get((series, axis), NAN), 2) + 0.0
 
     track_attention_share_percent.unit = "percent"
 
@@ -215,13 +236,13 @@ class AttentionShare(_Measured):
 class Cost(_Measured):
     """What the measured verdicts cost per commit: the seconds of ``setup_cache`` and the rounds that ran."""
 
-    def track_setup_seconds(self, found: dict) -> float:
-        return found["seconds"]
+    def track_setup_seconds(self, found: Found) -> float:
+        return found.seconds
 
     track_setup_seconds.unit = "seconds"
 
-    def track_rounds(self, found: dict) -> int:
+    def track_rounds(self, found: Found) -> int:
         """Timing rounds summed over the series and axes (fewer: the sequential rule stopped early)."""
-        return int(sum(v for v in found["rounds"].values() if not math.isnan(v)))
+        return sum(found.rounds.values())
 
     track_rounds.unit = "rounds"

@@ -29,8 +29,8 @@ EXPECTED = {  # (latency, memory)
 }
 
 
-def _verdicts(found: dict) -> dict:
-    return {key: row["verdict"] for key, row in found["rows"].items()}
+def _verdicts(found: measured.Found) -> dict:
+    return {key: row.verdict for key, row in found.rows.items()}
 
 
 def test_the_recorded_run_is_the_measured_suites_cases():
@@ -47,20 +47,20 @@ def test_the_recorded_run_gives_the_eight_verdicts_on_both_axes():
             want[series, "memory", axis] = memory
     assert _verdicts(found) == want
     # Attention's share of the step at the largest size: none for Mixer and ResNet, most of it for ViT.
-    assert found["attention"]["mixer_c128", "resolution"] == 0 and found["attention"]["resnet18", "resolution"] == 0
-    assert 0.5 < found["attention"]["vit_d64", "resolution"] < found["attention"]["vit_d64_explicit", "resolution"]
+    assert found.attention["mixer_c128", "resolution"] == 0 and found.attention["resnet18", "resolution"] == 0
+    assert 0.5 < found.attention["vit_d64", "resolution"] < found.attention["vit_d64_explicit", "resolution"]
     # Activation memory of the explicit ViT: its quadratic part in closed form is the attention scores and their
     # softmax, 2 x heads x S^2 float32 values (heads = 2): 16 S^2 bytes, against the peak measured at S = 2,305.
-    row = found["rows"]["vit_d64_explicit", "memory", "resolution"]
+    row = found.rows["vit_d64_explicit", "memory", "resolution"]
     (top,) = [
         r
         for r in load(RECORDED)
         if r.label == "vit d64 x2 explicit" and r.case.img_size == 192 and r.case.patch_size == 4
     ]
     peak = top.profile.tensor_peak_bytes_rounds[0]
-    assert row["share"] == pytest.approx(16 * 2305**2 / peak, rel=0.01)
-    assert row["share_lo"] <= row["share"] <= row["share_hi"]
-    assert not any(math.isnan(v) for r in found["rows"].values() for v in (r["share_lo"], r["share_hi"]))
+    assert row.share == pytest.approx(16 * 2305**2 / peak, rel=0.01)
+    assert row.share_lo <= row.share <= row.share_hi
+    assert not any(math.isnan(v) for r in found.rows.values() for v in (r.share_lo, r.share_hi))
 
 
 @pytest.mark.parametrize("factor", [2, 4])
@@ -79,7 +79,7 @@ def test_the_tracks_read_the_recorded_verdicts():
     # an exact fit's share of 0 (+-1e-13 in floating point) is tracked as 0: asv compares no rounding noise
     assert verdicts.track_quadratic_share_high_percent(found, "mixer_c128", "memory", "resolution") == 0.0
     assert math.isnan(verdicts.track_verdict(found, "resnet18", "latency", "patch_size"))  # no such axis: n/a
-    share = found["rows"]["vit_d64_explicit", "memory", "resolution"]["share"]
+    share = found.rows["vit_d64_explicit", "memory", "resolution"].share
     assert verdicts.track_quadratic_share_percent(found, "vit_d64_explicit", "memory", "resolution") == round(
         100 * share, 2
     )
