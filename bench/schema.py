@@ -73,8 +73,8 @@ Scalar = str | int | float | bool | None
 
 def doc(text: str, **more: Any) -> dict[str, Any]:
     """Field metadata: ``doc`` (one line for the reference), plus ``choices`` (allowed values), ``min`` (lowest
-    number), ``required`` (must be in a stored object although the class has a default) or ``stored`` (False: not
-    written)."""
+    number), ``required`` (must be in a stored object although the class has a default), ``stored`` (False: not
+    written) or ``optional`` (not written while it holds its default; absent: the default)."""
     return {"doc": text, **more}
 
 
@@ -644,6 +644,143 @@ class PeerRecord:
 
 
 # ---------------------------------------------------------------------------------------------
+# fits.json: the verdicts of a report
+
+FITS_FILENAME = "fits.json"
+VERDICTS = ("linear", "quadratic", "inconclusive")
+FIT_QUANTITIES = ("macs", "latency", "activation_memory")
+FIT_AXES = ("resolution", "patch_size", "pixels")
+# A number of fits.json that is not finite is written as null, so every number there may be null.
+Interval = tuple[float | None, float | None]
+
+
+@dataclass(frozen=True)
+class FitCurve:
+    """The curve quantity(x) = a*x + b*x^2 + c fitted to one series (``bench.analysis.scaling.ScalingFit``)."""
+
+    a: float | None = field(metadata=doc("linear coefficient, quantity per unit of x"))
+    b: float | None = field(metadata=doc("quadratic coefficient, quantity per unit of x squared"))
+    c: float | None = field(metadata=doc("constant, in the quantity's unit"))
+    b_ci: Interval | None = field(metadata=doc("95% interval of b (measured fits of 4 or more sizes); else null"))
+    quadratic_share: float | None = field(metadata=doc("b x_max^2 / the fitted value at x_max"))
+    share_ci: Interval | None = field(metadata=doc("95% interval of quadratic_share (measured fits); else null"))
+    verdict: str = field(metadata=doc("the curve's own verdict", choices=VERDICTS))
+    n_sizes: int = field(metadata=doc("distinct x fitted", min=1))
+    crossover: float | None = field(
+        metadata=doc("a/b in units of x, where the quadratic term overtakes the linear one; null when a or b <= 0")
+    )
+    max_rel_residual: float | None = field(metadata=doc("largest |value - fit| / |value| over the points", min=0))
+    note: str = field(metadata=doc("why the verdict is inconclusive, when it is"))
+
+
+@dataclass(frozen=True)
+class FitAttribution:
+    """The per-operator attribution that decides profiled latency (``bench.analysis.attribution``)."""
+
+    verdict: str = field(metadata=doc("verdict of the attribution", choices=VERDICTS))
+    quadratic_share: float | None = field(
+        metadata=doc("fraction of the step spent on quadratic work at x_max (median over rounds)")
+    )
+    share_ci: Interval | None = field(metadata=doc("95% interval over rounds; null with one round"))
+    quadratic_classes: dict[str, float | None] = field(
+        metadata=doc("operator class -> quadratic fraction of its work at x_max (classes with any)")
+    )
+    drift: float | None = field(metadata=doc("time per unit of x, largest size over smallest, minus 1"))
+    class_drift: dict[str, float | None] = field(
+        metadata=doc("operator class -> time per unit of its own work, largest size over smallest, minus 1")
+    )
+    clock: str = field(
+        metadata=doc('"cpu" or "device": the clock the class times come from', choices=("cpu", "device"))
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class FitRecord:
+    """One object of ``fits.json``: the verdict on one quantity of one series, what decided it, and where it ran.
+
+    ``fits.json`` (written by ``mixerbench report`` and ``sweep``) is a JSON array of these, strict JSON: a
+    number that is not finite is written as null (:func:`dumps_fits`, :func:`read_fits`).
+    """
+
+    model: str = field(metadata=doc("model name"))
+    label: str = field(metadata=doc("the series' name in reports"))
+    family: str | None = field(metadata=doc('model family: "mixer", "vit", "resnet", ...'))
+    attention: str | None = field(metadata=doc("ViT attention backend asked for; null: the model's default or none"))
+    attention_kernel: str | None = field(
+        metadata=doc("attention kernel(s) that ran, from the profiles, comma-separated; null: none recorded")
+    )
+    quantity: str = field(metadata=doc("what was fitted", choices=FIT_QUANTITIES))
+    verdict: str = field(metadata=doc("the verdict", choices=VERDICTS))
+    quadratic_share: float | None = field(
+        metadata=doc(
+            "what the verdict was decided on: the time share of quadratic work at the largest size (attributed "
+            "latency), else the curve's quadratic share"
+        )
+    )
+    share_ci: Interval | None = field(metadata=doc("95% interval of quadratic_share; null for exact fits"))
+    note: str = field(metadata=doc("why, with the drift"))
+    axis: str = field(
+        metadata=doc(
+            '"resolution" (x = tokens, patch fixed), "patch_size" (x = tokens, resolution fixed) or "pixels" '
+            "(convnets, x = H x W)",
+            choices=FIT_AXES,
+        )
+    )
+    x: tuple[int, ...] = field(metadata=doc("x of every record fitted (tokens S, or pixels)"))
+    patch_size: int | None = field(metadata=doc("patch size of the series; null for convnets"))
+    batch: int | Literal["max"] = field(metadata=doc('images per step, or "max"', min=1))
+    device: str = field(metadata=doc("device"))
+    dtype: str = field(metadata=doc("compute dtype"))
+    mode: str = field(metadata=doc('"infer" or "train"', choices=MODES))
+    machine: str | None = field(
+        default=None, metadata=doc("id of the machine it ran on (fingerprint, else env hash); files before: absent")
+    )
+    machine_name: str | None = field(
+        default=None, metadata=doc("the machine's name in the report when the folder holds several, else null")
+    )
+    threads: int | None = field(default=None, metadata=doc("torch intra-op threads it ran with; null: unknown"))
+    per_image: bool = field(metadata=doc('true for batch "max": the quantity is per image'))
+    curve: FitCurve = field(metadata=doc("the fitted curve"))
+    drift: float | None = field(
+        metadata=doc("change of the quantity per unit of x over the range (measured quantities); null for exact fits")
+    )
+    decided_by: str = field(
+        metadata=doc(
+            '"exact count", "exact fit (identical repetitions)", "curve (sizes as units)" or "per-operator attribution"'
+        )
+    )
+    measured_as: str | None = field(
+        default="",
+        metadata=doc(
+            'measured fits only (absent for exact ones): "profiled peak tensor bytes" when activation memory was '
+            "fitted on the profiler's peaks, else null",
+            optional=True,
+        ),
+    )
+    attribution: FitAttribution | None = field(
+        default=None, metadata=doc("attributed latency only (absent otherwise): the attribution", optional=True)
+    )
+
+
+def dumps_fits(fits: list[FitRecord]) -> str:
+    """The text of ``fits.json``: a JSON array of ``fits``, strict (a number that is not finite is null)."""
+    return json.dumps([encode(f, nonfinite_null=True) for f in fits], indent=1, allow_nan=False) + "\n"
+
+
+def read_fits(path: str | os.PathLike[str]) -> list[FitRecord]:
+    """Every object of a ``fits.json``, decoded and checked; ValueError (one line) names what is wrong."""
+    with files.open_file(Path(path), "rb") as f:
+        raw = f.read()
+    data = parse_line(raw.replace(b"\n", b" "))
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a JSON array, got {_short(data)}")
+    try:
+        return [decode_object(FitRecord, obj, f"[{i}]") for i, obj in enumerate(data)]
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------
 # The codec
 
 T = TypeVar("T")
@@ -660,15 +797,25 @@ def _stored(cls: type) -> list[dataclasses.Field[Any]]:
     return [f for f in dataclasses.fields(cls) if f.metadata.get("stored", True)]
 
 
-def encode(value: Any) -> JSON:
-    """JSON values of a dataclass (stored fields), tuple, list, dict or scalar; ValueError on a non-finite float."""
+def encode(value: Any, *, nonfinite_null: bool = False) -> JSON:
+    """JSON values of a dataclass (stored fields), tuple, list, dict or scalar.
+
+    A float that is not finite is a ValueError, or null with ``nonfinite_null``. A field marked ``optional`` is
+    left out while it holds its default.
+    """
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: encode(getattr(value, f.name)) for f in _stored(type(value))}
+        return {
+            f.name: encode(getattr(value, f.name), nonfinite_null=nonfinite_null)
+            for f in _stored(type(value))
+            if not (f.metadata.get("optional") and getattr(value, f.name) == f.default)
+        }
     if isinstance(value, (list, tuple)):
-        return [encode(v) for v in value]
+        return [encode(v, nonfinite_null=nonfinite_null) for v in value]
     if isinstance(value, dict):
-        return {str(k): encode(v) for k, v in value.items()}
+        return {str(k): encode(v, nonfinite_null=nonfinite_null) for k, v in value.items()}
     if isinstance(value, float) and not math.isfinite(value):
+        if nonfinite_null:
+            return None
         raise ValueError(f"{value} is not JSON")
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
@@ -872,34 +1019,45 @@ def json_type(tp: Any) -> str:
     return str(tp)
 
 
-TYPES: tuple[type, ...] = (
-    Record,
-    Case,
-    Counts,
-    Timing,
-    Profile,
-    Memory,
-    Cost,
-    ClassCost,
-    Energy,
-    CompileTime,
-    Env,
-    Machine,
-    GpuInfo,
-    GpuSample,
-    Shard,
-    PeerRecord,
-    PeerCase,
-    PairedTiming,
-)
+# The types of each file mixerbench writes, in the order the reference lists them.
+FILES: dict[str, tuple[type, ...]] = {
+    RESULTS_FILENAME: (
+        Record,
+        Case,
+        Counts,
+        Timing,
+        Profile,
+        Memory,
+        Cost,
+        ClassCost,
+        Energy,
+        CompileTime,
+        Env,
+        Machine,
+        GpuInfo,
+        GpuSample,
+        Shard,
+    ),
+    PEERS_FILENAME: (PeerRecord, PeerCase, PairedTiming),
+    FITS_FILENAME: (FitRecord, FitCurve, FitAttribution),
+}
+TYPES: tuple[type, ...] = tuple(cls for types_ in FILES.values() for cls in types_)
 
 
-def describe() -> dict[str, list[tuple[str, str, str]]]:
-    """Per type (by name, in :data:`TYPES` order): (field name, JSON type, doc) of every stored field."""
+def describe(file: str | None = None) -> dict[str, list[tuple[str, str, str]]]:
+    """Per type (by name, in :data:`FILES` order; only ``file``'s types when given): (field name, JSON type, doc)
+    of every stored field. A field that may be absent has "(may be absent)" after its type."""
     out: dict[str, list[tuple[str, str, str]]] = {}
-    for cls in TYPES:
+    for cls in FILES[file] if file is not None else TYPES:
         hints = _hints(cls)
-        rows = [(f.name, json_type(hints[f.name]), str(f.metadata.get("doc", ""))) for f in _stored(cls)]
+        rows = [
+            (
+                f.name,
+                json_type(hints[f.name]) + (" (may be absent)" if f.metadata.get("optional") else ""),
+                str(f.metadata.get("doc", "")),
+            )
+            for f in _stored(cls)
+        ]
         if cls in (Record, PeerRecord):
             rows.insert(0, ("schema", "integer", f"schema version ({SCHEMA_VERSION})"))
         out[cls.__name__] = rows

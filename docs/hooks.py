@@ -3,7 +3,8 @@
 A page asks for a part with a marker on a line of its own:
 
     <!-- generated: cli -->       every command's --help, from bench.cli's argparse parser
-    <!-- generated: schema -->    the results.jsonl / fits.json field tables, from the schema module
+    <!-- generated: schema FILE -->  the field tables of FILE (results.jsonl, peers.jsonl, fits.json), from
+                                     the schema module (bench.schema.describe(FILE))
     <!-- generated: results -->   the tables of every folder in results/, read with the project's readers
     <!-- generated: changelog --> CHANGELOG.md
 
@@ -25,24 +26,30 @@ if str(ROOT) not in sys.path:  # the hooks import bench from this checkout, inst
 
 from bench.site import docs as generate  # noqa: E402
 
-MARKER = re.compile(r"^<!-- generated: (\w+) -->$", re.MULTILINE)
+MARKER = re.compile(r"^<!-- generated: (\w+)(?: ([\w.]+))? -->$", re.MULTILINE)
 RESULTS = ROOT / "results"
 RESULTS_URL = "results"  # where the results page's plots are published (beside results/index.md)
 SITE_LINKS = {"site:dashboard": "index.html", "site:report": "report/index.html"}
 
 
-def _part(name: str) -> str:
+def _part(name: str, argument: str | None = None) -> str:
+    if name == "schema":
+        from bench import schema
+
+        if argument not in schema.FILES:
+            raise ValueError(f"generated: schema needs one of {', '.join(schema.FILES)}, got {argument!r}")
+        return generate.schema_tables(level=3, file=argument)
+    if argument is not None:
+        raise ValueError(f"generated: {name} takes no argument, got {argument!r}")
     if name == "cli":
         from bench.cli import build_parser
 
         return generate.cli_reference(build_parser())
-    if name == "schema":
-        return generate.schema_tables()
     if name == "results":
         return generate.results_tables(RESULTS, image_prefix="")
     if name == "changelog":  # CHANGELOG.md at the root, its title left out
         return (ROOT / "CHANGELOG.md").read_text().split("\n", 1)[1]
-    raise ValueError(f"unknown generated part {name!r} (known: cli, schema, results, changelog)")
+    raise ValueError(f"unknown generated part {name!r} (known: cli, schema FILE, results, changelog)")
 
 
 def on_files(files, config):
@@ -56,7 +63,7 @@ def on_files(files, config):
 
 
 def on_page_markdown(markdown, page, config, files):
-    return MARKER.sub(lambda m: _part(m.group(1)), markdown)
+    return MARKER.sub(lambda m: _part(m.group(1), m.group(2)), markdown)
 
 
 def on_post_page(output, page, config):

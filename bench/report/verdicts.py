@@ -14,15 +14,14 @@ The file is strict JSON: a number that is not finite is written as null.
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
+from bench import schema
 from bench.analysis.series import FitRow, machine_of
 from bench.files import write_text_atomically
 from bench.text import markdown as md
 
-FILENAME = "fits.json"
+FILENAME = schema.FITS_FILENAME
 QUANTITY_KEYS = {"MACs": "macs", "latency": "latency", "activation memory": "activation_memory"}
 
 
@@ -31,77 +30,71 @@ def _kernel(row: FitRow) -> str | None:
     return ",".join(sorted(kernels)) if kernels else None
 
 
-def fit_object(row: FitRow) -> dict:
+def fit_object(row: FitRow) -> schema.FitRecord:
     s = row.series
     c = s.case
-    obj = {
-        "model": c.model,
-        "label": s.label,
-        "family": s.records[0].family,
-        "attention": c.attention,
-        "attention_kernel": _kernel(row),
-        "quantity": QUANTITY_KEYS[row.quantity],
-        "verdict": row.verdict,
-        "quadratic_share": row.quadratic_share,
-        "share_ci": list(row.share_ci) if row.share_ci else None,
-        "note": row.drift_note,
-        "axis": s.axis,
-        "x": s.x(),
-        "patch_size": c.patch_size,
-        "batch": c.batch,
-        "device": c.device,
-        "dtype": c.dtype,
-        "mode": c.mode,
-        "machine": machine_of(s.records[0]),  # the machine's id: same-named series of two machines stay apart
-        "machine_name": s.machine,  # its name in the report when the folder holds several machines, else null
-        "threads": c.threads if c.threads is not None else (env.torch_threads if (env := s.records[0].env) else None),
-        "per_image": c.batch == "max",
-        "curve": None,
-        "drift": None,
-        "decided_by": None,
-    }
-    f = row.fit
-    if f is not None:
-        obj["curve"] = {
-            "a": f.a,
-            "b": f.b,
-            "c": f.c,
-            "b_ci": list(f.b_ci) if f.b_ci else None,
-            "quadratic_share": f.quadratic_share,
-            "share_ci": list(f.share_ci) if f.share_ci else None,
-            "verdict": f.verdict,
-            "n_sizes": len(set(s.x())),
-            "crossover": f.crossover,
-            "max_rel_residual": f.max_rel_residual,
-            "note": f.note,
-        }
-        obj["decided_by"] = decided_by(row) if not f.noisy else "curve (sizes as units)"
-        if f.noisy:
-            obj["measured_as"] = "profiled peak tensor bytes" if row.peaks else None
-    obj["drift"] = row.drift
+    f, verdict = row.fit, row.verdict
+    assert f is not None and verdict is not None  # fits.json holds the rows with a fit
+    attribution = None
     if row.attribution is not None:
-        obj["decided_by"] = "per-operator attribution"
-        obj["attribution"] = row.attribution.to_dict()
-    return obj
+        a = row.attribution
+        attribution = schema.FitAttribution(
+            verdict=a.verdict,
+            quadratic_share=a.quadratic_share,
+            share_ci=a.share_ci,
+            quadratic_classes=a.quadratic_classes,
+            drift=a.drift,
+            class_drift=a.class_drift,
+            clock=a.clock,
+        )
+    return schema.FitRecord(
+        model=c.model,
+        label=s.label,
+        family=s.records[0].family,
+        attention=c.attention,
+        attention_kernel=_kernel(row),
+        quantity=QUANTITY_KEYS[row.quantity],
+        verdict=verdict,
+        quadratic_share=row.quadratic_share,
+        share_ci=row.share_ci,
+        note=row.drift_note,
+        axis=s.axis,
+        x=tuple(s.x()),
+        patch_size=c.patch_size,
+        batch=c.batch,
+        device=c.device,
+        dtype=c.dtype,
+        mode=c.mode,
+        machine=machine_of(s.records[0]),  # the machine's id: same-named series of two machines stay apart
+        machine_name=s.machine,  # its name in the report when the folder holds several machines, else null
+        threads=c.threads if c.threads is not None else (env.torch_threads if (env := s.records[0].env) else None),
+        per_image=c.batch == "max",
+        curve=schema.FitCurve(
+            a=f.a,
+            b=f.b,
+            c=f.c,
+            b_ci=f.b_ci,
+            quadratic_share=f.quadratic_share,
+            share_ci=f.share_ci,
+            verdict=f.verdict,
+            n_sizes=len(set(s.x())),
+            crossover=f.crossover,
+            max_rel_residual=f.max_rel_residual,
+            note=f.note,
+        ),
+        drift=row.drift,
+        decided_by=decided_by(row) if not f.noisy or row.attribution is not None else "curve (sizes as units)",
+        measured_as=("profiled peak tensor bytes" if row.peaks else None) if f.noisy else "",
+        attribution=attribution,
+    )
 
 
 def write_fits_json(out: Path, rows: list[FitRow]) -> Path:
-    """Write ``out``/fits.json atomically, strict JSON (a value that is not finite is null); returns its path."""
+    """Write ``out``/fits.json atomically (:func:`bench.schema.dumps_fits`: strict JSON, a value that is not finite
+    is null); returns its path."""
     path = out / FILENAME
-    objects = [_finite(fit_object(r)) for r in rows if r.fit is not None]
-    write_text_atomically(path, json.dumps(objects, indent=1, allow_nan=False) + "\n")
+    write_text_atomically(path, schema.dumps_fits([fit_object(r) for r in rows if r.fit is not None]))
     return path
-
-
-def _finite(value):
-    """``value`` with every float that is not finite (NaN, infinity: not JSON) replaced by None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def decided_by(row: FitRow) -> str:

@@ -60,21 +60,22 @@ def cli_reference(parser: argparse.ArgumentParser, columns: int = HELP_COLUMNS) 
 # --- record schemas ----------------------------------------------------------------------
 
 
-def schema_description() -> dict[str, list[tuple[str, str, str]]]:
-    """Per type written to disk: (field, JSON type, doc), from ``bench.schema.describe()``."""
+def schema_description(file: str | None = None) -> dict[str, list[tuple[str, str, str]]]:
+    """Per type written to disk (only ``file``'s, e.g. "fits.json", when given): (field, JSON type, doc), from
+    ``bench.schema.describe()``."""
     from bench import schema
 
-    return {str(name): [(str(f), str(t), str(d)) for f, t, d in rows] for name, rows in schema.describe().items()}
+    return {str(name): [(str(f), str(t), str(d)) for f, t, d in rows] for name, rows in schema.describe(file).items()}
 
 
 def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def schema_tables(level: int = 3) -> str:
-    """Markdown: one field table per type of :func:`schema_description`."""
+def schema_tables(level: int = 3, file: str | None = None) -> str:
+    """Markdown: one field table per type of :func:`schema_description` (``file``'s types only, when given)."""
     out = []
-    for name, rows in schema_description().items():
+    for name, rows in schema_description(file).items():
         out += [f"{'#' * level} `{name}`", "", "| field | JSON type | meaning |", "| --- | --- | --- |"]
         out += [f"| `{field}` | {_cell(kind)} | {_cell(doc)} |" for field, kind, doc in rows]
         out.append("")

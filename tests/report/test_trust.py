@@ -3,6 +3,7 @@ a roof that is a roof, each verdict beside what decided it, and exact fits of wh
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -81,14 +82,19 @@ def folder(path, rows):
 
 def test_fits_json_is_strict_json(tmp_path, monkeypatch):
     rows = fits_of(series_of([Record.from_json(record(s)) for s in (64, 96, 128)]))
-    monkeypatch.setattr(verdicts, "fit_object", lambda row: {"quadratic_share": math.nan, "ci": [math.inf, 1.0]})
+    real = verdicts.fit_object
+    monkeypatch.setattr(
+        verdicts,
+        "fit_object",
+        lambda row: dataclasses.replace(real(row), quadratic_share=math.nan, share_ci=(math.inf, 1.0)),
+    )
     path = verdicts.write_fits_json(tmp_path, rows)
 
     def refuse(constant):
         raise ValueError(f"{constant} is not JSON")
 
     data = json.loads(path.read_text(), parse_constant=refuse)
-    assert data[0] == {"quadratic_share": None, "ci": [None, 1.0]}
+    assert data[0]["quadratic_share"] is None and data[0]["share_ci"] == [None, 1.0]
 
 
 def test_every_fit_names_its_machine_and_threads(tmp_path):

@@ -111,6 +111,20 @@ def test_the_field_tables_list_every_field_of_the_record_types(site):
                 assert f"{field.name}" in page, f"{cls.__name__}.{field.name} is missing from the field tables"
 
 
+def test_the_fits_json_section_is_the_generated_table_of_its_types(site):
+    """fits.json's fields are described once, by bench.schema: its section holds every FitRecord, FitCurve and
+    FitAttribution field with its JSON type, and only those types (results.jsonl's tables are elsewhere)."""
+    from bench import schema
+
+    page = _text(site / "reference" / "records.html")
+    section = page[page.index("\nfits.json¶") : page.index("\nflops JSON¶")]
+    for name, rows in schema.describe(schema.FITS_FILENAME).items():
+        assert name in section
+        for field, kind, _ in rows:
+            assert re.search(rf"{re.escape(field)}\s+{re.escape(kind)}", section), f"{name}.{field} ({kind})"
+    assert "Timing¶" not in section and "\nRecord¶" not in section
+
+
 def test_the_results_page_has_every_folder_with_its_number_of_cases(site):
     page = _text(site / "results" / "index.html")
     folders = sorted(p.parent for p in (ROOT / "results").glob("*/results.jsonl"))
