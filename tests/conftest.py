@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import ok_record
+from helpers import fake_record
 
 
 class _NoWorker:
@@ -27,7 +27,7 @@ def stub_measuring(monkeypatch):
 
     def run_case(case, run, **kwargs):
         ran.append(case)
-        return ok_record(case, env=run.env, roof=run.roof)
+        return fake_record(case, env=run.env, roof=run.roof)
 
     monkeypatch.setattr(sweep, "run_case", run_case)
     monkeypatch.setattr(timing, "matmul_roof", lambda device, dtype: 1e9)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench.analysis.series import fits_of, series_of
-from bench.runs import records as results
+from bench.runs import records
 from helpers import ROOT
 
 QUICK = ROOT / "results" / "cpu-quick-v2"
@@ -28,17 +28,17 @@ EXPECTED = {  # (latency, activation memory) of the default sweep
 
 
 def load(folder: Path):
-    return list(results.latest_by_key(results.read_results(folder / results.FILENAME)[0]).values())
+    return list(records.latest_by_key(records.read_results(folder / records.FILENAME)[0]).values())
 
 
-def verdicts(records) -> dict:
-    return {(row.series.label, row.quantity): row.verdict for row in fits_of(series_of(records))}
+def verdicts(loaded) -> dict:
+    return {(row.series.label, row.quantity): row.verdict for row in fits_of(series_of(loaded))}
 
 
-def more_blocks(records, factor: int, seed: int):
+def more_blocks(loaded, factor: int, seed: int):
     rng = random.Random(seed)
     out = []
-    for r in records:
+    for r in loaded:
         r = copy.deepcopy(r)
         if r.status == "ok":
             rounds = r.time.rounds_s or (r.time.times_s,)
@@ -69,7 +69,7 @@ def test_the_default_sweep_gives_the_verdicts_it_should():
 @pytest.mark.parametrize("folder", ["cpu-quick-v2", "h200-paper"])
 @pytest.mark.parametrize("factor", [2, 4])
 def test_twice_and_four_times_the_samples_give_the_same_verdicts(folder, factor):
-    records = load(ROOT / "results" / folder)
-    base = verdicts(records)
+    loaded = load(ROOT / "results" / folder)
+    base = verdicts(loaded)
     for seed in range(3):
-        assert verdicts(more_blocks(records, factor, seed)) == base
+        assert verdicts(more_blocks(loaded, factor, seed)) == base

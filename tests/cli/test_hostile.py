@@ -9,96 +9,20 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from bench import cli, files
-from bench.runs.records import Record, ResultsWriter, read_results
-from helpers import ROOT
+from bench.runs.records import ResultsWriter, read_results
+from bench.schema import Env
+from helpers import main_code, mixer_record, one_line, one_line_error, run_bench, write_results
 
 ESCAPE = "\x1b]0;pwned\x07\x1b[2J"  # sets the terminal title, then clears the screen
 
 
-def main_code(argv) -> int:
-    try:
-        return cli.main(argv)
-    except SystemExit as exc:
-        return exc.code
-
-
-def one_line_error(err: str, *needles: str) -> None:
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
-
-
-def run_bench(*argv, timeout=120) -> subprocess.CompletedProcess:
-    """``python -m bench ARGV`` in a child process: a hang fails the test instead of blocking it."""
-    return subprocess.run(
-        [sys.executable, "-m", "bench", *map(str, argv)],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def record(size: int, label: str = "mixer", env_extra: dict | None = None, seconds: float | None = None) -> dict:
-    """One valid 'ok' record of a Mixer at ``size`` px (patch 4), linear in S."""
-    tokens = (size // 4) ** 2
-    seconds = seconds if seconds is not None else 1e-6 * tokens
-    return {
-        "case": {
-            "model": "mixer_s16",
-            "img_size": size,
-            "patch_size": 4,
-            "batch": 1,
-            "device": "cpu",
-            "dtype": "float32",
-            "mode": "infer",
-            "overrides": {},
-            "channels_last": False,
-            "compile": False,
-        },
-        "label": label,
-        "status": "ok",
-        "tokens": tokens,
-        "macs": 1000 * tokens,
-        "batch": 1,
-        "env": {"device": "cpu", "device_name": "test cpu", "cpu_model": "test cpu", "torch": "x", **(env_extra or {})},
-        "roof_flops_per_s": 1e11,
-        "time": {
-            "median_s": seconds,
-            "iqr_s": 0.01 * seconds,
-            "mean_s": seconds,
-            "runs": 3,
-            "number_per_run": 1,
-            "batch": 1,
-            "warmup": 1,
-            "images_per_s": 1 / seconds,
-            "times_s": [seconds, seconds * 1.002, seconds * 0.998],
-        },
-        "memory": {
-            "method": "cpu_peak_rss",
-            "weights_bytes": 10**6,
-            "activation_bytes": 2000 * tokens,
-            "peak_bytes": 5 * 10**8,
-            "baseline_bytes": 4 * 10**8,
-        },
-        "mfu": 0.1,
-    }
-
-
-def folder(path: Path, rows: list[dict]) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    with ResultsWriter(path / "results.jsonl") as w:
-        for row in rows:
-            w.append(Record.from_json(row))
-    return path
+def env(**fields) -> Env:
+    """The made-up records' environment (a "test cpu"), with ``fields`` changed."""
+    return Env(**{"device": "cpu", "device_name": "test cpu", "cpu_model": "test cpu", "torch": "x", **fields})
 
 
 # --- class 1: nothing is opened through a symbolic link planted in a folder -------------------
@@ -124,7 +48,7 @@ def test_sweep_refuses_a_symlinked_lock_before_any_work(tmp_path, capsys):
     (out / ".lock").symlink_to(target)
     code = main_code(["sweep", "--models", "mixer_s16", "--resolutions", "64", "--out", str(out), "--no-report"])
     assert code == 2
-    one_line_error(capsys.readouterr().err, ".lock", "symbolic link")
+    one_line_error(capsys, ".lock", "symbolic link")
     assert target.read_text() == "precious\n"
     assert sorted(p.name for p in out.iterdir()) == [".lock"]
 
@@ -141,7 +65,7 @@ def test_the_lock_never_truncates(tmp_path):
 
 def test_results_through_a_symlink_are_neither_written_nor_read(tmp_path, capsys):
     elsewhere = tmp_path / "elsewhere.jsonl"
-    elsewhere.write_text(json.dumps(record(64)) + "\n")
+    elsewhere.write_text(json.dumps(mixer_record(64).to_json()) + "\n")
     out = tmp_path / "out"
     out.mkdir()
     (out / "results.jsonl").symlink_to(elsewhere)
@@ -150,9 +74,9 @@ def test_results_through_a_symlink_are_neither_written_nor_read(tmp_path, capsys
     with pytest.raises(files.UnsafeFile, match="symbolic link"):
         read_results(out / "results.jsonl")
     assert main_code(["report", str(out)]) == 2
-    one_line_error(capsys.readouterr().err, "symbolic link")
+    one_line_error(capsys, "symbolic link")
     assert main_code(["compare", str(out), str(out)]) == 2
-    one_line_error(capsys.readouterr().err, "symbolic link")
+    one_line_error(capsys, "symbolic link")
     assert len(elsewhere.read_text().splitlines()) == 1
 
 
@@ -187,28 +111,28 @@ def test_sweep_resume_refuses_a_fifo_as_results(tmp_path):
     os.mkfifo(out / "results.jsonl")
     done = run_bench("sweep", "--models", "mixer_s16", "--resolutions", "64", "--out", out, "--resume", "--no-report")
     assert done.returncode == 2
-    one_line_error(done.stderr, "FIFO")
+    one_line(done.stderr, "FIFO")
 
 
 @pytest.mark.parametrize("name", ["machine.json", "peers.jsonl"])
 def test_sweep_refuses_a_fifo_beside_the_results(tmp_path, name):
-    out = folder(tmp_path / "out", [record(64)])
+    out = write_results(tmp_path / "out", [mixer_record(64)])
     os.mkfifo(out / name)
     done = run_bench("sweep", "--models", "mixer_s16", "--resolutions", "64", "--out", out, "--resume", "--no-report")
     assert done.returncode == 2
-    one_line_error(done.stderr, name, "FIFO")
+    one_line(done.stderr, name, "FIFO")
 
 
 def test_report_does_not_wait_on_a_fifo_peers_file(tmp_path):
-    out = folder(tmp_path / "out", [record(s) for s in (64, 96, 128)])
+    out = write_results(tmp_path / "out", [mixer_record(s) for s in (64, 96, 128)])
     os.mkfifo(out / "peers.jsonl")
     done = run_bench("report", out)
     assert done.returncode == 2
-    one_line_error(done.stderr, "peers.jsonl", "FIFO")
+    one_line(done.stderr, "peers.jsonl", "FIFO")
 
 
 def test_report_does_not_wait_on_a_fifo_machine_json(tmp_path):
-    out = folder(tmp_path / "out", [record(s) for s in (64, 96, 128)])
+    out = write_results(tmp_path / "out", [mixer_record(s) for s in (64, 96, 128)])
     os.mkfifo(out / "machine.json")
     done = run_bench("report", out)
     assert done.returncode == 0, done.stderr
@@ -242,7 +166,7 @@ def test_huge_numbers_are_refused_by_the_parser_naming_the_limit(name, tmp_path,
     with pytest.raises(SystemExit) as exc:
         cli.build_parser().parse_args(argv)
     assert exc.value.code == 2
-    one_line_error(capsys.readouterr().err, needle)
+    one_line_error(capsys, needle)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -279,8 +203,10 @@ def test_report_page_allows_same_origin_images_only():
 
 
 def test_report_and_compare_console_escape_a_label_and_env(tmp_path, capsys):
-    a = folder(tmp_path / "a", [record(s, label="mixer" + ESCAPE, env_extra={"torch": "1" + ESCAPE}) for s in (64, 96)])
-    b = folder(tmp_path / "b", [record(s, label="mixer" + ESCAPE, env_extra={"torch": "2"}) for s in (64, 96)])
+    a = write_results(
+        tmp_path / "a", [mixer_record(s, label="mixer" + ESCAPE, env=env(torch="1" + ESCAPE)) for s in (64, 96)]
+    )
+    b = write_results(tmp_path / "b", [mixer_record(s, label="mixer" + ESCAPE, env=env(torch="2")) for s in (64, 96)])
     assert main_code(["compare", str(a), str(b)]) == 0
     captured = capsys.readouterr()
     assert "note: A and B differ" in captured.err  # the note names the environment values...
@@ -293,11 +219,11 @@ def test_report_and_compare_console_escape_a_label_and_env(tmp_path, capsys):
 
 
 def test_merge_conflict_message_is_escaped(tmp_path, capsys):
-    a = folder(tmp_path / "a", [record(64, label="mixer" + ESCAPE, seconds=0.001)])
-    b = folder(tmp_path / "b", [record(64, label="mixer" + ESCAPE, seconds=0.002)])
+    a = write_results(tmp_path / "a", [mixer_record(64, label="mixer" + ESCAPE, seconds=0.001)])
+    b = write_results(tmp_path / "b", [mixer_record(64, label="mixer" + ESCAPE, seconds=0.002)])
     assert main_code(["merge", str(tmp_path / "m"), str(a), str(b)]) == 2
     err = capsys.readouterr().err
-    one_line_error(err, "conflicting")
+    one_line(err, "conflicting")
     assert "\x1b" not in err
 
 
@@ -305,7 +231,9 @@ def test_a_label_cannot_forge_markdown_in_the_report(tmp_path):
     from markdown_it import MarkdownIt
 
     forged = "mixer | 1 | 2 |\n# Forged heading\n| forged | row |\n![x](https://example.com/t.png)"
-    out = folder(tmp_path / "out", [record(s, label=forged, env_extra={"device": "- # env"}) for s in (64, 96, 128)])
+    out = write_results(
+        tmp_path / "out", [mixer_record(s, label=forged, env=env(device="- # env")) for s in (64, 96, 128)]
+    )
     assert main_code(["report", str(out)]) == 0
     text = (out / "report.md").read_text()
     tokens = MarkdownIt("commonmark").enable("table").parse(text)
@@ -323,6 +251,6 @@ def test_a_label_cannot_forge_markdown_in_the_report(tmp_path):
 
 
 def test_a_mathtext_label_is_drawn_as_text(tmp_path):
-    out = folder(tmp_path / "out", [record(s, label="$x^$ mixer $\\frac{}{}$") for s in (64, 96, 128)])
+    out = write_results(tmp_path / "out", [mixer_record(s, label="$x^$ mixer $\\frac{}{}$") for s in (64, 96, 128)])
     done = run_bench("report", out)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr

@@ -13,7 +13,7 @@ import pytest
 from bench import cli, report
 from bench.analysis.series import fits_of, series_of
 from bench.report.devices import devices_table
-from bench.runs import records as results
+from bench.runs import records
 from helpers import ROOT
 
 RESULTS = ROOT / "results"
@@ -110,7 +110,7 @@ def test_same_cases_on_two_machines_are_fitted_apart(tmp_path, capsys):
         r["time"] = dict(r["time"], median_s=2 * r["time"]["median_s"], times_s=[2 * t for t in r["time"]["times_s"]])
     (b / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = merged(tmp_path, capsys, a, b)
-    found, _ = results.read_results(out / "results.jsonl")
+    found, _ = records.read_results(out / "results.jsonl")
     md, console, _, _ = report.build(out)
     assert "40 cases" in md  # not collapsed by case key
     series = series_of(found)
@@ -124,7 +124,7 @@ def test_same_cases_on_two_machines_are_fitted_apart(tmp_path, capsys):
 
 
 def test_one_machine_has_no_device_section_and_unchanged_series():
-    found, _ = results.read_results(RESULTS / "h200-paper" / "results.jsonl")
+    found, _ = records.read_results(RESULTS / "h200-paper" / "results.jsonl")
     assert devices_table(found) == []
     series = series_of(found)
     assert all(s.machine is None and s.legend == s.label and " on " not in s.title for s in series)
@@ -133,7 +133,7 @@ def test_one_machine_has_no_device_section_and_unchanged_series():
 def test_two_machines_of_one_name_are_told_apart(tmp_path):
     rows = [json.loads(line) for line in (RESULTS / "cpu-quick" / "results.jsonl").read_text().splitlines()]
     twin = [dict(r, env=dict(r["env"], cpu_count=64)) for r in rows]  # same device name, another machine id
-    found = [results.Record.from_json(r) for r in rows + twin]
+    found = [records.Record.from_json(r) for r in rows + twin]
     lines = devices_table(found)
     names = [line.split(" | ")[0] for line in lines if line.startswith("| AMD EPYC")]
     assert len(names) == 2 and len(set(names)) == 2 and all("[" in n for n in names)

@@ -6,7 +6,9 @@ import pytest
 
 from bench import cli, report
 from bench.analysis.series import fits_of, series_of
-from bench.runs.records import Record, ResultsWriter, read_results
+from bench.runs.records import read_results
+from bench.schema import Case
+from helpers import fake_record, write_results
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SIZES = (64, 96, 128, 160, 192)
@@ -14,65 +16,21 @@ D = 64  # ViT width: per block 12 S d^2 + 2 S^2 d multiply-adds
 
 
 def record(label, model, overrides, size, tokens, macs, seconds, act_bytes, status="ok"):
-    wobble = (1.0, 1.002, 0.998)  # deterministic "noise" of 0.2%
-    r = {
-        "case": {
-            "model": model,
-            "img_size": size,
-            "patch_size": 4,
-            "batch": 1,
-            "device": "cpu",
-            "dtype": "float32",
-            "mode": "infer",
-            "overrides": overrides,
-            "channels_last": False,
-            "compile": False,
-        },
-        "label": label,
-        "status": status,
-        "tokens": tokens,
-        "macs": macs,
-        "batch": 1,
-        "env": {
-            "device": "cpu",
-            "device_name": "test cpu",
-            "cpu_model": "test cpu",
-            "cpu_count": 2,
-            "torch_threads": 2,
-            "torch": "x",
-            "timm": "y",
-            "python": "3",
-            "git_commit": "abc",
-            "date": "2026-01-01T00:00:00+00:00",
-        },
-        "roof_flops_per_s": 1e11,
-    }
-    if status == "ok":
-        times = [seconds * w for w in wobble]
-        r.update(
-            time={
-                "median_s": seconds,
-                "iqr_s": 0.01 * seconds,
-                "mean_s": seconds,
-                "runs": 3,
-                "number_per_run": 1,
-                "batch": 1,
-                "warmup": 1,
-                "images_per_s": 1 / seconds,
-                "times_s": times,
-            },
-            memory={
-                "method": "cpu_peak_rss",
-                "weights_bytes": 10**6,
-                "activation_bytes": act_bytes,
-                "peak_bytes": 5 * 10**8,
-                "baseline_bytes": 4 * 10**8,
-            },
-            mfu=2 * macs / seconds / 1e11,
-        )
-    else:
-        r["error"] = "out of memory"
-    return r
+    """A made-up record of ``model`` at ``size`` px (patch 4) with the given counts and measurements, timed in three
+    blocks 0.2% apart (a deterministic "noise"); any other ``status`` is an "out of memory" that carries its counts."""
+    case = Case(model, size, 4, overrides=overrides, label=label)
+    if status != "ok":
+        return fake_record(case, status=status, error="out of memory", tokens=tokens, macs=macs)
+    return fake_record(
+        case,
+        tokens=tokens,
+        macs=macs,
+        seconds=seconds,
+        wobble=(1.0, 1.002, 0.998),
+        activation_bytes=act_bytes,
+        roof=1e11,
+        mfu=2 * macs / seconds / 1e11,
+    )
 
 
 def synthetic(factor_time=1.0):
@@ -100,18 +58,8 @@ def synthetic(factor_time=1.0):
     return rows
 
 
-def write(folder, rows, extra_line=None):
-    folder.mkdir(parents=True, exist_ok=True)
-    with ResultsWriter(folder / "results.jsonl") as w:
-        for i, r in enumerate(rows):
-            w.append(Record.from_json(r))
-            if extra_line and i == 0:
-                with open(folder / "results.jsonl", "a") as f:
-                    f.write(extra_line + "\n")
-
-
 def test_report_verdicts_tables_and_plots(tmp_path):
-    write(tmp_path, synthetic(), extra_line="{broken")
+    write_results(tmp_path, synthetic(), ["{broken"])
     md, console, plots, warnings = report.build(tmp_path)
     verdicts = {
         (row.series.label, row.quantity): row.fit.verdict
@@ -133,12 +81,12 @@ def test_report_verdicts_tables_and_plots(tmp_path):
         and "| oom" not in md.split("## Cases")[0]
     )
     assert "oom: out of memory" in md
-    assert warnings and "line 2" in warnings[0]
+    assert warnings and f"line {len(synthetic()) + 1}" in warnings[0]
     assert "quadratic" in console and "linear" in console
 
 
 def test_exact_vit_fit_recovers_the_attention_coefficient(tmp_path):
-    write(tmp_path, synthetic())
+    write_results(tmp_path, synthetic())
     rows = fits_of(series_of(read_results(tmp_path / "results.jsonl")[0]))
     vit = next(r for r in rows if r.series.label == "vit fused" and r.quantity == "MACs")
     assert vit.fit.b == pytest.approx(2 * 2 * D)  # 2 blocks x 2 S^2 d
@@ -146,7 +94,7 @@ def test_exact_vit_fit_recovers_the_attention_coefficient(tmp_path):
 
 
 def test_cmd_report_and_missing_folder(tmp_path, capsys):
-    write(tmp_path / "a", synthetic())
+    write_results(tmp_path / "a", synthetic())
     assert cli.main(["report", str(tmp_path / "a")]) == 0
     assert (tmp_path / "a" / "report.md").read_text().startswith("# mixerbench sweep report")
     capsys.readouterr()
@@ -156,9 +104,9 @@ def test_cmd_report_and_missing_folder(tmp_path, capsys):
 
 
 def test_compare_flags_and_exit_codes(tmp_path, capsys):
-    write(tmp_path / "a", synthetic())
-    write(tmp_path / "b", synthetic())
-    write(tmp_path / "slow", synthetic(factor_time=1.5))
+    write_results(tmp_path / "a", synthetic())
+    write_results(tmp_path / "b", synthetic())
+    write_results(tmp_path / "slow", synthetic(factor_time=1.5))
     assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     out = capsys.readouterr().out
     assert "0 worse, 0 better" in out

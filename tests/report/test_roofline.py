@@ -8,8 +8,7 @@ import shutil
 import pytest
 
 from bench.report import roofline
-from bench.runs import costs
-from bench.runs import records as results
+from bench.runs import costs, records
 from helpers import ROOT
 
 
@@ -25,11 +24,11 @@ def test_each_operator_is_priced_at_the_larger_of_compute_and_memory_time():
 
 
 def test_h200_report_has_the_roofline_table_and_plot(tmp_path):
-    shutil.copy(ROOT / "results" / "h200-paper" / results.FILENAME, tmp_path / results.FILENAME)
-    records, _ = results.read_results(tmp_path / results.FILENAME)
-    records = costs.fill_missing_costs(records)  # written before the cost existed: counted on meta here
-    mixer = [r for r in records if r.name == "mixer_b16"][:1] + [r for r in records if r.name == "mixer_b16"][-1:]
-    vit = [r for r in records if r.case.model == "vit_b16" and r.case.overrides.get("attn_backend") == "fused"][-1:]
+    shutil.copy(ROOT / "results" / "h200-paper" / records.FILENAME, tmp_path / records.FILENAME)
+    found, _ = records.read_results(tmp_path / records.FILENAME)
+    found = costs.fill_missing_costs(found)  # written before the cost existed: counted on meta here
+    mixer = [r for r in found if r.name == "mixer_b16"][:1] + [r for r in found if r.name == "mixer_b16"][-1:]
+    vit = [r for r in found if r.case.model == "vit_b16" and r.case.overrides.get("attn_backend") == "fused"][-1:]
     md, plots = roofline.section(mixer + vit, tmp_path)
     assert plots == [roofline.PLOT] and (tmp_path / roofline.PLOT).stat().st_size > 10_000
     text = "\n".join(md)
@@ -46,9 +45,9 @@ def test_h200_report_has_the_roofline_table_and_plot(tmp_path):
 
 
 def _h200_sample(tmp_path):
-    shutil.copy(ROOT / "results" / "h200-paper" / results.FILENAME, tmp_path / results.FILENAME)
-    records, _ = results.read_results(tmp_path / results.FILENAME)
-    return [r for r in records if r.name == "mixer_b16"][:2]
+    shutil.copy(ROOT / "results" / "h200-paper" / records.FILENAME, tmp_path / records.FILENAME)
+    found, _ = records.read_results(tmp_path / records.FILENAME)
+    return [r for r in found if r.name == "mixer_b16"][:2]
 
 
 def test_report_never_counts_a_cost(tmp_path, monkeypatch):

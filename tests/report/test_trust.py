@@ -12,76 +12,37 @@ import pytest
 from bench import cli
 from bench.analysis.series import fits_of, series_of
 from bench.report import verdicts
-from bench.runs.records import Record, ResultsWriter
+from bench.schema import Env, Profile
+from helpers import mixer_record, write_results
 
 
-def record(size: int, *, threads: int | None = None, peak: int | None = None, mfu: float = 0.1, label="mixer") -> dict:
+def record(size: int, *, threads: int | None = None, peak: int | None = None, mfu: float = 0.1, label="mixer"):
+    """A made-up Mixer whose latency and activation memory are linear in S with a small deterministic wobble;
+    with ``peak``, a profile whose tensor peak is ``peak`` bytes at every profiled step."""
     tokens = (size // 4) ** 2
-    seconds = 1e-6 * tokens * (1 + 0.01 * (size % 3))
-    case = {
-        "model": "mixer_s16",
-        "img_size": size,
-        "patch_size": 4,
-        "batch": 1,
-        "device": "cpu",
-        "dtype": "float32",
-        "mode": "infer",
-        "overrides": {},
-        "channels_last": False,
-        "compile": False,
-    }
-    if threads is not None:
-        case["threads"] = threads
-    r = {
-        "case": case,
-        "label": label,
-        "status": "ok",
-        "tokens": tokens,
-        "macs": 1000 * tokens,
-        "batch": 1,
-        "env": {"device": "cpu", "device_name": "test cpu", "cpu_model": "test cpu", "torch_threads": threads or 2},
-        "roof_flops_per_s": 1e11,
-        "time": {
-            "median_s": seconds,
-            "iqr_s": 0.01 * seconds,
-            "mean_s": seconds,
-            "runs": 3,
-            "number_per_run": 1,
-            "batch": 1,
-            "warmup": 1,
-            "images_per_s": 1 / seconds,
-            "times_s": [seconds, seconds * 1.002, seconds * 0.998],
-        },
-        "memory": {
-            "method": "cpu_peak_rss",
-            "weights_bytes": 10**6,
-            "activation_bytes": 2000 * tokens + 4096 * (size % 5),
-            "peak_bytes": 5 * 10**8,
-            "baseline_bytes": 4 * 10**8,
-        },
-        "mfu": mfu,
-    }
+    profile = None
     if peak is not None:
         cpu_s = {"attention": 0.0, "data_movement": 1e-5, "dense": 1e-3, "norm_elementwise": 1e-4, "token_mixing": 1e-4}
-        r["profile"] = {
-            "steps": 3,
-            "cpu_s": cpu_s,
-            "cpu_s_rounds": {k: [v, v, v] for k, v in cpu_s.items()},
-            "tensor_peak_bytes_rounds": [peak, peak, peak],
-        }
-    return r
-
-
-def folder(path, rows):
-    path.mkdir(parents=True, exist_ok=True)
-    with ResultsWriter(path / "results.jsonl") as w:
-        for row in rows:
-            w.append(Record.from_json(row))
-    return path
+        profile = Profile(
+            steps=3,
+            cpu_s=cpu_s,
+            cpu_s_rounds={k: (v, v, v) for k, v in cpu_s.items()},
+            tensor_peak_bytes_rounds=(peak, peak, peak),
+        )
+    return mixer_record(
+        size,
+        label=label,
+        threads=threads,
+        seconds=1e-6 * tokens * (1 + 0.01 * (size % 3)),
+        activation_bytes=2000 * tokens + 4096 * (size % 5),
+        mfu=mfu,
+        env=Env(device="cpu", device_name="test cpu", cpu_model="test cpu", torch_threads=threads or 2),
+        profile=profile,
+    )
 
 
 def test_fits_json_is_strict_json(tmp_path, monkeypatch):
-    rows = fits_of(series_of([Record.from_json(record(s)) for s in (64, 96, 128)]))
+    rows = fits_of(series_of([record(s) for s in (64, 96, 128)]))
     real = verdicts.fit_object
     monkeypatch.setattr(
         verdicts,
@@ -98,7 +59,7 @@ def test_fits_json_is_strict_json(tmp_path, monkeypatch):
 
 
 def test_every_fit_names_its_machine_and_threads(tmp_path):
-    out = folder(tmp_path / "out", [record(s, threads=t) for t in (1, 2) for s in (64, 96, 128)])
+    out = write_results(tmp_path / "out", [record(s, threads=t) for t in (1, 2) for s in (64, 96, 128)])
     assert cli.main(["report", str(out)]) == 0
     fits = json.loads((out / "fits.json").read_text())
     latency = [f for f in fits if f["quantity"] == "latency"]
@@ -108,14 +69,14 @@ def test_every_fit_names_its_machine_and_threads(tmp_path):
 
 def test_profiled_peaks_identical_at_every_repetition_are_fitted_exactly():
     """Three sizes of an exactly linear peak (bytes = 4096 * S + 10^6): linear, decided exactly."""
-    records = [Record.from_json(record(s, peak=4096 * (s // 4) ** 2 + 10**6)) for s in (64, 96, 128)]
+    records = [record(s, peak=4096 * (s // 4) ** 2 + 10**6) for s in (64, 96, 128)]
     (row,) = [r for r in fits_of(series_of(records)) if r.quantity == "activation memory"]
     assert row.verdict == "linear" and row.fit.b == 0 and row.fit.a == 4096 and row.fit.c == 10**6
     assert verdicts.decided_by(row).startswith("exact")
 
 
 def test_tables_show_the_curve_verdict_beside_its_share_and_what_decided(tmp_path):
-    out = folder(tmp_path / "out", [record(s) for s in (64, 96, 128, 160)])
+    out = write_results(tmp_path / "out", [record(s) for s in (64, 96, 128, 160)])
     assert cli.main(["report", str(out)]) == 0
     text = (out / "report.md").read_text()
     fits = text.split("## Scaling fits")[1].split("\n\n")[2].splitlines()
@@ -133,7 +94,7 @@ def test_a_share_outside_0_100_is_explained():
 
 
 def test_an_mfu_above_100_percent_has_a_note(tmp_path):
-    out = folder(tmp_path / "out", [record(s, mfu=1.05 if s == 128 else 0.5) for s in (64, 96, 128)])
+    out = write_results(tmp_path / "out", [record(s, mfu=1.05 if s == 128 else 0.5) for s in (64, 96, 128)])
     assert cli.main(["report", str(out)]) == 0
     assert "**MFU above 100%** in 1 case" in (out / "report.md").read_text()
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.measure import compiling, energy, timing
-from bench.runs import records as results
-from bench.runs import sweep
+from bench.runs import records, sweep
 from bench.schema import Case, CompileTime, Memory, Timing
 from helpers import TINY_VIT
 
@@ -36,9 +35,9 @@ def measured(monkeypatch):
 
 
 def round_trip(tmp_path, record):
-    with results.ResultsWriter(tmp_path / "results.jsonl") as writer:
+    with records.ResultsWriter(tmp_path / "results.jsonl") as writer:
         writer.append(record)
-    (back,), problems = results.read_results(tmp_path / "results.jsonl")
+    (back,), problems = records.read_results(tmp_path / "results.jsonl")
     assert not problems
     return back, record.to_json()
 

@@ -15,24 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.runs import presets, sweep
-from bench.runs import records as results
+from bench.runs import presets, records, sweep
 from bench.schema import Case
-from helpers import ROOT, TINY_VIT, main_code, ok_record, one_line, tiny_cases, tiny_sweep
+from helpers import ROOT, TINY_VIT, fake_record, main_code, one_line, run_bench, tiny_cases, tiny_sweep, write_results
 
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
-
-
-def run_cli(*argv, timeout=300, **kwargs):
-    return subprocess.run(
-        [sys.executable, "-m", "bench", *argv],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=ENV,
-        timeout=timeout,
-        **kwargs,
-    )
 
 
 # --- degenerate models ------------------------------------------------------------------------
@@ -101,9 +88,9 @@ def test_a_killed_case_keeps_its_timing_and_is_measured_again_on_resume(tmp_path
     (record,) = sweep.run_sweep(config, log=open(os.devnull, "w"))
     assert record.status == "killed" and "SIGKILL" in record.error
     assert record.time is not None and record.time.median_s > 0 and record.mfu is not None  # latency kept
-    (line,) = results.read_results(tmp_path / results.FILENAME)[0]
+    (line,) = records.read_results(tmp_path / records.FILENAME)[0]
     assert line.status == "killed" and line.time == record.time
-    assert "killed" in results.STATUSES and "killed" not in results.FINAL_STATUSES
+    assert "killed" in records.STATUSES and "killed" not in records.FINAL_STATUSES
 
 
 def test_any_exception_in_a_case_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
@@ -121,10 +108,10 @@ def test_any_exception_in_a_case_is_recorded_and_the_sweep_goes_on(tmp_path, mon
     monkeypatch.setattr(timing, "measure_case", measure)
     monkeypatch.setattr(timing, "matmul_roof", lambda device, dtype: 1e10)
     config = sweep.SweepConfig(cases=tuple(tiny_cases((32, 48, 64))), out=tmp_path, preset="test")
-    records = sweep.run_sweep(config, log=open(os.devnull, "w"))
-    assert [r.status for r in records] == ["error", "oom", "error"]
-    assert records[0].error.startswith("OSError: ") and records[2].error == "ZeroDivisionError: division by zero"
-    assert "DefaultCPUAllocator" in records[1].error
+    found = sweep.run_sweep(config, log=open(os.devnull, "w"))
+    assert [r.status for r in found] == ["error", "oom", "error"]
+    assert found[0].error.startswith("OSError: ") and found[2].error == "ZeroDivisionError: division by zero"
+    assert "DefaultCPUAllocator" in found[1].error
 
     def interrupted(case, **kwargs):
         raise KeyboardInterrupt
@@ -177,15 +164,15 @@ def test_sigkill_of_the_memory_worker_end_to_end_then_resume_exits_0(tmp_path):
     stdout, stderr = proc.communicate(timeout=240)
     assert killed is not None, "no memory worker appeared"
     assert proc.returncode == 1, stderr
-    records, problems = results.read_results(out / results.FILENAME)
-    assert problems == [] and [r.status for r in records] == ["killed", "ok"], stdout
-    assert records[0].time is not None and "KILLED" in stdout
+    found, problems = records.read_results(out / records.FILENAME)
+    assert problems == [] and [r.status for r in found] == ["killed", "ok"], stdout
+    assert found[0].time is not None and "KILLED" in stdout
 
-    again = run_cli(*TINY_SWEEP, "--out", str(out), "--resume")
+    again = run_bench(*TINY_SWEEP, "--out", str(out), "--resume")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "(1 already in" in again.stdout
-    records, _ = results.read_results(out / results.FILENAME)
-    assert [r.status for r in records] == ["killed", "ok", "ok"]  # the killed line stays; the newest counts
+    found, _ = records.read_results(out / records.FILENAME)
+    assert [r.status for r in found] == ["killed", "ok", "ok"]  # the killed line stays; the newest counts
 
 
 @pytest.mark.slow
@@ -207,8 +194,8 @@ def test_an_error_fixed_then_resumed_exits_0(tmp_path, monkeypatch, capsys):
     assert main_code(argv) == 1
     monkeypatch.setattr(timing, "build_case", real)
     assert main_code([*argv, "--resume"]) == 0  # the superseded error line no longer counts
-    records, _ = results.read_results(out / results.FILENAME)
-    assert [r.status for r in records] == ["error", "ok"]
+    found, _ = records.read_results(out / records.FILENAME)
+    assert [r.status for r in found] == ["error", "ok"]
 
 
 def test_thread_count_is_part_of_the_key_resume_and_compare_do_not_mix(tmp_path, stub_measuring, capsys):
@@ -222,11 +209,11 @@ def test_thread_count_is_part_of_the_key_resume_and_compare_do_not_mix(tmp_path,
     import io
 
     text = io.StringIO()
-    records = sweep.run_sweep(
+    found = sweep.run_sweep(
         sweep.SweepConfig(cases=tuple(tiny_cases(threads=2)), out=two, preset="test", resume=True), log=text
     )
-    assert "(0 already in" in text.getvalue() and len(records) == 4
-    assert len(results.read_results(two / results.FILENAME)[0]) == 4
+    assert "(0 already in" in text.getvalue() and len(found) == 4
+    assert len(records.read_results(two / records.FILENAME)[0]) == 4
     # runs at different thread counts are not compared as if alike: their cases are missing from each other
     sweep.run_sweep(sweep.SweepConfig(cases=tuple(tiny_cases(threads=2)), out=three, preset="test"), log=log)
     capsys.readouterr()
@@ -238,20 +225,10 @@ def test_thread_count_is_part_of_the_key_resume_and_compare_do_not_mix(tmp_path,
 # --- a comparison that cannot be fooled ------------------------------------------------------
 
 
-def write_records(folder: Path, records, extra_lines=()):
-    folder.mkdir(parents=True, exist_ok=True)
-    with results.ResultsWriter(folder / results.FILENAME) as writer:
-        for r in records:
-            writer.append(r)
-    with open(folder / results.FILENAME, "a") as f:
-        for line in extra_lines:
-            f.write(line + "\n")
-
-
 def test_compare_fails_when_b_lacks_cases_of_a(tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
-    write_records(a, [ok_record(c) for c in tiny_cases((32, 48, 64))])
-    write_records(b, [ok_record(c) for c in tiny_cases((32,))])
+    write_results(a, [fake_record(c) for c in tiny_cases((32, 48, 64))])
+    write_results(b, [fake_record(c) for c in tiny_cases((32,))])
     assert main_code(["compare", str(a), str(b)]) == 1
     out = capsys.readouterr().out
     assert out.count("  missing in B") == 2 and "2 of A missing in B" in out
@@ -264,12 +241,12 @@ def test_compare_zero_memory_bad_lines_and_environment_hint(tmp_path, capsys):
     import dataclasses
 
     a, b = tmp_path / "a", tmp_path / "b"
-    zero = ok_record(tiny_cases((32,))[0])
+    zero = fake_record(tiny_cases((32,))[0])
     zero.memory = dataclasses.replace(zero.memory, activation_bytes=0)
-    other = [ok_record(c) for c in tiny_cases((32,))]
+    other = [fake_record(c) for c in tiny_cases((32,))]
     other[0].env = {"torch": "9.9", "torch_threads": None}
-    write_records(a, [zero], extra_lines=['{"broken'])
-    write_records(b, other)
+    write_results(a, [zero], extra_lines=['{"broken'])
+    write_results(b, other)
     assert main_code(["compare", str(a), str(b)]) == 0
     captured = capsys.readouterr()
     assert "warning" not in captured.out and "line 2" in captured.err  # warnings on stderr
@@ -282,13 +259,13 @@ def test_compare_zero_memory_bad_lines_and_environment_hint(tmp_path, capsys):
 def test_report_and_compare_name_a_peers_folder(command, tmp_path, capsys):
     peers = tmp_path / "peers"
     peers.mkdir()
-    (peers / results.PEERS_FILENAME).write_text(
+    (peers / records.PEERS_FILENAME).write_text(
         json.dumps(
             {"schema": 1, "case": {"ours": "mixer_b16", "timm": "timm:mixer_b16_224"}, "paired": {"ratio_median": 1.0}}
         )
         + "\n"
     )
-    write_records(tmp_path / "sweep", [ok_record(tiny_cases((32,))[0])])
+    write_results(tmp_path / "sweep", [fake_record(tiny_cases((32,))[0])])
     argv = [command, str(peers)] if command == "report" else [command, str(tmp_path / "sweep"), str(peers)]
     assert main_code(argv) == 2
     line = one_line(capsys.readouterr().err)
@@ -296,7 +273,7 @@ def test_report_and_compare_name_a_peers_folder(command, tmp_path, capsys):
 
 
 def test_report_without_a_valid_record_is_an_error(tmp_path, capsys):
-    write_records(tmp_path, [], extra_lines=['{"broken', json.dumps({"case": {"model": "x"}, "status": "ok"}), "[]"])
+    write_results(tmp_path, [], extra_lines=['{"broken', json.dumps({"case": {"model": "x"}, "status": "ok"}), "[]"])
     assert main_code(["report", str(tmp_path)]) == 2
     line = one_line(capsys.readouterr().err)
     assert "no valid record" in line and "3 invalid lines" in line
@@ -316,9 +293,9 @@ def test_a_second_sweep_on_a_locked_folder_is_refused(tmp_path, capsys):
         code = main_code([*TINY_SWEEP, "--out", str(out)])
     assert code == 2
     assert "in use by another sweep" in one_line(capsys.readouterr().err)
-    assert not (out / results.FILENAME).exists()
+    assert not (out / records.FILENAME).exists()
     # the check that results.jsonl is new is made again under the lock (a sweep that started meanwhile)
-    (out / results.FILENAME).write_text(json.dumps(ok_record(tiny_cases()[0]).to_json()) + "\n")
+    (out / records.FILENAME).write_text(json.dumps(fake_record(tiny_cases()[0]).to_json()) + "\n")
     from bench import files
 
     with pytest.raises(files.FolderBusy, match="--resume"):
@@ -328,7 +305,7 @@ def test_a_second_sweep_on_a_locked_folder_is_refused(tmp_path, capsys):
 def test_peers_refuse_to_append_without_resume(tmp_path, capsys):
     out = tmp_path / "peers"
     out.mkdir()
-    (out / results.PEERS_FILENAME).write_text("")
+    (out / records.PEERS_FILENAME).write_text("")
     assert main_code(["sweep", "--peers", "--out", str(out)]) == 2
     assert "--resume" in one_line(capsys.readouterr().err)
 
@@ -358,7 +335,7 @@ def test_a_failed_peer_pair_is_one_line_and_the_others_run(tmp_path, capsys):
     failed = [line for line in captured.out.splitlines() if "FAILED" in line]
     assert len(failed) == 1 and "timm:resnet18" in failed[0] and len(failed[0]) < 400
     assert "1 of 2 pairs failed" in one_line(captured.err)
-    peers, problems = results.read_peers(out / results.PEERS_FILENAME)
+    peers, problems = records.read_peers(out / records.PEERS_FILENAME)
     assert problems == [] and [p.case.timm for p in peers] == ["timm:vit_tiny_patch16_224"]
     assert main_code([*argv, "--resume"]) == 1  # only the failed pair is tried again
     assert "vit_tiny" not in capsys.readouterr().out
@@ -382,14 +359,14 @@ def limit_file_size(limit: int):
 def test_a_full_disk_during_a_sweep_loses_no_record(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    done = run_cli(*TINY_SWEEP, "--resolutions", "32", "--out", str(out), preexec_fn=limit_file_size(1000))
+    done = run_bench(*TINY_SWEEP, "--resolutions", "32", "--out", str(out), preexec_fn=limit_file_size(1000))
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
-    record = results.Record.from_json(json.loads(lines[-2]))  # the record measured, whole, on stderr
+    record = records.Record.from_json(json.loads(lines[-2]))  # the record measured, whole, on stderr
     assert record.status == "ok" and record.case.img_size == 32
     assert "cannot append" in lines[-1] and "File too large" in lines[-1]
-    assert (out / results.FILENAME).read_bytes() == b""  # no half line left behind
+    assert (out / records.FILENAME).read_bytes() == b""  # no half line left behind
 
 
 # --- one line instead of a traceback -------------------------------------------------------------
@@ -419,11 +396,11 @@ def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(delay, tmp_path):
 
 @pytest.mark.slow
 def test_a_full_disk_leaves_the_previous_report_and_plots_whole(tmp_path, capsys):
-    write_records(tmp_path, [ok_record(c) for c in tiny_cases((32, 48, 64, 80))])
+    write_results(tmp_path, [fake_record(c) for c in tiny_cases((32, 48, 64, 80))])
     assert main_code(["report", str(tmp_path)]) == 0
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.suffix in (".md", ".png")}
     assert "report.md" in before and any(name.endswith(".png") for name in before)
-    done = run_cli("report", str(tmp_path), preexec_fn=limit_file_size(4096))
+    done = run_bench("report", str(tmp_path), preexec_fn=limit_file_size(4096))
     assert done.returncode == 1
     assert "File too large" in one_line(done.stderr)
     after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.suffix in (".md", ".png")}
@@ -446,18 +423,18 @@ def bad_lines(good: dict) -> list[str]:
 
 
 def test_times_must_be_finite_and_positive():
-    good = ok_record(tiny_cases()[0]).to_json()
+    good = fake_record(tiny_cases()[0]).to_json()
     for line in bad_lines(good)[2:]:
         with pytest.raises(ValueError, match="times_s"):
-            results.Record.from_json(json.loads(line))
+            records.Record.from_json(json.loads(line))
 
 
 def test_report_warns_of_each_bad_line_and_reports_the_rest(tmp_path, capsys):
-    records = [ok_record(c) for c in tiny_cases((32, 48, 64))]
-    no_mfu = ok_record(tiny_cases((80,))[0])
+    rows = [fake_record(c) for c in tiny_cases((32, 48, 64))]
+    no_mfu = fake_record(tiny_cases((80,))[0])
     no_mfu.mfu = None  # an ok record written by hand or an older version, without MFU
-    good = records[0].to_json()
-    write_records(tmp_path, [*records, no_mfu], extra_lines=bad_lines(good))
+    good = rows[0].to_json()
+    write_results(tmp_path, [*rows, no_mfu], extra_lines=bad_lines(good))
     assert main_code(["report", str(tmp_path)]) == 0
     captured = capsys.readouterr()
     warned = [line for line in captured.err.splitlines() if line.startswith("warning:")]
@@ -507,9 +484,9 @@ class SkipMemory:
 
 
 def test_an_empty_results_file_left_by_a_crash_does_not_block_a_rerun(tmp_path, stub_measuring, capsys):
-    (tmp_path / results.FILENAME).write_text("")
+    (tmp_path / records.FILENAME).write_text("")
     assert main_code([*TINY_SWEEP, "--out", str(tmp_path)]) == 0
-    assert len(results.read_results(tmp_path / results.FILENAME)[0]) == 2
+    assert len(records.read_results(tmp_path / records.FILENAME)[0]) == 2
     assert main_code([*TINY_SWEEP, "--out", str(tmp_path)]) == 2  # a file with records still needs --resume
     assert "--resume" in one_line(capsys.readouterr().err)
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bench.runs import records as results
+from bench.runs import records
 from bench.runs.records import PeerRecord, Record
 from bench.schema import Case, Counts, Memory, PairedTiming, PeerCase, Timing
 from helpers import ROOT
@@ -36,16 +36,16 @@ def ok(size: int = 64) -> Record:
 
 def test_roundtrip_and_flush(tmp_path):
     path = tmp_path / "results.jsonl"
-    with results.ResultsWriter(path) as w:
+    with records.ResultsWriter(path) as w:
         w.append(rec("m", 64))
         # flushed at once: another reader sees the line before the writer is closed
         assert path.read_text().count("\n") == 1
         w.append(ok(96))
-    records, problems = results.read_results(path)
+    found, problems = records.read_results(path)
     assert problems == []
-    assert [r.case.img_size for r in records] == [64, 96]
-    assert records[1] == ok(96).__class__.from_json(ok(96).to_json())
-    assert records[1].time.times_s == (0.01, 0.011, 0.009) and records[1].tokens == 65
+    assert [r.case.img_size for r in found] == [64, 96]
+    assert found[1] == ok(96).__class__.from_json(ok(96).to_json())
+    assert found[1].time.times_s == (0.01, 0.011, 0.009) and found[1].tokens == 65
 
 
 def test_broken_lines_reported_by_number_and_kept(tmp_path):
@@ -53,19 +53,19 @@ def test_broken_lines_reported_by_number_and_kept(tmp_path):
     good = json.dumps(rec("m", 64).to_json())
     path.write_text(good + "\n{not json\n" + json.dumps([1, 2]) + "\n\n" + good.replace("64", "96") + "\n" + good[:20])
     before = path.read_bytes()
-    records, problems = results.read_results(path)
-    assert [r.case.img_size for r in records] == [64, 96]
+    found, problems = records.read_results(path)
+    assert [r.case.img_size for r in found] == [64, 96]
     assert [p.line for p in problems] == [2, 3, 6]
     assert "not valid JSON" in problems[0].message and "line 2" in str(problems[0])
     assert "not a JSON object" in problems[1].message
     assert path.read_bytes() == before  # reading never rewrites
 
     # appending after a broken last line: the broken line stays, the new record gets its own line
-    with results.ResultsWriter(path) as w:
+    with records.ResultsWriter(path) as w:
         w.append(rec("m", 128))
     assert path.read_bytes().startswith(before)
-    records, problems = results.read_results(path)
-    assert [r.case.img_size for r in records] == [64, 96, 128]
+    found, problems = records.read_results(path)
+    assert [r.case.img_size for r in found] == [64, 96, 128]
     assert [p.line for p in problems] == [2, 3, 6]
 
 
@@ -88,8 +88,8 @@ def test_records_are_validated_by_schema_and_status(tmp_path, change, message):
     change(data)
     path = tmp_path / "results.jsonl"
     path.write_text(json.dumps(data) + "\n" + json.dumps(ok(96).to_json()) + "\n")
-    records, problems = results.read_results(path)
-    assert [r.case.img_size for r in records] == [96]
+    found, problems = records.read_results(path)
+    assert [r.case.img_size for r in found] == [96]
     assert len(problems) == 1 and problems[0].line == 1 and message in problems[0].message
 
 
@@ -100,9 +100,9 @@ def test_a_peers_line_is_not_a_result_and_the_other_way_round(tmp_path):
     )
     path = tmp_path / "mixed.jsonl"
     path.write_text(json.dumps(peer.to_json()) + "\n" + json.dumps(ok().to_json()) + "\n")
-    records, problems = results.read_results(path)
-    assert len(records) == 1 and [p.line for p in problems] == [1]
-    peers, problems = results.read_peers(path)
+    found, problems = records.read_results(path)
+    assert len(found) == 1 and [p.line for p in problems] == [1]
+    peers, problems = records.read_peers(path)
     assert len(peers) == 1 and [p.line for p in problems] == [2]
 
 
@@ -111,11 +111,11 @@ def test_old_files_load_and_keep_their_keys():
     folders = [p.parent for p in (ROOT / "results").glob("*/results.jsonl")]
     assert folders
     for folder in folders:
-        records, problems = results.read_results(folder / "results.jsonl")
-        assert problems == [] and records
+        found, problems = records.read_results(folder / "results.jsonl")
+        assert problems == [] and found
         raw = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines() if line.strip()]
-        assert [r.key for r in records] == [results.case_key(d["case"]) for d in raw]
-        assert [r.to_json()["time"]["median_s"] for r in records if r.status == "ok"] == [
+        assert [r.key for r in found] == [records.case_key(d["case"]) for d in raw]
+        assert [r.to_json()["time"]["median_s"] for r in found if r.status == "ok"] == [
             d["time"]["median_s"] for d in raw if d["status"] == "ok"
         ]
 
@@ -130,7 +130,7 @@ def test_case_key_is_order_independent():
 
 
 def test_latest_by_key_keeps_newest():
-    records = [rec("m", 64, "error"), ok(96), ok(64)]
-    latest = results.latest_by_key(records)
+    found = [rec("m", 64, "error"), ok(96), ok(64)]
+    latest = records.latest_by_key(found)
     assert len(latest) == 2
-    assert latest[records[0].key].status == "ok"
+    assert latest[found[0].key].status == "ok"

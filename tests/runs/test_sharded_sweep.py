@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 
 from bench import cli
-from bench.runs import presets, shard_cases
-from bench.runs import records as results
+from bench.runs import presets, records, shard_cases
 from bench.runs.shard import Shard
 from bench.schema import Case, Machine
-from helpers import ROOT, one_line_error
+from helpers import ROOT, one_line_error, run_bench
 
 SCHEDULER_VARS = (
     "SLURM_ARRAY_TASK_ID",
@@ -149,21 +148,21 @@ def test_cost_is_macs_times_batch_and_max_counts_as_one():
 
 def test_records_name_their_shard_and_machine_and_old_ones_still_load():
     old = json.loads((ROOT / "results" / "cpu-quick" / "results.jsonl").read_text().splitlines()[0])
-    record = results.Record.from_json(old)
+    record = records.Record.from_json(old)
     assert record.shard is None and record.machine is None and "shard" not in record.extra
     assert record.to_json() == old  # nothing added to an old record
     new = dict(old, shard={"index": 1, "count": 3, "source": "slurm"}, machine={"machine_id": "abc", "gpu": None})
-    again = results.Record.from_json(json.loads(json.dumps(results.Record.from_json(new).to_json())))
+    again = records.Record.from_json(json.loads(json.dumps(records.Record.from_json(new).to_json())))
     assert again.shard == Shard(1, 3, "slurm") and again.machine == Machine(machine_id="abc") and again.extra == {}
     with pytest.raises(ValueError, match="shard: expected an object, got '1/3'"):
-        results.Record.from_json(dict(old, shard="1/3"))
+        records.Record.from_json(dict(old, shard="1/3"))
 
 
 # ---- resume per shard (measurements replaced by a stub: this checks which cases run) -----------------------------
 
 
 def keys_in(folder: Path) -> list[str]:
-    found, problems = results.read_results(folder / results.FILENAME)
+    found, problems = records.read_results(folder / records.FILENAME)
     assert problems == []
     return [r.key for r in found]
 
@@ -180,15 +179,15 @@ def test_resume_of_one_shard_runs_only_its_missing_cases(tmp_path, no_scheduler,
     assert (
         f"shard 0/2 (cli): {len(mine)} of {len(small_grid())} cases" in printed and "of the predicted cost" in printed
     )
-    found, _ = results.read_results(out / results.FILENAME)
+    found, _ = records.read_results(out / records.FILENAME)
     assert all(r.shard == Shard(0, 2, "cli") for r in found)
 
-    lines = (out / results.FILENAME).read_text().splitlines(keepends=True)
+    lines = (out / records.FILENAME).read_text().splitlines(keepends=True)
     dropped = json.loads(lines[-1])
-    (out / results.FILENAME).write_text("".join(lines[:-1]))  # as if killed before the last case
+    (out / records.FILENAME).write_text("".join(lines[:-1]))  # as if killed before the last case
     stub_measuring.clear()
     assert cli.main(argv + ["--resume"]) == 0
-    assert [c.key for c in stub_measuring] == [results.case_key(dropped["case"])]  # only the missing one
+    assert [c.key for c in stub_measuring] == [records.case_key(dropped["case"])]  # only the missing one
     assert sorted(keys_in(out)) == sorted(mine)
 
     stub_measuring.clear()
@@ -203,7 +202,7 @@ def test_an_empty_shard_leaves_an_empty_sweep_folder(tmp_path, no_scheduler, stu
     out = tmp_path / "empty"
     count = len(small_grid()) + 1
     assert cli.main([*SMALL, "--shard", f"{count - 1}/{count}", "--out", str(out)]) == 0
-    assert stub_measuring == [] and (out / results.FILENAME).read_text() == ""
+    assert stub_measuring == [] and (out / records.FILENAME).read_text() == ""
     assert "0 of 6 cases" in capsys.readouterr().out
 
 
@@ -240,7 +239,7 @@ def _merge(capsys, out: Path, *folders: Path, extra=()) -> tuple[int, str, str]:
 def test_merge_takes_a_complete_set_and_an_empty_shard_counts_as_done(tmp_path, no_scheduler, quick_shards, capsys):
     count = len(small_grid()) + 2  # more shards than cases: two shards run nothing
     folders = _shards(tmp_path, count)
-    assert (folders[-1] / results.FILENAME).read_text() == ""  # empty, but its shard.json says it ran
+    assert (folders[-1] / records.FILENAME).read_text() == ""  # empty, but its shard.json says it ran
     code, out, err = _merge(capsys, tmp_path / "merged", *folders)
     assert code == 0 and err == "", err
     assert sorted(keys_in(tmp_path / "merged")) == sorted(c.key for c in small_grid())
@@ -264,7 +263,7 @@ def test_merge_names_shards_of_another_count(tmp_path, no_scheduler, quick_shard
 
 def test_merge_names_an_unfinished_shard(tmp_path, no_scheduler, quick_shards, capsys):
     folders = _shards(tmp_path, 2)
-    path = folders[1] / results.FILENAME
+    path = folders[1] / records.FILENAME
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(lines[:-1]))  # cancelled before its last case
     code, _, err = _merge(capsys, tmp_path / "merged", *folders)
@@ -296,12 +295,12 @@ def test_every_record_carries_the_fingerprint_and_machine_json_has_the_run(tmp_p
 
     out = tmp_path / "fp"
     assert cli.main([*SMALL, "--no-report", "--out", str(out)]) == 0
-    found, _ = results.read_results(out / results.FILENAME)
+    found, _ = records.read_results(out / records.FILENAME)
     assert len(found) == 6
     ids = {r.machine.machine_id for r in found}
     assert len(ids) == 1 and all(r.machine.cpu_model and r.machine.gpu is None for r in found)
     assert all(r.machine.gpu_start is None for r in found)  # CPU: null
-    assert all('"gpu_start": null' in line for line in (out / results.FILENAME).read_text().splitlines())
+    assert all('"gpu_start": null' in line for line in (out / records.FILENAME).read_text().splitlines())
     assert all(r.shard is None and r.to_json()["shard"] is None for r in found)  # unsharded: null
     data = json.loads((out / machine.FILENAME).read_text())
     (run,) = data["runs"]
@@ -367,17 +366,6 @@ def subprocess_env(**extra: str) -> dict:
     return dict(env, **extra)
 
 
-def mixerbench(*argv: str, **extra_env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "bench", *map(str, argv)],
-        cwd=ROOT,
-        env=subprocess_env(**extra_env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 @pytest.mark.slow
 def test_three_slurm_shards_merge_into_the_whole_grid(tmp_path):
     started = time.perf_counter()
@@ -404,17 +392,17 @@ def test_three_slurm_shards_merge_into_the_whole_grid(tmp_path):
     assert len(flat) == len(set(flat)) == len(grid)  # nothing measured twice
     assert all(per_shard)  # six cases over three shards: each got some
     for k, folder in enumerate(folders):
-        found, _ = results.read_results(folder / results.FILENAME)
+        found, _ = records.read_results(folder / records.FILENAME)
         assert all(r.shard == Shard(k, 3, "slurm") and r.status == "ok" for r in found)
         assert json.loads((folder / "machine.json").read_text())["runs"][0]["shard"]["index"] == k
 
     merged = tmp_path / "merged"
-    done = mixerbench("merge", merged, *folders)
+    done = run_bench("merge", merged, *folders, env=subprocess_env())
     assert done.returncode == 0, done.stderr
     assert "machines: 1 " in done.stdout
     assert set(keys_in(merged)) == grid and len(keys_in(merged)) == len(grid)  # the union is the unsharded grid
 
-    done = mixerbench("report", merged)
+    done = run_bench("report", merged, env=subprocess_env())
     assert done.returncode == 0, done.stderr
     md = (merged / "report.md").read_text()
     assert "6 cases from `results.jsonl`: 6 ok." in md and "## Scaling fits" in md

@@ -13,10 +13,9 @@ import torch
 
 from bench import cli
 from bench.measure import timing
-from bench.runs import presets, sweep
-from bench.runs import records as results
+from bench.runs import presets, records, sweep
 from bench.schema import Case
-from helpers import ROOT, TINY_VIT, main_code, tiny_cases, tiny_sweep
+from helpers import ROOT, TINY_VIT, main_code, run_bench, tiny_cases, tiny_sweep
 
 
 def test_find_max_batch_against_a_known_limit():
@@ -93,10 +92,10 @@ def test_oom_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
         min_runs=2,
         warmup=1,
     )
-    records = sweep.run_sweep(config, log=log)
-    assert [r.status for r in records] == ["oom", "ok"]
-    assert "out of memory" in records[0].error
-    ok = records[1]
+    found = sweep.run_sweep(config, log=log)
+    assert [r.status for r in found] == ["oom", "ok"]
+    assert "out of memory" in found[0].error
+    ok = found[1]
     assert ok.tokens == (48 // 8) ** 2 + 1 and ok.batch == 1
     assert ok.time.median_s > 0 and ok.memory.method == "cpu_peak_rss"
     assert ok.mfu == pytest.approx(2 * ok.macs * ok.time.images_per_s / ok.roof_flops_per_s)
@@ -104,12 +103,6 @@ def test_oom_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
     assert env.torch == torch.__version__ and env.torch_threads >= 1 and env.cpu_model and env.date
     text = log.getvalue()
     assert "case 1/2" in text and "case 2/2" in text and "ETA" in text and "OOM" in text
-
-
-def run_cli(*argv, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "bench", *argv], capture_output=True, text=True, cwd=cwd or ROOT, timeout=300
-    )
 
 
 BAD_INPUTS = {
@@ -175,18 +168,18 @@ def test_interrupt_then_resume(tmp_path):
     assert proc.returncode == 130, stderr
     assert "--resume" in stdout
     first = path.read_bytes()
-    records, problems = results.read_results(path)
+    found, problems = records.read_results(path)
     assert problems == [] and first.endswith(b"\n")
-    assert 1 <= len(records) < 4, "the sweep finished before it could be interrupted"
+    assert 1 <= len(found) < 4, "the sweep finished before it could be interrupted"
 
-    done = run_cli(*SWEEP_ARGS, "--out", str(out), "--resume")
+    done = run_bench(*SWEEP_ARGS, "--out", str(out), "--resume")
     assert done.returncode == 0, done.stderr
-    assert f"({len(records)} already in" in done.stdout
+    assert f"({len(found)} already in" in done.stdout
     assert path.read_bytes().startswith(first)  # nothing rewritten
-    records, problems = results.read_results(path)
-    keys = [r.key for r in records]
+    found, problems = records.read_results(path)
+    keys = [r.key for r in found]
     assert problems == [] and len(keys) == 4 and len(set(keys)) == 4  # every case once: none redone
-    assert all(r.status == "ok" for r in records)
+    assert all(r.status == "ok" for r in found)
 
 
 def test_attention_option_rewrites_the_presets_vits():

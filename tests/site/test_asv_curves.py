@@ -13,7 +13,6 @@ logged no error. Skipped without chromium (.ci/run installs it).
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import re
@@ -23,9 +22,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_dashboard import CHROMIUM, NPM_CACHE, _chromium_dom, _serve
+from chromium import load, needs_chromium, probed, serve, uncaught
 
-from helpers import ROOT
+from helpers import NPM_CACHE, ROOT
 from suites import common
 
 PROJECT_FILES = ("pyproject.toml", "README.md", "asv.conf.json", "architectures", "bench", "suites")
@@ -35,9 +34,7 @@ MACHINE = "curves-test"
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed"),
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run does)"
-    ),
+    needs_chromium,
 ]
 
 
@@ -132,21 +129,13 @@ def test_the_history_holds_a_latency_curve_per_commit(curves_site):
 
 def test_latency_against_image_size_renders_in_headless_chromium(curves_site, tmp_path):
     site, _ = curves_site
-    server, log = _serve(site)
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/index.html#{BENCHMARK}?x-axis=img_size"
-        dom, stderr = _chromium_dom(url, tmp_path / "profile")
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(site) as served:
+        dom, stderr = load(served.url(f"/index.html#{BENCHMARK}?x-axis=img_size"), tmp_path / "profile")
 
     assert "continental origin of swallow" not in dom, "asv's page says its JavaScript failed to load"
-    problems = re.search(r'<pre id="test-problems">(.*?)</pre>', dom, re.DOTALL)
-    assert problems is not None, "the probe never ran: the page did not load"
-    assert json.loads(html.unescape(problems.group(1))) == []
-    assert not [line for line in stderr.splitlines() if "CONSOLE" in line and "Uncaught" in line]
-    failed = [(path, code) for path, code in log if code >= 400]
-    assert not failed, failed
+    assert probed(dom) == []
+    assert not uncaught(stderr)
+    assert not served.failed, served.failed
 
     # The x-axis panel offers the benchmark's parameters, with img_size selected.
     panel = re.search(
@@ -167,5 +156,4 @@ def test_latency_against_image_size_renders_in_headless_chromium(curves_site, tm
     assert max(xticks) - min(xticks) >= (sizes[-1] - sizes[0]) / 2, xticks
     legend = set(re.findall(r'<td class="legendLabel">([^<]*)</td>', graph))
     assert {f"commit-last; series-{s}" for s in common.TOKEN_SERIES} <= legend, legend
-    served = {path.split("?")[0] for path, _ in log}
-    assert any(p.startswith("/graphs/") and p.endswith(f"{BENCHMARK}.json") for p in served)
+    assert any(p.startswith("/graphs/") and p.endswith(f"{BENCHMARK}.json") for p in served.paths)

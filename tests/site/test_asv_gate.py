@@ -208,7 +208,7 @@ def test_gate_passes_a_commit_that_changes_nothing_measured(gate_repo):
 
 
 def test_timing_report_flags_a_slower_forward_pass(gate_repo):
-    # The README's timing command at its factor, on one case to keep the test short: a
+    # The timing command of docs/guide/asv.md at its factor (1.5), on one case to keep the test short: a
     # Mixer-S/16 forward pass that sleeps 0.3 s is several times slower than the ~0.1 s step.
     repo, env = gate_repo
     done = _continuous(

@@ -21,28 +21,22 @@ lists both machines and draws a line for each.
 
 from __future__ import annotations
 
-import functools
 import html
 import html.parser
-import http.server
-import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
+from chromium import PROBE, REPORT_PROBE, load, needs_chromium, probed, serve, uncaught
 
 from bench import cli
 from bench.site import dashboard
-from helpers import ROOT
-
-NPM_CACHE = Path.home() / ".cache" / "mixerbench" / "npm"  # the CLI's default: fetched once per machine
-
+from helpers import NPM_CACHE, ROOT, mixer_record, run_bench
 
 # --- fast checks, no network -----------------------------------------------------------------
 
@@ -163,70 +157,6 @@ JS_LINK = "[click](javascript:alert(1))"
 BAD_SCHEMES = ("javascript:", "data:", "vbscript:")
 
 
-def _sweep_record(label: str, size: int, status: str = "ok", error: str | None = None) -> dict:
-    """One results.jsonl line as `mixerbench sweep` writes it (the fields bench.report reads)."""
-    tokens = (size // 4) ** 2
-    r = {
-        "case": {
-            "model": "mixer_s16",
-            "img_size": size,
-            "patch_size": 4,
-            "batch": 1,
-            "device": "cpu",
-            "dtype": "float32",
-            "mode": "infer",
-            "overrides": {},
-            "channels_last": False,
-            "compile": False,
-        },
-        "label": label,
-        "family": "mixer",
-        "status": status,
-        "tokens": tokens,
-        "macs": 1000 * tokens,
-        "batch": 1,
-        "env": {
-            "device": "cpu",
-            "device_name": "test cpu",
-            "cpu_model": "test cpu",
-            "cpu_count": 2,
-            "torch_threads": 1,
-            "torch": "x",
-            "timm": "y",
-            "python": "3",
-            "git_commit": "abc",
-            "date": "2026-01-01T00:00:00+00:00",
-        },
-        "roof_flops_per_s": 1e11,
-    }
-    if status == "ok":
-        seconds = 1e-6 * tokens
-        r.update(
-            time={
-                "median_s": seconds,
-                "iqr_s": 0.01 * seconds,
-                "mean_s": seconds,
-                "runs": 3,
-                "number_per_run": 1,
-                "batch": 1,
-                "warmup": 1,
-                "images_per_s": 1 / seconds,
-                "times_s": [seconds, 1.002 * seconds, 0.998 * seconds],
-            },
-            memory={
-                "method": "cpu_peak_rss",
-                "weights_bytes": 10**6,
-                "activation_bytes": 2000 * tokens,
-                "peak_bytes": 5 * 10**8,
-                "baseline_bytes": 4 * 10**8,
-            },
-            mfu=2000 * tokens / seconds / 1e11,
-        )
-    else:
-        r["error"] = error
-    return r
-
-
 def _commit_all(repo: Path) -> str:
     """Make ``repo`` a git repository with everything in one commit on main; its hash."""
     for args in (
@@ -248,17 +178,17 @@ def _hostile_sweep(folder: Path) -> Path:
 
     folder.mkdir(parents=True)
     label = f"mixer {PAYLOAD} {JS_LINK}"
-    rows = [_sweep_record(label, size) for size in (64, 96, 128)]
+    rows = [mixer_record(size, label=label) for size in (64, 96, 128)]
     rows.append(
-        _sweep_record(
-            f"vit {PAYLOAD}",
+        mixer_record(
             64,
+            label=f"vit {PAYLOAD}",
             status="error",
             error=f"RuntimeError: {PAYLOAD} ![x](data:image/png;base64,AAAA) [v](vbscript:msgbox)",
         )
     )
     # written as any tool (or person) could write the file, not only through ResultsWriter
-    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "results.jsonl").write_text("".join(json.dumps(r.to_json()) + "\n" for r in rows))
     report.write_report(folder)
     md = (folder / "report.md").read_text()
     # the Markdown carries the attack (escaped as literal text by bench.text.markdown); the page must show it as text
@@ -448,108 +378,6 @@ def test_cli_malformed_asv_config_is_one_line_and_exit_2(tmp_path, capsys, text,
 
 # --- the browser test --------------------------------------------------------------------------
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# Recorded by the page itself, then written into the DOM that --dump-dom prints: script
-# errors, resources that failed to load (capture phase), rejected promises, console.error.
-PROBE = """<script>
-window.__problems = [];
-window.addEventListener('error', function (e) {
-  var t = e.target;
-  window.__problems.push(t && t !== window && (t.src || t.href) ? 'failed to load ' + (t.src || t.href) : 'error: ' + e.message);
-}, true);
-window.addEventListener('unhandledrejection', function (e) { window.__problems.push('unhandled rejection: ' + e.reason); });
-(function () {
-  var original = console.error;
-  console.error = function () { window.__problems.push('console.error: ' + Array.prototype.join.call(arguments, ' ')); original.apply(console, arguments); };
-})();
-setInterval(function () {
-  if (!document.body) return;
-  var out = document.getElementById('test-problems');
-  if (!out) { out = document.createElement('pre'); out.id = 'test-problems'; document.body.appendChild(out); }
-  out.textContent = JSON.stringify(window.__problems);
-}, 50);
-</script>"""
-
-
-# Put first in the report page's <head>, before its Content-Security-Policy (which applies only
-# to what follows it): records any dialog (alert, confirm, prompt) and anything the policy refused
-# to run, and writes the list into the DOM that --dump-dom prints.
-REPORT_PROBE = """<script>
-window.__ran = [];
-window.alert = window.confirm = window.prompt = function (m) { window.__ran.push('dialog: ' + m); };
-document.addEventListener('securitypolicyviolation', function (e) {
-  window.__ran.push('refused by the page policy: ' + e.violatedDirective + ' ' + (e.sample || ''));
-});
-setInterval(function () {
-  if (!document.body) return;
-  var out = document.getElementById('test-ran');
-  if (!out) { out = document.createElement('pre'); out.id = 'test-ran'; document.body.appendChild(out); }
-  out.textContent = JSON.stringify(window.__ran);
-}, 50);
-</script>"""
-
-
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    """Serves the site; adds a probe script to the pages in ``probes``; records every request and its status."""
-
-    log: list[tuple[str, int]]
-    probes: dict[str, str]  # URL path -> script put first in the page's <head>
-
-    def send_response(self, code, message=None):
-        self.log.append((self.path, code))
-        super().send_response(code, message)
-
-    def log_message(self, format, *args):  # keep pytest's output clean
-        pass
-
-    def send_head(self):
-        path = self.path.split("?")[0]
-        if path in self.probes:
-            page = Path(self.directory) / (path.lstrip("/") or "index.html")
-            body = page.read_text().replace("<head>", "<head>" + self.probes[path], 1).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            return io.BytesIO(body)
-        return super().send_head()
-
-
-def _serve(directory: Path, probes: dict[str, str] | None = None):
-    log: list[tuple[str, int]] = []
-    probes = {"/": PROBE, "/index.html": PROBE} if probes is None else probes
-    handler = functools.partial(type("Handler", (_Handler,), {"log": log, "probes": probes}), directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, log
-
-
-def _chromium_dom(url: str, profile: Path) -> tuple[str, str]:
-    done = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            f"--user-data-dir={profile}",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--virtual-time-budget=20000",
-            "--window-size=1400,900",
-            "--dump-dom",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout, done.stderr
-
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
@@ -571,7 +399,7 @@ def site(tmp_path_factory) -> Path:
 
     home = base / "home"
     home.mkdir()
-    env = dict(os.environ, HOME=str(home))
+    env = dict(os.environ, HOME=str(home), ASV_PYTHONPATH=str(repo))  # the copy imports without being installed
     asv = [sys.executable, "-m", "asv"]
     subprocess.run(
         [*asv, "machine", "--yes", "--machine", "browser-test"], cwd=repo, env=env, check=True, capture_output=True
@@ -612,26 +440,19 @@ def site(tmp_path_factory) -> Path:
         "| mixer_b16 | **linear** |\n\n## Plots\n\n![macs_vs_tokens.png](macs_vs_tokens.png)\n"
     )
 
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "dashboard",
-            "--config",
-            str(repo / "asv.conf.json"),
-            "--report",
-            str(report),
-            "--docs",
-            str(repo / "mkdocs.yml"),
-            "--cache",
-            str(NPM_CACHE),
-        ],
-        cwd=repo,
-        capture_output=True,
-        text=True,
+    done = run_bench(
+        "dashboard",
+        "--config",
+        repo / "asv.conf.json",
+        "--report",
+        report,
+        "--docs",
+        repo / "mkdocs.yml",
+        "--cache",
+        NPM_CACHE,
+        cwd=repo,  # the copy's bench, with the user's npm settings
         timeout=900,
-    )  # the user's npm settings
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return repo / ".asv" / "html"
 
@@ -656,22 +477,15 @@ def test_published_site_serves_every_file_itself(site):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run does)")
+@needs_chromium
 def test_track_benchmark_graph_renders_in_headless_chromium_without_errors(site, tmp_path):
-    server, log = _serve(site)
-    try:
-        port = server.server_address[1]
-        dom, stderr = _chromium_dom(f"http://127.0.0.1:{port}/index.html#flops.Count.track_gmacs", tmp_path / "profile")
-        report_dom, _ = _chromium_dom(f"http://127.0.0.1:{port}/report/index.html", tmp_path / "profile2")
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(site) as served:
+        dom, stderr = load(served.url("/index.html#flops.Count.track_gmacs"), tmp_path / "profile")
+        report_dom, _ = load(served.url("/report/index.html"), tmp_path / "profile2")
 
     assert "continental origin of swallow" not in dom, "asv's page says its JavaScript failed to load"
-    problems = re.search(r'<pre id="test-problems">(.*?)</pre>', dom, re.DOTALL)
-    assert problems is not None, "the probe never ran: the page did not load"
-    assert json.loads(problems.group(1).replace("&quot;", '"')) == []
-    assert not [line for line in stderr.splitlines() if "CONSOLE" in line and "Uncaught" in line]
+    assert probed(dom) == []
+    assert not uncaught(stderr)
 
     graph = dom[dom.index('id="main-graph"') : dom.index('id="overview"')]
     assert graph.count('class="flot-base"') == 1, "flot drew no graph for flops.Count.track_gmacs"
@@ -679,14 +493,12 @@ def test_track_benchmark_graph_renders_in_headless_chromium_without_errors(site,
     error_box = re.search(r'id="error-message"[^>]*>(.*?)</div>', dom, re.DOTALL)
     assert error_box is None or not error_box.group(1).strip(), error_box.group(1)
 
-    failed = [(path, code) for path, code in log if code >= 400]
-    assert not failed, failed
-    served = {path.split("?")[0] for path, _ in log}
-    assert "/vendor/jquery@3.3.1/dist/jquery.min.js" in served
-    assert any(p.startswith("/graphs/") and p.endswith("flops.Count.track_gmacs.json") for p in served)
+    assert not served.failed, served.failed
+    assert "/vendor/jquery@3.3.1/dist/jquery.min.js" in served.paths
+    assert any(p.startswith("/graphs/") and p.endswith("flops.Count.track_gmacs.json") for p in served.paths)
 
     assert "<h1>mixerbench sweep report</h1>" in report_dom
-    assert "/report/macs_vs_tokens.png" in {path for path, _ in log}
+    assert "/report/macs_vs_tokens.png" in served.paths
 
 
 def _local_links(page: Path) -> list[str]:
@@ -721,54 +533,39 @@ def test_docs_link_the_dashboard_and_report_both_ways_and_every_link_resolves(si
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run does)")
+@needs_chromium
 def test_docs_render_offline_beside_the_dashboard_in_headless_chromium(site, tmp_path):
     pages = ("/docs/index.html", "/docs/reference/cli.html", "/docs/results/index.html")
-    server, log = _serve(site, {page: PROBE for page in pages})
     doms = {}
-    try:
-        port = server.server_address[1]
+    with serve(site, {page: PROBE for page in pages}) as served:
         for i, page in enumerate(pages):
-            doms[page], stderr = _chromium_dom(f"http://127.0.0.1:{port}{page}", tmp_path / f"profile{i}")
-            assert not [line for line in stderr.splitlines() if "CONSOLE" in line and "Uncaught" in line], page
-    finally:
-        server.shutdown()
-        server.server_close()
+            doms[page], stderr = load(served.url(page), tmp_path / f"profile{i}")
+            assert not uncaught(stderr), page
     for page, dom in doms.items():
-        problems = re.search(r'<pre id="test-problems">(.*?)</pre>', dom, re.DOTALL)
-        assert problems is not None, f"the probe never ran: {page} did not load"
-        assert json.loads(html.unescape(problems.group(1))) == [], page
+        assert probed(dom, page) == [], page
     assert "usage: mixerbench sweep" in html.unescape(doms["/docs/reference/cli.html"])
     assert 'class="md-header' in doms["/docs/index.html"]  # material's theme rendered
-    requested = [path for path, _ in log]
-    assert any(p.startswith("/docs/assets/") and p.split("?")[0].endswith(".js") for p in requested)
-    assert any(p.startswith("/docs/results/") and p.endswith(".png") for p in requested)
-    failed = [(path, code) for path, code in log if code >= 400]
-    assert not failed, failed  # every request answered by the site itself (nothing else is reachable offline)
+    assert any(p.startswith("/docs/assets/") and p.endswith(".js") for p in served.paths)
+    assert any(p.startswith("/docs/results/") and p.endswith(".png") for p in served.paths)
+    assert not served.failed, (
+        served.failed
+    )  # every request answered by the site itself (nothing else is reachable offline)
 
     # and straight from the file system (a copied or unpacked site): pages are page.html, not page/
-    dom, stderr = _chromium_dom((site / "docs" / "reference" / "cli.html").as_uri(), tmp_path / "profile-file")
+    dom, stderr = load((site / "docs" / "reference" / "cli.html").as_uri(), tmp_path / "profile-file")
     assert "usage: mixerbench sweep" in html.unescape(dom) and 'class="md-header' in dom
     assert not [line for line in stderr.splitlines() if "CONSOLE" in line or "net::ERR" in line]
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run does)")
+@needs_chromium
 def test_report_page_runs_no_script_in_headless_chromium(tmp_path):
     sweep = _hostile_sweep(tmp_path / "sweep")
     html_dir = _html_dir(tmp_path)
     dashboard.publish_report(sweep, html_dir)
-    server, log = _serve(html_dir, {"/report/index.html": REPORT_PROBE})
-    try:
-        dom, stderr = _chromium_dom(
-            f"http://127.0.0.1:{server.server_address[1]}/report/index.html", tmp_path / "profile"
-        )
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert ("/report/index.html", 200) in log
-    ran = re.search(r'<pre id="test-ran">(.*?)</pre>', dom, re.DOTALL)
-    assert ran is not None, "the probe never ran: the page did not load"
-    assert json.loads(html.unescape(ran.group(1))) == []  # no dialog opened, nothing refused by the page's policy
+    with serve(html_dir, {"/report/index.html": REPORT_PROBE}) as served:
+        dom, stderr = load(served.url("/report/index.html"), tmp_path / "profile")
+    assert ("/report/index.html", 200) in served.log
+    assert probed(dom, pre_id="test-ran") == []  # no dialog opened, nothing refused by the page's policy
     assert not [line for line in stderr.splitlines() if "Content Security Policy" in line or "Uncaught" in line]
     page = _Page(dom)  # the DOM as chromium built it
     assert page.active() == []
@@ -831,24 +628,8 @@ def two_machine_site(tmp_path_factory) -> Path:
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert sorted(p.name for p in (repo / ".asv" / "results").iterdir() if p.is_dir()) == list(MACHINES)
     sweep = _hostile_sweep(base / "sweep")  # and a report beside the dashboard, through the CLI
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "dashboard",
-            "--config",
-            str(repo / "asv.conf.json"),
-            "--report",
-            str(sweep),
-            "--cache",
-            str(NPM_CACHE),
-        ],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-        timeout=900,
+    done = run_bench(
+        "dashboard", "--config", repo / "asv.conf.json", "--report", sweep, "--cache", NPM_CACHE, timeout=900
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return repo / ".asv" / "html"
@@ -868,21 +649,12 @@ def test_two_machines_are_published_as_one_dashboard(two_machine_site):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run does)")
+@needs_chromium
 def test_two_machines_appear_in_the_dashboard_in_headless_chromium(two_machine_site, tmp_path):
-    server, log = _serve(two_machine_site)
-    try:
-        dom, stderr = _chromium_dom(
-            f"http://127.0.0.1:{server.server_address[1]}/index.html#answer.track_answer", tmp_path / "profile"
-        )
-    finally:
-        server.shutdown()
-        server.server_close()
-    problems = re.search(r'<pre id="test-problems">(.*?)</pre>', dom, re.DOTALL)
-    assert problems is not None, "the probe never ran: the page did not load"
-    assert json.loads(html.unescape(problems.group(1))) == []
-    failed = [(path, code) for path, code in log if code >= 400]
-    assert not failed, failed
+    with serve(two_machine_site) as served:
+        dom, stderr = load(served.url("/index.html#answer.track_answer"), tmp_path / "profile")
+    assert probed(dom) == []
+    assert not served.failed, served.failed
 
     # The "machine" panel on the left has one button per machine, both selected.
     panel = re.search(
@@ -897,6 +669,5 @@ def test_two_machines_appear_in_the_dashboard_in_headless_chromium(two_machine_s
     assert graph.count('class="flot-base"') == 1, "flot drew no graph for answer.track_answer"
     legend = re.findall(r'<td class="legendLabel">([^<]*)</td>', graph)
     assert sorted(legend) == [f"machine-{m}" for m in MACHINES]
-    served = {path.split("?")[0] for path, _ in log}
     for machine in MACHINES:
-        assert [p for p in served if f"/machine-{machine}/" in p and p.endswith("answer.track_answer.json")], served
+        assert [p for p in served.paths if f"/machine-{machine}/" in p and p.endswith("answer.track_answer.json")]
