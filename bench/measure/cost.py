@@ -377,7 +377,7 @@ def cost(case: Case, batch: int | None = None) -> Cost:
     model, img_size, mode, dtype, device = case.model, case.img_size, case.mode, case.dtype, case.device
     channels_last = case.channels_last
     batch = int(batch or case.batch)
-    net = counting.build(model, img_size, case.patch_size, "meta", **case.overrides)
+    net = counting.build(case)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     step = timing.make_step(

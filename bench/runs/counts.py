@@ -145,12 +145,12 @@ def check(records: list[Counts], with_fvcore: bool) -> list[CountCheck]:
 
     rows = []
     for r in records:
-        patch = None if r.patch_size is None else r.patch_size
-        fcm = flop_counter_macs(r.model, r.img_size, patch)
+        case = Case(r.model, r.img_size, r.patch_size)
+        fcm = flop_counter_macs(case)
         closed = None
         if not r.model.startswith(architectures.TIMM_PREFIX):
-            closed = formulas.closed_form(build(r.model, r.img_size, patch).config).matmul
-        fv = fvcore_count(r.model, r.img_size, patch).matmul_macs if with_fvcore else None
+            closed = formulas.closed_form(build(case).config).matmul
+        fv = fvcore_count(case).matmul_macs if with_fvcore else None
         others = [v for v in (fcm, closed, fv) if v is not None]
         worst = max(abs(v - r.matmul_macs) / r.matmul_macs for v in others)
         rows.append(
