@@ -78,19 +78,6 @@ def machine_id(host_sha: str | None, cpu: str | None, gpu_uuid: str | None = Non
     return sha("\x1f".join(part or "" for part in (host_sha, cpu, gpu_uuid)), 12)
 
 
-def machine_of(machine: dict | None, env: dict | None) -> str:
-    """The machine id of a record stored as JSON (:func:`bench.schema.machine_key`): its fingerprint's ``machine_id``
-    when stored, else "env-" + a hash of its env."""
-    from bench import schema
-
-    ident = machine.get("machine_id") if isinstance(machine, dict) else None
-    try:
-        typed = schema.decode_object(schema.Env, env, "env") if isinstance(env, dict) else None
-    except ValueError:
-        typed = None
-    return schema.machine_key(str(ident) if ident else None, typed)
-
-
 def _read(path: Path) -> str | None:
     try:
         return path.read_text().strip()
