@@ -84,7 +84,7 @@ QUICK_SERIES = {
     "mixer_c128": "mixer C128 x2",
     "vit_d64_fused": "vit d64 x2 fused",
     "vit_d64_explicit": "vit d64 x2 explicit",
-    "resnet18": "resnet18",
+    "resnet18": "resnet18 w32",
     # ViT d=64 at the model's default attention (the quick entry without attn_backend; fused today): a commit
     # that changes the default moves this series, not the two that name their backend.
     "vit_d64": "vit d64 x2",

@@ -1,6 +1,6 @@
 """Noise study of the asv suites: which tracks may gate, and at which factor.
 
-usage: python tools/asv_noise_study.py [--runs 5] [--bench REGEX] [--factor 1.5] [--out FILE] [--keep DIR]
+usage: python tools/asv_noise_study.py [--runs 5] [--bench REGEX] [--gate REGEX] [--factor 1.5] [--out FILE] [--keep DIR]
 
 Builds a temporary git repository from this checkout (as tests/site/test_asv_gate.py does) with
 three commits: ``main``; ``noop``, which changes a comment only; ``explicit``, which makes ViT's
@@ -12,8 +12,10 @@ default attention explicit (``ViTConfig.attn_backend``). Then:
 2. once: ``asv continuous --factor F --bench REGEX main explicit`` (must be flagged: the measured
    memory verdict of ViT fused moves from linear to quadratic, and attention's share grows).
 
-It prints, per benchmark, the ratios over the runs, the largest ratio either way and how many
-runs flagged it, then what the explicit commit flagged, and writes everything as JSON to
+It prints, per benchmark, the ratios over the runs, the largest ratio either way, how many
+runs flagged it and whether it gates (its name matches ``--gate``: the pull-request job runs
+those with ``asv continuous --factor F``, the others only report), then what the explicit
+commit flagged, and writes everything as JSON to
 ``--out``. A track whose largest ratio stays below its factor with margin can gate at that
 factor; counts (flops, scaling, cost, fvcore_count) are exact and gate at 1.0.
 asv builds one virtualenv per commit under this checkout's .asv/env (torch is installed into it
@@ -38,6 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("pyproject.toml", "README.md", "asv.conf.json", "architectures", "bench", "suites")
 MACHINE = "noise-study"
 DEFAULT_BENCH = r"^(curves|measured)\."
+# The measured tracks the pull-request job gates on (docs/guide/asv.md): the verdicts, the quadratic shares with
+# their bounds and attention's share; the drift (a ratio of timings) and the set-up cost only report.
+DEFAULT_GATE = r"^measured\.(Verdicts\.track_(verdict|quadratic_share)|AttentionShare\.)"
 ROW = re.compile(r"^\|\s*([+\-x!~ ]*?)\s*\|\s*([^|]*?)\s*\|\s*([^|]*?)\s*\|\s*([~]?[0-9.]+|n/a)\s*\|\s*(.+?)\s*\|$")
 
 
@@ -107,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="asv continuous runs of identical code (default 5)")
     parser.add_argument("--bench", default=DEFAULT_BENCH, help=f"asv --bench regex (default {DEFAULT_BENCH!r})")
+    parser.add_argument("--gate", default=DEFAULT_GATE, help=f"the benchmarks that gate (default {DEFAULT_GATE!r})")
     parser.add_argument("--factor", default="1.5", help="asv continuous --factor (default 1.5)")
     parser.add_argument("--out", type=Path, help="write the study as JSON here")
     parser.add_argument("--keep", type=Path, help="build the repository here and keep it (default: a temporary folder)")
@@ -119,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     where = args.keep or Path(tempfile.mkdtemp(prefix="asv-noise-"))
     where.mkdir(parents=True, exist_ok=True)
     repo, env = build_repo(where)
-    study: dict = {"bench": args.bench, "factor": args.factor, "runs": [], "explicit": None}
+    gate = re.compile(args.gate)
+    study: dict = {"bench": args.bench, "gate": args.gate, "factor": args.factor, "runs": [], "explicit": None}
     common = ["--machine", MACHINE, "--show-stderr", "--bench", args.bench]
     for i in range(args.runs):
         load = os.getloadavg()
@@ -138,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         print(
-            f"run {i + 1}/{args.runs}: exit {done.returncode}, {len(flagged)} flagged, "
+            f"run {i + 1}/{args.runs}: exit {done.returncode}, {len(flagged)} flagged "
+            f"({sum(bool(gate.search(k)) for k in flagged)} gating), "
             f"load {load[0]:.1f}, {time.time() - started:.0f} s",
             flush=True,
         )
@@ -152,17 +160,17 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     names = sorted({k for run in study["runs"] for k in run["ratios"]})
-    print(f"\n| benchmark | after/before over the {args.runs} runs | largest either way | flagged |")
-    print("| --- | --- | ---: | ---: |")
+    print(f"\n| benchmark | after/before over the {args.runs} runs | largest either way | flagged | gates |")
+    print("| --- | --- | ---: | ---: | --- |")
     for name in names:
         values = [run["ratios"].get(name, "n/a") for run in study["runs"]]
         numbers = [float(v) for v in values if v != "n/a" and float(v) > 0]
         worst = max((max(v, 1 / v) for v in numbers), default=float("nan"))
         flags = sum(name in run["flagged"] for run in study["runs"])
-        print(f"| `{name}` | {', '.join(values)} | {worst:.3f} | {flags} |")
+        print(f"| `{name}` | {', '.join(values)} | {worst:.3f} | {flags} | {'yes' if gate.search(name) else 'no'} |")
     print(f"\nexplicit attention: exit {study['explicit']['exit']}, flagged:")
     for name in study["explicit"]["flagged"]:
-        print(f"  {name}")
+        print(f"  {name}{' (gates)' if gate.search(name) else ''}")
     if args.out:
         args.out.write_text(json.dumps(study, indent=1, sort_keys=True) + "\n")
     return 0

@@ -195,6 +195,34 @@ def time_step(
     )
 
 
+def time_blocks(step: Callable[[], None], number: int, blocks: int = 1) -> list[float]:
+    """Seconds per step of ``blocks`` consecutive blocks of ``number`` steps each.
+
+    Like ``torch.utils.benchmark.Timer.timeit`` (garbage collection off while timing; the
+    step synchronises CUDA itself, see :func:`make_step`) but without the two extra untimed
+    steps ``timeit`` runs before every block: the timing rounds warm each size up once per
+    visit themselves, and for a step of a second those hidden steps tripled the cost.
+    """
+    import gc
+    import time
+
+    if number < 1 or blocks < 1:
+        raise ValueError(f"number and blocks must be at least 1, got {number} and {blocks}")
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        times = []
+        for _ in range(blocks):
+            started = time.perf_counter()
+            for _ in range(number):
+                step()
+            times.append((time.perf_counter() - started) / number)
+        return times
+    finally:
+        if collecting:
+            gc.enable()
+
+
 def build_case(case: Case) -> nn.Module:
     """The model of ``case`` on its device, random weights, in its memory format."""
     return build_model(

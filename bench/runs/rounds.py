@@ -97,7 +97,6 @@ def time_series(
     from bench.measure import energy as joules
     from bench.measure import profile as profiler
 
-    benchmark = timing._benchmark_module()
     out = {c.key: SeriesTiming() for c in cases}
     keep = all(c.device == "cpu" for c in cases)
     built: dict[str, tuple] = {}
@@ -106,15 +105,14 @@ def time_series(
     per_block = min_run_time / (rounds * blocks)
 
     def make(case: Case):
-        """(model, step, timer, built just now)."""
+        """(model, step, built just now)."""
         if case.key in built:
             return built[case.key] + (False,)
         model = timing.build_case(case)
         step = timing.case_step(case, model)
-        timer = benchmark.Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads())
         if keep:
-            built[case.key] = (model, step, timer)
-        return model, step, timer, True
+            built[case.key] = (model, step)
+        return model, step, True
 
     def fail(case: Case, exc: BaseException) -> None:
         out[case.key].error = exc
@@ -139,16 +137,16 @@ def time_series(
                 continue
             try:
                 with timing.torch_threads(case.threads):
-                    model, step, timer, fresh = make(case)
+                    model, step, fresh = make(case)
                     if case.key not in numbers:  # first visit: warm up, then size the blocks from one timed step
                         st.compile_time = compiling.warm_up(step, case.compile, steps=max(1, warmup))
-                        once = timer.timeit(1).median
+                        once = timing.time_blocks(step, 1)[0]
                         numbers[case.key] = max(1, int(per_block / max(once, 1e-9)))
                     elif fresh and compiling.normalise(case.compile) != "none":
                         compiling.warm_up(step, case.compile)  # built again: compiled (and graphs recorded) again
                     else:
                         step()  # the model's caches went cold while the other sizes ran
-                    times = [timer.timeit(numbers[case.key]).median for _ in range(blocks)]
+                    times = timing.time_blocks(step, numbers[case.key], blocks)
                     st.rounds.append(times)
                     if energy and r == 0:
                         st.energy = joules.measure(step, batch=int(case.batch), device=case.device)

@@ -43,3 +43,47 @@ def test_without_min_rounds_every_round_runs(monkeypatch):
 def test_a_group_of_fewer_than_three_sizes_stops_at_min_rounds():
     out = rounds.time_series(_cases((32,)), rounds=4, min_run_time=0.02, min_runs=2, warmup=1, min_rounds=2)
     assert {len(t.rounds) for t in out.values()} == {2}
+
+
+def test_each_round_runs_only_the_steps_it_times(monkeypatch):
+    """Steps per case: warm-up and one sizing step on the first visit, on later visits one warm step, then the
+    timed blocks (torch's ``Timer.timeit`` ran two more untimed steps before every block: 3x the cost of a
+    one-step block, which is every block of a step longer than the block target)."""
+    from bench.measure import profile as profiler
+    from bench.measure import timing
+
+    calls = {}
+
+    def case_step(case, model, batch=None):
+        def step():
+            calls[case.img_size] = calls.get(case.img_size, 0) + 1
+
+        return step
+
+    monkeypatch.setattr(timing, "case_step", case_step)
+    monkeypatch.setattr(profiler, "profile_step", lambda *a, **k: pytest.skip("not reached: profile=False"))
+    monkeypatch.setattr(timing, "time_blocks", _counting_blocks(timing.time_blocks, 0.5))
+    rounds.time_series(_cases(), rounds=3, min_run_time=0.3, min_runs=6, warmup=1, profile=False, energy=False)
+    # round 1: warm-up 1 + sizing 1 + 2 blocks of 1 step (a "0.5 s" step fills a 0.05 s block);
+    # rounds 2 and 3: warm 1 + 2 blocks
+    assert calls == {32: 4 + 2 * 3, 48: 4 + 2 * 3, 64: 4 + 2 * 3}
+
+
+def _counting_blocks(real, seconds):
+    """time_blocks that runs the real loop but reports every step as ``seconds`` long."""
+
+    def fake(step, number, blocks=1):
+        real(step, number, blocks)
+        return [seconds] * blocks
+
+    return fake
+
+
+def test_time_blocks_runs_exactly_the_steps_it_times():
+    from bench.measure import timing
+
+    n = []
+    times = timing.time_blocks(lambda: n.append(1), 5, 3)
+    assert len(times) == 3 and all(t >= 0 for t in times) and len(n) == 15
+    with pytest.raises(ValueError, match="at least 1"):
+        timing.time_blocks(lambda: None, 0)

@@ -20,7 +20,7 @@ from helpers import ROOT
 from suites import measured
 from tests.analysis.test_recorded import load, more_blocks
 
-RECORDED = ROOT / "results" / "cpu-asv-measured"
+RECORDED = ROOT / "results" / "cpu-asv-measured-v2"
 EXPECTED = {  # (latency, memory)
     "mixer_c128": ("linear", "linear"),
     "vit_d64": ("quadratic", "linear"),
