@@ -313,6 +313,31 @@ class Memory:
 
 
 @dataclass(frozen=True)
+class MemoryRequest:
+    """One line the sweep sends the CPU memory worker (``bench.measure.memory.MemoryWorker``): the case to measure."""
+
+    case: Case = field(metadata=doc("the case to measure"))
+
+
+WORKER_STATUSES = ("ok", "oom", "error")
+
+
+@dataclass(frozen=True)
+class MemoryReply:
+    """One line the CPU memory worker answers: the memory it measured, or why it could not."""
+
+    status: str = field(metadata=doc('"ok", "oom" (the allocator failed) or "error"', choices=WORKER_STATUSES))
+    record: Memory | None = field(default=None, metadata=doc('the measurement ("ok" only)'))
+    error: str | None = field(default=None, metadata=doc("why not, one line (other statuses)"))
+
+    def check(self) -> None:
+        if (self.status == "ok") != (self.record is not None):
+            raise ValueError(f"status {self.status!r} {'without' if self.status == 'ok' else 'with'} a record")
+        if self.status != "ok" and self.error is None:
+            raise ValueError(f"status {self.status!r} without an error")
+
+
+@dataclass(frozen=True)
 class ClassCost:
     """The deterministic cost of one operator class in one step."""
 
@@ -435,8 +460,8 @@ class GpuInfo:
 
 
 @dataclass(frozen=True)
-class Machine:
-    """The machine's fingerprint at the start of the run (``bench.measure.fingerprint``); unreadable fields null."""
+class Fingerprint:
+    """The machine a run measures on (``bench.measure.fingerprint.fingerprint``); unreadable fields null."""
 
     machine_id: str | None = field(default=None, metadata=doc("hash of host, CPU and GPU UUID"))
     host_sha: str | None = field(default=None, metadata=doc("hash of the host name"))
@@ -447,7 +472,47 @@ class Machine:
     cgroup_memory_max_bytes: int | None = field(default=None, metadata=doc("cgroup memory limit in bytes"))
     cpu_governor: str | None = field(default=None, metadata=doc("cpufreq governor"))
     gpu: GpuInfo | None = field(default=None, metadata=doc("the GPU (CUDA runs)"))
+
+
+@dataclass(frozen=True)
+class Machine(Fingerprint):
+    """The machine's fingerprint at the start of the run, as every record of the run carries it; unreadable fields
+    null."""
+
     gpu_start: GpuSample | None = field(default=None, metadata=doc("GPU sample at the start of the run (CUDA runs)"))
+
+    @property
+    def fingerprint(self) -> Fingerprint:
+        """The fingerprint without the start sample (what ``machine.json`` stores per run)."""
+        return Fingerprint(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Fingerprint)})
+
+
+MACHINE_FILENAME = "machine.json"
+MACHINE_FILE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MachineRun:
+    """One run of a sweep on one device, in ``machine.json``: the fingerprint, GPU samples before and after, and
+    what makes its timings doubtful."""
+
+    device: str = field(metadata=doc('the device ("cpu", "cuda", "cuda:N")'))
+    machine_id: str | None = field(metadata=doc("the fingerprint's machine id"))
+    shard: Shard | None = field(metadata=doc("the shard this run was, when sharded"))
+    started: str | None = field(metadata=doc("when the run started (UTC, ISO 8601)"))
+    finished: str | None = field(metadata=doc("when it finished (UTC, ISO 8601)"))
+    gpu_start: GpuSample | None = field(metadata=doc("GPU sample at the start (CUDA runs)"))
+    gpu_end: GpuSample | None = field(metadata=doc("GPU sample at the end (CUDA runs)"))
+    warnings: tuple[str, ...] = field(metadata=doc("clocks not locked, a shared GPU, throttling: one line each"))
+    fingerprint: Fingerprint = field(metadata=doc("the machine"))
+
+
+@dataclass(frozen=True)
+class MachineFile:
+    """``machine.json`` of a sweep folder: every run that wrote into the folder, one entry per run and device."""
+
+    schema: int = field(metadata=doc(f"version of this file's layout ({MACHINE_FILE_VERSION})", min=1))
+    runs: tuple[MachineRun, ...] = field(metadata=doc("the runs, oldest first"))
 
 
 @dataclass(frozen=True)
@@ -1040,6 +1105,7 @@ FILES: dict[str, tuple[type, ...]] = {
     ),
     PEERS_FILENAME: (PeerRecord, PeerCase, PairedTiming),
     FITS_FILENAME: (FitRecord, FitCurve, FitAttribution),
+    MACHINE_FILENAME: (MachineFile, MachineRun, Fingerprint),
 }
 TYPES: tuple[type, ...] = tuple(cls for types_ in FILES.values() for cls in types_)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from bench.measure import cost
 from bench.measure.timing import uses_channels_last
-from bench.schema import Case
+from bench.schema import Case, Cost
 
 from .common import COUNTED_MODELS, MODES, RESOLUTIONS
 
@@ -22,31 +22,28 @@ class Step:
     params = (COUNTED_MODELS, RESOLUTIONS, MODES)
     param_names = ("model", "img_size", "mode")
 
-    def setup_cache(self) -> dict[tuple[str, int, str], dict]:
+    def setup_cache(self) -> dict[tuple[str, int, str], Cost]:
         # All cases priced once per environment and commit, in one process.
-        out = {}
-        for m in COUNTED_MODELS:
-            for s in RESOLUTIONS:
-                for mode in MODES:
-                    record = cost.cost(Case(m, s, mode=mode, channels_last=uses_channels_last(m)))
-                    out[m, s, mode] = {
-                        "bytes_moved": record.bytes_moved,
-                        "ops": record.ops,
-                        "peak_activation_bytes": record.peak_activation_bytes,
-                    }
-        return out
+        return {
+            (m, s, mode): cost.cost(Case(m, s, mode=mode, channels_last=uses_channels_last(m)))
+            for m in COUNTED_MODELS
+            for s in RESOLUTIONS
+            for mode in MODES
+        }
 
-    def track_bytes_moved(self, counts: dict, model: str, img_size: int, mode: str) -> int:
-        return counts[model, img_size, mode]["bytes_moved"]
+    def track_bytes_moved(self, costs: dict[tuple[str, int, str], Cost], model: str, img_size: int, mode: str) -> int:
+        return costs[model, img_size, mode].bytes_moved
 
     track_bytes_moved.unit = "bytes"
 
-    def track_peak_activation_bytes(self, counts: dict, model: str, img_size: int, mode: str) -> int:
-        return counts[model, img_size, mode]["peak_activation_bytes"]
+    def track_peak_activation_bytes(
+        self, costs: dict[tuple[str, int, str], Cost], model: str, img_size: int, mode: str
+    ) -> int:
+        return costs[model, img_size, mode].peak_activation_bytes
 
     track_peak_activation_bytes.unit = "bytes"
 
-    def track_ops(self, counts: dict, model: str, img_size: int, mode: str) -> int:
-        return counts[model, img_size, mode]["ops"]
+    def track_ops(self, costs: dict[tuple[str, int, str], Cost], model: str, img_size: int, mode: str) -> int:
+        return costs[model, img_size, mode].ops
 
     track_ops.unit = "operator calls"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 
 from bench.measure import counting
+from bench.schema import Case
 
 from .common import (
     CURVE_IMG_SIZES,
@@ -36,30 +37,26 @@ class Fvcore:
     params = (TIMED_MODELS,)
     param_names = ("model",)
 
-    def setup_cache(self) -> dict[str, dict]:
-        out = {}
-        for model in TIMED_MODELS:
-            c = counting.fvcore_count(model, TIMED_IMG_SIZE)
-            out[model] = {"macs": c.macs, "matmul_macs": c.matmul_macs, "activations": c.activations}
-        return out
+    def setup_cache(self) -> dict[str, counting.FvcoreCount]:
+        return {model: counting.fvcore_count(Case(model, TIMED_IMG_SIZE)) for model in TIMED_MODELS}
 
-    def track_fvcore_gmacs(self, counts: dict, model: str) -> float:
-        return counts[model]["macs"] / 1e9
+    def track_fvcore_gmacs(self, counts: dict[str, counting.FvcoreCount], model: str) -> float:
+        return counts[model].macs / 1e9
 
     track_fvcore_gmacs.unit = "GMACs"
 
-    def track_fvcore_matmul_gmacs(self, counts: dict, model: str) -> float:
-        return counts[model]["matmul_macs"] / 1e9
+    def track_fvcore_matmul_gmacs(self, counts: dict[str, counting.FvcoreCount], model: str) -> float:
+        return counts[model].matmul_macs / 1e9
 
     track_fvcore_matmul_gmacs.unit = "GMACs"
 
-    def track_fvcore_activations(self, counts: dict, model: str) -> int:
-        return counts[model]["activations"]
+    def track_fvcore_activations(self, counts: dict[str, counting.FvcoreCount], model: str) -> int:
+        return counts[model].activations
 
     track_fvcore_activations.unit = "activations"
 
 
-def _axis_case(axis: str, series: str, size: int):
+def _axis_case(axis: str, series: str, size: int) -> Case:
     if axis == "patch_size":
         return series_case(series, CURVE_PATCH_IMG_SIZE, size)
     return series_case(series, size)
@@ -82,27 +79,31 @@ class _FvcoreAxis:
 
     axis = "resolution"
 
-    def setup_cache(self) -> dict:
-        out = {}
-        for axis, series_names, sizes in _AXIS_GRID:
-            for series, size in itertools.product(series_names, sizes):
-                case = _axis_case(axis, series, size)
-                c = counting.fvcore_count(case.model, case.img_size, case.patch_size, **case.overrides)
-                out[axis, series, size] = {"macs": c.macs, "matmul_macs": c.matmul_macs, "activations": c.activations}
-        return out
+    def setup_cache(self) -> dict[tuple[str, str, int], counting.FvcoreCount]:
+        return {
+            (axis, series, size): counting.fvcore_count(_axis_case(axis, series, size))
+            for axis, series_names, sizes in _AXIS_GRID
+            for series, size in itertools.product(series_names, sizes)
+        }
 
-    def track_fvcore_gmacs(self, counts: dict, series: str, size: int) -> float:
-        return counts[self.axis, series, size]["macs"] / 1e9
+    def track_fvcore_gmacs(
+        self, counts: dict[tuple[str, str, int], counting.FvcoreCount], series: str, size: int
+    ) -> float:
+        return counts[self.axis, series, size].macs / 1e9
 
     track_fvcore_gmacs.unit = "GMACs"
 
-    def track_fvcore_matmul_gmacs(self, counts: dict, series: str, size: int) -> float:
-        return counts[self.axis, series, size]["matmul_macs"] / 1e9
+    def track_fvcore_matmul_gmacs(
+        self, counts: dict[tuple[str, str, int], counting.FvcoreCount], series: str, size: int
+    ) -> float:
+        return counts[self.axis, series, size].matmul_macs / 1e9
 
     track_fvcore_matmul_gmacs.unit = "GMACs"
 
-    def track_fvcore_activations(self, counts: dict, series: str, size: int) -> int:
-        return counts[self.axis, series, size]["activations"]
+    def track_fvcore_activations(
+        self, counts: dict[tuple[str, str, int], counting.FvcoreCount], series: str, size: int
+    ) -> int:
+        return counts[self.axis, series, size].activations
 
     track_fvcore_activations.unit = "activations"
 

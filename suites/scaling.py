@@ -23,35 +23,35 @@ class MacsFit:
     params = (SCALED_MODELS,)
     param_names = ("model",)
 
-    def setup_cache(self) -> dict[str, dict]:
+    def setup_cache(self) -> dict[str, scaling.ScalingFit]:
         # Counted once per environment and commit (about 2 s), shared by every track_ below.
         fits = {}
         for model in SCALED_MODELS:
             records = [counting.count(Case(model, size)) for size in SCALING_RESOLUTIONS]
             x = [fit_x(r.img_size, r.tokens) for r in records]
-            fits[model] = scaling.fit(x, [r.macs for r in records], axis=fit_axis(records[0].tokens)).to_dict()
+            fits[model] = scaling.fit(x, [r.macs for r in records], axis=fit_axis(records[0].tokens))
         return fits
 
-    def track_quadratic_coefficient(self, fits: dict, model: str) -> float:
-        return fits[model]["b"]
+    def track_quadratic_coefficient(self, fits: dict[str, scaling.ScalingFit], model: str) -> float:
+        return fits[model].b
 
     track_quadratic_coefficient.unit = "MACs per token^2"
 
-    def track_quadratic_share_percent(self, fits: dict, model: str) -> float:
+    def track_quadratic_share_percent(self, fits: dict[str, scaling.ScalingFit], model: str) -> float:
         """The share of the largest size's MACs that the quadratic term carries, in percent."""
-        return 100.0 * fits[model]["quadratic_share"]
+        return 100.0 * fits[model].quadratic_share
 
     track_quadratic_share_percent.unit = "percent"
 
-    def track_verdict(self, fits: dict, model: str) -> int:
+    def track_verdict(self, fits: dict[str, scaling.ScalingFit], model: str) -> int:
         """0 linear, 1 inconclusive, 2 quadratic (see ``common.VERDICT_CODES``)."""
-        return VERDICT_CODES[fits[model]["verdict"]]
+        return VERDICT_CODES[fits[model].verdict]
 
     track_verdict.unit = "0 linear, 1 inconclusive, 2 quadratic"
 
-    def track_crossover_tokens(self, fits: dict, model: str) -> float:
+    def track_crossover_tokens(self, fits: dict[str, scaling.ScalingFit], model: str) -> float:
         """S* = a/b, where the quadratic term equals the linear one; n/a (NaN) when b <= 0."""
-        crossover = fits[model]["crossover_tokens"]
+        crossover = fits[model].crossover_tokens
         return float("nan") if crossover is None else crossover
 
     track_crossover_tokens.unit = "tokens"

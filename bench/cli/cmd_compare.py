@@ -78,16 +78,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"B/A ratios ({args.dir_b} over {args.dir_a}); flagged beyond x{args.factor:g}")
     print(f"{'model':<24} {'px':>4} {'patch':>5} {'batch':>5} {'dtype':<8} {'mode':<5} {'time':>6} {'memory':>6}  flag")
     for row in rows:
-        c = row["case"]
-        t = "-" if row["time"] is None else f"{row['time']:.3f}"
-        m = "-" if row["memory"] is None else f"{row['memory']:.3f}"
-        status = "" if row["status_a"] == row["status_b"] == "ok" else f" ({row['status_a']} -> {row['status_b']})"
+        c = row.case
+        t = "-" if row.time is None else f"{row.time:.3f}"
+        m = "-" if row.memory is None else f"{row.memory:.3f}"
+        status = "" if row.status_a == row.status_b == "ok" else f" ({row.status_a} -> {row.status_b})"
         print(
-            f"{row['label'][:24]:<24} {c.img_size:>4} {c.patch_size or '-':>5} {c.batch:>5} {c.dtype:<8} "
-            f"{c.mode:<5} {t:>6} {m:>6}  {row['flag']}{status}"
+            f"{row.label[:24]:<24} {c.img_size:>4} {c.patch_size or '-':>5} {c.batch:>5} {c.dtype:<8} "
+            f"{c.mode:<5} {t:>6} {m:>6}  {row.flag}{status}"
         )
-    worse = sum(r["flag"] == "worse" for r in rows)
-    better = sum(r["flag"] == "better" for r in rows)
+    worse = sum(r.flag == "worse" for r in rows)
+    better = sum(r.flag == "better" for r in rows)
     for r in lacking:
         c = r.case
         print(

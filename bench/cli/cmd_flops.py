@@ -21,10 +21,16 @@ import argparse
 import csv
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from bench.cli.args import image_sizes, model_list, patch_sizes, progress
 from bench.errors import UsageError
 from bench.runs.counts import DEFAULT_RESOLUTIONS
+
+if TYPE_CHECKING:
+    from bench.runs.costs import CostFit, Priced
+    from bench.runs.counts import CountCheck, MacFit
+    from bench.schema import Counts
 
 NAME = "flops"
 HELP = "parameters, MACs (attention counted) and activations per case; linear/quadratic verdict"
@@ -110,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         records = count_cases(plan(models, args.resolutions, args.patch_sizes), progress("counting"))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    fit_rows = [dict(f, quantity="macs") for f in fits(records)]
+    fit_rows = fits(records)
     from bench.runs import costs
 
     try:
@@ -122,9 +128,10 @@ def run(args: argparse.Namespace) -> int:
     cost_fits = costs.fits(priced)
     checks = check(records, args.fvcore) if args.check else None
     if args.format == "json":
-        payload = {"records": [p.to_json(RECORD_KEYS) for p in priced], "fits": fit_rows + cost_fits}
+        fit_objects = [f.to_json() for f in fit_rows] + [f.to_json() for f in cost_fits]
+        payload: dict[str, list] = {"records": [p.to_json(RECORD_KEYS) for p in priced], "fits": fit_objects}
         if checks is not None:
-            payload["checks"] = checks
+            payload.update(checks=[c.to_json() for c in checks])
         print(json.dumps(payload, indent=2))
     elif args.format == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
@@ -160,8 +167,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_table(records, fit_rows, checks)
         print_cost_table(priced, cost_fits)
-    if checks is not None and not all(c["ok"] for c in checks):
-        bad = [c for c in checks if not c["ok"]]
+    if checks is not None and not all(c.ok for c in checks):
+        bad = [c for c in checks if not c.ok]
         print(f"mixerbench flops: {len(bad)} case(s) disagree (exact agreement required)", file=sys.stderr)
         return 1
     return 0
@@ -179,7 +186,7 @@ def _commas(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
 
 
-def print_table(records: list, fit_rows: list[dict], checks: list[dict] | None) -> None:
+def print_table(records: list[Counts], fit_rows: list[MacFit], checks: list[CountCheck] | None) -> None:
     width = max(len("model"), *(len(r.model) for r in records))
     print(f"{'model':<{width}} {'img':>5} {'patch':>5} {'tokens':>6} {'params':>13} {'GMACs':>10} {'activations':>13}")
     for r in records:
@@ -200,18 +207,15 @@ def print_table(records: list, fit_rows: list[dict], checks: list[dict] | None) 
             f"{'res*':>6} {'quad share':>10} {'exponents':<17} verdict"
         )
         for f in fit_rows:
-            fixed = (
-                f"patch {f['patch_size']}"
-                if f["patch_size"] is not None
-                else (f"{f['img_size']} px" if f["img_size"] else "-")
-            )
-            span = f"{f['x_min']:.0f}..{f['x_max']:.0f}"
-            cross = "-" if f["crossover"] is None else f"{f['crossover']:.0f}"
-            res = "-" if f["crossover_resolution"] is None else f"{f['crossover_resolution']:.0f}"
-            exps = f"{min(f['local_exponents']):.2f}..{max(f['local_exponents']):.2f}"
+            g = f.fit
+            fixed = f"patch {f.patch_size}" if f.patch_size is not None else (f"{f.img_size} px" if f.img_size else "-")
+            span = f"{g.x_min:.0f}..{g.x_max:.0f}"
+            cross = "-" if g.crossover is None else f"{g.crossover:.0f}"
+            res = "-" if f.crossover_resolution is None else f"{f.crossover_resolution:.0f}"
+            exps = f"{min(g.local_exponents):.2f}..{max(g.local_exponents):.2f}"
             print(
-                f"{f['model']:<{width}} {f['axis']:<10} {fixed:>8} {span:>13} {f['a']:>11.4g} {f['b']:>9.4g} {cross:>9} "
-                f"{res:>6} {f['quadratic_share']:>10.1%} {exps:<17} {f['verdict']}"
+                f"{f.model:<{width}} {g.axis:<10} {fixed:>8} {span:>13} {g.a:>11.4g} {g.b:>9.4g} {cross:>9} "
+                f"{res:>6} {g.quadratic_share:>10.1%} {exps:<17} {g.verdict}"
             )
     if checks is not None:
         print("\nmatmul/conv/attention MACs, cross-checked (fvcore: only with --fvcore; closed form: reference models)")
@@ -221,16 +225,16 @@ def print_table(records: list, fit_rows: list[dict], checks: list[dict] | None) 
         )
         for c in checks:
             print(
-                f"{c['model']:<{width}} {c['img_size']:>5} {_dash(c['patch_size']):>5} {c['counter']:>16,} "
-                f"{c['flop_counter_mode']:>16,} {_commas(c['closed_form']):>16} {_commas(c['fvcore']):>16} "
-                f"{c['max_rel_diff']:>9.2e} {'ok' if c['ok'] else 'FAIL'}"
+                f"{c.model:<{width}} {c.img_size:>5} {_dash(c.patch_size):>5} {c.counter:>16,} "
+                f"{c.flop_counter_mode:>16,} {_commas(c.closed_form):>16} {_commas(c.fvcore):>16} "
+                f"{c.max_rel_diff:>9.2e} {'ok' if c.ok else 'FAIL'}"
             )
-        agree = sum(c["ok"] for c in checks)
-        worst = max(c["max_rel_diff"] for c in checks)
+        agree = sum(c.ok for c in checks)
+        worst = max(c.max_rel_diff for c in checks)
         print(f"{agree} of {len(checks)} cases agree exactly (largest relative difference {worst:.2e})")
 
 
-def print_cost_table(priced: list, cost_fits: list[dict]) -> None:
+def print_cost_table(priced: list[Priced], cost_fits: list[CostFit]) -> None:
     """Bytes moved, peak activation memory and operators of one step per image (batch 1, float32)."""
     width = max(len("model"), *(len(p.counts.model) for p in priced))
     print("\none step per image (batch 1, float32, counted on meta): bytes moved, peak activation memory, operators")
@@ -248,6 +252,6 @@ def print_cost_table(priced: list, cost_fits: list[dict]) -> None:
         print(f"{'model':<{width}} {'attention':>9} {'mode':>5} {'quantity':<22} {'b':>10} {'quad share':>10} verdict")
         for f in cost_fits:
             print(
-                f"{f['model']:<{width}} {_dash(f['attention']):>9} {f['mode']:>5} {f['quantity']:<22} {f['b']:>10.4g} "
-                f"{f['quadratic_share']:>10.1%} {f['verdict']}"
+                f"{f.model:<{width}} {_dash(f.attention):>9} {f.mode:>5} {f.quantity:<22} {f.fit.b:>10.4g} "
+                f"{f.fit.quadratic_share:>10.1%} {f.fit.verdict}"
             )

@@ -6,6 +6,7 @@ Models are built on the meta device, so this takes no memory and about a second.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 NAME = "list"
@@ -21,12 +22,12 @@ def run(args: argparse.Namespace) -> int:
 
     rows = zoo()
     if args.format == "json":
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
         return 0
     print(f"{'model':<11} {'family':<7} {'patch':>5} {'tokens':>6} {'params':>13}  (at 224 px)")
     for r in rows:
-        patch = "-" if r["patch_size"] is None else r["patch_size"]
-        tokens = "-" if r["tokens"] is None else r["tokens"]
-        print(f"{r['model']:<11} {r['family']:<7} {patch:>5} {tokens:>6} {r['params']:>13,}")
+        patch = "-" if r.patch_size is None else r.patch_size
+        tokens = "-" if r.tokens is None else r.tokens
+        print(f"{r.model:<11} {r.family:<7} {patch:>5} {tokens:>6} {r.params:>13,}")
     print("\nAny timm model also works as a peer: timm:<name>, e.g. timm:convnext_tiny.")
     return 0

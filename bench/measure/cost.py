@@ -54,6 +54,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections import Counter
+from dataclasses import dataclass
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -171,6 +172,15 @@ def _flops(func, args, kwargs, out, written: list[torch.Tensor]) -> int:
     return sum(t.numel() for t in written)
 
 
+@dataclass
+class ClassTally:
+    """What one operator class did so far in the counted step (becomes its :class:`~bench.schema.ClassCost`)."""
+
+    bytes_moved: int = 0
+    ops: int = 0
+    flops: int = 0
+
+
 class CostCounter(TorchDispatchMode):
     """Count operators, bytes moved and live bytes of every aten call inside (see the module doc).
 
@@ -184,7 +194,7 @@ class CostCounter(TorchDispatchMode):
         self.ops = 0
         self.bytes_moved = 0
         self.flops = 0
-        self.by_class = {c: {"bytes_moved": 0, "ops": 0, "flops": 0} for c in CLASSES}
+        self.by_class = {c: ClassTally() for c in CLASSES}
         self.kernels: Counter = Counter()  # (class, op, flops, bytes) -> calls
         self.events: list[tuple[int, int]] = []  # (allocation id, +bytes on allocation / -bytes on free), in order
         self._live: dict[int, int] = {}  # storage address -> allocation id
@@ -275,9 +285,9 @@ class CostCounter(TorchDispatchMode):
         self.bytes_moved += moved
         self.flops += flops
         entry = self.by_class[cls]
-        entry["ops"] += 1
-        entry["bytes_moved"] += moved
-        entry["flops"] += flops
+        entry.ops += 1
+        entry.bytes_moved += moved
+        entry.flops += flops
         self.kernels[(cls, counting._jit_name(packet), flops, moved)] += 1
         return out
 
@@ -367,7 +377,7 @@ def cost(case: Case, batch: int | None = None) -> Cost:
     model, img_size, mode, dtype, device = case.model, case.img_size, case.mode, case.dtype, case.device
     channels_last = case.channels_last
     batch = int(batch or case.batch)
-    net = counting.build(model, img_size, case.patch_size, "meta", **case.overrides)
+    net = counting.build(case)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     step = timing.make_step(
@@ -406,7 +416,11 @@ def cost(case: Case, batch: int | None = None) -> Cost:
         ops=counter.ops,
         flops=counter.flops,
         peak_step_bytes=counter.peak(),
-        by_class={c: ClassCost(**v) for c, v in counter.by_class.items() if v["ops"]},
+        by_class={
+            c: ClassCost(bytes_moved=t.bytes_moved, ops=t.ops, flops=t.flops)
+            for c, t in counter.by_class.items()
+            if t.ops
+        },
         gradient_bytes=gradient_bytes if train else None,
         optimizer_bytes=optimizer_bytes if train else None,
         kernels=tuple((cls, op, int(f), int(b), n) for (cls, op, f, b), n in sorted(counter.kernels.items())),

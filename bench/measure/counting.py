@@ -44,6 +44,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -321,16 +322,20 @@ class _SkipMetaInit(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def build(
-    model: str, img_size: int, patch_size: int | None = None, device: str | torch.device = "meta", **overrides
-) -> nn.Module:
-    """``architectures.create`` on ``device``, in eval mode. Raises ValueError on a bad case."""
+def build(case: Case, device: str | torch.device = "meta") -> nn.Module:
+    """``architectures.create`` of ``case``'s model, size, patch size and overrides on ``device``, in eval mode
+    (the case's own device, batch, dtype and mode do not matter). Raises ValueError on a bad case."""
+    overrides: dict[str, Any] = dict(case.overrides)  # checked by the model's config, not here
+
+    def create() -> nn.Module:
+        return architectures.create(case.model, img_size=case.img_size, patch_size=case.patch_size, **overrides)
+
     with torch.device(device):
         if torch.device(device).type == "meta":
             with _SkipMetaInit():
-                net = architectures.create(model, img_size=img_size, patch_size=patch_size, **overrides)
+                net = create()
         else:
-            net = architectures.create(model, img_size=img_size, patch_size=patch_size, **overrides)
+            net = create()
     return net.eval()
 
 
@@ -383,7 +388,7 @@ def count(case: Case) -> Counts:
     model or an ``img_size`` not divisible by the patch size.
     """
     model, img_size = case.model, case.img_size
-    net = build(model, img_size, case.patch_size, "meta", **case.overrides)
+    net = build(case)
     device = "meta"
     try:
         counter = _run_counted(net, img_size, "meta")
@@ -409,8 +414,8 @@ def count(case: Case) -> Counts:
     )
 
 
-def flop_counter_macs(model: str, img_size: int, patch_size: int | None = None, **overrides) -> int:
-    """The matmul/conv/attention MACs by ``torch.utils.flop_counter.FlopCounterMode`` on meta.
+def flop_counter_macs(case: Case) -> int:
+    """The matmul/conv/attention MACs of ``case`` (batch 1) by ``torch.utils.flop_counter.FlopCounterMode`` on meta.
 
     FlopCounterMode counts 2 flops per multiply-add and only matmuls, convolutions and
     attention (on meta SDPA decomposes into ``bmm``, which it counts; on CPU it would
@@ -418,10 +423,10 @@ def flop_counter_macs(model: str, img_size: int, patch_size: int | None = None, 
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    net = build(model, img_size, patch_size, "meta", **overrides)
+    net = build(case)
     mode = FlopCounterMode(display=False)
     with torch.no_grad(), mode:
-        net(example_input(net, img_size, "meta"))
+        net(example_input(net, case.img_size, "meta"))
     total = mode.get_total_flops()
     if total % 2:
         raise AssertionError(f"FlopCounterMode returned an odd flop count {total}")
@@ -460,8 +465,9 @@ def fvcore_sdpa_activation_handle(inputs, outputs) -> int:
     return rows * k[-2] + rows * v[-1]
 
 
-def fvcore_count(model: str, img_size: int, patch_size: int | None = None, **overrides) -> FvcoreCount:
-    """fvcore's FlopCountAnalysis and ActivationCountAnalysis with the SDPA handles, on real CPU tensors.
+def fvcore_count(case: Case) -> FvcoreCount:
+    """fvcore's FlopCountAnalysis and ActivationCountAnalysis of ``case`` (its model, size, patch size and
+    overrides) with the SDPA handles, on real CPU tensors.
 
     This executes the model twice (one trace per analysis) at batch 1, with zero weights
     and on one thread (fvcore cannot trace our models on meta, see the module docstring):
@@ -472,8 +478,8 @@ def fvcore_count(model: str, img_size: int, patch_size: int | None = None, **ove
         warnings.simplefilter("ignore", FutureWarning)  # fvcore's import touches torch.jit.script
         from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis
 
-    net = zeros_on_cpu(build(model, img_size, patch_size, "meta", **overrides))
-    x = example_input(net, img_size, "cpu")
+    net = zeros_on_cpu(build(case))
+    x = example_input(net, case.img_size, "cpu")
     flops = FlopCountAnalysis(net, (x,)).set_op_handle("aten::scaled_dot_product_attention", fvcore_sdpa_flop_handle)
     acts = ActivationCountAnalysis(net, (x,)).set_op_handle(
         "aten::scaled_dot_product_attention", fvcore_sdpa_activation_handle

@@ -23,6 +23,7 @@ imports torch.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import platform
@@ -32,37 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure.env import cpu_model
+from bench.schema import Fingerprint, GpuInfo, GpuSample
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 GOVERNOR = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
 
-GPU_FIELDS = (
-    "index",
-    "name",
-    "uuid",
-    "mig_mode",
-    "driver",
-    "cuda_version",
-    "power_limit_w",
-    "sm_clock_mhz",
-    "mem_clock_mhz",
-    "max_sm_clock_mhz",
-    "max_mem_clock_mhz",
-    "clocks_locked",
-    "persistence_mode",
-    "temperature_c",
-    "other_processes",
-)
-SAMPLE_FIELDS = (
-    "sm_clock_mhz",
-    "mem_clock_mhz",
-    "temperature_c",
-    "power_w",
-    "throttle_reasons",
-    "throttle_reason_names",
-    "clocks_locked",
-    "other_processes",
-)
+GPU_FIELDS = tuple(f.name for f in dataclasses.fields(GpuInfo))
+SAMPLE_FIELDS = tuple(f.name for f in dataclasses.fields(GpuSample))
 
 # NVML's clock event ("throttle") reason bits (nvml.h, stable across versions).
 REASON_GPU_IDLE = 0x1
@@ -339,37 +316,38 @@ def _cuda_version(value: Any) -> str | None:
     return f"{value // 1000}.{value % 1000 // 10}"
 
 
-def _sample(nv, handle) -> dict:
+def _sample(nv, handle) -> GpuSample:
     sm, mem = _mhz_clocks(nv, handle, "nvmlDeviceGetClockInfo")
     reasons = _reasons(nv, handle)
     power = _call(nv, "nvmlDeviceGetPowerUsage", handle)
-    return {
-        "sm_clock_mhz": sm,
-        "mem_clock_mhz": mem,
-        "temperature_c": _call(
+    names = reason_names(reasons)
+    return GpuSample(
+        sm_clock_mhz=sm,
+        mem_clock_mhz=mem,
+        temperature_c=_call(
             nv, "nvmlDeviceGetTemperature", handle, _const(nv, "NVML_TEMPERATURE_GPU", _NVML_TEMPERATURE_GPU)
         ),
-        "power_w": power / 1000 if isinstance(power, (int, float)) else None,
-        "throttle_reasons": reasons,
-        "throttle_reason_names": reason_names(reasons),
-        "clocks_locked": _clocks_locked(nv, handle, reasons),
-        "other_processes": _other_processes(nv, handle),
-    }
+        power_w=power / 1000 if isinstance(power, (int, float)) else None,
+        throttle_reasons=reasons,
+        throttle_reason_names=tuple(names) if names is not None else None,
+        clocks_locked=_clocks_locked(nv, handle, reasons),
+        other_processes=_other_processes(nv, handle),
+    )
 
 
-def gpu_info(device: str = "cuda") -> dict:
+def gpu_info(device: str = "cuda") -> GpuInfo:
     """The GPU that ``device`` ("cuda" or "cuda:N") runs on, as NVML reports it; every unreadable field None."""
-    info: dict = dict.fromkeys(GPU_FIELDS)
+    info: dict[str, Any] = dict.fromkeys(GPU_FIELDS)
     info["index"] = _visible_index(device)
     nv = _nvml()
     if nv is None:
-        return info
+        return GpuInfo(**info)
     try:
         handle = _handle(nv, info["index"])
         info["driver"] = _text(_call(nv, "nvmlSystemGetDriverVersion"))
         info["cuda_version"] = _cuda_version(_call(nv, "nvmlSystemGetCudaDriverVersion"))
         if handle is None:
-            return info
+            return GpuInfo(**info)
         info["name"] = _text(_call(nv, "nvmlDeviceGetName", handle))
         info["uuid"] = _text(_call(nv, "nvmlDeviceGetUUID", handle))
         mig = _call(nv, "nvmlDeviceGetMigMode", handle)
@@ -381,19 +359,19 @@ def gpu_info(device: str = "cuda") -> dict:
         info["persistence_mode"] = bool(persistence) if isinstance(persistence, int) else None
         sample = _sample(nv, handle)
         for key in ("sm_clock_mhz", "mem_clock_mhz", "clocks_locked", "temperature_c", "other_processes"):
-            info[key] = sample[key]
+            info[key] = getattr(sample, key)
     finally:
         _shutdown(nv)
-    return info
+    return GpuInfo(**info)
 
 
-def gpu_sample(handle_or_index: Any = 0) -> dict:
+def gpu_sample(handle_or_index: Any = 0) -> GpuSample:
     """What changes during a run: clocks, temperature, power, throttle reasons, locked clocks, other processes.
 
     ``handle_or_index`` is an NVML device handle or a GPU index (NVML's numbering). Every
     field that cannot be read is None.
     """
-    sample: dict = dict.fromkeys(SAMPLE_FIELDS)
+    sample = GpuSample()
     nv = _nvml()
     if nv is None:
         return sample
@@ -408,11 +386,11 @@ def gpu_sample(handle_or_index: Any = 0) -> dict:
     return sample
 
 
-def fingerprint(device: str) -> dict:
+def fingerprint(device: str) -> Fingerprint:
     """The machine a run measures on: ids, CPU, cgroup limits, governor and (for CUDA) the GPU; never raises.
 
-    Keys: machine_id, host_sha, cpu_model, cpu_count, cpu_affinity, cgroup_cpu_max,
-    cgroup_memory_max_bytes, cpu_governor, gpu (a dict of :data:`GPU_FIELDS` for "cuda"
+    Fields: machine_id, host_sha, cpu_model, cpu_count, cpu_affinity, cgroup_cpu_max,
+    cgroup_memory_max_bytes, cpu_governor, gpu (a :class:`bench.schema.GpuInfo` for "cuda"
     devices, else None).
     """
     host = _safe(_host_name)
@@ -420,40 +398,41 @@ def fingerprint(device: str) -> dict:
     cpu = _safe(cpu_model)
     gpu = _safe(lambda: gpu_info(device)) if str(device).startswith("cuda") else None
     if gpu is None and str(device).startswith("cuda"):
-        gpu = dict.fromkeys(GPU_FIELDS)
+        gpu = GpuInfo()
     limits = _safe(cgroup_limits) or {"cgroup_cpu_max": None, "cgroup_memory_max_bytes": None}
-    return {
-        "machine_id": machine_id(host_sha, cpu, gpu["uuid"] if gpu else None),
-        "host_sha": host_sha,
-        "cpu_model": cpu,
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": _affinity(),
-        **limits,
-        "cpu_governor": _read(GOVERNOR),
-        "gpu": gpu,
-    }
+    return Fingerprint(
+        machine_id=machine_id(host_sha, cpu, gpu.uuid if gpu else None),
+        host_sha=host_sha,
+        cpu_model=cpu,
+        cpu_count=os.cpu_count(),
+        cpu_affinity=_affinity(),
+        cgroup_cpu_max=limits["cgroup_cpu_max"],
+        cgroup_memory_max_bytes=limits["cgroup_memory_max_bytes"],
+        cpu_governor=_read(GOVERNOR),
+        gpu=gpu,
+    )
 
 
-def warnings(start: dict | None, end: dict | None) -> list[str]:
+def warnings(start: GpuSample | None, end: GpuSample | None) -> list[str]:
     """What makes a run's GPU timings doubtful, from samples before and after it (:func:`gpu_sample`).
 
     One line each: clocks not locked, other processes on the GPU, throttle reasons other
     than idle (or the clock settings themselves), an SM clock that dropped by more than 5 %.
     Unknown (None) fields say nothing.
     """
-    start, end = start or {}, end or {}
+    start, end = start or GpuSample(), end or GpuSample()
     out = []
-    if start.get("clocks_locked") is False or end.get("clocks_locked") is False:
+    if start.clocks_locked is False or end.clocks_locked is False:
         out.append("GPU clocks are not locked: timings follow boost clocks and can vary between runs")
-    others = [n for n in (start.get("other_processes"), end.get("other_processes")) if isinstance(n, int)]
+    others = [n for n in (start.other_processes, end.other_processes) if isinstance(n, int)]
     if others and max(others) > 0:
         out.append(f"GPU is shared: {max(others)} other compute process(es) on it during the run")
     for when, sample in (("start", start), ("end", end)):
-        mask = sample.get("throttle_reasons")
+        mask = sample.throttle_reasons
         if isinstance(mask, int) and mask & ~NOT_THROTTLING:
             names = ", ".join(reason_names(mask & ~NOT_THROTTLING) or [])
             out.append(f"GPU throttled at the {when} of the run ({names})")
-    before, after = start.get("sm_clock_mhz"), end.get("sm_clock_mhz")
+    before, after = start.sm_clock_mhz, end.sm_clock_mhz
     if (
         isinstance(before, (int, float))
         and isinstance(after, (int, float))

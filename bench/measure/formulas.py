@@ -197,21 +197,33 @@ def params(config) -> int:
     raise TypeError(f"no parameter formula for {type(config).__name__}")
 
 
-def zoo() -> list[dict]:
-    """One row per reference model: name, family, patch size, tokens and parameters at 224 px, from the configs alone."""
+@dataclass(frozen=True)
+class ZooEntry:
+    """A reference model at 224 px, from its config alone (``mixerbench list``)."""
+
+    model: str
+    family: str
+    img_size: int
+    patch_size: int | None  # None for convnets
+    tokens: int | None  # S at img_size; None for convnets
+    params: int
+
+
+def zoo() -> list[ZooEntry]:
+    """One entry per reference model: name, family, patch size, tokens and parameters at 224 px, from the configs."""
     import architectures
 
-    rows = []
+    entries = []
     for name in architectures.list_models():
         traits = architectures.traits(name)
-        rows.append(
-            {
-                "model": name,
-                "family": traits.family,
-                "img_size": 224,
-                "patch_size": traits.patch_size,
-                "tokens": traits.tokens(224),
-                "params": params(architectures.get_config(name)),
-            }
+        entries.append(
+            ZooEntry(
+                model=name,
+                family=traits.family,
+                img_size=224,
+                patch_size=traits.patch_size,
+                tokens=traits.tokens(224),
+                params=params(architectures.get_config(name)),
+            )
         )
-    return rows
+    return entries

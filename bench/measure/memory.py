@@ -252,7 +252,7 @@ class MemoryWorker:
         assert proc.stdin is not None and proc.stdout is not None  # both are pipes (see _start)
         kills_before = oom_kill_count()
         try:
-            proc.stdin.write(json.dumps({"case": schema.encode(case)}) + "\n")
+            proc.stdin.write(json.dumps(schema.encode(schema.MemoryRequest(case))) + "\n")
             proc.stdin.flush()
             line = proc.stdout.readline()
         except BrokenPipeError:  # the worker died before it read the case
@@ -262,12 +262,15 @@ class MemoryWorker:
             tail = self._stderr_tail()
             self._proc = None
             raise self._death(code, tail, kills_before, case)
-        reply = json.loads(line)
-        if reply["status"] == "ok":
-            return schema.decode_object(Memory, reply["record"], "memory")
-        if reply["status"] == "oom":
-            raise WorkerOOM(reply["error"])
-        raise RuntimeError(f"memory worker: {reply['error']}")
+        try:
+            reply = schema.decode_object(schema.MemoryReply, schema.parse_line(line.encode()), "reply")
+        except ValueError as exc:
+            raise RuntimeError(f"memory worker: an unreadable reply ({exc})") from None
+        if reply.record is not None:
+            return reply.record
+        if reply.status == "oom":
+            raise WorkerOOM(reply.error)
+        raise RuntimeError(f"memory worker: {reply.error}")
 
     @staticmethod
     def _death(code: int, tail: str, kills_before: int | None, case: Case) -> RuntimeError:
@@ -329,17 +332,16 @@ def _worker_main() -> int:
     import torch  # noqa: F401  (imported before the first baseline)
 
     for line in sys.stdin:
-        request = json.loads(line)
         try:
-            record = measure_in_process(schema.decode_object(Case, request["case"], "case"))
-            reply = {"status": "ok", "record": schema.encode(record)}
+            request = schema.decode_object(schema.MemoryRequest, schema.parse_line(line.encode()), "request")
+            reply = schema.MemoryReply("ok", record=measure_in_process(request.case))
         except MemoryError as exc:
-            reply = {"status": "oom", "error": f"out of memory: {exc}"}
+            reply = schema.MemoryReply("oom", error=f"out of memory: {exc}")
         except Exception as exc:  # reported to the parent, which records the case as failed
             message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             kind = "oom" if "not enough memory" in message or "DefaultCPUAllocator" in message else "error"
-            reply = {"status": kind, "error": message}
-        replies.write(json.dumps(reply) + "\n")
+            reply = schema.MemoryReply(kind, error=message)
+        replies.write(json.dumps(schema.encode(reply)) + "\n")
         replies.flush()
     return 0
 

@@ -292,7 +292,7 @@ def class_work(case: Case) -> dict[str, int]:
     from bench.measure import counting
 
     img_size = case.img_size
-    net = counting.build(case.model, img_size, case.patch_size, "meta", **case.overrides)
+    net = counting.build(case)
     stack: list[str] = []
     handles = []
 

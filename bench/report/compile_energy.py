@@ -12,9 +12,9 @@ per reason (the CPU, no NVML, a counter NVML does not support).
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
-from typing import Any
+
+from bench.schema import Energy, Record, Timing
 
 # timm's published benchmark (RTX 5090, torch 2.9.1, AMP, inference img/s at 224 px): eager and inductor.
 TIMM_RTX5090 = {
@@ -24,7 +24,7 @@ TIMM_RTX5090 = {
 MODE_ORDER = ("none", "default", "reduce-overhead", "max-autotune")
 
 
-def _mode(record) -> str:
+def _mode(record: Record) -> str:
     mode = record.case.compile
     if mode is True:
         return "default"
@@ -33,13 +33,13 @@ def _mode(record) -> str:
     return str(mode)
 
 
-def _part(record, name: str) -> dict | None:
-    """The record's ``compile_time`` or ``energy`` part as a dict, or None."""
-    value = getattr(record, name, None)
-    return None if value is None else dataclasses.asdict(value)
+def _time(record: Record) -> Timing:
+    """The step time of an ok record (an ok record always has one: bench.schema.Record)."""
+    assert record.time is not None, "an ok record without a time"
+    return record.time
 
 
-def _group_key(record) -> tuple:
+def _group_key(record: Record) -> tuple:
     c = record.case
     return (record.name, c.img_size, c.patch_size, record.batch or c.batch, c.device, c.dtype, c.mode)
 
@@ -48,12 +48,12 @@ def _fmt(value, spec: str, missing: str = "-") -> str:
     return missing if value is None else format(value, spec)
 
 
-def compile_table(records: list) -> list[str]:
+def compile_table(records: list[Record]) -> list[str]:
     """Markdown lines of the compile-mode section; [] when every case ran eager."""
     ok = [r for r in records if r.status == "ok"]
     if all(_mode(r) == "none" for r in ok):
         return []
-    groups: dict[tuple, dict[str, Any]] = defaultdict(dict)
+    groups: dict[tuple, dict[str, Record]] = defaultdict(dict)
     for r in ok:
         groups[_group_key(r)][_mode(r)] = r
     lines = [
@@ -74,20 +74,20 @@ def compile_table(records: list) -> list[str]:
         eager = by_mode.get("none")
         for mode in sorted(by_mode, key=lambda m: MODE_ORDER.index(m) if m in MODE_ORDER else 99):
             r = by_mode[mode]
-            t = r.time
-            speed = f"{eager.time.median_s / t.median_s:.2f}x" if eager is not None else "-"
-            ct = _part(r, "compile_time") or {}
-            energy = _part(r, "energy") or {}
-            warm = f"{ct['warmup_s']:.2f} ({ct['warmup_steps']})" if ct.get("warmup_s") is not None else "-"
+            t = _time(r)
+            speed = f"{_time(eager).median_s / t.median_s:.2f}x" if eager is not None else "-"
+            ct, energy = r.compile_time, r.energy
+            warm = f"{ct.warmup_s:.2f} ({ct.warmup_steps})" if ct is not None else "-"
             lines.append(
                 f"| {key[0]} | {key[1]} | {key[3]} | {key[5]} | {key[6]} | {mode} | "
                 f"{t.median_s * 1e3:.2f} ({t.iqr_s * 1e3:.2f}) | {t.images_per_s:.1f} | {speed} | "
-                f"{_fmt(ct.get('first_call_s'), '.1f')} | {warm} | {_fmt(energy.get('joules_per_image'), '.4f')} |"
+                f"{_fmt(ct.first_call_s if ct else None, '.1f')} | {warm} | "
+                f"{_fmt(energy.joules_per_image if energy else None, '.4f')} |"
             )
     return lines + [""] + ratio_lines(ok)
 
 
-def ratio_lines(records: list) -> list[str]:
+def ratio_lines(records: list[Record]) -> list[str]:
     """Mixer-B/16 / ViT-B/16 throughput per compile mode (same size, batch, dtype, device), beside timm's RTX 5090."""
     by: dict[tuple, dict[str, float]] = defaultdict(dict)
     for r in records:
@@ -96,7 +96,7 @@ def ratio_lines(records: list) -> list[str]:
             continue
         if c.mode != "infer":
             continue
-        by[(_mode(r), c.img_size, r.batch or c.batch, c.dtype, c.device)][c.model] = r.time.images_per_s
+        by[(_mode(r), c.img_size, r.batch or c.batch, c.dtype, c.device)][c.model] = _time(r).images_per_s
     lines = []
     for (mode, px, batch, dtype, device), rates in sorted(by.items(), key=lambda kv: (kv[0][1], str(kv[0]))):
         if len(rates) < 2:
@@ -118,20 +118,18 @@ def ratio_lines(records: list) -> list[str]:
     ]
 
 
-def energy_table(records: list) -> list[str]:
+def energy_table(records: list[Record]) -> list[str]:
     """Markdown lines of the energy section; [] when no record holds an energy part."""
-    with_energy: list[tuple[Any, dict]] = []
-    for r in records:
-        part = _part(r, "energy") if r.status == "ok" else None
-        if part is not None:
-            with_energy.append((r, part))
+    with_energy: list[tuple[Record, Energy]] = [
+        (r, r.energy) for r in records if r.status == "ok" and r.energy is not None
+    ]
     if not with_energy:
         return []
-    measured = [(r, e) for r, e in with_energy if e.get("joules_per_image") is not None]
+    measured = [(r, e) for r, e in with_energy if e.joules_per_image is not None]
     reasons: dict[str, int] = defaultdict(int)
     for _, e in with_energy:
-        if e.get("joules_per_image") is None:
-            reasons[str(e.get("unavailable") or "no reason recorded")] += 1
+        if e.joules_per_image is None:
+            reasons[str(e.unavailable or "no reason recorded")] += 1
     lines = [
         "## Energy per image (NVML)",
         "",
@@ -149,8 +147,8 @@ def energy_table(records: list) -> list[str]:
             c = r.case
             lines.append(
                 f"| {r.name} | {c.img_size} | {r.batch or c.batch} | {c.dtype} | {_mode(r)} | "
-                f"{r.time.images_per_s:.1f} | {e['joules_per_image']:.4f} | {_fmt(e.get('mean_watts'), '.0f')} | "
-                f"{e['window_s']:.2f} ({e['steps']}) |"
+                f"{_time(r).images_per_s:.1f} | {e.joules_per_image:.4f} | {_fmt(e.mean_watts, '.0f')} | "
+                f"{e.window_s:.2f} ({e.steps}) |"
             )
         lines.append("")
     for reason, n in sorted(reasons.items()):

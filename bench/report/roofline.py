@@ -18,9 +18,12 @@ the device's nominal bandwidth (H200: 4.8 TB/s), and the report says so.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.measure.opclass import CLASSES
+from bench.schema import Cost, Kernel, Record
 from bench.text import markdown as md
 from bench.text import mathtext
 
@@ -30,26 +33,69 @@ COST_QUANTITIES = ("bytes_moved", "peak_activation_bytes", "ops")
 NOMINAL_BANDWIDTH = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.0e12}
 
 
-def measured_by_class(record) -> dict | None:
+def measured_by_class(record: Record) -> dict[str, float] | None:
     """Measured seconds per step by operator class (``record.profile``: device time on CUDA, CPU self time
     otherwise), or None for records without a profile. Used for the per-class measured / predicted."""
     return dict(record.profile.class_s) if record.profile else None
 
 
-def predict(kernels: list, roof: float, bandwidth: float) -> dict:
+@dataclass(frozen=True)
+class ClassPrediction:
+    """The predicted seconds of one operator class in one step, split by what bounds each of its operators."""
+
+    predicted_s: float  # every operator of the class at max(FLOPs / roof, bytes / bandwidth)
+    compute_bound_s: float  # the part of predicted_s from operators whose FLOP time is the larger
+    memory_bound_s: float  # the part from operators whose memory time is the larger
+
+    @property
+    def bound(self) -> str:
+        """ "compute" or "memory": what bounds most of the class's predicted time."""
+        return "compute" if self.compute_bound_s >= self.memory_bound_s else "memory"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The predicted seconds of a step: in total and per operator class."""
+
+    predicted_s: float
+    by_class: dict[str, ClassPrediction]
+
+
+@dataclass(frozen=True)
+class RooflineRow:
+    """One priced record: its cost, the bandwidth it was priced at, its measured and predicted time."""
+
+    record: Record
+    cost: Cost
+    bandwidth: float  # copy bandwidth, bytes/s
+    source: str  # where the bandwidth comes from: "measured" or "nominal <GPU>"
+    measured_s: float  # the median step time
+    profile: dict[str, float] | None  # measured seconds per class (measured_by_class), None without a profile
+    roof: float  # the measured matmul roof it was priced at, FLOP/s
+    prediction: Prediction
+
+    @property
+    def predicted_s(self) -> float:
+        return self.prediction.predicted_s
+
+    @property
+    def by_class(self) -> dict[str, ClassPrediction]:
+        return self.prediction.by_class
+
+
+def predict(kernels: Sequence[Kernel], roof: float, bandwidth: float) -> Prediction:
     """Predicted seconds of a step: total and per class (compute part, memory part, bound)."""
-    by_class: dict[str, dict] = {}
+    parts: dict[str, list[float]] = {}  # class -> [predicted, compute-bound, memory-bound] seconds, summed in order
     for cls, _op, flops, nbytes, calls in kernels:
         compute, memory = flops / roof, nbytes / bandwidth
-        entry = by_class.setdefault(cls, {"predicted_s": 0.0, "compute_bound_s": 0.0, "memory_bound_s": 0.0})
-        entry["predicted_s"] += calls * max(compute, memory)
-        entry["compute_bound_s" if compute >= memory else "memory_bound_s"] += calls * max(compute, memory)
-    for entry in by_class.values():
-        entry["bound"] = "compute" if entry["compute_bound_s"] >= entry["memory_bound_s"] else "memory"
-    return {"predicted_s": sum(e["predicted_s"] for e in by_class.values()), "by_class": by_class}
+        sums = parts.setdefault(cls, [0.0, 0.0, 0.0])
+        sums[0] += calls * max(compute, memory)
+        sums[1 if compute >= memory else 2] += calls * max(compute, memory)
+    by_class = {cls: ClassPrediction(*sums) for cls, sums in parts.items()}
+    return Prediction(sum(e.predicted_s for e in by_class.values()), by_class)
 
 
-def bandwidth_of(record) -> tuple[float | None, str]:
+def bandwidth_of(record: Record) -> tuple[float | None, str]:
     """(copy bandwidth in bytes/s, where it comes from) for a record."""
     if record.copy_bytes_per_s:
         return record.copy_bytes_per_s, "measured"
@@ -60,7 +106,7 @@ def bandwidth_of(record) -> tuple[float | None, str]:
     return None, "unknown"
 
 
-def without_cost(records: list) -> int:
+def without_cost(records: list[Record]) -> int:
     """How many records the roofline would price but that carry no cost (older than the cost, not filled)."""
     return sum(
         1
@@ -69,39 +115,41 @@ def without_cost(records: list) -> int:
     )
 
 
-def rows_of(records: list) -> list[dict]:
+def rows_of(records: list[Record]) -> list[RooflineRow]:
+    """A row for every ok record with a measured roof, a cost and a known bandwidth."""
     rows = []
     for r in records:
-        if r.status != "ok" or not r.roof_flops_per_s:
+        roof = r.roof_flops_per_s
+        if r.status != "ok" or not roof:
             continue
         bandwidth, source = bandwidth_of(r)
         cost = r.cost
-        if cost is None or not bandwidth:
+        if cost is None or not bandwidth or r.time is None:
             continue
-        p = predict(cost.kernels, r.roof_flops_per_s, bandwidth)
         rows.append(
-            {
-                "record": r,
-                "cost": cost,
-                "bandwidth": bandwidth,
-                "source": source,
-                "measured_s": r.time.median_s,
-                "profile": measured_by_class(r),
-                **p,
-            }
+            RooflineRow(
+                record=r,
+                cost=cost,
+                bandwidth=bandwidth,
+                source=source,
+                measured_s=r.time.median_s,
+                profile=measured_by_class(r),
+                roof=roof,
+                prediction=predict(cost.kernels, roof, bandwidth),
+            )
         )
     return rows
 
 
-def _case_name(r) -> str:
+def _case_name(r: Record) -> str:
     c = r.case
     attention = c.attention
     suffix = f" {attention}" if attention and attention not in r.name else ""
     return f"{r.name}{suffix} {c.mode}"
 
 
-def table(rows: list[dict]) -> list[str]:
-    classes = [c for c in CLASSES if any(c in row["by_class"] for row in rows)]
+def table(rows: list[RooflineRow]) -> list[str]:
+    classes = [c for c in CLASSES if any(c in row.by_class for row in rows)]
     head = (
         "| case | px | S | batch | dtype | measured ms | predicted ms | measured / predicted | MFU | "
         + " | ".join(f"{c}: share, bound" for c in classes)
@@ -109,56 +157,56 @@ def table(rows: list[dict]) -> list[str]:
     )
     lines = [head, "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |" + " --- |" * len(classes)]
     for row in rows:
-        r = row["record"]
+        r = row.record
         cells = []
         for c in classes:
-            e = row["by_class"].get(c)
+            e = row.by_class.get(c)
             if e is None:
                 cells.append("-")
                 continue
-            cell = f"{e['predicted_s'] / row['predicted_s']:.0%} {e['bound']}"
-            measured = (row["profile"] or {}).get(c)
+            cell = f"{e.predicted_s / row.predicted_s:.0%} {e.bound}"
+            measured = (row.profile or {}).get(c)
             if measured:
-                cell += f", measured/pred {measured / e['predicted_s']:.1f}"
+                cell += f", measured/pred {measured / e.predicted_s:.1f}"
             cells.append(cell)
         lines.append(
             f"| {md(_case_name(r))} | {r.case.img_size} | {r.tokens or '-'} | {r.batch} | {md(r.case.dtype)} | "
-            f"{row['measured_s'] * 1e3:.2f} | {row['predicted_s'] * 1e3:.2f} | "
-            f"{row['measured_s'] / row['predicted_s']:.2f} | {r.mfu:.0%} | " + " | ".join(cells) + " |"
+            f"{row.measured_s * 1e3:.2f} | {row.predicted_s * 1e3:.2f} | "
+            f"{row.measured_s / row.predicted_s:.2f} | {r.mfu:.0%} | " + " | ".join(cells) + " |"
         )
     return lines
 
 
-def where_time_goes(rows: list[dict]) -> list[str]:
+def where_time_goes(rows: list[RooflineRow]) -> list[str]:
     """One sentence per model and mode at its largest size: the memory-bound share and how far it is from the roof."""
-    last: dict[tuple, dict] = {}
+    last: dict[tuple, RooflineRow] = {}
     for row in rows:
-        r = row["record"]
+        r = row.record
         key = (_case_name(r), r.case.dtype, r.batch)
-        if key not in last or r.case.img_size > last[key]["record"].case.img_size:
+        if key not in last or r.case.img_size > last[key].record.case.img_size:
             last[key] = row
     lines = []
     for row in last.values():
-        r = row["record"]
-        memory = sum(e["memory_bound_s"] for e in row["by_class"].values()) / row["predicted_s"]
+        r = row.record
+        memory = sum(e.memory_bound_s for e in row.by_class.values()) / row.predicted_s
         parts = ", ".join(
-            f"{c} {e['predicted_s'] / row['predicted_s']:.0%} ({e['bound']})"
-            for c, e in sorted(row["by_class"].items(), key=lambda kv: -kv[1]["predicted_s"])
+            f"{c} {e.predicted_s / row.predicted_s:.0%} ({e.bound})"
+            for c, e in sorted(row.by_class.items(), key=lambda kv: -kv[1].predicted_s)
         )
         lines.append(
             f"- **{md(_case_name(r))}** at {r.case.img_size} px: {memory:.0%} of the predicted time is memory-bound "
-            f"({parts}); it runs at {row['measured_s'] / row['predicted_s']:.2f}x its roofline time, MFU {r.mfu:.0%}; "
-            f"{row['cost'].ops} operators, {row['cost'].bytes_moved / 1e9:.2f} GB moved per step."
+            f"({parts}); it runs at {row.measured_s / row.predicted_s:.2f}x its roofline time, MFU {r.mfu:.0%}; "
+            f"{row.cost.ops} operators, {row.cost.bytes_moved / 1e9:.2f} GB moved per step."
         )
     return lines
 
 
-def cost_fit_table(records: list, rows: list[dict]) -> list[str]:
+def cost_fit_table(records: list[Record], rows: list[RooflineRow]) -> list[str]:
     """Exact two-term fits of bytes moved, peak activation bytes and operators per series (the MACs' verdict rule)."""
     from bench.analysis.scaling import fit
     from bench.analysis.series import series_of
 
-    costs = {id(row["record"]): row["cost"] for row in rows}
+    costs = {id(row.record): row.cost for row in rows}
     lines = ["| series | quantity | b | quadratic share at x_max | verdict |", "| --- | --- | ---: | ---: | --- |"]
     for s in series_of(records):
         got = [(x, costs.get(id(r))) for x, r in zip(s.x(), s.records)]
@@ -171,7 +219,7 @@ def cost_fit_table(records: list, rows: list[dict]) -> list[str]:
     return lines if len(lines) > 2 else []
 
 
-def plot(out: Path, rows: list[dict]) -> str | None:
+def plot(out: Path, rows: list[RooflineRow]) -> str | None:
     """roofline.png: every case at its arithmetic intensity and measured FLOP/s, under its roofs."""
     if not rows:
         return None
@@ -184,21 +232,21 @@ def plot(out: Path, rows: list[dict]) -> str | None:
     from bench.files import write_atomically
 
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
-    roofs = {}
-    series: dict[str, list] = {}
+    roofs: dict[tuple[str, str], tuple[float, float]] = {}
+    series: dict[str, list[RooflineRow]] = {}
     for row in rows:
-        r = row["record"]
+        r = row.record
         series.setdefault(f"{_case_name(r)} {r.case.dtype} b{r.batch}", []).append(row)
-        roofs[(r.case.device, r.case.dtype)] = (r.roof_flops_per_s, row["bandwidth"])
+        roofs[(r.case.device, r.case.dtype)] = (row.roof, row.bandwidth)
     for label, group in series.items():  # one colour per model and mode, sizes joined in order
-        group = sorted(group, key=lambda row: row["record"].case.img_size)
-        intensity = [row["cost"].flops / row["cost"].bytes_moved for row in group]
+        group = sorted(group, key=lambda row: row.record.case.img_size)
+        intensity = [row.cost.flops / row.cost.bytes_moved for row in group]
         line = ax.plot(
-            intensity, [row["cost"].flops / row["measured_s"] for row in group], "o-", ms=4, label=mathtext(label)
+            intensity, [row.cost.flops / row.measured_s for row in group], "o-", ms=4, label=mathtext(label)
         )[0]
         ax.plot(
             intensity,
-            [row["cost"].flops / row["predicted_s"] for row in group],
+            [row.cost.flops / row.predicted_s for row in group],
             "x:",
             ms=4,
             color=line.get_color(),
@@ -221,7 +269,7 @@ def plot(out: Path, rows: list[dict]) -> str | None:
     return PLOT
 
 
-def section(records: list, out: Path) -> tuple[list[str], list[str]]:
+def section(records: list[Record], out: Path) -> tuple[list[str], list[str]]:
     """(markdown lines, plots written) of the roofline section for ``records``."""
     rows = rows_of(records)
     missing = without_cost(records)
@@ -235,7 +283,7 @@ def section(records: list, out: Path) -> tuple[list[str], list[str]]:
     )
     if not rows:
         return (["## Roofline: where the time goes", ""] + no_cost + [""], []) if missing else ([], [])
-    sources = sorted({(row["record"].case.device, row["source"], row["bandwidth"]) for row in rows})
+    sources = sorted({(row.record.case.device, row.source, row.bandwidth) for row in rows})
     md = [
         "## Roofline: where the time goes",
         "",
@@ -247,7 +295,7 @@ def section(records: list, out: Path) -> tuple[list[str], list[str]]:
     ]
     md += [f"- copy bandwidth {device}: {bw / 1e9:.0f} GB/s ({source})" for device, source, bw in sources]
     md += no_cost
-    if any(row["source"].startswith("nominal") for row in rows):
+    if any(row.source.startswith("nominal") for row in rows):
         md += [
             "- these records predate the measured copy bandwidth: the GPU's nominal bandwidth stands in "
             "(the measured one is typically 85-90% of it)"

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from bench.runs.records import Record, latest_by_key
+from bench.schema import Case
 
 
-def compare(a: list[Record], b: list[Record], factor: float) -> list[dict]:
+@dataclass(frozen=True)
+class Comparison:
+    """One case in both runs: its statuses, the ratios B/A per image and the flag."""
+
+    label: str  # the model's name in B
+    case: Case  # B's case (matched on the key, so A's is the same)
+    tokens: int | None
+    status_a: str
+    status_b: str
+    time: float | None = None  # median step time per image, B / A; None unless both are ok
+    memory: float | None = None  # activation bytes per image, B / A; None unless both are ok and measured some
+    flag: str = ""  # "worse", "better" or ""
+
+
+def compare(a: list[Record], b: list[Record], factor: float) -> list[Comparison]:
     """One row per case in both: latency and activation-memory ratios B/A and a flag."""
     by_a, by_b = latest_by_key(a), latest_by_key(b)
     rows = []
@@ -13,16 +30,9 @@ def compare(a: list[Record], b: list[Record], factor: float) -> list[dict]:
         ra = by_a.get(key)
         if ra is None:
             continue
-        row = {
-            "label": rb.name,
-            "case": rb.case,
-            "tokens": rb.tokens,
-            "status_a": ra.status,
-            "status_b": rb.status,
-            "time": None,
-            "memory": None,
-            "flag": "",
-        }
+        time_ratio: float | None = None
+        memory_ratio: float | None = None
+        flag = ""
         if ra.status == rb.status == "ok":
             assert ra.time and rb.time and ra.memory and rb.memory  # an ok record has both (bench.schema.Record)
             # per image: a --max-batch case may have run at different batches in A and B
@@ -30,17 +40,16 @@ def compare(a: list[Record], b: list[Record], factor: float) -> list[dict]:
             time_ratio = (rb.time.median_s / nb) / (ra.time.median_s / na)
             ma, mb = ra.memory.activation_bytes / na, rb.memory.activation_bytes / nb
             memory_ratio = mb / ma if ma > 0 and mb > 0 else None
-            row["time"], row["memory"] = time_ratio, memory_ratio
             ratios = [r for r in (time_ratio, memory_ratio) if r is not None]
             if any(r > factor for r in ratios):
-                row["flag"] = "worse"
+                flag = "worse"
             elif any(r < 1 / factor for r in ratios):
-                row["flag"] = "better"
+                flag = "better"
         elif ra.status == "ok":
-            row["flag"] = "worse"
+            flag = "worse"
         elif rb.status == "ok":
-            row["flag"] = "better"
-        rows.append(row)
+            flag = "better"
+        rows.append(Comparison(rb.name, rb.case, rb.tokens, ra.status, rb.status, time_ratio, memory_ratio, flag))
     return rows
 
 

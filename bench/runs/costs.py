@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import schema
 from bench.schema import Case, Cost, Counts, Record
+
+if TYPE_CHECKING:
+    from bench.analysis.scaling import ScalingFit
 
 COST_QUANTITIES = ("bytes_moved", "peak_activation_bytes", "ops")
 COST_KEYS = (
@@ -85,7 +88,33 @@ def price(records: list, attentions: list[str] | None, modes: list[str]) -> list
     return priced
 
 
-def fits(priced: list[Priced]) -> list[dict]:
+@dataclass(frozen=True)
+class CostFit:
+    """The exact fit of one cost quantity of one series (model, patch, attention backend, mode) over >= 3 sizes."""
+
+    model: str
+    patch_size: int | None  # the series' patch (None for convnets)
+    attention: str | None  # ViT attention backend; None for other models
+    mode: str  # "infer" or "train"
+    quantity: str  # one of COST_QUANTITIES
+    x: list[int]  # S per size (pixels for convnets), in the order priced
+    fit: ScalingFit
+
+    def to_json(self) -> dict[str, Any]:
+        """The fit as ``mixerbench flops --format json`` writes it: the series, then the fit's fields."""
+        return {
+            "model": self.model,
+            "patch_size": self.patch_size,
+            "img_size": None,
+            "attention": self.attention,
+            "mode": self.mode,
+            "quantity": self.quantity,
+            "x": self.x,
+            **self.fit.to_dict(),
+        }
+
+
+def fits(priced: list[Priced]) -> list[CostFit]:
     """Exact fits of bytes moved, peak activation bytes and operators against S (pixels) per series of >= 3 sizes."""
     from bench.analysis.scaling import fit
     from bench.analysis.series import fit_axis, fit_x
@@ -100,17 +129,7 @@ def fits(priced: list[Priced]) -> list[dict]:
         x = [fit_x(p.counts.img_size, p.counts.tokens) for p in group]
         for quantity in COST_QUANTITIES:
             result = fit(x, [getattr(p.cost, quantity) for p in group], axis=fit_axis(group[0].counts.tokens))
-            entry = {
-                "model": model,
-                "patch_size": patch if group[0].counts.tokens else None,
-                "img_size": None,
-                "attention": attention,
-                "mode": mode,
-                "quantity": quantity,
-                "x": x,
-            }
-            entry.update(result.to_dict())
-            out.append(entry)
+            out.append(CostFit(model, patch if group[0].counts.tokens else None, attention, mode, quantity, x, result))
     return out
 
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from bench.schema import Case
+from bench.schema import Case, Counts
+
+if TYPE_CHECKING:
+    from bench.analysis.scaling import ScalingFit
 
 DEFAULT_RESOLUTIONS = (224, 448, 512, 672, 896, 1024)  # 224 to 1024: each model takes those its patch divides
 CHECK_TOLERANCE = 0  # the counters must agree exactly on the matmul/conv/attention part (they do, for every preset)
@@ -38,7 +44,7 @@ def plan(models: list[str], resolutions: list[int] | None, patch_sizes: list[int
     return cases
 
 
-def count_cases(cases: list[Case], progress: Callable[[int, int, str], None] | None = None) -> list:
+def count_cases(cases: list[Case], progress: Callable[[int, int, str], None] | None = None) -> list[Counts]:
     """The count of every case in order (:func:`bench.measure.counting.count`); ``progress(done, total, case)``
     after each."""
     from bench.measure.counting import count
@@ -56,14 +62,39 @@ def count_cases(cases: list[Case], progress: Callable[[int, int, str], None] | N
     return records
 
 
-def fits(records: list) -> list[dict]:
+@dataclass(frozen=True)
+class MacFit:
+    """The exact fit of one model's MACs over >= 3 sizes: by resolution at a fixed patch (``patch_size`` set, or
+    None for a convnet, fitted against pixels) or by patch size at a fixed resolution (``img_size`` set)."""
+
+    model: str
+    patch_size: int | None  # the fixed patch of a sweep over resolutions (None for convnets and patch sweeps)
+    img_size: int | None  # the fixed resolution of a sweep over patch sizes (None for resolution sweeps)
+    x: list[int]  # S per size (pixels for convnets), in the order counted
+    fit: ScalingFit
+    crossover_resolution: float | None  # the resolution at S* = a/b (resolution sweeps of token models), else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The fit as ``mixerbench flops --format json`` writes it: the sweep, the fit's fields, then the rest."""
+        return {
+            "model": self.model,
+            "patch_size": self.patch_size,
+            "img_size": self.img_size,
+            "x": self.x,
+            **self.fit.to_dict(),
+            "crossover_resolution": self.crossover_resolution,
+            "quantity": "macs",
+        }
+
+
+def fits(records: list[Counts]) -> list[MacFit]:
     """One fit per model swept over >= 3 token counts (or pixel counts for convnets)."""
     from bench.analysis.scaling import crossover_resolution, fit
     from bench.analysis.series import fit_axis, fit_x
 
     out = []
-    by_patch: dict[tuple, list] = {}
-    by_size: dict[tuple, list] = {}
+    by_patch: dict[tuple, list[Counts]] = {}
+    by_size: dict[tuple, list[Counts]] = {}
     for r in records:
         by_patch.setdefault((r.model, r.patch_size), []).append(r)
         if r.tokens is not None:
@@ -73,25 +104,40 @@ def fits(records: list) -> list[dict]:
             continue
         x = [fit_x(r.img_size, r.tokens) for r in group]
         result = fit(x, [r.macs for r in group], axis=fit_axis(group[0].tokens))
-        entry = {"model": model, "patch_size": patch if group[0].tokens else None, "img_size": None, "x": x}
-        entry.update(result.to_dict())
-        entry["crossover_resolution"] = None
-        if group[0].tokens is not None:
-            prefix = group[0].tokens - (group[0].img_size // patch) ** 2
-            entry["crossover_resolution"] = crossover_resolution(result.crossover_tokens, patch, prefix)
-        out.append(entry)
+        tokens = group[0].tokens
+        crossover = None
+        if tokens is not None and patch is not None:
+            prefix = tokens - (group[0].img_size // patch) ** 2
+            crossover = crossover_resolution(result.crossover_tokens, patch, prefix)
+        out.append(MacFit(model, patch if tokens else None, None, x, result, crossover))
     for (model, size), group in by_size.items():
         if len({r.patch_size for r in group}) < 3:
             continue
-        result = fit([r.tokens for r in group], [r.macs for r in group], axis="patch_size")
-        entry = {"model": model, "patch_size": None, "img_size": size, "x": [r.tokens for r in group]}
-        entry.update(result.to_dict())
-        entry["crossover_resolution"] = None
-        out.append(entry)
+        x = [r.tokens for r in group if r.tokens is not None]
+        result = fit(x, [r.macs for r in group], axis="patch_size")
+        out.append(MacFit(model, None, size, x, result, None))
     return out
 
 
-def check(records: list, with_fvcore: bool) -> list[dict]:
+@dataclass(frozen=True)
+class CountCheck:
+    """The matmul/conv/attention MACs of one case by this counter and by the independent counts beside it."""
+
+    model: str
+    img_size: int
+    patch_size: int | None
+    counter: int  # this counter (bench.measure.counting)
+    flop_counter_mode: int  # torch's FlopCounterMode
+    closed_form: int | None  # the closed form of a reference model (None for timm models)
+    fvcore: int | None  # fvcore on real tensors (None unless asked for)
+    max_rel_diff: float  # the largest relative difference to the counter
+    ok: bool  # within CHECK_TOLERANCE
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def check(records: list[Counts], with_fvcore: bool) -> list[CountCheck]:
     """Matmul/conv/attention MACs by this counter, FlopCounterMode, the closed form and (optionally) fvcore."""
     import architectures
     from bench.measure import formulas
@@ -99,25 +145,25 @@ def check(records: list, with_fvcore: bool) -> list[dict]:
 
     rows = []
     for r in records:
-        patch = None if r.patch_size is None else r.patch_size
-        fcm = flop_counter_macs(r.model, r.img_size, patch)
+        case = Case(r.model, r.img_size, r.patch_size)
+        fcm = flop_counter_macs(case)
         closed = None
         if not r.model.startswith(architectures.TIMM_PREFIX):
-            closed = formulas.closed_form(build(r.model, r.img_size, patch).config).matmul
-        fv = fvcore_count(r.model, r.img_size, patch).matmul_macs if with_fvcore else None
+            closed = formulas.closed_form(build(case).config).matmul
+        fv = fvcore_count(case).matmul_macs if with_fvcore else None
         others = [v for v in (fcm, closed, fv) if v is not None]
         worst = max(abs(v - r.matmul_macs) / r.matmul_macs for v in others)
         rows.append(
-            {
-                "model": r.model,
-                "img_size": r.img_size,
-                "patch_size": r.patch_size,
-                "counter": r.matmul_macs,
-                "flop_counter_mode": fcm,
-                "closed_form": closed,
-                "fvcore": fv,
-                "max_rel_diff": worst,
-                "ok": worst <= CHECK_TOLERANCE,
-            }
+            CountCheck(
+                model=r.model,
+                img_size=r.img_size,
+                patch_size=r.patch_size,
+                counter=r.matmul_macs,
+                flop_counter_mode=fcm,
+                closed_form=closed,
+                fvcore=fv,
+                max_rel_diff=worst,
+                ok=worst <= CHECK_TOLERANCE,
+            )
         )
     return rows

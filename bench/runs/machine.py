@@ -2,17 +2,20 @@
 
 At the start of a run, :func:`start` takes :func:`bench.measure.fingerprint.fingerprint`
 of the device once and, for CUDA, a :func:`~bench.measure.fingerprint.gpu_sample`
-(``gpu_start``); every record of the run carries that dict as ``record.machine``. The
-end sample can only be known afterwards, so :func:`finish` appends the run (start and
-end samples, :func:`~bench.measure.fingerprint.warnings` of the pair) to
-``OUT/machine.json``: one entry per run and device, so a resumed folder keeps its earlier
-runs too. CPU runs have ``gpu_start``/``gpu_end`` null and no warnings.
+(``gpu_start``); every record of the run carries that :class:`bench.schema.Machine` as
+``record.machine``. The end sample can only be known afterwards, so :func:`finish` appends
+the run (a :class:`bench.schema.MachineRun`: start and end samples,
+:func:`~bench.measure.fingerprint.warnings` of the pair) to ``OUT/machine.json`` (a
+:class:`bench.schema.MachineFile`): one entry per run and device, so a resumed folder keeps
+its earlier runs too (entries this version cannot read are kept as they are). CPU runs have
+``gpu_start``/``gpu_end`` null and no warnings.
 
 Nothing here raises on an unreadable field (fingerprint's rule), and nothing imports torch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 from pathlib import Path
@@ -20,73 +23,66 @@ from typing import Any
 
 from bench import schema
 from bench.measure import fingerprint as fp
-from bench.schema import Machine
+from bench.schema import Fingerprint, GpuSample, Machine, MachineFile, MachineRun, Shard
 
-FILENAME = "machine.json"
-SCHEMA = 1
+FILENAME = schema.MACHINE_FILENAME
+SCHEMA = schema.MACHINE_FILE_VERSION
 
 
 def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def sample(device: str) -> dict | None:
+def sample(device: str) -> GpuSample | None:
     """The GPU sample of ``device`` ("cuda", "cuda:N"; None for the CPU); unreadable fields None."""
     if not str(device).startswith("cuda"):
         return None
     nv = fp._nvml()
     if nv is None:
-        return dict.fromkeys(fp.SAMPLE_FIELDS)
+        return GpuSample()
     try:  # keep NVML initialised while gpu_sample uses the handle (NVML counts its inits)
         handle = fp._handle(nv, fp._visible_index(device))
-        return fp.gpu_sample(handle) if handle is not None else dict.fromkeys(fp.SAMPLE_FIELDS)
+        return fp.gpu_sample(handle) if handle is not None else GpuSample()
     except Exception:  # noqa: BLE001 - a fingerprint never stops a run
-        return dict.fromkeys(fp.SAMPLE_FIELDS)
+        return GpuSample()
     finally:
         fp._shutdown(nv)
 
 
-def start(device: str) -> dict:
+def start(device: str) -> Machine:
     """The fingerprint every record of this run on ``device`` carries: fingerprint() plus ``gpu_start``."""
-    return dict(fp.fingerprint(device), gpu_start=sample(device))
+    found = fp.fingerprint(device)
+    return Machine(**{f.name: getattr(found, f.name) for f in dataclasses.fields(found)}, gpu_start=sample(device))
 
 
-def part(machine: dict) -> Machine | None:
-    """The typed fingerprint a record carries, from :func:`start`'s dict; None when a field does not fit (never raises)."""
-    try:
-        return schema.decode_object(Machine, machine, "machine")
-    except ValueError:
-        return None
-
-
-def finish(out: Path, machines: dict[str, dict], started: str | None = None, shard: dict | None = None) -> Path:
+def finish(out: Path, machines: dict[str, Machine], started: str | None = None, shard: Shard | None = None) -> Path:
     """Append this run's entry per device (start and end samples, warnings) to ``out/machine.json``."""
     from bench.files import write_text_atomically
 
     path = Path(out) / FILENAME
-    previous = read(path)
-    runs = list(previous.get("runs", [])) if previous else []
+    previous = _load(path)
+    runs: list[Any] = list(previous["runs"]) if previous else []  # earlier entries as they are, read or not
     for device, machine in machines.items():
         end = sample(device)
-        runs.append(
-            {
-                "device": device,
-                "machine_id": machine.get("machine_id"),
-                "shard": shard,
-                "started": started,
-                "finished": now(),
-                "gpu_start": machine.get("gpu_start"),
-                "gpu_end": end,
-                "warnings": fp.warnings(machine.get("gpu_start"), end),
-                "fingerprint": {k: v for k, v in machine.items() if k != "gpu_start"},
-            }
+        run = MachineRun(
+            device=device,
+            machine_id=machine.machine_id,
+            shard=shard,
+            started=started,
+            finished=now(),
+            gpu_start=machine.gpu_start,
+            gpu_end=end,
+            warnings=tuple(fp.warnings(machine.gpu_start, end)),
+            fingerprint=machine.fingerprint,
         )
-    write_text_atomically(path, json.dumps({"schema": SCHEMA, "runs": runs}, indent=1, sort_keys=True) + "\n")
+        runs.append(schema.encode(run))
+    text = json.dumps({"schema": SCHEMA, "runs": runs}, indent=1, sort_keys=True, allow_nan=False)
+    write_text_atomically(path, text + "\n")
     return path
 
 
-def read(path: Path) -> dict | None:
-    """``machine.json`` as a dict, or None when missing or unreadable.
+def _load(path: Path) -> dict[str, Any] | None:
+    """``machine.json`` as JSON (an object with a list of runs), or None when missing or not such an object.
 
     A ``machine.json`` that is a symbolic link, a FIFO or a device raises
     :class:`bench.files.UnsafeFile` (its callers turn that into a warning).
@@ -94,7 +90,7 @@ def read(path: Path) -> dict | None:
     from bench import files
 
     try:
-        data = json.loads(files.read_text(path))
+        data = schema.parse_line(files.read_text(path).encode("utf-8"))
     except files.UnsafeFile:  # a symbolic link, FIFO or device: refused, not read (and never waited on)
         raise
     except (OSError, ValueError):
@@ -102,13 +98,30 @@ def read(path: Path) -> dict | None:
     return data if isinstance(data, dict) and isinstance(data.get("runs", []), list) else None
 
 
-def _where(machine: dict) -> str:
-    gpu = machine.get("gpu")
-    name = (gpu.get("name") if isinstance(gpu, dict) else None) or machine.get("cpu_model") or "unknown device"
-    return f"{name} (machine {machine.get('machine_id') or '?'})"
+def read(path: Path) -> MachineFile | None:
+    """``machine.json`` typed, or None when missing or unreadable; a run this version cannot decode (a foreign or
+    damaged entry) is left out. A symbolic link, FIFO or device raises :class:`bench.files.UnsafeFile`."""
+    data = _load(path)
+    if data is None:
+        return None
+    runs = []
+    for i, run in enumerate(data.get("runs", [])):
+        try:
+            runs.append(schema.decode_object(MachineRun, run, f"runs[{i}]"))
+        except ValueError:
+            continue
+    version = data.get("schema")
+    return MachineFile(
+        schema=version if isinstance(version, int) and not isinstance(version, bool) else SCHEMA, runs=tuple(runs)
+    )
 
 
-def report_warnings(records: list[schema.Record], data: dict | None = None) -> list[str]:
+def _where(machine: Fingerprint) -> str:
+    name = (machine.gpu.name if machine.gpu else None) or machine.cpu_model or "unknown device"
+    return f"{name} (machine {machine.machine_id or '?'})"
+
+
+def report_warnings(records: list[schema.Record], data: MachineFile | None = None) -> list[str]:
     """What makes the timings of a folder doubtful, each once: clocks not locked, a shared GPU, throttling.
 
     From ``machine.json`` (``data``: start and end samples of each run) and from the start
@@ -124,33 +137,31 @@ def report_warnings(records: list[schema.Record], data: dict | None = None) -> l
             if text not in out:
                 out.append(text)
 
-    for run in (data or {}).get("runs", []):
-        if isinstance(run, dict):
-            fingerprint = run.get("fingerprint")
-            where = _where(fingerprint if isinstance(fingerprint, dict) else {})
-            add(where, [w for w in run.get("warnings") or [] if isinstance(w, str)])
+    for run in data.runs if data is not None else ():
+        add(_where(run.fingerprint), list(run.warnings))
     seen = set()
     for record in records:
         m = record.machine
         if m is None or m.gpu_start is None:
             continue
-        fingerprint, start = schema.encode(m), schema.encode(m.gpu_start)
-        ident = json.dumps([m.machine_id, start], sort_keys=True)
+        ident = json.dumps([m.machine_id, schema.encode(m.gpu_start)], sort_keys=True)
         if ident not in seen:
             seen.add(ident)
-            add(_where(fingerprint), fp.warnings(start, None))
+            add(_where(m), fp.warnings(m.gpu_start, None))
     return out
 
 
-def write_end(out: Path, machines: dict[str, dict], started: str | None, shard: Any, log: Any = None) -> None:
+def write_end(
+    out: Path, machines: dict[str, Machine], started: str | None, shard: Shard | None, log: Any = None
+) -> None:
     """:func:`finish` at the end of a sweep (also after Ctrl-C or an error): a failure is a warning on ``log``."""
     try:
-        path = finish(out, machines, started, schema.encode(shard) if shard is not None else None)
+        path = finish(out, machines, started, shard)
     except (OSError, ValueError) as exc:
         if log is not None:
             print(f"warning: {Path(out) / FILENAME} not written ({exc})", file=log, flush=True)
         return
-    data = read(path) or {}
-    for warning in (data.get("runs") or [{}])[-1].get("warnings") or []:
+    data = read(path)
+    for warning in data.runs[-1].warnings if data is not None and data.runs else ():
         if log is not None:
             print(f"warning: {warning}", file=log, flush=True)

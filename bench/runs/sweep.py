@@ -332,7 +332,7 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
                     )
                     record = run_case(case, run, worker=worker, log=log, pretimed=pretimed)
                     record.shard = config.shard
-                    record.machine = machine.part(machines[case.device])
+                    record.machine = machines[case.device]
                     _append(writer, record)
                     elapsed = time.perf_counter() - started
                     eta = elapsed / i * (len(todo) - i)

@@ -27,7 +27,7 @@ def test_mixer_is_exactly_linear_with_fixed_tokens_mlp():
     assert result.verdict == "linear"
     assert result.crossover_tokens is None
     assert result.quadratic_share == 0.0
-    poly = formulas.mixer_polynomial(build("mixer_b16", 224).config)
+    poly = formulas.mixer_polynomial(build(Case("mixer_b16", 224)).config)
     assert (result.a, result.c) == (poly.a, poly.c)
     assert all(abs(e - 1) < 1e-3 for e in result.local_exponents)
 
@@ -47,7 +47,7 @@ def test_vit_b16_quadratic_coefficient_is_2_L_d(vit_b16_counts):
     assert result.max_rel_residual == 0.0
     # crossover near 6 d tokens (6 d = 4608 counting only the block matmuls)
     assert result.crossover_tokens == pytest.approx(6 * 768, rel=0.02)
-    poly = formulas.vit_polynomial(build("vit_b16", 224).config)
+    poly = formulas.vit_polynomial(build(Case("vit_b16", 224)).config)
     assert (result.a, result.b, result.c) == (poly.a, poly.b, poly.c)
     share_at_1024 = result.b * 4097**2 / records[-1].macs
     assert result.quadratic_share == pytest.approx(share_at_1024, rel=1e-12)
@@ -60,7 +60,7 @@ def test_vit_looks_nearly_linear_on_a_short_range(vit_b16_counts):
     r224, r896 = vit_b16_counts[0], vit_b16_counts[4]
     (slope,) = local_exponents([r224.tokens, r896.tokens], [r224.macs, r896.macs])
     assert slope < 1.2
-    closed = formulas.vit_polynomial(build("vit_b16", 224).config)
+    closed = formulas.vit_polynomial(build(Case("vit_b16", 224)).config)
     expected = math.log(closed(3137) / closed(197)) / math.log(3137 / 197)
     assert slope == pytest.approx(expected, rel=1e-12)
     result = fit([r.tokens for r in vit_b16_counts[:5]], [r.macs for r in vit_b16_counts[:5]])
@@ -76,7 +76,7 @@ def test_resnet_is_fitted_against_pixels():
     assert result.b == 0.0
     assert result.verdict == "linear"
     assert result.crossover_tokens is None
-    closed = formulas.closed_form(build("resnet50", 896).config).total
+    closed = formulas.closed_form(build(Case("resnet50", 896)).config).total
     assert result.predict(896**2) == pytest.approx(closed, rel=1e-12)
 
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 import architectures
 from bench.analysis.scaling import fit
-from bench.measure.cost import Autocast, CostCounter, cost
+from bench.measure.cost import Autocast, ClassTally, CostCounter, cost
 from bench.schema import Case, Cost, decode_object, encode, read_results
 from helpers import ROOT
 
@@ -44,6 +44,18 @@ def test_bytes_moved_of_a_linear_layer():
     assert c.bytes_moved == F32 * (4 * 8 + 16 * 8 + 16 + 4 * 16)
     assert c.ops == 1
     assert c.flops == 2 * 4 * 8 * 16
+    # Outside any module a matmul is dense work: the class's tally is the same hand count.
+    assert c.by_class["dense"] == ClassTally(
+        bytes_moved=F32 * (4 * 8 + 16 * 8 + 16 + 4 * 16), ops=1, flops=2 * 4 * 8 * 16
+    )
+
+
+def test_the_classes_of_a_step_add_up_to_the_step():
+    r = cost(Case("mixer_s16", 96))
+    assert set(r.by_class) == {"dense", "token_mixing", "norm_elementwise"}  # data movement does no work here
+    assert sum(c.bytes_moved for c in r.by_class.values()) == r.bytes_moved
+    assert sum(c.flops for c in r.by_class.values()) == r.flops
+    assert sum(c.ops for c in r.by_class.values()) == r.ops
 
 
 def test_bytes_moved_of_layer_norm():

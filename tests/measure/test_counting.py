@@ -46,16 +46,16 @@ def test_closed_form_and_flop_counter_mode_agree_for_every_preset(name):
     """Matmul/conv/attention MACs: this counter = closed form at 224 and 448 px = FlopCounterMode / 2 at 448 px."""
     for size in (224, 448):
         record = count(Case(name, size))
-        closed = formulas.closed_form(build(name, size).config)
+        closed = formulas.closed_form(build(Case(name, size)).config)
         assert record.matmul_macs == pytest.approx(closed.matmul, rel=0.01)
         assert record.matmul_macs == closed.matmul  # in fact exact
         assert record.macs == closed.total  # LayerNorm / BatchNorm as fvcore counts them
-    assert flop_counter_macs(name, 448) == pytest.approx(record.matmul_macs, rel=0.01)
+    assert flop_counter_macs(Case(name, 448)) == pytest.approx(record.matmul_macs, rel=0.01)
 
 
 @pytest.fixture(scope="module")
 def fvcore_vit_ti16_384():
-    return fvcore_count("vit_ti16", 384)  # S = 577: attention is a third of the matmul MACs
+    return fvcore_count(Case("vit_ti16", 384))  # S = 577: attention is a third of the matmul MACs
 
 
 @pytest.mark.parametrize(
@@ -70,26 +70,21 @@ def fvcore_vit_ti16_384():
 )
 def test_fvcore_on_real_tensors_agrees(name, size, kwargs, fvcore_vit_ti16_384):
     config = {k: v for k, v in kwargs.items() if k != "patch_size"}
-    ours = count(Case(name, size, kwargs.get("patch_size"), overrides=config))
-    theirs = (
-        fvcore_vit_ti16_384 if (name, size, kwargs) == ("vit_ti16", 384, {}) else fvcore_count(name, size, **kwargs)
-    )
+    case = Case(name, size, kwargs.get("patch_size"), overrides=config)
+    ours = count(case)
+    theirs = fvcore_vit_ti16_384 if (name, size, kwargs) == ("vit_ti16", 384, {}) else fvcore_count(case)
     assert theirs.matmul_macs == ours.matmul_macs
     assert theirs.activations == ours.activations
     if name.startswith("resnet"):
         # fvcore counts the global average pool (adaptive_avg_pool2d) as one per input element;
         # at the dispatcher it is a mean, which we leave uncounted (as fvcore does for mean).
-        last = build(name, size).layer4[-1]
+        last = build(case).layer4[-1]
         channels = last.conv3.out_channels if hasattr(last, "conv3") else last.conv2.out_channels
         side = -(-size // 32)
         assert theirs.macs - ours.macs == channels * side * side
     else:
         assert theirs.macs == ours.macs
-    assert closed_form_total(name, size, kwargs) == ours.macs
-
-
-def closed_form_total(name, size, kwargs):
-    return formulas.closed_form(build(name, size, **kwargs).config).total
+    assert formulas.closed_form(build(case).config).total == ours.macs
 
 
 def test_fvcore_sdpa_handle_counts_the_quadratic_term(fvcore_vit_ti16_384):
@@ -101,7 +96,7 @@ def test_fvcore_sdpa_handle_counts_the_quadratic_term(fvcore_vit_ti16_384):
 
 def test_skipped_operators_are_reported_not_warned(caplog):
     with caplog.at_level(logging.WARNING):
-        theirs = fvcore_count("vit_ti16", 64)
+        theirs = fvcore_count(Case("vit_ti16", 64))
     assert not [r for r in caplog.records if r.name.startswith("fvcore")]
     assert {"aten::add", "aten::gelu"} <= set(theirs.uncounted)
     ours = count(Case("vit_ti16", 64))
@@ -130,7 +125,7 @@ def test_fused_attention_kernel_rule():
 
 @pytest.mark.parametrize("name", ["mixer_s16", "vit_ti16", "resnet18", "resnet50", "timm:mixer_s16_224"])
 def test_meta_shortcuts_give_the_same_counts(name):
-    net = build(name, 224)
+    net = build(Case(name, 224))
     fast = _run_counted(net, 224, "meta", shortcuts=True)
     slow = _run_counted(net, 224, "meta", shortcuts=False)
     assert fast.matmul_macs == slow.matmul_macs
@@ -197,7 +192,7 @@ def test_timm_peer_that_cannot_run_on_meta_is_counted_on_cpu(monkeypatch):
     record = count(Case("timm:resnet18", 64))
     assert record.device == "cpu"
     assert (record.macs, record.activations, record.params) == (expected.macs, expected.activations, expected.params)
-    assert record.macs == formulas.closed_form(build("resnet18", 64).config).total
+    assert record.macs == formulas.closed_form(build(Case("resnet18", 64)).config).total
     with pytest.raises(NotImplementedError):  # reference models must run on meta: no fallback
         count(Case("resnet18", 64))
 

@@ -11,6 +11,7 @@ import types
 import pytest
 
 from bench.measure import fingerprint as fp
+from bench.schema import GpuSample, encode
 from helpers import ROOT
 
 UUID = "GPU-8f3c2a10-0000-4000-8000-000000000001"
@@ -83,7 +84,7 @@ def nvml(monkeypatch):
 
 
 def test_cpu_fields_filled_here():
-    info = fp.fingerprint("cpu")
+    info = encode(fp.fingerprint("cpu"))
     assert set(info) == {
         "machine_id",
         "host_sha",
@@ -106,30 +107,30 @@ def test_cpu_fields_filled_here():
 
 def test_cuda_without_nvml_gives_nulls(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml -> ImportError
-    info = fp.fingerprint("cuda")
+    info = encode(fp.fingerprint("cuda"))
     assert set(info["gpu"]) == set(fp.GPU_FIELDS)
     assert all(info["gpu"][k] is None for k in fp.GPU_FIELDS if k != "index")
     assert info["cpu_model"] and info["machine_id"]
-    assert fp.gpu_sample(0) == dict.fromkeys(fp.SAMPLE_FIELDS)
+    assert fp.gpu_sample(0) == GpuSample() and encode(GpuSample()) == dict.fromkeys(fp.SAMPLE_FIELDS)
 
 
 def test_cuda_with_the_real_pynvml_never_raises():
-    info = fp.fingerprint("cuda")  # here: no driver, so nvmlInit fails; on a GPU machine: filled
+    info = encode(fp.fingerprint("cuda"))  # here: no driver, so nvmlInit fails; on a GPU machine: filled
     assert set(info["gpu"]) == set(fp.GPU_FIELDS)
 
 
 def test_host_name_never_stored(monkeypatch):
     monkeypatch.setattr(fp, "_host_name", lambda: "build-node-secret-7")
-    info = fp.fingerprint("cpu")
+    info = encode(fp.fingerprint("cpu"))
     assert "secret" not in json.dumps(info)
     assert info["host_sha"] == fp.sha("build-node-secret-7")
 
 
 def test_machine_id_stable_and_tied_to_the_host(monkeypatch):
-    first, second = fp.fingerprint("cpu"), fp.fingerprint("cpu")
+    first, second = encode(fp.fingerprint("cpu")), encode(fp.fingerprint("cpu"))
     assert first["machine_id"] == second["machine_id"]
     monkeypatch.setattr(fp, "_host_name", lambda: "another-host")
-    other = fp.fingerprint("cpu")
+    other = encode(fp.fingerprint("cpu"))
     assert other["host_sha"] != first["host_sha"]
     assert other["machine_id"] != first["machine_id"]
     assert fp.machine_id("a", "cpu") != fp.machine_id("b", "cpu")
@@ -200,16 +201,16 @@ def test_governor(tmp_path, monkeypatch):
     governor = tmp_path / "scaling_governor"
     governor.write_text("performance\n")
     monkeypatch.setattr(fp, "GOVERNOR", governor)
-    assert fp.fingerprint("cpu")["cpu_governor"] == "performance"
+    assert encode(fp.fingerprint("cpu"))["cpu_governor"] == "performance"
     monkeypatch.setattr(fp, "GOVERNOR", tmp_path / "missing")
-    assert fp.fingerprint("cpu")["cpu_governor"] is None
+    assert encode(fp.fingerprint("cpu"))["cpu_governor"] is None
 
 
 # ---- GPU through a fake pynvml ---------------------------------------------------------------------------------
 
 
 def test_gpu_filled_from_nvml(nvml):
-    info = fp.fingerprint("cuda")
+    info = encode(fp.fingerprint("cuda"))
     gpu = info["gpu"]
     assert gpu == {
         "index": 0,
@@ -229,7 +230,7 @@ def test_gpu_filled_from_nvml(nvml):
         "other_processes": 0,
     }
     assert info["machine_id"] == fp.machine_id(info["host_sha"], info["cpu_model"], UUID)
-    assert info["machine_id"] != fp.fingerprint("cpu")["machine_id"]
+    assert info["machine_id"] != encode(fp.fingerprint("cpu"))["machine_id"]
     assert nvml.calls.count("init") == nvml.calls.count("shutdown") >= 1
 
 
@@ -237,9 +238,9 @@ def test_visible_devices_pick_the_gpu(nvml, monkeypatch):
     seen = []
     nvml.nvmlDeviceGetUUID = lambda h: seen.append(h) or UUID
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")
-    fp.fingerprint("cuda:1")
+    encode(fp.fingerprint("cuda:1"))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-abc")
-    fp.fingerprint("cuda")
+    encode(fp.fingerprint("cuda"))
     assert seen == [("index", 1), ("uuid", "GPU-abc")]
 
 
@@ -247,7 +248,7 @@ def test_one_failing_call_gives_one_null(nvml):
     nvml.nvmlDeviceGetUUID = raising
     nvml.nvmlDeviceGetEnforcedPowerLimit = raising
     del nvml.nvmlDeviceGetMigMode  # an old binding without the call
-    gpu = fp.fingerprint("cuda")["gpu"]
+    gpu = encode(fp.fingerprint("cuda"))["gpu"]
     assert gpu["uuid"] is None and gpu["power_limit_w"] is None and gpu["mig_mode"] is None
     assert gpu["name"] == "NVIDIA H200" and gpu["sm_clock_mhz"] == 1980
 
@@ -256,32 +257,32 @@ def test_every_call_failing_gives_nulls(nvml):
     for name in dir(nvml):
         if name.startswith("nvmlDevice") or name.startswith("nvmlSystem"):
             setattr(nvml, name, raising)
-    gpu = fp.fingerprint("cuda")["gpu"]
+    gpu = encode(fp.fingerprint("cuda"))["gpu"]
     assert all(gpu[k] is None for k in fp.GPU_FIELDS if k != "index")
-    assert fp.gpu_sample(0) == dict.fromkeys(fp.SAMPLE_FIELDS)
+    assert fp.gpu_sample(0) == GpuSample() and encode(GpuSample()) == dict.fromkeys(fp.SAMPLE_FIELDS)
 
 
 def test_init_failing_gives_nulls(nvml):
     nvml.nvmlInit = raising  # no driver / permission denied
-    gpu = fp.fingerprint("cuda")["gpu"]
+    gpu = encode(fp.fingerprint("cuda"))["gpu"]
     assert all(gpu[k] is None for k in fp.GPU_FIELDS if k != "index")
 
 
 def test_clocks_locked(nvml):
     nvml.state["app_sm"] = 1500  # application clocks set away from the default
-    assert fp.fingerprint("cuda")["gpu"]["clocks_locked"] is True
+    assert encode(fp.fingerprint("cuda"))["gpu"]["clocks_locked"] is True
     nvml.state["app_sm"] = 1980
     nvml.state["reasons"] = fp.REASON_APPLICATIONS_CLOCKS  # nvidia-smi --lock-gpu-clocks limiting the clock
-    assert fp.fingerprint("cuda")["gpu"]["clocks_locked"] is True
+    assert encode(fp.fingerprint("cuda"))["gpu"]["clocks_locked"] is True
     nvml.nvmlDeviceGetApplicationsClock = raising
     nvml.nvmlDeviceGetCurrentClocksEventReasons = raising
-    assert fp.fingerprint("cuda")["gpu"]["clocks_locked"] is None  # nothing to tell from
+    assert encode(fp.fingerprint("cuda"))["gpu"]["clocks_locked"] is None  # nothing to tell from
 
 
 def test_sample_and_older_throttle_call(nvml):
     del nvml.nvmlDeviceGetCurrentClocksEventReasons
     nvml.nvmlDeviceGetCurrentClocksThrottleReasons = lambda h: 0x1 | 0x20
-    sample = fp.gpu_sample(0)
+    sample = encode(fp.gpu_sample(0))
     assert sample == {
         "sm_clock_mhz": 1980,
         "mem_clock_mhz": 3201,
@@ -292,7 +293,7 @@ def test_sample_and_older_throttle_call(nvml):
         "clocks_locked": False,
         "other_processes": 0,
     }
-    assert fp.gpu_sample(("index", 0)) == sample  # a handle works as well
+    assert encode(fp.gpu_sample(("index", 0))) == sample  # a handle works as well
     assert fp.reason_names(0x401) == ["gpu_idle", "0x400"]  # a bit newer than this table stays visible
     assert fp.reason_names(None) is None
 
@@ -300,7 +301,7 @@ def test_sample_and_older_throttle_call(nvml):
 # ---- warnings --------------------------------------------------------------------------------------------------
 
 
-def good(**change) -> dict:
+def good(**change) -> GpuSample:
     sample = {
         "sm_clock_mhz": 1755,
         "mem_clock_mhz": 3201,
@@ -312,12 +313,12 @@ def good(**change) -> dict:
         "other_processes": 0,
     }
     sample.update(change)
-    return sample
+    return GpuSample(**sample)
 
 
 def test_no_warning_for_a_clean_run():
     assert fp.warnings(good(), good(throttle_reasons=fp.REASON_GPU_IDLE | fp.REASON_APPLICATIONS_CLOCKS)) == []
-    assert fp.warnings(dict.fromkeys(fp.SAMPLE_FIELDS), dict.fromkeys(fp.SAMPLE_FIELDS)) == []  # unknown says nothing
+    assert fp.warnings(GpuSample(), GpuSample()) == []  # unknown says nothing
     assert fp.warnings(None, None) == []
 
 

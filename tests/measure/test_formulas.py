@@ -39,7 +39,7 @@ def test_with_overrides(name, overrides):
 
 def test_zoo_matches_the_published_sizes():
     """The zoo's counts are timm's published parameter counts (ViT-B/16 86.6M, Mixer-B/16 59.9M, ResNet-50 25.6M)."""
-    rows = {r["model"]: r for r in formulas.zoo()}
-    assert rows["vit_b16"]["params"] == 86_567_656 and rows["vit_b16"]["tokens"] == 197
-    assert rows["mixer_b16"]["params"] == 59_880_472 and rows["mixer_b16"]["tokens"] == 196
-    assert rows["resnet50"]["params"] == 25_557_032 and rows["resnet50"]["tokens"] is None
+    rows = {r.model: r for r in formulas.zoo()}
+    assert rows["vit_b16"].params == 86_567_656 and rows["vit_b16"].tokens == 197
+    assert rows["mixer_b16"].params == 59_880_472 and rows["mixer_b16"].tokens == 196
+    assert rows["resnet50"].params == 25_557_032 and rows["resnet50"].tokens is None

@@ -101,3 +101,64 @@ def test_cuda_allocator_peaks():
     weights = 4 * n_params("vit_s16", 256, 4, **TINY_VIT)
     assert weights <= fused.weights_bytes < weights + 512 * tensors
     assert explicit.activation_bytes - fused.activation_bytes >= 2 * 2 * S * S * 4
+
+
+def _replying(monkeypatch, worker: memory.MemoryWorker, reply: str) -> list[str]:
+    """``worker`` talking to a fake child that records the request line and answers ``reply``."""
+    import subprocess
+    import sys
+
+    script = f"import sys; sys.stderr.write(sys.stdin.readline()); print({reply!r}, flush=True); sys.stdin.read()"
+
+    def start():
+        worker._proc = subprocess.Popen(
+            [sys.executable, "-c", script],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        return worker._proc
+
+    monkeypatch.setattr(worker, "_start", start)
+    return []
+
+
+@pytest.mark.parametrize(
+    "reply, error, message",
+    [
+        ('{"status": "oom", "error": "out of memory: 8 GB"}', memory.WorkerOOM, r"^out of memory: 8 GB$"),
+        (
+            '{"status": "error", "error": "ValueError: no option x"}',
+            RuntimeError,
+            r"^memory worker: ValueError: no option x$",
+        ),
+        ('{"status": "ok"}', RuntimeError, r"unreadable reply \(reply: status 'ok' without a record\)"),
+        ('{"status": "done", "error": "?"}', RuntimeError, r"unreadable reply \(reply.status: 'done' is not one of ok"),
+        ("not json", RuntimeError, r"unreadable reply \(not valid JSON"),
+    ],
+)
+def test_the_workers_reply_is_a_typed_message(monkeypatch, reply, error, message):
+    worker = memory.MemoryWorker()
+    _replying(monkeypatch, worker, reply)
+    try:
+        with pytest.raises(error, match=message) as caught:
+            worker.measure(Case("vit_s16", 32, 8))
+        assert type(caught.value) is error  # an unreadable reply is not an OOM
+        request = worker._proc.stderr.readline() if worker._proc else ""
+    finally:
+        worker.close()
+    from bench import schema
+
+    sent = schema.decode_object(schema.MemoryRequest, schema.parse_line(request.encode()))
+    assert sent.case == Case("vit_s16", 32, 8)
+
+
+def test_a_reply_is_ok_with_a_record_or_another_status_with_an_error():
+    from bench import schema
+
+    record = memory.Memory("cpu_peak_rss", 4, 10, 6, 0)
+    assert schema.decode_object(schema.MemoryReply, schema.encode(schema.MemoryReply("ok", record))).record == record
+    for bad in ({"status": "ok", "error": "x"}, {"status": "oom", "record": schema.encode(record)}, {"status": "oom"}):
+        with pytest.raises(ValueError, match="status '(ok|oom)' with"):
+            schema.decode_object(schema.MemoryReply, bad)

@@ -18,9 +18,9 @@ def test_each_operator_is_priced_at_the_larger_of_compute_and_memory_time():
         ["norm_elementwise", "aten::gelu", 10, 400, 2],
     ]  # memory: 4 s vs 0.01 s
     p = roofline.predict(kernels, roof=1_000.0, bandwidth=100.0)
-    assert p["predicted_s"] == pytest.approx(3 * 2 + 2 * 4)
-    assert p["by_class"]["dense"]["bound"] == "compute"
-    assert p["by_class"]["norm_elementwise"]["bound"] == "memory"
+    assert p.predicted_s == pytest.approx(3 * 2 + 2 * 4)
+    assert p.by_class["dense"].bound == "compute"
+    assert p.by_class["norm_elementwise"].bound == "memory"
 
 
 def test_h200_report_has_the_roofline_table_and_plot(tmp_path):
@@ -34,13 +34,13 @@ def test_h200_report_has_the_roofline_table_and_plot(tmp_path):
     text = "\n".join(md)
     assert "nominal H200" in text and "| mixer_b16 infer | 768 |" in text
     # Independent anchor: the recorded MFU (MACs / time / measured roof) of the same records.
-    rows = {(row["record"].name, row["record"].case.img_size): row for row in roofline.rows_of(mixer + vit)}
+    rows = {(row.record.name, row.record.case.img_size): row for row in roofline.rows_of(mixer + vit)}
     for (_name, _size), row in rows.items():
-        assert row["measured_s"] > row["predicted_s"]  # the roofline is a lower bound
+        assert row.measured_s > row.predicted_s  # the roofline is a lower bound
     # Mixer is further from its roofline than ViT, the memory-bound part says why.
     assert (
-        rows["mixer_b16", 768]["measured_s"] / rows["mixer_b16", 768]["predicted_s"]
-        > rows["vit_b16 fused", 768]["measured_s"] / rows["vit_b16 fused", 768]["predicted_s"]
+        rows["mixer_b16", 768].measured_s / rows["mixer_b16", 768].predicted_s
+        > rows["vit_b16 fused", 768].measured_s / rows["vit_b16 fused", 768].predicted_s
     )
 
 

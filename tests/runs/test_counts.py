@@ -180,8 +180,8 @@ def test_check_demands_exact_agreement(monkeypatch):
     from bench.runs import counts
 
     records = counts.count_cases([Case("mixer_s32", 224)])
-    assert counts.check(records, with_fvcore=False)[0]["ok"]
+    assert counts.check(records, with_fvcore=False)[0].ok
     real = counting.flop_counter_macs
     monkeypatch.setattr(counting, "flop_counter_macs", lambda *a, **k: real(*a, **k) + 1)  # one MAC in ~1e9
     row = counts.check(records, with_fvcore=False)[0]
-    assert not row["ok"] and 0 < row["max_rel_diff"] < 1e-8
+    assert not row.ok and 0 < row.max_rel_diff < 1e-8

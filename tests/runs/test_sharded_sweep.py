@@ -312,32 +312,30 @@ def test_every_record_carries_the_fingerprint_and_machine_json_has_the_run(tmp_p
 
 
 def test_cuda_samples_and_their_warnings_reach_machine_json_and_the_report(tmp_path, monkeypatch):
+    import dataclasses
     import shutil
 
     from bench import report
     from bench.measure import fingerprint
     from bench.runs import machine
+    from bench.schema import GpuSample, encode
 
     assert machine.sample("cuda") is not None  # no GPU here: every field null, never an error
     assert machine.sample("cpu") is None
-    start = dict.fromkeys(fingerprint.SAMPLE_FIELDS, None) | {
-        "clocks_locked": False,
-        "other_processes": 2,
-        "sm_clock_mhz": 1980,
-        "throttle_reasons": 0,
-    }
-    end = dict(start, sm_clock_mhz=1500, throttle_reasons=0x8, other_processes=0)
+    start = GpuSample(clocks_locked=False, other_processes=2, sm_clock_mhz=1980, throttle_reasons=0)
+    end = dataclasses.replace(start, sm_clock_mhz=1500, throttle_reasons=0x8, other_processes=0)
     samples = iter([start, end])
     monkeypatch.setattr(machine, "sample", lambda device: next(samples))
     m = machine.start("cuda")
-    assert m["gpu_start"] == start and set(m["gpu"]) == set(fingerprint.GPU_FIELDS)
+    assert m.gpu_start == start and set(encode(m.gpu)) == set(fingerprint.GPU_FIELDS)
     folder = tmp_path / "h200"
     folder.mkdir()
     rows = (ROOT / "results" / "h200-paper" / "results.jsonl").read_text().splitlines()[:6]
-    (folder / "results.jsonl").write_text("".join(json.dumps(dict(json.loads(r), machine=m)) + "\n" for r in rows))
+    lines = (json.dumps(dict(json.loads(r), machine=encode(m))) + "\n" for r in rows)
+    (folder / "results.jsonl").write_text("".join(lines))
     machine.finish(folder, {"cuda": m}, machine.now())
     run = json.loads((folder / machine.FILENAME).read_text())["runs"][0]
-    assert run["gpu_start"] == start and run["gpu_end"] == end
+    assert run["gpu_start"] == encode(start) and run["gpu_end"] == encode(end)
     assert any("not locked" in w for w in run["warnings"]) and any("shared" in w for w in run["warnings"])
     assert any("throttled at the end" in w and "hw_slowdown" in w for w in run["warnings"])
     assert any("dropped from 1980 to 1500" in w for w in run["warnings"])
