@@ -30,6 +30,18 @@ needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run does)"
 )
 
+
+def _into_dom(name: str, pre_id: str) -> str:
+    """Script that copies ``window[name]`` as JSON into a ``<pre id=pre_id>`` every 50 ms (--dump-dom prints it)."""
+    return f"""setInterval(function () {{
+  if (!document.body) return;
+  var out = document.getElementById('{pre_id}');
+  if (!out) {{ out = document.createElement('pre'); out.id = '{pre_id}'; document.body.appendChild(out); }}
+  out.textContent = JSON.stringify(window.{name});
+}}, 50);
+</script>"""
+
+
 # Recorded by the page itself, then written into the DOM that --dump-dom prints: script
 # errors, resources that failed to load (capture phase), rejected promises, console.error.
 PROBE = """<script>
@@ -43,13 +55,7 @@ window.addEventListener('unhandledrejection', function (e) { window.__problems.p
   var original = console.error;
   console.error = function () { window.__problems.push('console.error: ' + Array.prototype.join.call(arguments, ' ')); original.apply(console, arguments); };
 })();
-setInterval(function () {
-  if (!document.body) return;
-  var out = document.getElementById('test-problems');
-  if (!out) { out = document.createElement('pre'); out.id = 'test-problems'; document.body.appendChild(out); }
-  out.textContent = JSON.stringify(window.__problems);
-}, 50);
-</script>"""
+""" + _into_dom("__problems", "test-problems")
 
 
 # Put first in the report page's <head>, before its Content-Security-Policy (which applies only
@@ -61,13 +67,7 @@ window.alert = window.confirm = window.prompt = function (m) { window.__ran.push
 document.addEventListener('securitypolicyviolation', function (e) {
   window.__ran.push('refused by the page policy: ' + e.violatedDirective + ' ' + (e.sample || ''));
 });
-setInterval(function () {
-  if (!document.body) return;
-  var out = document.getElementById('test-ran');
-  if (!out) { out = document.createElement('pre'); out.id = 'test-ran'; document.body.appendChild(out); }
-  out.textContent = JSON.stringify(window.__ran);
-}, 50);
-</script>"""
+""" + _into_dom("__ran", "test-ran")
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
