@@ -286,7 +286,10 @@ def run(args: argparse.Namespace) -> int:
         raise
     failed = [r for r in records if r.status not in schema.FINAL_STATUSES]  # error, killed: rerun by --resume
     if not args.no_report:
-        summary = report.write_report(out)
+        from bench.runs.predictions import predict_records
+
+        written, problems = schema.read_results(out / schema.RESULTS_FILENAME)  # resumed cases too
+        summary = report.write_report(out, written, problems, predict_records(written))
         print(summary)
     print(f"results: {out / 'results.jsonl'}" + ("" if args.no_report else f"; report: {out / 'report.md'}"))
     return 1 if failed else 0
