@@ -54,8 +54,14 @@ def prediction_key(record: Record) -> PredictionKey:
 
 
 def predictable(record: Record) -> bool:
-    """An ok, timed CUDA record on a GPU of the device table."""
-    return record.status == "ok" and record.time is not None and gpu_key(gpu_name(record)) is not None
+    """An ok, timed, eager CUDA record on a GPU of the device table (the model prices eager kernels: a compiled
+    step fuses them)."""
+    return (
+        record.status == "ok"
+        and record.time is not None
+        and record.case.compile == "none"
+        and gpu_key(gpu_name(record)) is not None
+    )
 
 
 def predict_records(records: Iterable[Record]) -> dict[PredictionKey, StepPrediction]:
