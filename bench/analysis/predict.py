@@ -45,6 +45,8 @@ from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from bench import schema
 from bench.schema import Case, Cost, Device, DeviceClass, DeviceFile, ShapedKernel, StepPrediction
 from bench.text import markdown as md
@@ -187,17 +189,44 @@ def tiles_of(op: str, gemm: tuple[int, ...]) -> int | None:
     return batch * math.ceil(m / TILE[0]) * math.ceil(n / TILE[1])
 
 
-def kernel_seconds(kernel: ShapedKernel, device: Device, constants: DeviceClass) -> float:
-    """The predicted seconds of one call of ``kernel`` on ``device`` (the module doc's formula)."""
+OTHER, MATMUL, ATTENTION = 0, 1, 2  # the kinds of kernel the model prices differently
+
+
+def kernel_terms(kernel: ShapedKernel, device: Device) -> tuple[int, float, float]:
+    """(kind, compute seconds at 100% efficiency, memory seconds at the nominal bandwidth) of one call of
+    ``kernel``: what :func:`seconds` combines with a class's constants. A GEMM's compute includes its wave
+    factor; an OTHER kernel's compute is its FLOPs at the float32 peak (no efficiency applies)."""
     _cls, op, dtype, flops, nbytes, _calls, gemm = kernel
-    memory = nbytes / (device.bandwidth * constants.bandwidth_efficiency)
+    memory = nbytes / device.bandwidth
     tiles = tiles_of(op, gemm)
     if tiles is None:
-        compute = flops / device.flops["float32"]
-    else:
-        efficiency = constants.attention_efficiency if op in ATTENTION_OPS else constants.matmul_efficiency
-        compute = flops / (peak_of(device, op, dtype) * efficiency) * wave_factor(tiles, device.sms)
-    return max(constants.launch_s, compute, memory)
+        return OTHER, flops / device.flops["float32"], memory
+    kind = ATTENTION if op in ATTENTION_OPS else MATMUL
+    return kind, flops / peak_of(device, op, dtype) * wave_factor(tiles, device.sms), memory
+
+
+def seconds(kind, compute, memory, matmul_efficiency, attention_efficiency, bandwidth_efficiency, launch_s):
+    """The model's one formula, for scalars or numpy arrays alike (the calibration prices many kernels at once):
+    max(launch_s, compute / efficiency of its kind, memory / bandwidth_efficiency)."""
+    efficiency = np.where(kind == MATMUL, matmul_efficiency, np.where(kind == ATTENTION, attention_efficiency, 1.0))
+    return np.maximum(np.maximum(compute / efficiency, memory / bandwidth_efficiency), launch_s)
+
+
+def kernel_seconds(kernel: ShapedKernel, device: Device, constants: DeviceClass) -> float:
+    """The predicted seconds of one call of ``kernel`` on ``device`` (the module doc's formula)."""
+    kind, compute, memory = kernel_terms(kernel, device)
+    c = constants
+    return float(
+        seconds(
+            kind,
+            compute,
+            memory,
+            c.matmul_efficiency,
+            c.attention_efficiency,
+            c.bandwidth_efficiency,
+            c.launch_s,
+        )
+    )
 
 
 def shaped_kernels(cost: Cost) -> tuple[ShapedKernel, ...]:
