@@ -16,8 +16,10 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.schema import Record, StepPrediction
+from bench.text import markdown as md
 
 # The name torch reports (torch.cuda.get_device_name, the records' env.device_name) -> the device table's key.
 # Exact names only: a variant with other clocks or memory (H100 PCIe, A100 40GB, a laptop GPU) is not guessed.
@@ -129,3 +131,41 @@ def validate_cpu(measured: Iterable[Record], calibration: Iterable[Record]) -> V
     if not rows:
         raise ValueError("no ok CPU record to validate")
     return Validation(device.name, device.flops["float32"], device.bandwidth, rows)
+
+
+def validation_table(v: Validation) -> str:
+    """The CPU check as Markdown: one line per case (predicted, measured, error), the median |error| under it."""
+    lines = [
+        f"CPU device from the calibration records' roofs: {md(v.device)}, float32 matmul roof "
+        f"{v.roof_flops_per_s / 1e9:.1f} GFLOP/s, copy bandwidth {v.bandwidth / 1e9:.1f} GB/s.",
+        "",
+        "| case | px | batch | threads | measured ms | predicted ms | predicted / measured - 1 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in v.rows:
+        c = row.record.case
+        lines.append(
+            f"| {md(row.record.name)} | {c.img_size} | {row.record.batch} | {c.threads or '-'} | "
+            f"{row.measured_s * 1e3:,.1f} | {row.predicted_s * 1e3:,.1f} | {row.error:+.0%} |"
+        )
+    lines += ["", f"Median |predicted / measured - 1| over {len(v.rows)} cases: {v.median_abs_error:.0%}."]
+    return "\n".join(lines)
+
+
+def validate_cpu_folders(measured: Path, calibration: Iterable[Path]) -> Validation:
+    """:func:`validate_cpu` of the records of folder ``measured`` against those of the ``calibration`` folders
+    (each holding a results.jsonl). ValueError (one line) for a folder without records, or cases shared by the two."""
+    from bench.schema import RESULTS_FILENAME, read_results
+
+    def read(folder: Path) -> list[Record]:
+        found, _problems = read_results(folder / RESULTS_FILENAME)
+        if not found:
+            raise ValueError(f"{folder / RESULTS_FILENAME}: no valid record")
+        return found
+
+    checked = read(measured)
+    seen = [r for folder in calibration for r in read(folder)]
+    shared = {r.case.key for r in checked} & {r.case.key for r in seen}
+    if shared:
+        raise ValueError(f"{len(shared)} case(s) are in both the measured and the calibration records")
+    return validate_cpu(checked, seen)
