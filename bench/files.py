@@ -124,7 +124,7 @@ def folder_lock(out: Path) -> Iterator[None]:
     """Hold an exclusive lock on folder ``out`` (``flock`` on ``out/.lock``) inside the block.
 
     Non-blocking: raises :class:`FolderBusy` naming the holder's process id when another
-    process (a second sweep started on the same folder) holds it. The lock goes with the
+    process (a second sweep or a merge into the same folder) holds it. The lock goes with the
     process, so a killed sweep never leaves the folder locked; the ``.lock`` file stays.
     ``.lock`` is opened like every file of a folder (:func:`open_fd`: never through a
     symbolic link, never a FIFO or device) and never truncated: the holder's process id
@@ -140,7 +140,7 @@ def folder_lock(out: Path) -> Iterator[None]:
             holder = os.pread(fd, _PID_WIDTH, 0).decode(errors="replace").strip() or "unknown"
             holder = holder if holder.isdigit() else "unknown"
             raise FolderBusy(
-                f"{out} is in use by another sweep (process {holder}); wait for it to end or choose another folder"
+                f"{out} is in use by another sweep or merge (process {holder}); wait for it to end or choose another folder"
             ) from None
         os.pwrite(fd, f"{os.getpid():<{_PID_WIDTH - 1}}\n".encode(), 0)
         yield

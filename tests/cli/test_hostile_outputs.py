@@ -1,0 +1,146 @@
+"""Hostile conditions around what the commands write: concurrent writers, lost output streams, a non-UTF-8
+locale, planted links and kills while publishing, numbers and JSON from outside, silently lost files.
+
+Each test failed on the code before its fix (see the project's guarantees page for the rules they hold).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench import files
+from bench.runs import records
+from helpers import PYTHONPATH, ROOT, fake_record, main_code, one_line, tiny_cases, tiny_sweep, write_results
+
+TINY_SWEEP = tiny_sweep((32, 48))
+
+
+def held_lock(folder):
+    """What a running sweep or merge holds on ``folder``: an flock on folder/.lock (close the file to release)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    held = open(folder / files.LOCK_NAME, "w")
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return held
+
+
+# --- class 1: one writer per output folder, merge included ---------------------------------------
+
+
+def test_merge_into_a_folder_another_writer_holds_is_refused_and_writes_nothing(tmp_path, capsys):
+    source = write_results(tmp_path / "a", [fake_record(c) for c in tiny_cases()])
+    out = tmp_path / "out"
+    held = held_lock(out)
+    try:
+        code = main_code(["merge", str(out), str(source)])
+    finally:
+        held.close()
+    assert code == 2
+    one_line(capsys.readouterr().err, "in use by another sweep or merge")
+    assert sorted(p.name for p in out.iterdir()) == [files.LOCK_NAME]
+    # once the lock is free the merge goes through; a second merge into the same folder is refused
+    assert main_code(["merge", str(out), str(source)]) == 0
+    before = (out / records.FILENAME).read_bytes()
+    assert main_code(["merge", str(out), str(source)]) == 2
+    one_line(capsys.readouterr().err, "already exists")
+    assert (out / records.FILENAME).read_bytes() == before
+
+
+def test_a_sweep_refuses_a_folder_a_merge_is_writing(tmp_path, stub_measuring, capsys):
+    out = tmp_path / "out"
+    held = held_lock(out)
+    try:
+        code = main_code([*TINY_SWEEP, "--out", str(out)])
+    finally:
+        held.close()
+    assert code == 2 and stub_measuring == []
+    one_line(capsys.readouterr().err, "in use by another sweep or merge")
+
+
+# --- class 2: printing is best-effort, measuring is not --------------------------------------------
+
+
+class GoneReader(io.StringIO):
+    """Standard output whose reader has gone (``| head -1`` after its line): every write is a broken pipe."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+@pytest.mark.parametrize("stdout", [GoneReader, None], ids=["broken-pipe", "closed"])
+def test_a_sweep_without_a_reader_measures_every_case(stdout, tmp_path, stub_measuring, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdout", stdout() if stdout else None)
+    code = main_code([*TINY_SWEEP, "--out", str(tmp_path)])
+    assert code == 0 and len(stub_measuring) == 2
+    assert [r.case.img_size for r in records.read_results(tmp_path / records.FILENAME)[0]] == [32, 48]
+
+
+@pytest.mark.parametrize("stdout", [GoneReader, None], ids=["broken-pipe", "closed"])
+def test_merge_and_report_without_a_reader_write_their_files(stdout, tmp_path, monkeypatch, capsys):
+    source = write_results(tmp_path / "a", [fake_record(c) for c in tiny_cases((32, 48, 64))])
+    monkeypatch.setattr(sys, "stdout", stdout() if stdout else None)
+    assert main_code(["merge", str(tmp_path / "out"), str(source)]) == 0
+    assert main_code(["report", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "report.md").stat().st_size > 0
+
+
+def bench_shell(command: str, **env) -> subprocess.CompletedProcess:
+    """``python -m bench`` run by a shell (for ``| head -1`` and ``>&-``), from the repository root."""
+    return subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {sys.executable} -m bench {command}"],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=PYTHONPATH, **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("redirect", ["| head -1", ">&-"])
+def test_a_real_sweep_into_a_closed_pipe_or_no_stdout_measures_everything_and_exits_0(redirect, tmp_path):
+    argv = " ".join([*tiny_sweep((32,)), "--out", str(tmp_path)])
+    done = bench_shell(f"{argv} {redirect}")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+    found, problems = records.read_results(tmp_path / records.FILENAME)
+    assert problems == [] and [r.status for r in found] == ["ok"]
+
+
+def test_sigterm_is_one_line_exit_143_and_leaves_no_temporary_file(tmp_path):
+    write_results(tmp_path, [fake_record(c) for c in tiny_cases((32, 48, 64))])
+    # the report is killed while it writes report.md (its atomic writer calls write_text on the temporary file)
+    script = (
+        "import os, signal, pathlib, sys\n"
+        "from bench import cli\n"
+        "real = pathlib.Path.write_text\n"
+        "def killed(self, *a, **k):\n"
+        "    if self.name.startswith('.report.md'):\n"
+        "        real(self, 'half a report')\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return real(self, *a, **k)\n"
+        "pathlib.Path.write_text = killed\n"
+        f"sys.argv = ['mixerbench', 'report', {str(tmp_path)!r}]\n"
+        "cli.console()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=PYTHONPATH),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 143, done.stderr
+    one_line(done.stderr, "terminated")
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert not (tmp_path / "report.md").exists()
