@@ -109,7 +109,8 @@ def write_together(
 
 
 def write_text_atomically(path: Path, text: str) -> None:
-    write_atomically(path, lambda tmp: tmp.write_text(text))
+    """Write ``text`` to ``path`` atomically, as UTF-8 whatever the locale."""
+    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 LOCK_NAME = ".lock"

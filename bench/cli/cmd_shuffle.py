@@ -157,8 +157,8 @@ def run(args: argparse.Namespace) -> int:
     summary = summary_json(config, summaries, claim, seconds=time.perf_counter() - start)
     write_together(
         [
-            (out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n")),
-            (out / "shuffle.md", lambda p: p.write_text(text)),
+            (out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")),
+            (out / "shuffle.md", lambda p: p.write_text(text, encoding="utf-8")),
             (out / "shuffle.png", lambda p: plot(records, summaries, p)),
         ],
         ready=[(partial, runs_path)],

@@ -90,7 +90,7 @@ def _load(path: Path) -> dict[str, Any] | None:
     from bench import files
 
     try:
-        data = schema.parse_line(files.read_text(path).encode("utf-8"))
+        data = schema.parse_line(files.read_text(path, encoding="utf-8").encode("utf-8"))
     except files.UnsafeFile:  # a symbolic link, FIFO or device: refused, not read (and never waited on)
         raise
     except (OSError, ValueError):

@@ -145,7 +145,11 @@ def fetch_packages(cache: Path, npm: str = "npm") -> dict[str, Path]:
                     f"(e.g. apt-get install npm), or put `npm pack {spec}`'s tarball there"
                 )
             done = subprocess.run(
-                [npm, "pack", spec, "--pack-destination", str(cache)], capture_output=True, text=True, timeout=300
+                [npm, "pack", spec, "--pack-destination", str(cache)],
+                capture_output=True,
+                encoding="utf-8",
+                errors="replace",
+                timeout=300,
             )
             if done.returncode != 0 or not path.exists():
                 last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -196,7 +200,7 @@ def vendor_assets(html_dir: Path, cache: Path, npm: str = "npm") -> list[Vendore
         raise DashboardError(f"{html_dir / 'index.html'} does not exist: run `asv publish` first")
     pages = sorted(html_dir.glob("*.html"))
     for page in pages:  # every external file must be known before anything is fetched or written
-        for match in _TAG.finditer(page.read_text()):
+        for match in _TAG.finditer(page.read_text(encoding="utf-8")):
             tag = match.group(0)
             url = _attribute(tag, "src") or _attribute(tag, "href")
             if _EXTERNAL.search(tag) and url not in by_url:
@@ -205,7 +209,7 @@ def vendor_assets(html_dir: Path, cache: Path, npm: str = "npm") -> list[Vendore
     vendored: dict[str, VendoredAsset] = {}
     rewritten = {}
     for page in pages:
-        text = page.read_text()
+        text = page.read_text(encoding="utf-8")
 
         def rewrite(match: re.Match) -> str:
             tag = match.group(0)
@@ -232,7 +236,7 @@ def vendor_assets(html_dir: Path, cache: Path, npm: str = "npm") -> list[Vendore
             raise DashboardError(f"{page.name} still loads an external file: {left[0]}")
         rewritten[page] = new
     for page, text in rewritten.items():  # write only once every page could be rewritten
-        page.write_text(text)
+        page.write_text(text, encoding="utf-8")
     return list(vendored.values())
 
 
@@ -314,7 +318,7 @@ _RETIRED = ".report-old-"
 
 def _with_nav_link(index: Path, link: str = NAV_LINK) -> str | None:
     """asv's index.html with ``link`` (the "Scaling report" item) added, or None when it is already there."""
-    page = index.read_text()
+    page = index.read_text(encoding="utf-8")
     if link in page:
         return None
     anchor = '<li id="nav-li-regressions">'
@@ -330,13 +334,13 @@ def _build_report_dir(report_dir: Path, dest: Path) -> None:
     try:  # regular files only: a symlink planted in the folder is not followed into the site (bench.files)
         for png in sorted(report_dir.glob("*.png")):
             (dest / png.name).write_bytes(files.read_bytes(png))
-        markdown = files.read_text(source)
+        markdown = files.read_text(source, encoding="utf-8")
     except files.UnsafeFile as exc:
         raise DashboardError(str(exc)) from None
-    (dest / "report.md").write_text(markdown)
+    (dest / "report.md").write_text(markdown, encoding="utf-8")
     css = next(f"{VENDOR_DIR}/{a.package}/{a.member}" for a in ASSETS if a.member.endswith("bootstrap.min.css"))
     name = report_dir.resolve().name
-    (dest / "index.html").write_text(render_report(markdown, name, css))
+    (dest / "index.html").write_text(render_report(markdown, name, css), encoding="utf-8")
 
 
 def _swap_in(new: Path, dest: Path) -> None:
@@ -483,7 +487,8 @@ def run_asv_publish(config: Path, extra: list[str] | None = None) -> None:
         [sys.executable, "-m", "asv", "publish", "--config", str(config.resolve()), *(extra or [])],
         cwd=config.parent,
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
     )
     if done.returncode != 0:
         lines = [line.strip(" ·") for line in (done.stderr or done.stdout).splitlines() if line.strip(" ·")]

@@ -144,3 +144,68 @@ def test_sigterm_is_one_line_exit_143_and_leaves_no_temporary_file(tmp_path):
     one_line(done.stderr, "terminated")
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert not (tmp_path / "report.md").exists()
+
+
+# --- class 3: every file written is UTF-8, whatever the locale -------------------------------------
+
+C_LOCALE = {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}
+LABEL = "Mixer–µ × ViT ✓"  # an en dash, a micro sign, a multiplication sign, a check mark
+
+
+def run_in_c_locale(script: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LC_")}
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=dict(env, PYTHONPATH=PYTHONPATH, **C_LOCALE),
+        capture_output=True,
+        timeout=300,
+    )
+
+
+def test_report_and_report_page_are_utf8_under_an_ascii_locale(tmp_path):
+    from helpers import mixer_record
+
+    write_results(tmp_path, [mixer_record(size, label=LABEL) for size in (32, 48, 64, 80)])
+    html_dir = tmp_path / "html"
+    html_dir.mkdir()
+    (html_dir / "index.html").write_text(
+        '<ul><li id="nav-li-regressions"><a href="#/regressions">Regressions</a></li></ul>\n', encoding="utf-8"
+    )
+    done = run_in_c_locale(
+        "import locale, sys; from pathlib import Path\n"
+        "assert locale.getpreferredencoding(False).lower() in ('ascii', 'ansi_x3.4-1968'), locale.getpreferredencoding()\n"
+        "from bench import cli; from bench.site import dashboard\n"
+        f"code = cli.main(['report', {str(tmp_path)!r}])\n"
+        f"dashboard.publish_report(Path({str(tmp_path)!r}), Path({str(html_dir)!r}))\n"
+        "sys.exit(code)\n"
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    for path in (tmp_path / "report.md", html_dir / "report" / "report.md", html_dir / "report" / "index.html"):
+        assert LABEL in path.read_bytes().decode("utf-8"), path  # UnicodeDecodeError: written in another encoding
+    assert b"\\u2013" in done.stdout or LABEL.encode() not in done.stdout  # the console gets escapes, not a crash
+
+
+def test_every_text_file_the_package_writes_or_reads_names_its_encoding():
+    """A static check: every write_text and text-mode open() for writing in bench/ says encoding=, and so does every
+    read_text and text-mode open() for reading outside bench/measure (which reads the system's /proc and /sys)."""
+    import ast
+
+    missing = []
+    for path in sorted((ROOT / "bench").rglob("*.py")):
+        system = path.parent.name == "measure"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if ast.unparse(node.func) in ("os.open", "tarfile.open"):  # a descriptor; a binary archive
+                continue
+            modes = [a.value for a in node.args[1:2] if isinstance(a, ast.Constant)]
+            modes += [k.value.value for k in node.keywords if k.arg == "mode" and isinstance(k.value, ast.Constant)]
+            mode = str(modes[0]) if modes else "r"
+            writes = name == "write_text" or (name == "open" and "b" not in mode and mode != "r")
+            reads = name == "read_text" or (name == "open" and mode == "r")
+            if (writes and "/proc/" not in ast.unparse(node)) or (reads and not system):
+                if "encoding" not in {k.arg for k in node.keywords}:
+                    missing.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)[:60]}")
+    assert missing == [], missing
