@@ -439,6 +439,10 @@ def publish_docs(config: Path, html_dir: Path) -> Path:
 # --- asv's configuration and `asv publish` ------------------------------------------------
 
 
+CONFIG_BYTES = 1 << 20  # an asv.conf.json larger than 1 MiB is refused unread
+CONFIG_DEPTH = 64  # and one nested deeper than this (asv's own configuration nests four levels at most)
+
+
 @dataclass(frozen=True)
 class AsvConfig:
     """The parts of an asv.conf.json that the dashboard needs, paths resolved against the config's folder."""
@@ -457,9 +461,16 @@ def load_asv_config(config: Path) -> AsvConfig:
     """
     from asv import util
 
-    try:
+    from bench import schema
+
+    try:  # bounded before asv reads it: its size (read up to the bound) and its nesting
+        with open(config, "rb") as f:
+            raw = f.read(CONFIG_BYTES + 1)
+        if len(raw) > CONFIG_BYTES:
+            raise ValueError(f"larger than {CONFIG_BYTES:,} bytes")
+        schema.check_nesting(raw.decode("utf-8"), CONFIG_DEPTH)
         data = util.load_json(str(config), js_comments=True)
-    except (util.UserError, ValueError, TypeError, OSError, UnicodeDecodeError) as exc:
+    except (util.UserError, ValueError, TypeError, OSError, RecursionError) as exc:
         raise DashboardError(f"{config} cannot be read as JSON: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
         raise DashboardError(f"{config} must hold a JSON object, not {type(data).__name__}")
