@@ -209,3 +209,122 @@ def test_every_text_file_the_package_writes_or_reads_names_its_encoding():
                 if "encoding" not in {k.arg for k in node.keywords}:
                     missing.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)[:60]}")
     assert missing == [], missing
+
+
+# --- class 5: numbers and JSON from outside --------------------------------------------------------
+
+SCHEDULER_VARS = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX")
+SCHEDULER_VARS += ("SLURM_ARRAY_TASK_STEP", "JOB_COMPLETION_INDEX", "MIXERBENCH_SHARD_COUNT")
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"SLURM_ARRAY_TASK_ID": "1_0", "SLURM_ARRAY_TASK_COUNT": "20"},  # int() reads 10
+        {"SLURM_ARRAY_TASK_ID": "\u0663", "SLURM_ARRAY_TASK_COUNT": "4"},  # Arabic-Indic three: int() reads 3
+        {"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "\uff13"},  # fullwidth 3
+        {"JOB_COMPLETION_INDEX": "0", "MIXERBENCH_SHARD_COUNT": "2_0"},
+    ],
+)
+def test_shard_numbers_from_the_environment_are_ascii_digits_only(environ, tmp_path, monkeypatch, capsys):
+    for name in SCHEDULER_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert main_code([*TINY_SWEEP, "--out", str(tmp_path / "out")]) == 2
+    one_line(capsys.readouterr().err, "ASCII digits", "from the environment")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_command_line_shard_of_non_ascii_digits_is_refused(tmp_path, capsys):
+    assert main_code([*TINY_SWEEP, "--shard", "\u0663/4", "--out", str(tmp_path / "out")]) == 2
+    one_line(capsys.readouterr().err, "--shard", "K/N")
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def test_a_deeply_nested_shard_marker_is_one_line(tmp_path, capsys):
+    folder = write_results(tmp_path / "shard", [fake_record(c) for c in tiny_cases()])
+    (folder / "shard.json").write_text(DEEP)
+    assert main_code(["merge", str(tmp_path / "out"), str(folder)]) == 2
+    one_line(capsys.readouterr().err, "shard.json", "nested deeper")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_deeply_nested_or_huge_asv_config_is_one_line(tmp_path, capsys):
+    pytest.importorskip("asv")
+    config = tmp_path / "asv.conf.json"
+    config.write_text('{"version": 1, "repo": ".", "x": ' + DEEP + "}")
+    assert main_code(["dashboard", "--config", str(config), "--no-publish"]) == 2
+    one_line(capsys.readouterr().err, "asv.conf.json", "nested deeper")
+    config.write_text('{"version": 1, "repo": ".", "x": "' + "x" * (2 << 20) + '"}')
+    assert main_code(["dashboard", "--config", str(config), "--no-publish"]) == 2
+    one_line(capsys.readouterr().err, "asv.conf.json", "larger than")
+
+
+def test_a_line_over_the_bound_is_never_read_whole(tmp_path, monkeypatch):
+    import tracemalloc
+
+    from bench import schema
+
+    monkeypatch.setattr(schema, "MAX_LINE_BYTES", 64 * 1024)
+    first, last = (fake_record(c) for c in tiny_cases())
+    path = write_results(tmp_path, [first]) / records.FILENAME
+    with open(path, "ab") as f:
+        f.write(b'{"label": "' + b"x" * (32 << 20) + b'"}\n')  # 32 MiB on one line: 512 times the bound
+    write_results(tmp_path, [last])
+    tracemalloc.start()
+    try:
+        found, problems = records.read_results(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [r.case.img_size for r in found] == [32, 48]
+    assert len(problems) == 1 and problems[0].line == 2 and "more than 65536 bytes" in problems[0].message
+    assert peak < 8 << 20, peak  # the long line was skipped in pieces, never held whole
+
+
+# --- class 6: nothing that holds measurements is lost silently --------------------------------------
+
+
+def test_a_damaged_machine_json_is_kept_beside_with_a_warning(tmp_path, stub_measuring, capsys):
+    (tmp_path / "machine.json").write_text('{"schema": 1, "runs": [{"device": "cpu", "machine_id": "earlier"')
+    assert main_code([*TINY_SWEEP, "--out", str(tmp_path)]) == 0
+    (kept,) = tmp_path.glob("machine.json.damaged-*")
+    assert kept.read_text().endswith('"machine_id": "earlier"')  # the earlier runs' entries, as they were
+    assert json.loads((tmp_path / "machine.json").read_text())["runs"]  # a new one, this run's entry
+    one_line([line for line in capsys.readouterr().err.splitlines() if "machine.json" in line][0], kept.name)
+
+
+def test_a_merge_with_no_valid_line_is_an_error_and_writes_nothing(tmp_path, capsys):
+    source = write_results(tmp_path / "a", [], extra_lines=['{"broken', "[]", json.dumps({"case": {"model": "x"}})])
+    assert main_code(["merge", str(tmp_path / "out"), str(source)]) == 2
+    one_line(capsys.readouterr().err, "no valid record", "3 lines")
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_keeps_a_valid_record_and_skips_a_newer_invalid_line_of_its_case(tmp_path, stub_measuring, capsys):
+    assert main_code([*TINY_SWEEP, "--out", str(tmp_path)]) == 0 and len(stub_measuring) == 2
+    first = json.loads((tmp_path / records.FILENAME).read_text().splitlines()[0])
+    first["time"]["times_s"][0] = -1.0  # a newer line of the first case, its numbers impossible
+    write_results(tmp_path, [], extra_lines=[json.dumps(first)])
+    capsys.readouterr()
+    assert main_code([*TINY_SWEEP, "--out", str(tmp_path), "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert len(stub_measuring) == 2  # both valid records stand: nothing measured again
+    assert "(2 already in" in captured.out and "1 invalid line skipped" in captured.out
+    warning = one_line(captured.err, "line 3", "(line skipped)")
+    assert "measured again" not in warning
+
+
+def test_shuffle_overwrite_keeps_the_earlier_runs_beside(tmp_path, capsys):
+    args = ["--seeds", "1", "--steps", "1", "--train-size", "64", "--test-size", "16", "--models", "resnet"]
+    out = tmp_path / "shuffle"
+    assert main_code(["shuffle", "--out", str(out), *args]) == 0
+    before = (out / "runs.jsonl").read_bytes()
+    capsys.readouterr()
+    assert main_code(["shuffle", "--out", str(out), "--overwrite", *args]) == 0
+    (kept,) = out.glob("runs.jsonl.replaced-*")
+    assert kept.read_bytes() == before and (out / "runs.jsonl").read_bytes() != before
+    assert kept.name in [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")][0]
