@@ -17,7 +17,7 @@ import pytest
 
 from bench import files
 from bench.runs import records
-from helpers import PYTHONPATH, ROOT, fake_record, main_code, one_line, tiny_cases, tiny_sweep, write_results
+from helpers import PYTHONPATH, ROOT, fake_record, main_code, one_line, run_bench, tiny_cases, tiny_sweep, write_results
 
 TINY_SWEEP = tiny_sweep((32, 48))
 
@@ -328,3 +328,152 @@ def test_shuffle_overwrite_keeps_the_earlier_runs_beside(tmp_path, capsys):
     (kept,) = out.glob("runs.jsonl.replaced-*")
     assert kept.read_bytes() == before and (out / "runs.jsonl").read_bytes() != before
     assert kept.name in [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")][0]
+
+
+# --- class 4: publishing the dashboard -------------------------------------------------------------
+
+NAV = '<ul class="nav"><li id="nav-li-regressions"><a href="#/regressions">Regressions</a></li></ul>'
+JQUERY = "https://code.jquery.com/jquery-3.3.1.min.js"
+JQUERY_LOCAL = "vendor/jquery@3.3.1/dist/jquery.min.js"
+
+
+def asv_project(base, html_dir="html", results_dir="results"):
+    """A stand-in asv project: asv.conf.json, a results folder and a published site (index.html loading jQuery)."""
+    repo = base / "repo"
+    (repo / "results").mkdir(parents=True)
+    (repo / "results" / "benchmarks.json").write_text("{}\n")
+    config = repo / "asv.conf.json"
+    config.write_text(json.dumps({"version": 1, "repo": ".", "html_dir": html_dir, "results_dir": results_dir}))
+    site = repo / "html"
+    site.mkdir()
+    (site / "index.html").write_text(f'<html><head><script src="{JQUERY}"></script></head><body>{NAV}</body></html>\n')
+    return config
+
+
+def snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "html_dir, what",
+    [(".", "holds the folder"), ("..", "holds the folder"), ("results", "overlaps"), ("results/html", "overlaps")],
+)
+def test_an_html_dir_that_publishing_would_destroy_is_refused_before_any_work(html_dir, what, tmp_path, capsys):
+    pytest.importorskip("asv")
+    config = asv_project(tmp_path, html_dir=html_dir)
+    before = snapshot(tmp_path)
+    assert main_code(["dashboard", "--config", str(config)]) == 2
+    one_line(capsys.readouterr().err, "html_dir", what)
+    assert snapshot(tmp_path) == before
+
+
+def dashboard_no_publish(config, *more):
+    from helpers import NPM_CACHE
+
+    if not all((NPM_CACHE / name).is_file() for name in ("jquery-3.3.1.tgz", "bootstrap-3.1.1.tgz")):
+        pytest.skip("the npm tarballs are not cached (run `mixerbench dashboard` once)")
+    return ["dashboard", "--config", str(config), "--no-publish", "--cache", str(NPM_CACHE), *more]
+
+
+def test_the_dashboard_never_writes_through_a_symlink_planted_in_the_site(tmp_path, capsys):
+    pytest.importorskip("asv")
+    config = asv_project(tmp_path)
+    precious = tmp_path / "precious.txt"
+    precious.write_text("precious\n")
+    planted = config.parent / "html" / JQUERY_LOCAL
+    planted.parent.mkdir(parents=True)
+    planted.symlink_to(precious)
+    assert main_code(dashboard_no_publish(config)) == 2
+    one_line(capsys.readouterr().err, "symbolic link")
+    assert precious.read_text() == "precious\n"
+
+
+def test_a_full_disk_while_publishing_leaves_the_previous_site_whole(tmp_path):
+    pytest.importorskip("asv")
+    config = asv_project(tmp_path)
+    site = config.parent / "html"
+    (site / "vendor").mkdir()
+    (site / "vendor" / "old.js").write_text("the previous site's file\n")
+    before = snapshot(site)
+    done = run_bench(*dashboard_no_publish(config), preexec_fn=limit_file_size(20_000))  # jQuery is 87 kB
+    assert done.returncode == 1, done.stderr
+    one_line(done.stderr, "File too large")
+    assert snapshot(site) == before
+    assert sorted(p.name for p in config.parent.iterdir()) == ["asv.conf.json", "html", "results"]
+
+
+def limit_file_size(limit: int):
+    """preexec_fn: files the child writes may not grow past ``limit`` bytes (EFBIG, like a full disk)."""
+    import resource
+    import signal
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_sigterm_while_publishing_leaves_the_previous_site_and_nothing_beside_it(tmp_path):
+    pytest.importorskip("asv")
+    config = asv_project(tmp_path)
+    site = config.parent / "html"
+    before = snapshot(site)
+    script = (
+        "import os, signal, sys\n"
+        "from bench import cli\n"
+        "from bench.site import dashboard\n"
+        "real = dashboard._extract\n"
+        "def killed(tarball, member, dest):\n"
+        "    dest.parent.mkdir(parents=True, exist_ok=True)\n"
+        "    dest.write_bytes(b'half a file')\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return real(tarball, member, dest)\n"
+        "dashboard._extract = killed\n"
+        f"sys.argv = ['mixerbench', *{dashboard_no_publish(config)!r}]\n"
+        "cli.console()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=PYTHONPATH),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 143, done.stderr
+    assert snapshot(site) == before
+    assert sorted(p.name for p in config.parent.iterdir()) == ["asv.conf.json", "html", "results"]
+
+
+def test_what_a_killed_run_left_is_removed_by_the_next_and_nothing_else(tmp_path, capsys):
+    pytest.importorskip("asv")
+    config = asv_project(tmp_path)
+    repo = config.parent
+    from bench.site import dashboard
+
+    left = repo / ".html.mixerbench-new-k1ll3d"  # a staging folder of a SIGKILLed run: marked
+    (left / "site" / "vendor").mkdir(parents=True)
+    (left / dashboard.SITE_MARK).write_text("")
+    (left / "site" / "vendor" / "half.js").write_text("half")
+    lookalike = repo / ".html.mixerbench-new-notmine"  # the same name, but no mark: never removed
+    lookalike.mkdir()
+    (lookalike / "keep.txt").write_text("keep\n")
+    (repo / "html" / ".docs-new-x1").mkdir()  # an older version's staging folder inside the site
+    (repo / "html" / ".index.html.x2.tmp").write_text("half a page")
+    assert main_code(dashboard_no_publish(config)) == 0
+    assert sorted(p.name for p in repo.iterdir()) == [
+        ".html.mixerbench-new-notmine",
+        "asv.conf.json",
+        "html",
+        "results",
+    ]
+    assert (lookalike / "keep.txt").read_text() == "keep\n"
+    assert not [p.name for p in (repo / "html").iterdir() if p.name.startswith(".")]
+    assert JQUERY_LOCAL in (repo / "html" / "index.html").read_text()
+
+
+def test_dashboard_help_says_that_mkdocs_yml_is_code(capsys):
+    assert main_code(["dashboard", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "mkdocs.yml is code" in text and "docs_dir" in text
