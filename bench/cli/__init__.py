@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import TextIO, cast
 
 from bench.cli.args import OneLineParser
 from bench.cli.streams import BestEffort, Terminated
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     prog = "mixerbench"
     streams = sys.stdout, sys.stderr
     # text from files: escaped; a reader that went away: dropped, the command goes on
-    sys.stdout, sys.stderr = TerminalStream(BestEffort(sys.stdout)), TerminalStream(BestEffort(sys.stderr))
+    out, err = (cast(TextIO, BestEffort(stream)) for stream in (sys.stdout, sys.stderr))
+    sys.stdout, sys.stderr = TerminalStream(out), TerminalStream(err)
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
