@@ -32,7 +32,10 @@ incomplete or of another count; ``incomplete=True`` merges anyway and returns ea
 those as a warning (:attr:`MergeSummary.shard_warnings`).
 
 Records keep their first-seen order. Everything is read and checked before anything is
-written; each output file is written to a temporary file, fsync'ed, then moved into place
+written; a merge with no valid line at all (every line invalid) is an error. ``out`` is
+written under its folder lock (:func:`bench.files.folder_lock`, the lock a sweep holds), and
+that ``out/results.jsonl`` is new is checked again under it: a sweep or a second merge into
+the same folder raises :class:`bench.files.FolderBusy` or finds the file and refuses; each output file is written to a temporary file, fsync'ed, then moved into place
 with ``os.replace``, so a failure leaves no half-written file. Nothing here imports torch.
 """
 
