@@ -169,9 +169,16 @@ def mark(before, after, before_ss, after_ss, factor: float, same_version: bool =
 def machines(results_dir: Path) -> list[str]:
     """The asv machines with a results folder under ``results_dir``."""
     from asv.machine import iter_machine_files
-    from asv.util import load_json
+    from asv.util import UserError, load_json
 
-    return sorted(load_json(path)["machine"] for path in iter_machine_files(str(results_dir)))
+    names = []
+    for path in iter_machine_files(str(results_dir)):
+        try:
+            name = load_json(path)["machine"]
+        except (UserError, KeyError, TypeError) as exc:
+            raise UsageError(f"{path} is not an asv machine file ({' '.join(str(exc).split())})") from None
+        names.append(str(name))
+    return sorted(names)
 
 
 def pick_machine(results_dir: Path, machine: str | None) -> str:

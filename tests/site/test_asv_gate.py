@@ -54,6 +54,7 @@ MEASURES = {
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timing,  # the module's fixture times a step and runs the measured suite's timing rounds
     pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed"),
 ]
 

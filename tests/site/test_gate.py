@@ -242,6 +242,10 @@ def test_errors_are_one_line(repo, monkeypatch, capsys):
         return err
 
     assert "is not a folder" in run()
+    (results / "broken").mkdir(parents=True)
+    (results / "broken" / "machine.json").write_text("{not json")
+    assert "is not an asv machine file" in run()
+    shutil.rmtree(results / "broken")
     _write(results, base, ALL_MEASURED)
     _write(results, base, ALL_MEASURED, machine="other")
     assert "several machines (ci-box, other): name one" in run()
