@@ -38,6 +38,7 @@ COMMANDS = (
     "bench.cli.cmd_shuffle",
     "bench.cli.cmd_dashboard",
     "bench.cli.cmd_merge",
+    "bench.cli.cmd_gate",
 )
 
 
