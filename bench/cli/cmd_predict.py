@@ -22,7 +22,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bench.cli.args import batch_size, image_sizes, model_list, patch_sizes, progress
+from bench.cli.args import batch_size, image_sizes, model_list, out_folder, patch_sizes, progress
 from bench.errors import UsageError
 
 NAME = "predict"
@@ -73,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per (case, gpu) on stdout")
     parser.add_argument(
         "--out",
-        type=Path,
+        type=out_folder,
         default=None,
         metavar="DIR",
         help="also write DIR/prediction.md (table) and DIR/predicted_throughput.png (throughput against "
@@ -110,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
 
         print(calibration.validation_report(table))
         return 0
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} exists and is not a folder")
     gpus = args.gpu or [DEFAULT_GPU]
     unknown = [g for g in gpus if g not in table.devices]
     if unknown:
@@ -142,6 +144,6 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         from bench.analysis import prediction_report
 
-        for path in prediction_report.write(args.out, predictions, table):
+        for path in prediction_report.write(args.out, predictions, table.validation):
             print(f"wrote {path}")
     return 0
