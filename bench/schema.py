@@ -393,13 +393,18 @@ class Cost:
     kernels: tuple[Kernel, ...] = field(
         default=(), metadata=doc("distinct operator calls: [class, operator, FLOPs, bytes moved, calls]")
     )
+    # In memory only (not stored, not compared: a cost read back equals the one written):
     shaped: tuple[ShapedKernel, ...] = field(
-        default=(), metadata=doc("the kernels with dtype and GEMM shape, for bench.analysis.predict", stored=False)
+        default=(),
+        compare=False,
+        metadata=doc("the kernels with dtype and GEMM shape, for bench.analysis.predict", stored=False),
     )
     weight_bytes: int | None = field(
-        default=None, metadata=doc("bytes of parameters and buffers as the step holds them", stored=False)
+        default=None,
+        compare=False,
+        metadata=doc("bytes of parameters and buffers as the step holds them", stored=False),
     )
-    input_bytes: int | None = field(default=None, metadata=doc("bytes of the input batch", stored=False))
+    input_bytes: int | None = field(default=None, compare=False, metadata=doc("bytes of the input batch", stored=False))
 
 
 @dataclass(frozen=True)
