@@ -860,7 +860,7 @@ def dumps_fits(fits: list[FitRecord]) -> str:
 def read_fits(path: str | os.PathLike[str]) -> list[FitRecord]:
     """Every object of a ``fits.json``, decoded and checked; ValueError (one line) names what is wrong."""
     with files.open_file(Path(path), "rb") as f:
-        raw = f.read()
+        raw = f.read(MAX_LINE_BYTES + 1)  # parse_line refuses more than the bound
     data = parse_line(raw.replace(b"\n", b" "))
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON array, got {_short(data)}")
@@ -1404,11 +1404,22 @@ def _no_constant(text: str) -> float:
 def parse_line(raw: bytes) -> JSON:
     """One line's JSON value with bounds (length, integer digits, no NaN/Infinity, nesting); ValueError otherwise."""
     if len(raw) > MAX_LINE_BYTES:
-        raise ValueError(f"a line of {len(raw)} bytes (more than {MAX_LINE_BYTES})")
+        raise ValueError(f"a line of more than {MAX_LINE_BYTES} bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(f"not valid JSON ({exc})") from None
+    check_nesting(text)
+    try:
+        return json.loads(text, parse_int=_bounded_int, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+
+
+def check_nesting(text: str, limit: int = MAX_DEPTH) -> None:
+    """ValueError when the JSON ``text`` nests arrays and objects deeper than ``limit`` (checked before parsing)."""
     depth = level = 0
     in_string = escaped = False
     for ch in text:  # nesting is checked before json recurses into it
@@ -1424,16 +1435,10 @@ def parse_line(raw: bytes) -> JSON:
         elif ch in "[{":
             level += 1
             depth = max(depth, level)
-            if depth > MAX_DEPTH:
-                raise ValueError(f"nested deeper than {MAX_DEPTH}")
+            if depth > limit:
+                raise ValueError(f"nested deeper than {limit}")
         elif ch in "]}":
             level -= 1
-    try:
-        return json.loads(text, parse_int=_bounded_int, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON ({exc})") from None
-    except (ValueError, RecursionError) as exc:
-        raise ValueError(f"not valid JSON ({exc})") from None
 
 
 def read_jsonl(path: str | os.PathLike[str], cls: type[R]) -> tuple[list[R], list[Problem]]:
@@ -1447,7 +1452,7 @@ def read_jsonl(path: str | os.PathLike[str], cls: type[R]) -> tuple[list[R], lis
     records: list[R] = []
     problems: list[Problem] = []
     with files.open_file(path, "rb") as f:  # a regular file only: no symlink, FIFO or device
-        lines = list(f)
+        lines = list(files.bounded_lines(f, MAX_LINE_BYTES))  # a line over the bound is never read whole
     for number, raw in enumerate(lines, start=1):
         raw = raw.strip()
         if not raw:
