@@ -318,14 +318,14 @@ def predict(
 _COSTS: dict[str, Cost] = {}
 
 
-def counted(case: Case) -> Cost:
-    """The cost of ``case`` (device "cuda": CUDA's autocast policy and fused attention kernels), counted once
-    per process and kept in memory."""
+def counted(case: Case, device: str = "cuda") -> Cost:
+    """The cost of ``case`` as ``device`` runs it ("cuda": CUDA's autocast policy and fused attention kernels;
+    "cpu": the CPU's), counted once per process and kept in memory."""
     from bench.measure.cost import cost
 
     if case.batch == "max":
         raise ValueError('batch "max" cannot be predicted: give a batch')
-    case = case.replace(device="cuda") if case.device == "cpu" else case
+    case = case.replace(device=device)
     key = case.key
     if key not in _COSTS:
         _COSTS[key] = cost(case)
@@ -342,14 +342,16 @@ def predict_case(
     """The predicted step of ``case`` on the device named ``gpu`` (``devices``: default :func:`load_devices`;
     ``classes``: the constants per device class, default the shipped ones, e.g. ``load_table(file).classes``).
 
-    The case is counted as CUDA runs it (its ``device`` is taken as "cuda"); ValueError for an unknown device."""
+    The case is counted as the device runs it (a GPU: "cuda"; a device of class "cpu": "cpu"), whatever its own
+    ``device``; ValueError for an unknown device."""
     table = builtin_table()
     devices = devices if devices is not None else table.devices
     device = devices.get(gpu)
     if device is None:
         raise ValueError(f"unknown device {gpu!r} (known: {', '.join(sorted(devices))})")
     constants = constants_for(device, table if classes is None else DeviceFile(format=1, devices={}, classes=classes))
-    return predict(counted(case), device, constants, gpu=gpu, case=case, error=table.validation)
+    runs_on = "cpu" if device.device_class == "cpu" else "cuda"
+    return predict(counted(case, runs_on), device, constants, gpu=gpu, case=case, error=table.validation)
 
 
 # -- tables -----------------------------------------------------------------------------------------------

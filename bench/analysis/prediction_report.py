@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench.schema import ATTENTION, StepPrediction
 from bench.text import markdown as md
+from bench.text import mathtext
 
 TABLE = "prediction.md"
 PLOT = "predicted_throughput.png"
@@ -102,7 +103,7 @@ def crossover_table(rows: Sequence[Crossover]) -> str:
     return "\n".join(lines)
 
 
-def plot(path: Path, predictions: Sequence[StepPrediction], rows: Sequence[Crossover]) -> None:
+def plot(path: Path, predictions: Sequence[StepPrediction], rows: Sequence[Crossover], validation: str = "") -> None:
     """Predicted images/s against resolution, one panel per GPU, one line per model; crossovers dashed."""
     import matplotlib
 
@@ -129,7 +130,9 @@ def plot(path: Path, predictions: Sequence[StepPrediction], rows: Sequence[Cross
         ax.set_title(f"{gpu}: PREDICTED", fontsize=10)
         ax.legend(fontsize=7)
     fig.suptitle("Predicted throughput (not measured); dashed: predicted crossovers", fontsize=10)
-    fig.tight_layout()
+    if validation:
+        fig.text(0.5, 0.005, mathtext(validation), ha="center", va="bottom", fontsize=6, wrap=True)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -147,6 +150,6 @@ def write(out: Path, predictions: list[StepPrediction], validation: str) -> list
         "## Predicted crossovers\n\n" + crossover_table(rows) + "\n"
     )
     table, figure = out / TABLE, out / PLOT
-    plot(figure, predictions, rows)
+    plot(figure, predictions, rows, validation)
     table.write_text(text)
     return [table, figure]

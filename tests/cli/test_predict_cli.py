@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from bench import schema
-from helpers import main_code
+from helpers import ROOT, main_code
 
 
 def test_json_is_one_prediction_per_case_and_gpu_labelled_as_predicted(capsys):
@@ -53,3 +53,18 @@ def test_out_on_a_file_is_refused(tmp_path, capsys):
     taken.write_text("x")
     assert main_code(["predict", "--models", "resnet18", "--resolutions", "64", "--out", str(taken)]) == 2
     assert taken.read_text() == "x"
+
+
+def test_cpu_results_add_a_cpu_device_from_the_measured_roofs(capsys):
+    """results/cpu-quick-v3 measured its float32 matmul roof and copy bandwidth: the `cpu` device takes them."""
+    from bench.analysis import predict
+
+    folder = ROOT / "results" / "cpu-quick-v3"
+    argv = ["predict", "--cpu-results", str(folder), "--list-devices"]
+    assert main_code(argv) == 0
+    assert "| cpu |" in capsys.readouterr().out
+    records, _ = schema.read_results(folder / schema.RESULTS_FILENAME)
+    cpu = predict.cpu_device(records)
+    assert cpu.flops["float32"] == max(r.roof_flops_per_s for r in records if r.case.dtype == "float32")
+    assert cpu.bandwidth == max(r.copy_bytes_per_s for r in records)
+    assert main_code(["predict", "--cpu-results", str(ROOT / "results"), "--list-devices"]) == 2
