@@ -42,6 +42,7 @@ with ``os.replace``, so a failure leaves no half-written file. Nothing here impo
 from __future__ import annotations
 
 import datetime
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,18 +199,23 @@ def _rows_writer(rows: list[Line]):
 
 def _write_locked(out: Path, targets: list, check_new) -> None:
     """Write ``targets`` together into ``out`` under its folder lock (:func:`bench.files.folder_lock`, as a sweep
-    holds it), after ``check_new()`` again under the lock; a failure removes what this merge created."""
+    holds it), after ``check_new()`` again under the lock; a failure removes what this merge created.
+
+    A ``.lock`` file this merge created is removed while still held (once results.jsonl is in place, a
+    later merge refuses the folder anyway), so the merged folder holds only what was merged.
+    """
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    lock_created = not (out / LOCK_NAME).exists()
+    lock_created = not os.path.lexists(out / LOCK_NAME)
     try:
         with folder_lock(out):  # a sweep or another merge writing into out: FolderBusy, nothing written
-            check_new()
-            write_together(targets)  # all or nothing; results.jsonl last: its presence means the merge finished
-            return
+            try:
+                check_new()
+                write_together(targets)  # all or nothing; results.jsonl last: its presence means the merge finished
+            finally:
+                if lock_created:
+                    (out / LOCK_NAME).unlink(missing_ok=True)
     except BaseException:
-        if lock_created:
-            (out / LOCK_NAME).unlink(missing_ok=True)
         if created:
             try:
                 out.rmdir()
