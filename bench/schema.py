@@ -1267,10 +1267,12 @@ def _no_constant(text: str) -> float:
     raise ValueError(f"{text} is not JSON")
 
 
-def parse_line(raw: bytes) -> JSON:
-    """One line's JSON value with bounds (length, integer digits, no NaN/Infinity, nesting); ValueError otherwise."""
-    if len(raw) > MAX_LINE_BYTES:
-        raise ValueError(f"a line of more than {MAX_LINE_BYTES} bytes")
+def parse_line(raw: bytes, limit: int | None = None) -> JSON:
+    """One line's JSON value with bounds (length: ``limit``, default MAX_LINE_BYTES; integer digits, no
+    NaN/Infinity, nesting); ValueError otherwise."""
+    limit = MAX_LINE_BYTES if limit is None else limit
+    if len(raw) > limit:
+        raise ValueError(f"a line of more than {limit} bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
