@@ -31,6 +31,7 @@ from bench.text import TerminalStream
 COMMANDS = (
     "bench.cli.cmd_list",
     "bench.cli.cmd_flops",
+    "bench.cli.cmd_predict",
     "bench.cli.cmd_sweep",
     "bench.cli.cmd_report",
     "bench.cli.cmd_compare",
@@ -38,6 +39,7 @@ COMMANDS = (
     "bench.cli.cmd_shuffle",
     "bench.cli.cmd_dashboard",
     "bench.cli.cmd_merge",
+    "bench.cli.cmd_gate",
 )
 
 
