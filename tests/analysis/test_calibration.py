@@ -79,6 +79,7 @@ def test_mixer_vit_resnet_order_is_right_wherever_the_measured_order_is_clear(va
 
 def test_the_shipped_constants_are_the_fitted_ones(validation):
     """bench/data/devices.json holds what tools/calibrate_predict.py fitted on this data (to its 4 digits)."""
+    assert predict.builtin_table().validation == calibration.summary(validation)  # what every prediction carries
     shipped = predict.builtin_table().classes
     for name in ("hbm", "gddr"):
         for constant in calibration.CONSTANTS:
