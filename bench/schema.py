@@ -355,10 +355,12 @@ class ClassCost:
 # One distinct operator call: (class, operator, FLOPs, bytes moved, calls).
 Kernel = tuple[str, str, int, int, int]
 # One distinct operator call with what pricing it on a device needs (in memory only, never stored):
-# (class, operator, dtype, FLOPs, bytes moved, calls, gemm). ``gemm`` is (batch, M, N, K) for the
+# (class, operator, dtype, FLOPs, bytes moved, calls, gemm, crossed). ``gemm`` is (batch, M, N, K) for the
 # operators that run as matrix products (mm, addmm, bmm, baddbmm; a convolution as its implicit GEMM,
-# batch = groups; fused attention as (batch x heads, S_q, S_kv, head dim)), () for every other operator.
-ShapedKernel = tuple[str, str, str, int, int, int, tuple[int, ...]]
+# batch = groups; fused attention as (batch x heads, S_q, S_kv, head dim)), () for every other operator;
+# ``crossed``: an operator that is not a matrix product reads or writes tensors laid out in different
+# dimension orders (a transposed operand: one side is read or written out of order).
+ShapedKernel = tuple[str, str, str, int, int, int, tuple[int, ...], bool]
 
 
 @dataclass(frozen=True)
@@ -391,13 +393,18 @@ class Cost:
     kernels: tuple[Kernel, ...] = field(
         default=(), metadata=doc("distinct operator calls: [class, operator, FLOPs, bytes moved, calls]")
     )
+    # In memory only (not stored, not compared: a cost read back equals the one written):
     shaped: tuple[ShapedKernel, ...] = field(
-        default=(), metadata=doc("the kernels with dtype and GEMM shape, for bench.analysis.predict", stored=False)
+        default=(),
+        compare=False,
+        metadata=doc("the kernels with dtype and GEMM shape, for bench.analysis.predict", stored=False),
     )
     weight_bytes: int | None = field(
-        default=None, metadata=doc("bytes of parameters and buffers as the step holds them", stored=False)
+        default=None,
+        compare=False,
+        metadata=doc("bytes of parameters and buffers as the step holds them", stored=False),
     )
-    input_bytes: int | None = field(default=None, metadata=doc("bytes of the input batch", stored=False))
+    input_bytes: int | None = field(default=None, compare=False, metadata=doc("bytes of the input batch", stored=False))
 
 
 @dataclass(frozen=True)
@@ -1115,15 +1122,32 @@ class DeviceClass:
     """The calibrated constants of the step-time model for one class of devices (``bench.analysis.predict``)."""
 
     matmul_efficiency: float = field(metadata=doc("fraction of the peak a full wave of matmul tiles reaches", min=0))
+    conv_efficiency: float = field(
+        metadata=doc("fraction of the peak a full wave of convolution tiles (implicit GEMM) reaches", min=0)
+    )
     attention_efficiency: float = field(metadata=doc("fraction of the peak fused attention reaches", min=0))
     bandwidth_efficiency: float = field(
         metadata=doc("fraction of the nominal bandwidth memory-bound operators reach", min=0)
     )
     launch_s: float = field(metadata=doc("the least time one kernel takes (launch and dispatch), seconds", min=0))
+    tile_overhead_k: float = field(
+        default=0.0,
+        metadata=doc("a GEMM tile's fixed cost (loading, epilogue) in steps of its inner dimension K", min=0),
+    )
+    crossed_bandwidth_efficiency: float = field(
+        default=1.0,
+        metadata=doc("bandwidth_efficiency of a memory-bound operator with a transposed operand", min=0),
+    )
     note: str = field(default="", metadata=doc("where the constants come from (the command that fitted them)"))
 
     def check(self) -> None:
-        for name in ("matmul_efficiency", "attention_efficiency", "bandwidth_efficiency"):
+        for name in (
+            "matmul_efficiency",
+            "conv_efficiency",
+            "attention_efficiency",
+            "bandwidth_efficiency",
+            "crossed_bandwidth_efficiency",
+        ):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name}: {getattr(self, name)!r} is not in (0, 1]")
 
@@ -1195,7 +1219,7 @@ class StepPrediction:
         return self.step_ms / 1e3
 
 
-PREDICT_JSON = "predict --json"
+PREDICT_JSON = "predict.json"  # the objects `mixerbench predict --json` prints, one a line
 DEVICES_FILENAME = "devices.json"
 
 # The types of each file mixerbench writes, in the order the reference lists them.
