@@ -8,7 +8,8 @@ The suite runs on pytest-xdist's workers (``-n auto --dist loadgroup`` in pyproj
   so that such a fixture is built once. Every other test is sent to whichever worker is free.
 - A test marked ``timing`` (it measures time, or its outcome depends on speed) runs alone: while it runs no other
   test does, on any worker. Every test holds a shared lock from its set-up to its teardown; a timing test takes
-  it exclusively. Timing tests are collected last, so they run together at the end.
+  it exclusively. Timing tests are collected last, so they run together at the end (and tests marked ``slow``
+  first).
 
 (xdist's own grouping appends the group to the test's id, which pytest 9 no longer allows; so each worker writes
 the groups it collected to the session's temporary folder and the scheduler below reads them.)
@@ -52,7 +53,11 @@ def _group(item) -> str | None:
 
 
 def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: item.get_closest_marker("timing") is not None)  # stable: the timing tests last
+    # The slow tests first (a long test started last would keep its worker busy after the others are done), the
+    # timing tests last; a stable sort keeps the rest in their order.
+    items.sort(
+        key=lambda item: (item.get_closest_marker("timing") is not None, item.get_closest_marker("slow") is None)
+    )
     if hasattr(config, "workerinput"):
         groups = {item.nodeid: group for item in items if (group := _group(item))}
         path = _session_folder(config) / f"groups-{config.workerinput['workerid']}.json"

@@ -140,12 +140,31 @@ def _exact_verdicts(folder: Path) -> tuple[set, dict]:
     return rows, exact
 
 
+@pytest.mark.slow
 def test_array_merge_cancel_resubmit_and_requeue(cluster, user, tmp_path):
     from bench.runs import shard_cases
     from bench.runs.shard import Shard
 
     started = time.perf_counter()
     out = Path(user["OUT"])
+    grid = _grid()
+    plans = {k: shard_cases.plan(grid, Shard(k, 4, "cli")) for k in range(4)}
+    two_or_more = [k for k, p in plans.items() if len(p.cases) >= 2]
+    assert len(two_or_more) >= 2, {k: len(p.cases) for k, p in plans.items()}
+    cancelled, requeued = two_or_more[:2]
+
+    unsharded: list[subprocess.Popen] = []  # the reference run, once started
+    try:
+        _chain(cluster, user, tmp_path, out, grid, plans, cancelled, requeued, unsharded)
+    finally:
+        for proc in unsharded:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    print(f"array + cancel + resubmit + requeue + merge: {time.perf_counter() - started:.0f} s")
+
+
+def _chain(cluster, user, tmp_path, out, grid, plans, cancelled, requeued, unsharded) -> None:
     array = _sbatch(cluster, tmp_path, user, *SMALL_PARTITION, script=SWEEP, args=_grid_args(min_run_time="2"))
     merge = _sbatch(
         cluster,
@@ -156,33 +175,11 @@ def test_array_merge_cancel_resubmit_and_requeue(cluster, user, tmp_path):
         *SMALL_PARTITION,
         script=MERGE,
     )
-    # the unsharded reference run of the same grid (and its report), beside the cluster
-    reference = tmp_path / "unsharded"
-    unsharded = subprocess.Popen(
-        [user["MIXERBENCH"], "sweep", *_grid_args(report=True), "--out", str(reference)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        # the shards' plans, worked out while the tasks start
-        grid = _grid()
-        plans = {k: shard_cases.plan(grid, Shard(k, 4, "cli")) for k in range(4)}
-        two_or_more = [k for k, p in plans.items() if len(p.cases) >= 2]
-        assert len(two_or_more) >= 2, {k: len(p.cases) for k, p in plans.items()}
-        cancelled, requeued = two_or_more[:2]
-        _chain(cluster, user, tmp_path, out, grid, plans, cancelled, requeued, unsharded, reference, array, merge)
-    finally:
-        if unsharded.poll() is None:
-            unsharded.kill()
-            unsharded.wait()
-    print(f"array + cancel + resubmit + requeue + merge: {time.perf_counter() - started:.0f} s")
 
-
-def _chain(cluster, user, tmp_path, out, grid, plans, cancelled, requeued, unsharded, reference, array, merge) -> None:
-
-    def first_record(k: int):
-        return _state(cluster, f"{array}_{k}") == "RUNNING" and len(_keys(out / f"shard-{k}")) >= 1
+    def first_record(k: int) -> bool:
+        state = _state(cluster, f"{array}_{k}")
+        assert state in ("PENDING", "CONFIGURING", "RUNNING"), f"shard {k} is {state} before its first record was seen"
+        return state == "RUNNING" and len(_keys(out / f"shard-{k}")) >= 1
 
     _until(f"a first record of shard {cancelled}", lambda: first_record(cancelled), cluster=cluster)
     cluster.run("scancel", f"{array}_{cancelled}")
@@ -197,6 +194,18 @@ def _chain(cluster, user, tmp_path, out, grid, plans, cancelled, requeued, unsha
     # has killed the first run, so its revocation is in the past; one second later is after it.
     _until("the requeued element pending", lambda: _state(cluster, f"{array}_{requeued}") == "PENDING")
     cluster.run("scontrol", "update", f"JobId={array}_{requeued}", "StartTime=now+1")
+
+    # the unsharded reference run of the same grid (and its report), beside the cluster: started once the
+    # moments above that the test must catch have passed, so that it does not slow the shards down before them
+    reference = tmp_path / "unsharded"
+    unsharded.append(
+        subprocess.Popen(
+            [user["MIXERBENCH"], "sweep", *_grid_args(report=True), "--out", str(reference)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    )
 
     states = {j["ArrayTaskId"]: j for j in cluster.wait(array, timeout=600)}
     assert states[str(cancelled)]["JobState"] == "CANCELLED"
@@ -247,8 +256,8 @@ def _chain(cluster, user, tmp_path, out, grid, plans, cancelled, requeued, unsha
     assert (out / "merged" / "report.md").is_file()
 
     # the merged report's verdicts against the unsharded run's
-    output, _ = unsharded.communicate(timeout=600)
-    assert unsharded.returncode == 0, output
+    output, _ = unsharded[0].communicate(timeout=600)
+    assert unsharded[0].returncode == 0, output
     merged_rows, merged_exact = _exact_verdicts(out / "merged")
     reference_rows, reference_exact = _exact_verdicts(reference)
     assert merged_rows == reference_rows
@@ -256,6 +265,7 @@ def _chain(cluster, user, tmp_path, out, grid, plans, cancelled, requeued, unsha
     assert {q: v for (label, q, *_), v in merged_exact.items() if label.startswith("vit")} == {"macs": "quadratic"}
 
 
+@pytest.mark.slow
 def test_more_tasks_than_cases_still_merges(cluster, user, tmp_path):
     started = time.perf_counter()
     args = _grid_args(models=("vit_ti16",), sizes=(32, 48), min_run_time="0.1")
