@@ -148,11 +148,10 @@ def test_array_merge_cancel_resubmit_and_requeue(cluster, user, tmp_path):
 
     started = time.perf_counter()
     out = Path(user["OUT"])
-    # the unsharded reference run of the same grid (and its report), beside the cluster; niced, so that it takes
-    # the cores the shards leave idle and does not slow them down before the moments the test must catch
+    # the unsharded reference run of the same grid (and its report), beside the cluster
     reference = tmp_path / "unsharded"
     unsharded = subprocess.Popen(
-        ["nice", "-n", "10", user["MIXERBENCH"], "sweep", *_grid_args(report=True), "--out", str(reference)],
+        [user["MIXERBENCH"], "sweep", *_grid_args(report=True), "--out", str(reference)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
