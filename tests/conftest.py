@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import fake_record
+from helpers import NPM_CACHE, fake_record
 
 _SHARED_SCOPES = ("module", "class", "package")
 
@@ -120,6 +120,21 @@ def pytest_runtest_protocol(item, nextitem):
         config._mixerbench_cores = _Cores(_session_folder(config))
     with config._mixerbench_cores.hold(exclusive=item.get_closest_marker("timing") is not None):
         yield
+
+
+@pytest.fixture(scope="session")
+def npm_cache(request) -> Path:
+    """:data:`helpers.NPM_CACHE` with every tarball ``mixerbench dashboard`` vendors, for ``--cache``.
+
+    Filled once, by the first worker that needs it, while the others wait: two ``npm pack`` into one folder at
+    once would let one of them read the other's half-written tarball.
+    """
+    from bench.site import dashboard
+
+    with open(_session_folder(request.config) / "npm.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        dashboard.fetch_packages(NPM_CACHE)
+    return NPM_CACHE
 
 
 class _NoWorker:
