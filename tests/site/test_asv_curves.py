@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from chromium import load, needs_chromium, probed, serve, uncaught
 
-from helpers import NPM_CACHE, ROOT
+from helpers import ROOT
 from suites import common
 
 PROJECT_FILES = ("pyproject.toml", "README.md", "asv.conf.json", "architectures", "bench", "suites")
@@ -43,7 +43,7 @@ def _git(repo: Path, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def curves_site(tmp_path_factory) -> tuple[Path, list[str]]:
+def curves_site(tmp_path_factory, npm_cache) -> tuple[Path, list[str]]:
     pytest.importorskip("asv")
     base = tmp_path_factory.mktemp("curves")
     repo = base / "repo"
@@ -100,7 +100,7 @@ def curves_site(tmp_path_factory) -> tuple[Path, list[str]]:
             "--config",
             str(repo / "asv.conf.json"),
             "--cache",
-            str(NPM_CACHE),
+            str(npm_cache),
         ],
         cwd=ROOT,
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
