@@ -31,9 +31,11 @@ documentation. This module imports nothing but the standard library (no torch).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -864,8 +866,9 @@ def _hints(cls: type) -> dict[str, Any]:
     return _HINTS[cls]
 
 
-def _stored(cls: type) -> list[dataclasses.Field[Any]]:
-    return [f for f in dataclasses.fields(cls) if f.metadata.get("stored", True)]
+@functools.cache
+def _stored(cls: type) -> tuple[dataclasses.Field[Any], ...]:
+    return tuple(f for f in dataclasses.fields(cls) if f.metadata.get("stored", True))
 
 
 def encode(value: Any, *, nonfinite_null: bool = False) -> JSON:
@@ -927,9 +930,24 @@ def _is_union(tp: Any) -> bool:
     return typing.get_origin(tp) in (Union, types.UnionType)
 
 
+@functools.lru_cache(maxsize=None)
+def _shape(tp: Any) -> tuple[Any, tuple, bool]:
+    """(origin, arguments, whether a union) of an annotation: looked up once per annotation, not per value."""
+    return typing.get_origin(tp), typing.get_args(tp), _is_union(tp)
+
+
+def _plain_numbers(value: list) -> bool:
+    """Whether every item is a finite float or an int within bounds (no bool): a list[float] needing no checks."""
+    for v in value:
+        kind = type(v)
+        if not ((kind is float and math.isfinite(v)) or (kind is int and abs(v) < MAX_INT)):
+            return False
+    return True
+
+
 def decode(tp: Any, value: JSON, where: str = "") -> Any:
     """``value`` (JSON) as the annotation ``tp`` says; ValueError naming the field (``where``) otherwise."""
-    origin = typing.get_origin(tp)
+    origin, args, union = _shape(tp)
     if tp is Any:
         _check_json(value, where, 0)
         return value
@@ -937,8 +955,7 @@ def decode(tp: Any, value: JSON, where: str = "") -> Any:
         if value is not None:
             raise _fail(where, "null", value)
         return None
-    if _is_union(tp):
-        args = typing.get_args(tp)
+    if union:
         if value is None:
             if type(None) in args:
                 return None
@@ -955,7 +972,7 @@ def decode(tp: Any, value: JSON, where: str = "") -> Any:
             raise errors[0]
         raise _fail(where, json_type(tp), value)
     if origin is Literal:
-        if value not in typing.get_args(tp) or isinstance(value, bool):
+        if value not in args or isinstance(value, bool):
             raise _fail(where, json_type(tp), value)
         return value
     if tp is bool:
@@ -983,18 +1000,21 @@ def decode(tp: Any, value: JSON, where: str = "") -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise _fail(where, "an object", value)
-        _, vt = typing.get_args(tp)
+        _, vt = args
         return {k: decode(vt, v, f"{where}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
             raise _fail(where, "an array", value)
-        (vt,) = typing.get_args(tp)
+        (vt,) = args
+        if vt is float and _plain_numbers(value):  # timing samples: checked in one pass
+            return list(value)
         return [decode(vt, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is tuple:
         if not isinstance(value, list):
             raise _fail(where, "an array", value)
-        args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
+            if args[0] is float and _plain_numbers(value):
+                return tuple(value)
             return tuple(decode(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             raise _fail(where, f"an array of {len(args)}", value)
@@ -1267,6 +1287,10 @@ def _no_constant(text: str) -> float:
     raise ValueError(f"{text} is not JSON")
 
 
+_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?')  # a JSON string (to the end of the line when unterminated)
+_BRACKETS = re.compile(r"[^\[\]{}]+")  # everything but brackets and braces
+
+
 def parse_line(raw: bytes) -> JSON:
     """One line's JSON value with bounds (length, integer digits, no NaN/Infinity, nesting); ValueError otherwise."""
     if len(raw) > MAX_LINE_BYTES:
@@ -1275,25 +1299,11 @@ def parse_line(raw: bytes) -> JSON:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(f"not valid JSON ({exc})") from None
-    depth = level = 0
-    in_string = escaped = False
-    for ch in text:  # nesting is checked before json recurses into it
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            level += 1
-            depth = max(depth, level)
-            if depth > MAX_DEPTH:
-                raise ValueError(f"nested deeper than {MAX_DEPTH}")
-        elif ch in "]}":
-            level -= 1
+    level = 0
+    for ch in _BRACKETS.sub("", _STRINGS.sub("", text)):  # nesting is checked before json recurses into it
+        level += 1 if ch in "[{" else -1
+        if level > MAX_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_DEPTH}")
     try:
         return json.loads(text, parse_int=_bounded_int, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
