@@ -936,13 +936,40 @@ def _shape(tp: Any) -> tuple[Any, tuple, bool]:
     return typing.get_origin(tp), typing.get_args(tp), _is_union(tp)
 
 
-def _plain_numbers(value: list) -> bool:
-    """Whether every item is a finite float or an int within bounds (no bool): a list[float] needing no checks."""
-    for v in value:
-        kind = type(v)
-        if not ((kind is float and math.isfinite(v)) or (kind is int and abs(v) < MAX_INT)):
-            return False
-    return True
+def _is_int(v: Any) -> bool:
+    return type(v) is int and -MAX_INT < v < MAX_INT
+
+
+def _is_float(v: Any) -> bool:
+    return (type(v) is float and math.isfinite(v)) or _is_int(v)
+
+
+_SCALAR_CHECKS: dict[Any, Callable[[Any], bool]] = {
+    str: lambda v: type(v) is str,
+    bool: lambda v: type(v) is bool,
+    int: _is_int,
+    float: _is_float,
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _plain(tp: Any) -> Callable[[Any], bool] | None:
+    """For a scalar annotation (str, bool, int, float, a union of them and None): a test that a JSON value is
+    valid for it as it stands, which :func:`decode` would return unchanged; None for any other annotation.
+
+    The common case is then checked without a call of :func:`decode` per value (numbers, names, timing samples);
+    a value that fails the test goes through :func:`decode`, which raises with the field's name.
+    """
+    if tp in _SCALAR_CHECKS:
+        return _SCALAR_CHECKS[tp]
+    _, args, union = _shape(tp)
+    if not union:
+        return None
+    checks = [_plain(a) for a in args if a is not type(None)]
+    if not all(checks):
+        return None
+    none_ok = type(None) in args
+    return lambda v: (v is None and none_ok) or any(check(v) for check in checks)  # type: ignore[misc]
 
 
 def decode(tp: Any, value: JSON, where: str = "") -> Any:
@@ -1001,27 +1028,49 @@ def decode(tp: Any, value: JSON, where: str = "") -> Any:
         if not isinstance(value, dict):
             raise _fail(where, "an object", value)
         _, vt = args
+        plain = _plain(vt)
+        if plain is not None and all(map(plain, value.values())):  # JSON keys are strings
+            return dict(value)
         return {k: decode(vt, v, f"{where}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
             raise _fail(where, "an array", value)
         (vt,) = args
-        if vt is float and _plain_numbers(value):  # timing samples: checked in one pass
+        plain = _plain(vt)
+        if plain is not None and all(map(plain, value)):  # timing samples, names: checked in one pass
             return list(value)
         return [decode(vt, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is tuple:
         if not isinstance(value, list):
             raise _fail(where, "an array", value)
         if len(args) == 2 and args[1] is Ellipsis:
-            if args[0] is float and _plain_numbers(value):
+            plain = _plain(args[0])
+            if plain is not None and all(map(plain, value)):
                 return tuple(value)
             return tuple(decode(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             raise _fail(where, f"an array of {len(args)}", value)
+        checks = [_plain(a) for a in args]
+        if all(check is not None and check(v) for check, v in zip(checks, value)):  # e.g. a cost's kernels
+            return tuple(value)
         return tuple(decode(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return decode_object(tp, value, where)
     raise TypeError(f"{where}: no codec for {tp!r}")
+
+
+@functools.cache
+def _plan(cls: type) -> dict[str, tuple[Any, Callable[[Any], bool] | None, bool, Any, Any]]:
+    """Stored field name -> (annotation, :func:`_plain` test, required, choices, minimum): what
+    :func:`decode_object` checks, read once per class."""
+    hints = _hints(cls)
+    plan = {}
+    for f in _stored(cls):
+        required = f.metadata.get("required", False) or (
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        )
+        plan[f.name] = (hints[f.name], _plain(hints[f.name]), required, f.metadata.get("choices"), f.metadata.get("min"))
+    return plan
 
 
 def decode_object(cls: type[T], data: JSON, where: str = "") -> T:
@@ -1030,28 +1079,27 @@ def decode_object(cls: type[T], data: JSON, where: str = "") -> T:
     if not isinstance(data, dict):
         raise _fail(name, "an object", data)
     assert dataclasses.is_dataclass(cls)
-    hints = _hints(cls)
-    stored = _stored(cls)
-    unknown = set(data) - {f.name for f in stored}
+    plan = _plan(cls)
+    unknown = data.keys() - plan.keys()
     if unknown:
         shown = ", ".join(repr(k)[:40] for k in sorted(unknown)[:5])
         raise ValueError(f"{name}: unknown field(s) {shown}")
     values: dict[str, Any] = {}
-    for f in stored:
-        at = f"{where}.{f.name}" if where else f.name
-        if f.name not in data:
-            required = f.metadata.get("required", False)
-            if required or (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING):
-                raise ValueError(f"{name}: lacks {f.name}")
+    for field_name, (hint, plain, required, choices, low) in plan.items():
+        if field_name not in data:
+            if required:
+                raise ValueError(f"{name}: lacks {field_name}")
             continue
-        value = decode(hints[f.name], data[f.name], at)
-        choices = f.metadata.get("choices")
+        value = data[field_name]
+        if plain is None or not plain(value):
+            value = decode(hint, value, f"{where}.{field_name}" if where else field_name)
         if choices is not None and value is not None and value not in choices:
+            at = f"{where}.{field_name}" if where else field_name
             raise ValueError(f"{at}: {_short(value)} is not one of {', '.join(choices)}")
-        low = f.metadata.get("min")
         if low is not None and isinstance(value, (int, float)) and not isinstance(value, bool) and value < low:
+            at = f"{where}.{field_name}" if where else field_name
             raise ValueError(f"{at}: {value!r} is below {low}")
-        values[f.name] = value
+        values[field_name] = value
     obj = cls(**values)
     check = getattr(obj, "check", None)
     if check is not None:
