@@ -36,9 +36,10 @@ import json
 import math
 import os
 import re
+import sys
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
@@ -1360,26 +1361,48 @@ def parse_line(raw: bytes) -> JSON:
         raise ValueError(f"not valid JSON ({exc})") from None
 
 
-def read_jsonl(path: str | os.PathLike[str], cls: type[R]) -> tuple[list[R], list[Problem]]:
-    """Every valid line of ``path`` as ``cls``, in file order, and a :class:`Problem` per other line.
+def _interned(value: JSON) -> JSON:
+    """``value`` with every string (keys included) interned: the names that every record repeats (classes,
+    operators, fields of free-form dicts) are then held once, not once per record."""
+    if isinstance(value, dict):
+        return {sys.intern(k): _interned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interned(v) for v in value]
+    if isinstance(value, str):
+        return sys.intern(value)
+    return value
 
-    Empty lines are ignored. Opening ``path`` is the only step that raises: FileNotFoundError,
+
+def iter_jsonl(path: str | os.PathLike[str], cls: type[R]) -> Iterator[R | Problem]:
+    """Every line of ``path`` in file order, read one at a time: a ``cls`` when valid, else a :class:`Problem`.
+
+    Empty lines are skipped. Opening ``path`` is the only step that raises: FileNotFoundError,
     or :class:`bench.files.UnsafeFile` (a ValueError with one line) for a symbolic link, FIFO or
-    device, which are never opened.
+    device, which are never opened. The file is not held in memory: a caller that keeps only
+    what it needs of each record reads a sweep of any size.
     """
     path = Path(path)
+    with files.open_file(path, "rb") as f:  # a regular file only: no symlink, FIFO or device
+        for number, raw in enumerate(f, start=1):
+            raw = raw.strip()
+            if not raw:
+                continue
+            try:
+                yield decode_line(cls, _interned(parse_line(raw)))
+            except ValueError as exc:
+                yield Problem(str(path), number, str(exc))
+
+
+def read_jsonl(path: str | os.PathLike[str], cls: type[R]) -> tuple[list[R], list[Problem]]:
+    """Every valid line of ``path`` as ``cls``, in file order, and a :class:`Problem` per other line
+    (:func:`iter_jsonl`, collected)."""
     records: list[R] = []
     problems: list[Problem] = []
-    with files.open_file(path, "rb") as f:  # a regular file only: no symlink, FIFO or device
-        lines = list(f)
-    for number, raw in enumerate(lines, start=1):
-        raw = raw.strip()
-        if not raw:
-            continue
-        try:
-            records.append(decode_line(cls, parse_line(raw)))
-        except ValueError as exc:
-            problems.append(Problem(str(path), number, str(exc)))
+    for item in iter_jsonl(path, cls):
+        if isinstance(item, Problem):
+            problems.append(item)
+        else:
+            records.append(item)
     return records, problems
 
 

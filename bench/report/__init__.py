@@ -16,7 +16,17 @@ from pathlib import Path
 
 from bench import schema
 from bench.analysis import scaling
-from bench.analysis.series import QUANTITIES, FitRow, Series, attention_pairs, fits_of, latest_per_machine, quantity, series_of
+from bench.analysis.series import (
+    QUANTITIES,
+    FitRow,
+    Series,
+    attention_pairs,
+    fits_of,
+    latest_per_machine,
+    machine_of,
+    quantity,
+    series_of,
+)
 from bench.files import UnsafeFile, write_atomically, write_text_atomically
 from bench.report import breakdown, compile_energy, verdicts
 from bench.report.devices import devices_table
@@ -405,17 +415,32 @@ METHODS = """\
 """
 
 
+def read_latest(path: Path) -> tuple[list[Record], list[schema.Problem]]:
+    """The last record of each case on each machine in results file ``path`` (:func:`latest_per_machine`) and the
+    file's bad lines, read one line at a time (:func:`bench.schema.iter_jsonl`): records a later line replaces are
+    dropped as soon as it is read, and the file itself is never held in memory."""
+    latest: dict[tuple[str, str], Record] = {}
+    problems: list[schema.Problem] = []
+    for item in schema.iter_jsonl(path, Record):
+        if isinstance(item, schema.Problem):
+            problems.append(item)
+        else:
+            latest[(machine_of(item), item.key)] = item  # the first position, the last record (as latest_per_machine)
+    return list(latest.values()), problems
+
+
 def build(
     out: Path, raw: list[Record] | None = None, problems: Sequence[schema.Problem] = ()
 ) -> tuple[str, str, list[str], list[str]]:
     """(report markdown, console summary, plot files written, warnings) for folder ``out``.
 
-    ``raw`` are the records of ``out/results.jsonl`` and ``problems`` its bad lines, when the caller has read
-    them already (the file is parsed once); None: read here.
+    ``raw`` are the records of ``out/results.jsonl`` (all of them, or only the latest of each case and machine:
+    :func:`read_latest`) and ``problems`` its bad lines, when the caller has read them already (the file is parsed
+    once); None: read here.
     """
     path = out / schema.RESULTS_FILENAME
     if raw is None:
-        raw, problems = schema.read_results(path)
+        raw, problems = read_latest(path)
     warnings = [f"{p} (ignored)" for p in problems]
     records = latest_per_machine(raw)  # one record per case and machine (a merged folder holds several machines)
     series = series_of(records)
