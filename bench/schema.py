@@ -931,7 +931,7 @@ def _is_union(tp: Any) -> bool:
     return typing.get_origin(tp) in (Union, types.UnionType)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _shape(tp: Any) -> tuple[Any, tuple, bool]:
     """(origin, arguments, whether a union) of an annotation: looked up once per annotation, not per value."""
     return typing.get_origin(tp), typing.get_args(tp), _is_union(tp)
@@ -953,7 +953,7 @@ _SCALAR_CHECKS: dict[Any, Callable[[Any], bool]] = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _plain(tp: Any) -> Callable[[Any], bool] | None:
     """For a scalar annotation (str, bool, int, float, a union of them and None): a test that a JSON value is
     valid for it as it stands, which :func:`decode` would return unchanged; None for any other annotation.
@@ -1070,7 +1070,13 @@ def _plan(cls: type) -> dict[str, tuple[Any, Callable[[Any], bool] | None, bool,
         required = f.metadata.get("required", False) or (
             f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         )
-        plan[f.name] = (hints[f.name], _plain(hints[f.name]), required, f.metadata.get("choices"), f.metadata.get("min"))
+        plan[f.name] = (
+            hints[f.name],
+            _plain(hints[f.name]),
+            required,
+            f.metadata.get("choices"),
+            f.metadata.get("min"),
+        )
     return plan
 
 

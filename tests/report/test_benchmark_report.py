@@ -17,8 +17,8 @@ import sys
 import time
 
 import pytest
-
 import synth_records
+
 from helpers import PYTHONPATH, ROOT
 
 GiB = 2**30
@@ -50,5 +50,7 @@ def test_report_time_and_memory(benchmark, tmp_path, n):
     benchmark.pedantic(lambda: measured.append(report_child(tmp_path)), rounds=1, iterations=1)
     seconds, peak = measured[0]
     benchmark.extra_info.update(records=n, ms_per_record=1e3 * seconds / n, peak_rss_mib=peak / 2**20)
-    print(f"\n{n:>7} records: {seconds:7.1f} s, {1e3 * seconds / n:.2f} ms per record, peak RSS {peak / 2**20:,.0f} MiB")
+    print(
+        f"\n{n:>7} records: {seconds:7.1f} s, {1e3 * seconds / n:.2f} ms per record, peak RSS {peak / 2**20:,.0f} MiB"
+    )
     assert peak < 2 * GiB

@@ -16,8 +16,8 @@ import re
 from collections import Counter
 
 import pytest
-
 import synth_records
+
 from bench import report
 from bench.report import breakdown, verdicts
 from helpers import ROOT
@@ -81,4 +81,6 @@ def test_plots_summarise_instead_of_enumerating(folder):
     assert size == (2 * 6.5 * 110, 2 * 4.2 * 110)
     text = (folder / "report.md").read_text()
     assert text.count("median of") == 0  # the legends are in the plots; the tables list every series
-    assert len(re.findall(r"^\| mixer C128 x2 p4 b\d+ cpu float32 infer on .+? \| latency \| S \|", text, re.M)) == COPIES
+    assert (
+        len(re.findall(r"^\| mixer C128 x2 p4 b\d+ cpu float32 infer on .+? \| latency \| S \|", text, re.M)) == COPIES
+    )
