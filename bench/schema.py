@@ -867,9 +867,13 @@ def _hints(cls: type) -> dict[str, Any]:
     return _HINTS[cls]
 
 
-@functools.cache
+_STORED: dict[type, tuple[dataclasses.Field[Any], ...]] = {}
+
+
 def _stored(cls: type) -> tuple[dataclasses.Field[Any], ...]:
-    return tuple(f for f in dataclasses.fields(cls) if f.metadata.get("stored", True))
+    if cls not in _STORED:
+        _STORED[cls] = tuple(f for f in dataclasses.fields(cls) if f.metadata.get("stored", True))
+    return _STORED[cls]
 
 
 def encode(value: Any, *, nonfinite_null: bool = False) -> JSON:
@@ -932,7 +936,7 @@ def _is_union(tp: Any) -> bool:
 
 
 @functools.cache
-def _shape(tp: Any) -> tuple[Any, tuple, bool]:
+def _shape(tp: Any) -> tuple[Any, tuple[Any, ...], bool]:
     """(origin, arguments, whether a union) of an annotation: looked up once per annotation, not per value."""
     return typing.get_origin(tp), typing.get_args(tp), _is_union(tp)
 

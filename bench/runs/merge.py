@@ -39,7 +39,7 @@ with ``os.replace``, so a failure leaves no half-written file. Nothing here impo
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,7 +199,10 @@ def _read(path: Path, folder_index: int, folder: str, problems: list[str], peers
     """An :class:`Entry` per valid line of ``path``, read one line at a time by the schema's one reader (typed
     records of any stored version, :func:`bench.schema.iter_jsonl`); bad lines go to ``problems``."""
     rows: list[Row] = []
-    for item in schema.iter_jsonl(path, PeerRecord if peers else Record):
+    items: Iterator[Line | schema.Problem] = (
+        schema.iter_jsonl(path, PeerRecord) if peers else schema.iter_jsonl(path, Record)
+    )
+    for item in items:
         if isinstance(item, schema.Problem):
             problems.append(str(item))
         else:
