@@ -4,7 +4,10 @@ Everything is rebuilt from ``results.jsonl`` (and ``peers.jsonl`` when present),
 ``mixerbench report DIR`` gives the same report as the sweep that wrote DIR.
 
 Series and their fits come from :mod:`bench.analysis.series`; this package only
-lays them out: tables and text here, plots in PNG files.
+lays them out: tables and text here, plots in PNG files. A folder of many series (a
+cluster sweep: every model at every batch on every machine) is read one line at a time
+(:func:`read_latest`) and summarised in its plots, one line per model (:data:`MAX_LINES`),
+while its tables keep every series.
 """
 
 from __future__ import annotations
