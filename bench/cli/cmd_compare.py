@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from bench import files, schema
-    from bench.runs.compare import compare, missing, run_differences
+    from bench.runs.compare import compare, missing, read_latest, run_differences
 
     if args.factor <= 1:
         raise UsageError(f"--factor must be above 1, got {args.factor}")
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         path = d / schema.RESULTS_FILENAME
         if not files.check_regular(path):  # a symlink, FIFO or device is refused in one line
             raise not_a_sweep_folder(d, "compare")
-        records, problems = schema.read_results(path)
+        records, problems = read_latest(path)  # one line at a time, the newest record of each case
         for p in problems:
             print(f"warning: {p} (ignored)", file=sys.stderr)
         if not records:

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         raise not_a_sweep_folder(args.dir, "report")
     if not os.access(args.dir, os.W_OK):
         raise UsageError(f"{args.dir} is not writable")
-    records, problems = schema.read_results(path)
+    records, problems = report.read_latest(path)  # one line at a time; the latest record of each case
     if not records:
         first = f"; line {problems[0].line}: {problems[0].message}" if problems else ""
         raise UsageError(
