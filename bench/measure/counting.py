@@ -251,13 +251,122 @@ def _meta_shortcut(func, args, kwargs):
     return None
 
 
+# Argument values that may be part of a call's key (anything else makes the call run its kernel every time).
+_PLAIN = (int, float, bool, str, torch.dtype, torch.device, torch.memory_format, torch.layout)
+
+
+def _call_key(func, args, kwargs) -> tuple | None:
+    """What a meta kernel's outputs can depend on: the operator, every tensor's shape, stride, dtype and storage
+    offset, every other argument's type and value, and the default dtype. None when some argument is not a meta
+    tensor or a plain value, or when no tensor is passed (factory functions)."""
+    key: list = [func, torch.get_default_dtype()]
+    tensors = 0
+
+    def add(value) -> bool:
+        nonlocal tensors
+        if isinstance(value, torch.Tensor):
+            if value.device.type != "meta" or value.layout != torch.strided:
+                return False
+            tensors += 1
+            key.append((tuple(value.shape), value.stride(), value.dtype, value.storage_offset()))
+        elif isinstance(value, (list, tuple)):
+            key.append(len(value))
+            return all(add(v) for v in value)
+        elif value is None or isinstance(value, _PLAIN):
+            key.append((type(value), value))
+        else:
+            return False
+        return True
+
+    if not add(args) or not all(add((name, kwargs[name])) for name in sorted(kwargs)):
+        return None
+    return tuple(key) if tensors else None
+
+
+def _fresh_layouts(func, args, kwargs, out) -> tuple | None:
+    """(container type, [(shape, stride, dtype)]) of ``out`` when every output is a fresh meta tensor of its own
+    (the operator neither writes to nor returns a view of its arguments, each output owns a storage of exactly the
+    size its layout needs at offset 0); None otherwise."""
+    schema = func._schema
+    if any(a.alias_info is not None for a in schema.arguments) or any(r.alias_info is not None for r in schema.returns):
+        return None
+    outs = (out,) if isinstance(out, torch.Tensor) else out
+    if not isinstance(outs, (tuple, list)) or not all(isinstance(t, torch.Tensor) for t in outs):
+        return None
+    storages = {t.untyped_storage()._cdata for t in _tensors((args, kwargs))}
+    layouts = []
+    for t in outs:
+        storage = t.untyped_storage()
+        if t.device.type != "meta" or t._is_view() or t.storage_offset() or storage._cdata in storages:
+            return None
+        storages.add(storage._cdata)
+        span = 0 if t.numel() == 0 else 1 + sum((n - 1) * st for n, st in zip(t.shape, t.stride()))
+        if storage.nbytes() != span * t.element_size():
+            return None
+        layouts.append((tuple(t.shape), t.stride(), t.dtype))
+    return (None if isinstance(out, torch.Tensor) else type(out)), tuple(layouts)
+
+
+def _tensors(value):
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _tensors(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _tensors(v)
+
+
+class MetaKernels:
+    """Run an aten operator, on meta tensors replaying the outputs of an earlier call with the same key.
+
+    On the meta device a kernel only works out its outputs' shapes, strides and dtypes,
+    many of them in Python (torch's reference implementations), and a model makes the same
+    call, with the same layouts, block after block; counting and costing a case make the
+    same calls again. The first call with a given key (:func:`_call_key`) runs the kernel;
+    when its outputs were fresh tensors (:func:`_fresh_layouts`), later calls get new
+    empty meta tensors of exactly those layouts without running it. Views, in-place
+    operators, anything not on meta and anything with other arguments always run the
+    kernel, so what a dispatch mode sees is the same with or without the replay (checked
+    in tests/measure/test_counting.py and test_cost.py). The keys held are cleared past
+    ``limit``.
+    """
+
+    def __init__(self, limit: int = 200_000):
+        self.limit = limit
+        self._layouts: dict[tuple, tuple | None] = {}
+
+    def __call__(self, func, args, kwargs):
+        key = _call_key(func, args, kwargs)
+        if key is None:
+            return func(*args, **kwargs)
+        if key not in self._layouts:
+            out = func(*args, **kwargs)
+            if len(self._layouts) >= self.limit:
+                self._layouts.clear()
+            self._layouts[key] = _fresh_layouts(func, args, kwargs, out)
+            return out
+        found = self._layouts[key]
+        if found is None:
+            return func(*args, **kwargs)
+        container, layouts = found
+        outs = [torch.empty_strided(shape, stride, dtype=dtype, device="meta") for shape, stride, dtype in layouts]
+        return outs[0] if container is None else container(outs)
+
+
+# The one cache of meta kernel outputs, shared by :class:`MacCounter` and bench.measure.cost.CostCounter.
+META_KERNELS = MetaKernels()
+
+
 class MacCounter(TorchDispatchMode):
     """Count MACs (fvcore convention) and activations of every aten operator that runs inside.
 
     Attributes after use: ``matmul_macs`` and ``norm_macs`` (Counters by operator name),
     ``activations`` (int), ``uncounted`` (Counter: operator -> number of calls).
     ``shortcuts=True`` builds the outputs of a few slow meta kernels directly
-    (see :func:`_meta_shortcut`); counts are the same either way.
+    (see :func:`_meta_shortcut`) and replays those of repeated calls (:data:`META_KERNELS`);
+    ``False`` runs every kernel. Counts are the same either way.
     """
 
     def __init__(self, shortcuts: bool = True):
@@ -270,9 +379,12 @@ class MacCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = _meta_shortcut(func, args, kwargs) if self.shortcuts else None
-        if out is None:
+        if not self.shortcuts:
             out = func(*args, **kwargs)
+        else:
+            out = _meta_shortcut(func, args, kwargs)
+            if out is None:
+                out = META_KERNELS(func, args, kwargs)
         packet = func.overloadpacket
         counting = RULES.get(packet)
         if counting is None:
