@@ -92,7 +92,7 @@ class Measured:
 
 
 def family_of(model: str) -> str:
-    """"mixer", "vit" (ViT and DeiT), "resnet", or "peer" for every other model."""
+    """ "mixer", "vit" (ViT and DeiT), "resnet", or "peer" for every other model."""
     name = model.removeprefix("timm:")
     return next((family for prefix, family in FAMILIES if name.startswith(prefix)), "peer")
 
@@ -106,9 +106,7 @@ def timm_measurements(models: Sequence[str] = TIMM_MODELS) -> list[Measured]:
             if row["model"] not in models:
                 continue
             batch = int(row["infer_batch_size"])
-            case = Case(
-                f"timm:{row['model']}", int(row["infer_img_size"]), batch=batch, device="cuda", dtype="float16"
-            )
+            case = Case(f"timm:{row['model']}", int(row["infer_img_size"]), batch=batch, device="cuda", dtype="float16")
             out.append(Measured(gpu, case, batch / float(row["infer_samples_per_sec"]), f"timm {name}"))
     return out
 
@@ -209,7 +207,9 @@ def fit(priced: Priced, note: str = "") -> DeviceClass:
             lo, hi = np.log(GRID[name][0]), np.log(GRID[name][1])
             bounds[name] = (max(lo, point[k] - 2 * step), min(hi, point[k] + 2 * step))
             best[name] = float(np.exp(point[k]))
-    return DeviceClass(note=note, **{name: round(value, 6 if name != "launch_s" else 9) for name, value in best.items()})
+    return DeviceClass(
+        note=note, **{name: round(value, 6 if name != "launch_s" else 9) for name, value in best.items()}
+    )
 
 
 def subset(priced: Priced, keep: Callable[[Measured], bool]) -> Priced:

@@ -252,44 +252,37 @@ def _meta_shortcut(func, args, kwargs):
 
 
 # Argument values that may be part of a call's key (anything else makes the call run its kernel every time).
-_PLAIN = (int, float, bool, str, torch.dtype, torch.device, torch.memory_format, torch.layout)
+_PLAIN = frozenset((int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format, torch.layout))
+
+
+class _NoKey(Exception):
+    pass
+
+
+def _key_part(value):
+    kind = type(value)
+    if kind in _PLAIN:
+        return kind, value
+    if kind is list or kind is tuple:
+        return kind, *map(_key_part, value)
+    if isinstance(value, torch.Tensor) and value.device.type == "meta" and value.layout == torch.strided:
+        return value.shape, value.stride(), value.dtype, value.storage_offset()
+    raise _NoKey
 
 
 def _call_key(func, args, kwargs) -> tuple | None:
     """What a meta kernel's outputs can depend on: the operator, every tensor's shape, stride, dtype and storage
-    offset, every other argument's type and value, and the default dtype. None when some argument is not a meta
-    tensor or a plain value, or when no tensor is passed (factory functions)."""
-    key: list = [func, torch.get_default_dtype()]
-    tensors = 0
-
-    def add(value) -> bool:
-        nonlocal tensors
-        if isinstance(value, torch.Tensor):
-            if value.device.type != "meta" or value.layout != torch.strided:
-                return False
-            tensors += 1
-            key.append((tuple(value.shape), value.stride(), value.dtype, value.storage_offset()))
-        elif isinstance(value, (list, tuple)):
-            key.append(len(value))
-            return all(add(v) for v in value)
-        elif value is None or isinstance(value, _PLAIN):
-            key.append((type(value), value))
-        else:
-            return False
-        return True
-
-    if not add(args) or not all(add((name, kwargs[name])) for name in sorted(kwargs)):
+    offset, every other argument's type and value, and the default dtype. None when some argument is neither a
+    meta tensor nor a plain value."""
+    try:
+        return func, torch.get_default_dtype(), _key_part(args), _key_part(sorted(kwargs.items()))
+    except _NoKey:
         return None
-    return tuple(key) if tensors else None
 
 
 def _fresh_layouts(func, args, kwargs, out) -> tuple | None:
-    """(container type, [(shape, stride, dtype)]) of ``out`` when every output is a fresh meta tensor of its own
-    (the operator neither writes to nor returns a view of its arguments, each output owns a storage of exactly the
-    size its layout needs at offset 0); None otherwise."""
-    schema = func._schema
-    if any(a.alias_info is not None for a in schema.arguments) or any(r.alias_info is not None for r in schema.returns):
-        return None
+    """(container type, [(shape, stride, dtype)]) of a functional operator's ``out`` when every output is a fresh
+    meta tensor of its own (a storage of exactly the size its layout needs, at offset 0); None otherwise."""
     outs = (out,) if isinstance(out, torch.Tensor) else out
     if not isinstance(outs, (tuple, list)) or not all(isinstance(t, torch.Tensor) for t in outs):
         return None
@@ -318,6 +311,9 @@ def _tensors(value):
             yield from _tensors(v)
 
 
+_FUNCTIONAL: dict = {}  # operator -> neither writes to nor returns a view of its arguments
+
+
 class MetaKernels:
     """Run an aten operator, on meta tensors replaying the outputs of an earlier call with the same key.
 
@@ -338,7 +334,11 @@ class MetaKernels:
         self._layouts: dict[tuple, tuple | None] = {}
 
     def __call__(self, func, args, kwargs):
-        key = _call_key(func, args, kwargs)
+        functional = _FUNCTIONAL.get(func)
+        if functional is None:
+            schema = func._schema
+            functional = _FUNCTIONAL[func] = all(a.alias_info is None for a in (*schema.arguments, *schema.returns))
+        key = _call_key(func, args, kwargs) if functional else None
         if key is None:
             return func(*args, **kwargs)
         if key not in self._layouts:
@@ -434,9 +434,35 @@ class _SkipMetaInit(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+# Reference models that count() built on meta and only read, for the next build() of the same case (a model that
+# was counted need not be built again to be costed); the oldest go first past SPARE_MODELS.
+_SPARE: dict[tuple, nn.Module] = {}
+SPARE_MODELS = 128
+
+
+def _build_key(case: Case) -> tuple:
+    return case.model, case.img_size, case.patch_size, tuple(sorted(case.overrides.items()))
+
+
+def _leave_spare(case: Case, net: nn.Module) -> None:
+    if case.model.startswith(architectures.TIMM_PREFIX):  # timm models may keep state from a forward pass
+        return
+    _SPARE[_build_key(case)] = net
+    while len(_SPARE) > SPARE_MODELS:
+        del _SPARE[next(iter(_SPARE))]
+
+
 def build(case: Case, device: str | torch.device = "meta") -> nn.Module:
     """``architectures.create`` of ``case``'s model, size, patch size and overrides on ``device``, in eval mode
-    (the case's own device, batch, dtype and mode do not matter). Raises ValueError on a bad case."""
+    (the case's own device, batch, dtype and mode do not matter). Raises ValueError on a bad case.
+
+    The model is the caller's to change. On meta it may be one that :func:`count` built for the same case and only
+    read (a reference model: eval mode, no gradients, nothing run but a forward pass on meta), which it hands over
+    instead of building it again."""
+    if torch.device(device).type == "meta":
+        spare = _SPARE.pop(_build_key(case), None)
+        if spare is not None:
+            return spare
     overrides: dict[str, Any] = dict(case.overrides)  # checked by the model's config, not here
 
     def create() -> nn.Module:
@@ -497,13 +523,15 @@ def count(case: Case) -> Counts:
     ``case.model`` is a reference name (``architectures.list_models()``) or ``timm:<name>``;
     ``case.overrides`` go to :func:`architectures.create`. Runs on the meta device: no memory
     for weights, no arithmetic, about 0.1 s for a ViT-B. Raises ValueError for an unknown
-    model or an ``img_size`` not divisible by the patch size.
+    model or an ``img_size`` not divisible by the patch size. A reference model counted on meta
+    is left for the next :func:`build` of the same case (costing it, say), which takes it over.
     """
     model, img_size = case.model, case.img_size
     net = build(case)
     device = "meta"
     try:
         counter = _run_counted(net, img_size, "meta")
+        _leave_spare(case, net)
     except (NotImplementedError, RuntimeError) as exc:
         if not model.startswith(architectures.TIMM_PREFIX):
             raise
