@@ -3,7 +3,7 @@
 Corrupt lines of results.jsonl are reported with their line number and skipped; the
 file itself is never rewritten. A file without a single valid record is an error (exit 2).
 Records written before the deterministic cost existed get one counted on meta, in memory
-(:func:`bench.runs.costs.fill_missing_costs`), so their roofline is shown; the report
+(bench.runs.costs.fill_missing_costs), so their roofline is shown; the report
 itself never counts.
 """
 
