@@ -10,7 +10,7 @@ A page asks for a part with a marker on a line of its own:
 
 Links to the rest of the published site (the asv dashboard and the scaling report) are written
 ``site:dashboard`` and ``site:report`` in pages and in the nav, and turned into relative links
-here, after mkdocs has validated the links it knows. Where they point depends on the build:
+by these hooks, after mkdocs has validated the links it knows. Where they point depends on the build:
 
 - published by ``mixerbench dashboard --docs`` (it sets ``extra.beside_dashboard`` in the
   config it builds): the dashboard and the report one level above the docs;

@@ -28,8 +28,8 @@ import subprocess
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("pyproject.toml", "README.md", "asv.conf.json", "architectures", "bench", "suites")
@@ -39,8 +39,7 @@ GRAPH = "curves.Resolution.track_peak_tensor_bytes"
 NPM_CACHE = Path.home() / ".cache" / "mixerbench" / "npm"  # mixerbench dashboard's default cache
 
 
-@dataclass(frozen=True)
-class Shot:
+class Shot(NamedTuple):
     name: str  # the file under --out
     path: str  # the URL path and fragment in the published site
     width: int
