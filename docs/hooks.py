@@ -80,7 +80,13 @@ def _site_links(output: str, up: str, config) -> str:
     return output
 
 
+# Sphinx cross-reference roles in the docstrings that reference/api.md shows: mkdocstrings renders
+# :class:`Case` as ":class:" and the code; keep the code.
+SPHINX_ROLE = re.compile(r":(?:class|func|meth|attr|mod|data|obj|exc):(?=<code>)")
+
+
 def on_post_page(output, page, config):
+    output = SPHINX_ROLE.sub("", output)
     depth = page.url.count("/") if not config["use_directory_urls"] else len(page.url.strip("/").split("/"))
     if page.url in ("", "index.html"):
         depth = 0

@@ -471,3 +471,16 @@ def test_the_figures_quoted_from_the_quick_sweep_are_its_reports():
         )
     results = (ROOT / "docs" / "results" / "index.md").read_text()
     assert "83% [80%, 86%]" in results and "takes 83% \\[80%, 86%\\] of the step at S = 2,305" in report
+
+
+def test_the_python_api_page_is_generated_from_the_docstrings(site):
+    import inspect
+
+    import architectures
+    from bench.schema import read_results
+
+    page = _text(site / "reference" / "api.html")
+    for function in (architectures.create, read_results):
+        first_line = re.sub(r":\w+:`([^`]*)`", r"\1", inspect.getdoc(function).splitlines()[0]).replace("``", "")
+        assert first_line in re.sub(r"\s+", " ", page), first_line
+    assert not re.search(r":(?:class|func|meth|attr|mod|data|obj|exc):\w", page), "a raw Sphinx role on the page"
