@@ -109,7 +109,33 @@ def write_together(
 
 
 def write_text_atomically(path: Path, text: str) -> None:
-    write_atomically(path, lambda tmp: tmp.write_text(text))
+    """Write ``text`` to ``path`` atomically, as UTF-8 whatever the locale."""
+    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def keep_beside(path: Path, tag: str, move: bool = False) -> Path:
+    """Keep the file ``path`` as ``<name>.<tag>-<UTC time>`` beside it (a name not yet taken) and return that path.
+
+    For a file holding earlier measurements that is about to be replaced: the old one is
+    never lost. ``move`` renames it; otherwise it is hard-linked (copied where links are
+    not possible), so ``path`` itself stays until its replacement is in place.
+    """
+    import datetime
+    import shutil
+
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    kept, n = path.with_name(f"{path.name}.{tag}-{stamp}"), 1
+    while os.path.lexists(kept):
+        n += 1
+        kept = path.with_name(f"{path.name}.{tag}-{stamp}-{n}")
+    if move:
+        os.rename(path, kept)
+    else:
+        try:
+            os.link(path, kept, follow_symlinks=False)
+        except OSError:
+            shutil.copy2(path, kept, follow_symlinks=False)
+    return kept
 
 
 LOCK_NAME = ".lock"
@@ -124,7 +150,7 @@ def folder_lock(out: Path) -> Iterator[None]:
     """Hold an exclusive lock on folder ``out`` (``flock`` on ``out/.lock``) inside the block.
 
     Non-blocking: raises :class:`FolderBusy` naming the holder's process id when another
-    process (a second sweep started on the same folder) holds it. The lock goes with the
+    process (a second sweep or a merge into the same folder) holds it. The lock goes with the
     process, so a killed sweep never leaves the folder locked; the ``.lock`` file stays.
     ``.lock`` is opened like every file of a folder (:func:`open_fd`: never through a
     symbolic link, never a FIFO or device) and never truncated: the holder's process id
@@ -140,7 +166,7 @@ def folder_lock(out: Path) -> Iterator[None]:
             holder = os.pread(fd, _PID_WIDTH, 0).decode(errors="replace").strip() or "unknown"
             holder = holder if holder.isdigit() else "unknown"
             raise FolderBusy(
-                f"{out} is in use by another sweep (process {holder}); wait for it to end or choose another folder"
+                f"{out} is in use by another sweep or merge (process {holder}); wait for it to end or choose another folder"
             ) from None
         os.pwrite(fd, f"{os.getpid():<{_PID_WIDTH - 1}}\n".encode(), 0)
         yield
@@ -253,6 +279,29 @@ def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
         return f.read()
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
+def read_bytes(path: str | os.PathLike, limit: int | None = None) -> bytes:
+    """The bytes of the regular file ``path``; with ``limit``, ValueError for a file larger than that, found by
+    reading at most ``limit + 1`` bytes (a huge file is never read whole)."""
     with open_file(path, "rb") as f:
-        return f.read()
+        data = f.read() if limit is None else f.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise ValueError(f"{path} is larger than {limit:,} bytes; refusing to read it")
+    return data
+
+
+def bounded_lines(f: IO[bytes], limit: int) -> Iterator[bytes]:
+    """The lines of binary file ``f``, each cut to at most ``limit + 1`` bytes.
+
+    A longer line is yielded as its first ``limit + 1`` bytes (so the reader can tell and
+    refuse it) and the rest of it is skipped in pieces, never held in memory whole.
+    """
+    while True:
+        line = f.readline(limit + 1)
+        if not line:
+            return
+        yield line
+        if len(line) > limit and not line.endswith(b"\n"):
+            while True:  # the rest of a line too long to read
+                rest = f.readline(1 << 20)
+                if not rest or rest.endswith(b"\n"):
+                    break

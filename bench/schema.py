@@ -354,6 +354,11 @@ class ClassCost:
 
 # One distinct operator call: (class, operator, FLOPs, bytes moved, calls).
 Kernel = tuple[str, str, int, int, int]
+# One distinct operator call with what pricing it on a device needs (in memory only, never stored):
+# (class, operator, dtype, FLOPs, bytes moved, calls, gemm). ``gemm`` is (batch, M, N, K) for the
+# operators that run as matrix products (mm, addmm, bmm, baddbmm; a convolution as its implicit GEMM,
+# batch = groups; fused attention as (batch x heads, S_q, S_kv, head dim)), () for every other operator.
+ShapedKernel = tuple[str, str, str, int, int, int, tuple[int, ...]]
 
 
 @dataclass(frozen=True)
@@ -386,6 +391,13 @@ class Cost:
     kernels: tuple[Kernel, ...] = field(
         default=(), metadata=doc("distinct operator calls: [class, operator, FLOPs, bytes moved, calls]")
     )
+    shaped: tuple[ShapedKernel, ...] = field(
+        default=(), metadata=doc("the kernels with dtype and GEMM shape, for bench.analysis.predict", stored=False)
+    )
+    weight_bytes: int | None = field(
+        default=None, metadata=doc("bytes of parameters and buffers as the step holds them", stored=False)
+    )
+    input_bytes: int | None = field(default=None, metadata=doc("bytes of the input batch", stored=False))
 
 
 @dataclass(frozen=True)
@@ -841,7 +853,7 @@ def dumps_fits(fits: list[FitRecord]) -> str:
 def read_fits(path: str | os.PathLike[str]) -> list[FitRecord]:
     """Every object of a ``fits.json``, decoded and checked; ValueError (one line) names what is wrong."""
     with files.open_file(Path(path), "rb") as f:
-        raw = f.read()
+        raw = f.read(MAX_LINE_BYTES + 1)  # parse_line refuses more than the bound
     data = parse_line(raw.replace(b"\n", b" "))
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON array, got {_short(data)}")
@@ -1090,6 +1102,102 @@ def json_type(tp: Any) -> str:
     return str(tp)
 
 
+# ---------------------------------------------------------------------------------------------
+# Predictions: devices (a data file shipped in bench/data/devices.json, or a user's own) and predicted steps
+
+DEVICE_FILE_VERSION = 1
+PEAK_DTYPES = ("float32", "tf32", "float16", "bfloat16")  # float32: CUDA cores; the rest tensor cores, fp32 accumulate
+DEVICE_NUMBERS = ("flops", "bandwidth", "sms", "boost_clock_hz", "l2_bytes", "memory_bytes")
+
+
+@dataclass(frozen=True)
+class DeviceClass:
+    """The calibrated constants of the step-time model for one class of devices (``bench.analysis.predict``)."""
+
+    matmul_efficiency: float = field(metadata=doc("fraction of the peak a full wave of matmul tiles reaches", min=0))
+    attention_efficiency: float = field(metadata=doc("fraction of the peak fused attention reaches", min=0))
+    bandwidth_efficiency: float = field(
+        metadata=doc("fraction of the nominal bandwidth memory-bound operators reach", min=0)
+    )
+    launch_s: float = field(metadata=doc("the least time one kernel takes (launch and dispatch), seconds", min=0))
+    note: str = field(default="", metadata=doc("where the constants come from (the command that fitted them)"))
+
+    def check(self) -> None:
+        for name in ("matmul_efficiency", "attention_efficiency", "bandwidth_efficiency"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name}: {getattr(self, name)!r} is not in (0, 1]")
+
+
+@dataclass(frozen=True)
+class Device:
+    """One device the model can price a step on: its peak numbers, each with its source."""
+
+    name: str = field(metadata=doc("the product name"))
+    device_class: str = field(metadata=doc("the class whose calibrated constants apply (DeviceFile.classes)"))
+    flops: dict[str, float] = field(
+        metadata=doc(
+            "dense peak FLOP/s per dtype: float32 (CUDA cores), tf32, float16 and bfloat16 (tensor cores, float32 "
+            "accumulate, as autocast runs them)"
+        )
+    )
+    bandwidth: float = field(metadata=doc("memory bandwidth, bytes/s", min=1))
+    sms: int = field(metadata=doc("streaming multiprocessors (CPU: cores)", min=1))
+    boost_clock_hz: float = field(metadata=doc("boost clock, Hz", min=0))
+    l2_bytes: int = field(metadata=doc("last-level cache, bytes", min=0))
+    memory_bytes: int = field(metadata=doc("device memory, bytes", min=1))
+    sources: dict[str, str] = field(metadata=doc(f"where each number comes from: {', '.join(DEVICE_NUMBERS)}"))
+
+    def check(self) -> None:
+        lacking = [d for d in PEAK_DTYPES if d not in self.flops]
+        if lacking or set(self.flops) - set(PEAK_DTYPES):
+            raise ValueError(f"flops: needs exactly {', '.join(PEAK_DTYPES)}")
+        if any(v <= 0 for v in self.flops.values()):
+            raise ValueError("flops: every peak must be above 0")
+        unsourced = [n for n in DEVICE_NUMBERS if not self.sources.get(n, "").strip()]
+        if unsourced:
+            raise ValueError(f"sources: no source for {', '.join(unsourced)}")
+
+
+@dataclass(frozen=True)
+class DeviceFile:
+    """A device table (``bench/data/devices.json``, or a user's file given with ``mixerbench predict --devices``)."""
+
+    format: int = field(metadata=doc(f"version of this file's layout ({DEVICE_FILE_VERSION})", min=1))
+    devices: dict[str, Device] = field(metadata=doc("device name (as --gpu takes it) -> device"))
+    classes: dict[str, DeviceClass] = field(
+        default_factory=dict, metadata=doc("device class -> its calibrated constants")
+    )
+    validation: str = field(default="", metadata=doc("the model's validated error, as the calibration wrote it"))
+
+    def check(self) -> None:
+        if self.format != DEVICE_FILE_VERSION:
+            raise ValueError(f"format {self.format}: this mixerbench reads format {DEVICE_FILE_VERSION}")
+
+
+@dataclass(frozen=True)
+class StepPrediction:
+    """One predicted step (``mixerbench predict --json``): a prediction from the counted cost, never a measurement."""
+
+    gpu: str = field(metadata=doc("the device it was predicted for"))
+    step_ms: float = field(metadata=doc("predicted step time, milliseconds", min=0))
+    images_per_s: float = field(metadata=doc("predicted throughput: batch / step time", min=0))
+    peak_bytes: int = field(metadata=doc("predicted peak memory: weights + input + counted peak activations", min=0))
+    fits_in_memory: bool = field(metadata=doc("peak_bytes plus the runtime's reserve within the device's memory"))
+    class_share: dict[str, float] = field(
+        metadata=doc("operator class -> its share of the predicted step time (sums to 1)")
+    )
+    case: Case | None = field(default=None, metadata=doc("what was predicted (null for a bare cost)"))
+    predicted: bool = field(default=True, metadata=doc("always true: a prediction, not a measurement"))
+    error: str = field(default="", metadata=doc("the model's validated error (leave-one-device-out)"))
+
+    @property
+    def step_s(self) -> float:
+        return self.step_ms / 1e3
+
+
+PREDICT_JSON = "predict --json"
+DEVICES_FILENAME = "devices.json"
+
 # The types of each file mixerbench writes, in the order the reference lists them.
 FILES: dict[str, tuple[type, ...]] = {
     RESULTS_FILENAME: (
@@ -1112,6 +1220,8 @@ FILES: dict[str, tuple[type, ...]] = {
     PEERS_FILENAME: (PeerRecord, PeerCase, PairedTiming),
     FITS_FILENAME: (FitRecord, FitCurve, FitAttribution),
     MACHINE_FILENAME: (MachineFile, MachineRun, Fingerprint),
+    DEVICES_FILENAME: (DeviceFile, Device, DeviceClass),
+    PREDICT_JSON: (StepPrediction,),
 }
 TYPES: tuple[type, ...] = tuple(cls for types_ in FILES.values() for cls in types_)
 
@@ -1270,11 +1380,22 @@ def _no_constant(text: str) -> float:
 def parse_line(raw: bytes) -> JSON:
     """One line's JSON value with bounds (length, integer digits, no NaN/Infinity, nesting); ValueError otherwise."""
     if len(raw) > MAX_LINE_BYTES:
-        raise ValueError(f"a line of {len(raw)} bytes (more than {MAX_LINE_BYTES})")
+        raise ValueError(f"a line of more than {MAX_LINE_BYTES} bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(f"not valid JSON ({exc})") from None
+    check_nesting(text)
+    try:
+        return json.loads(text, parse_int=_bounded_int, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+
+
+def check_nesting(text: str, limit: int = MAX_DEPTH) -> None:
+    """ValueError when the JSON ``text`` nests arrays and objects deeper than ``limit`` (checked before parsing)."""
     depth = level = 0
     in_string = escaped = False
     for ch in text:  # nesting is checked before json recurses into it
@@ -1290,16 +1411,10 @@ def parse_line(raw: bytes) -> JSON:
         elif ch in "[{":
             level += 1
             depth = max(depth, level)
-            if depth > MAX_DEPTH:
-                raise ValueError(f"nested deeper than {MAX_DEPTH}")
+            if depth > limit:
+                raise ValueError(f"nested deeper than {limit}")
         elif ch in "]}":
             level -= 1
-    try:
-        return json.loads(text, parse_int=_bounded_int, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON ({exc})") from None
-    except (ValueError, RecursionError) as exc:
-        raise ValueError(f"not valid JSON ({exc})") from None
 
 
 def read_jsonl(path: str | os.PathLike[str], cls: type[R]) -> tuple[list[R], list[Problem]]:
@@ -1313,7 +1428,7 @@ def read_jsonl(path: str | os.PathLike[str], cls: type[R]) -> tuple[list[R], lis
     records: list[R] = []
     problems: list[Problem] = []
     with files.open_file(path, "rb") as f:  # a regular file only: no symlink, FIFO or device
-        lines = list(f)
+        lines = list(files.bounded_lines(f, MAX_LINE_BYTES))  # a line over the bound is never read whole
     for number, raw in enumerate(lines, start=1):
         raw = raw.strip()
         if not raw:

@@ -10,7 +10,9 @@ Everything printed goes through :class:`bench.text.TerminalStream`: control char
 from results files (a label's escape sequence) are shown escaped, never sent to the terminal.
 Bad input raises :class:`bench.errors.UsageError` (or fails argparse) and becomes one
 line on stderr with exit code 2; an OSError (a full disk) one line and exit code 1;
-Ctrl-C, from the first instant on, one line and exit code 130.
+Ctrl-C, from the first instant on, one line and exit code 130; SIGTERM the same with exit code 143.
+Printing is best-effort (:mod:`bench.cli.streams`): a broken pipe (``| head -1``) or a closed
+standard output (``>&-``) never stops a command or changes its exit status.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import TextIO, cast
 
 from bench.cli.args import OneLineParser
+from bench.cli.streams import BestEffort, Terminated
 from bench.errors import UsageError
 from bench.files import UnsafeFile
 from bench.text import TerminalStream
@@ -27,6 +31,7 @@ from bench.text import TerminalStream
 COMMANDS = (
     "bench.cli.cmd_list",
     "bench.cli.cmd_flops",
+    "bench.cli.cmd_predict",
     "bench.cli.cmd_sweep",
     "bench.cli.cmd_report",
     "bench.cli.cmd_compare",
@@ -34,6 +39,7 @@ COMMANDS = (
     "bench.cli.cmd_shuffle",
     "bench.cli.cmd_dashboard",
     "bench.cli.cmd_merge",
+    "bench.cli.cmd_gate",
 )
 
 
@@ -60,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; the exit code: 0 done, 1 a failure while working, 2 bad input, 130 interrupted.
+    """Run one command; the exit code: 0 done, 1 a failure while working, 2 bad input, 130 interrupted,
+    143 terminated (SIGTERM).
 
     Everything happens inside the handlers, building the parser and parsing too (the
     argument types import torch), so Ctrl-C at any moment is one line and exit code 130,
@@ -68,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     """
     prog = "mixerbench"
     streams = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = TerminalStream(sys.stdout), TerminalStream(sys.stderr)  # text from files: escaped
+    # text from files: escaped; a reader that went away: dropped, the command goes on
+    out, err = (cast(TextIO, BestEffort(stream)) for stream in (sys.stdout, sys.stderr))
+    sys.stdout, sys.stderr = TerminalStream(out), TerminalStream(err)
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -77,15 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, UnsafeFile) as exc:  # UnsafeFile: a symlink, FIFO or device inside a folder, refused
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"{prog}: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # e.g. `mixerbench list | head`
-        return 0
     except OSError as exc:  # a file or folder that cannot be written or read: disk full, file too large, gone
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()  # best-effort: a reader that went away at the very end changes nothing either
         sys.stdout, sys.stderr = streams
 
 
@@ -99,25 +111,35 @@ def console() -> None:
     """
     import signal
 
+    from bench.cli import streams
+
     signal.signal(signal.SIGINT, on_sigint)
+    signal.signal(signal.SIGTERM, on_sigint)
+    streams.reserve_standard_fds()
     code = main()
-    if code == 130:
-        _leave(130)
+    if code in (130, 143):
+        _leave(code)
     sys.exit(code)
 
 
 def on_sigint(signum, frame) -> None:
-    """Ctrl-C: KeyboardInterrupt as usual, except inside an import, where the program leaves at once.
+    """Ctrl-C: KeyboardInterrupt as usual (SIGTERM: :class:`Terminated`), except inside an import, where the
+    program leaves at once.
 
     A library's import-time ``try/except`` can swallow the KeyboardInterrupt (the command
     then runs on) or leave a module half-initialised (a traceback follows); measurements
     have not started during imports, so leaving at once loses nothing.
     """
+    import signal
+
     while frame is not None:
         if frame.f_code.co_filename.startswith("<frozen importlib"):
-            sys.stderr.write("mixerbench: interrupted\n")
-            _leave(130)
+            terminated = signum == signal.SIGTERM
+            sys.stderr.write(f"mixerbench: {'terminated' if terminated else 'interrupted'}\n")
+            _leave(143 if terminated else 130)
         frame = frame.f_back
+    if signum == signal.SIGTERM:
+        raise Terminated
     raise KeyboardInterrupt
 
 

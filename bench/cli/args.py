@@ -81,6 +81,7 @@ def list_at_most(limit: int, what: str) -> Callable[[str], list[int]]:
 image_sizes = list_at_most(MAX_IMG_SIZE, "image sizes (pixels per side)")
 patch_sizes = list_at_most(MAX_PATCH_SIZE, "patch sizes (pixels per side)")
 batch_size = at_most(MAX_BATCH, "the batch")
+batch_sizes = list_at_most(MAX_BATCH, "batch sizes")
 
 
 def model_list(text: str) -> list[str]:

@@ -10,6 +10,17 @@ leaves the previous report). With --docs MKDOCS_YML the documentation site is bu
 (`mkdocs build --strict`) into docs/ of the same site, linked both ways. A malformed --config (not JSON, no "version" or "repo")
 is one line on stderr and exit code 2. Serve the result with `asv preview` or any static
 server.
+
+The whole site is built in a new folder beside html_dir and swapped in by renaming only
+when complete: an error, Ctrl-C or SIGTERM leaves the previous site as it was, and what a
+killed run (SIGKILL) left beside html_dir (.<html_dir>.mixerbench-new-* and -old-* folders,
+each holding a .mixerbench-dashboard mark) is removed by the next run. `asv publish` deletes
+html_dir first, so an html_dir that is a symbolic link, holds the config's folder or the
+repository, or overlaps results_dir is refused before any work (exit code 2).
+
+--docs runs mkdocs on MKDOCS_YML in this process: mkdocs.yml is code (its hooks, plugins
+and !!python tags run as Python) and whatever its docs_dir points at is published. Pass
+only a configuration you would run.
 """
 
 from __future__ import annotations
@@ -32,7 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--report", type=Path, help="a sweep folder with report.md and PNG plots to publish beside the dashboard"
     )
     parser.add_argument(
-        "--docs", type=Path, metavar="MKDOCS_YML", help="build this documentation site into docs/ beside the dashboard"
+        "--docs",
+        type=Path,
+        metavar="MKDOCS_YML",
+        help="build this documentation site into docs/ beside the dashboard (mkdocs.yml is code: its hooks and "
+        "python tags run; whatever its docs_dir points at is published)",
     )
     parser.add_argument(
         "--cache",
@@ -58,29 +73,26 @@ def run(args: argparse.Namespace) -> int:
         import asv  # noqa: F401
     except ImportError:
         raise UsageError("asv is not installed: pip install -e '.[dev]'") from None
-    show = progress("dashboard") or (lambda done, total, item: None)
     try:
-        html_dir = dashboard.load_asv_config(args.config).html_dir  # a malformed config is one line, exit 2
-        if not args.no_publish:
-            show(0, 4, "asv publish")
-            dashboard.run_asv_publish(args.config)
-        show(1, 4, "JavaScript assets from npm")
-        vendored = dashboard.vendor_assets(html_dir, args.cache)
-        show(2, 4, "documentation")
-        docs = dashboard.publish_docs(args.docs, html_dir) if args.docs is not None else None
-        show(3, 4, "scaling report")
-        report = dashboard.publish_report(args.report, html_dir) if args.report is not None else None
-        show(4, 4, "done")
+        config = dashboard.load_asv_config(args.config)  # a malformed config is one line, exit 2
+        site = dashboard.publish_site(
+            config,
+            args.cache,
+            publish=not args.no_publish,
+            docs=args.docs,
+            report=args.report,
+            show=progress("dashboard"),
+        )
     except dashboard.DashboardError as exc:
         raise UsageError(str(exc)) from None
-    checked = sum(v.integrity_kept for v in vendored)
+    checked = sum(v.integrity_kept for v in site.vendored)
     print(
-        f"dashboard: {html_dir}/index.html ({len(vendored)} CDN files served from vendor/, "
+        f"dashboard: {site.index} ({len(site.vendored)} CDN files served from vendor/, "
         f"{checked} of them still checked by the browser against asv's integrity hashes)"
     )
-    if docs is not None:
-        print(f"docs: {docs}")
-    if report is not None:
-        print(f"scaling report: {report}")
-    print(f"serve it: asv preview --config {args.config}   (or: python -m http.server -d {html_dir})")
+    if site.docs is not None:
+        print(f"docs: {site.docs}")
+    if site.report is not None:
+        print(f"scaling report: {site.report}")
+    print(f"serve it: asv preview --config {args.config}   (or: python -m http.server -d {config.html_dir})")
     return 0

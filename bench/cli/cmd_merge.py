@@ -7,7 +7,9 @@ CPU model, CPU count). Identical copies collapse to one; a failed case is droppe
 another folder has it ok or out of memory. Two different measurements of the same case
 on the same machine are refused unless --prefer newest keeps the later one (by the
 record's date; same date: the later DIR). Nothing is written unless the whole merge
-succeeds.
+succeeds, and a merge whose every line is invalid is an error. OUT is locked while it is
+written (OUT/.lock, as a sweep locks its folder): a sweep or another merge writing there
+makes this one fail, and the other's results.jsonl is never replaced.
 
 Shards of one sweep (--shard, a Slurm array, a Kubernetes Indexed Job) must be a complete
 set: merge names the shards missing, incomplete (a case of the shard's plan without a

@@ -3,7 +3,9 @@
 Corrupt lines of results.jsonl are reported with their line number and skipped; the
 file itself is never rewritten. A file without a single valid record is an error (exit 2).
 Records written before the deterministic cost existed get one counted on meta, in memory
-(bench.runs.costs.fill_missing_costs), so their roofline is shown; the report
+(bench.runs.costs.fill_missing_costs), so their roofline is shown, and the records
+of a GPU in the device table are predicted by the calibrated model
+(bench.runs.predictions.predict_records, about a second a case); the report
 itself never counts.
 """
 
@@ -28,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from bench import files, report, schema
     from bench.cli.cmd_compare import not_a_sweep_folder
     from bench.runs.costs import fill_missing_costs
+    from bench.runs.predictions import predict_records
 
     path = args.dir / schema.RESULTS_FILENAME
     if not files.check_regular(path):  # a symlink, FIFO or device is refused in one line
@@ -41,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
             f"{path} holds no valid record ({len(problems)} invalid line{'s' * (len(problems) != 1)}{first})"
         )
     records = fill_missing_costs(records)  # records older than the cost: priced on meta here, not in the report
-    print(report.write_report(args.dir, records, problems))  # the file parsed once
+    predicted = predict_records(records)  # GPU records of the device table: the calibrated model, counted here
+    print(report.write_report(args.dir, records, problems, predicted))  # the file parsed once
     print(f"report: {args.dir / 'report.md'}")
     return 0

@@ -11,7 +11,8 @@ grow during training (see bench/experiments/shuffle.py).
 
 Writes into --out (the runs stream to runs.jsonl.partial as each ends; at the end all
 four outputs are moved into place together, so an interrupted run, with --overwrite too,
-leaves the earlier results untouched and its finished runs in runs.jsonl.partial):
+leaves the earlier results untouched and its finished runs in runs.jsonl.partial; with --overwrite
+the earlier runs.jsonl is kept beside as runs.jsonl.replaced-<UTC time>, with a warning):
   runs.jsonl    one JSON line per training run
   summary.json  configuration, accuracy mean/std/min/max per model and condition, the claim check
   shuffle.md    the table;  shuffle.png  the plot
@@ -29,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import files
 from bench.cli.args import MAX_IMAGES, MAX_SEEDS, MAX_STEPS, at_most, out_folder
 from bench.errors import UsageError
 from bench.files import write_together
@@ -54,7 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=out_folder, default="shuffle-results", help="output directory (default: shuffle-results)"
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace results already in --out (the earlier runs.jsonl is kept beside it)",
+    )
     parser.add_argument(
         "--seeds", type=at_most(MAX_SEEDS, "seeds"), default=3, help="number of seeds, 0..N-1 (default: 3)"
     )
@@ -155,10 +161,13 @@ def run(args: argparse.Namespace) -> int:
     claim = check_claim(records)
     text = summary_markdown(config, summaries, claim)
     summary = summary_json(config, summaries, claim, seconds=time.perf_counter() - start)
+    if runs_path.exists():  # --overwrite: the earlier runs are kept beside, never lost
+        kept = files.keep_beside(runs_path, "replaced")
+        print(f"warning: the earlier {runs_path} is kept as {kept}", file=sys.stderr, flush=True)
     write_together(
         [
-            (out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n")),
-            (out / "shuffle.md", lambda p: p.write_text(text)),
+            (out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")),
+            (out / "shuffle.md", lambda p: p.write_text(text, encoding="utf-8")),
             (out / "shuffle.png", lambda p: plot(records, summaries, p)),
         ],
         ready=[(partial, runs_path)],

@@ -24,12 +24,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
+from typing import Literal
 
 from bench.cli import shard_option
 from bench.cli.args import (
     MAX_ROUNDS,
     at_most,
-    batch_size,
+    batch_sizes,
     image_sizes,
     model_list,
     out_folder,
@@ -85,7 +86,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "sdpa (torch's default dispatch; alias fused), sdpa-math, sdpa-flash, sdpa-efficient, sdpa-cudnn "
         "(default: the preset's; fused with --models); one the device cannot run is an error",
     )
-    parser.add_argument("--batch", type=batch_size, help="batch size (default: the preset's; 8 with --peers)")
+    parser.add_argument(
+        "--batch",
+        type=batch_sizes,
+        help="comma-separated batch sizes, each a series of its own (default: the preset's; "
+        "with --peers: one batch, default 8)",
+    )
     parser.add_argument(
         "--max-batch", action="store_true", help="search the largest batch that fits for every case (CUDA)"
     )
@@ -204,9 +210,11 @@ def run(args: argparse.Namespace) -> int:
                 raise UsageError("--peers --models takes pairs: ours,timm:<name>,ours,timm:<name>...")
             pairs = tuple(zip(args.models[::2], args.models[1::2]))
         img_size = args.resolutions[0] if args.resolutions else 224
+        if args.batch and len(args.batch) > 1:
+            raise UsageError("--peers times one batch: give --batch a single size")
         settings = dict(
             img_size=img_size,
-            batch=args.batch or 8,
+            batch=args.batch[0] if args.batch else 8,
             device=device,
             dtype=args.dtype[0] if args.dtype else "float32",
             mode=(args.mode or ["infer"])[0],
@@ -235,17 +243,22 @@ def run(args: argparse.Namespace) -> int:
     entries = presets.expand(preset, args.models, args.attention)
     if args.resolutions:  # the command line's sizes for every model
         entries = [dataclasses.replace(e, resolutions=None) for e in entries]
-    cases = presets.build_grid(
-        entries,
-        args.resolutions or preset.resolutions,
-        patch_sizes,
-        batch="max" if args.max_batch else (args.batch or preset.batch),
-        device=device,
-        dtypes=dtypes,
-        modes=args.mode or preset.modes,
-        compiles=args.compile or ["none"],
-        threads=args.threads if args.threads is not None else preset.threads,
-    )
+    batches: list[int | Literal["max"]] = ["max"] if args.max_batch else list(args.batch or [preset.batch])
+    cases = [
+        case
+        for batch in batches
+        for case in presets.build_grid(
+            entries,
+            args.resolutions or preset.resolutions,
+            patch_sizes,
+            batch=batch,
+            device=device,
+            dtypes=dtypes,
+            modes=args.mode or preset.modes,
+            compiles=args.compile or ["none"],
+            threads=args.threads if args.threads is not None else preset.threads,
+        )
+    ]
     try:
         sweep.validate_cases(cases)
     except ValueError as exc:
@@ -286,7 +299,10 @@ def run(args: argparse.Namespace) -> int:
         raise
     failed = [r for r in records if r.status not in schema.FINAL_STATUSES]  # error, killed: rerun by --resume
     if not args.no_report:
-        summary = report.write_report(out)
+        from bench.runs.predictions import predict_records
+
+        written, problems = schema.read_results(out / schema.RESULTS_FILENAME)  # resumed cases too
+        summary = report.write_report(out, written, problems, predict_records(written))
         print(summary)
     print(f"results: {out / 'results.jsonl'}" + ("" if args.no_report else f"; report: {out / 'report.md'}"))
     return 1 if failed else 0

@@ -172,6 +172,50 @@ def _flops(func, args, kwargs, out, written: list[torch.Tensor]) -> int:
     return sum(t.numel() for t in written)
 
 
+_SDPA_FORWARD = tuple(
+    getattr(aten, name)
+    for name in (
+        "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_flash_attention_for_cpu",
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_cudnn_attention",
+    )
+    if hasattr(aten, name)
+)
+
+
+def _gemm(func, args, out) -> tuple[int, ...]:
+    """(batch, M, N, K) of an operator that runs as matrix products (see ``bench.schema.ShapedKernel``), else ()."""
+    packet = func.overloadpacket
+    dims = lambda t: [int(s) for s in t.shape]  # noqa: E731
+    if packet in (aten.mm, aten.addmm):
+        a, b = (args[0], args[1]) if packet is aten.mm else (args[1], args[2])
+        return (1, dims(a)[0], dims(b)[1], dims(a)[1])
+    if packet in (aten.bmm, aten.baddbmm):
+        a, b = (args[0], args[1]) if packet is aten.bmm else (args[1], args[2])
+        return (dims(a)[0], dims(a)[1], dims(b)[2], dims(a)[2])
+    if packet is aten.convolution:  # implicit GEMM: M = images x output pixels, N = out channels / group
+        weight, groups, y = args[1], int(args[8]), out
+        return (
+            groups,
+            int(y.shape[0]) * math.prod(dims(y)[2:]),
+            int(weight.shape[0]) // groups,
+            math.prod(dims(weight)[1:]),
+        )
+    if packet is aten.convolution_backward:  # the input gradient's GEMM (the weight gradient's is as large)
+        grad_out, weight, groups = args[0], args[2], int(args[9])
+        return (
+            groups,
+            int(grad_out.shape[0]) * math.prod(dims(grad_out)[2:]),
+            math.prod(dims(weight)[1:]),
+            int(weight.shape[0]) // groups,
+        )
+    if packet in _SDPA_FORWARD or packet in _SDPA_BACKWARD:
+        q, k = (args[0], args[1]) if packet in _SDPA_FORWARD else (args[1], args[2])
+        return (math.prod(dims(q)[:-2]), dims(q)[-2], dims(k)[-2], dims(q)[-1])
+    return ()
+
+
 @dataclass
 class ClassTally:
     """What one operator class did so far in the counted step (becomes its :class:`~bench.schema.ClassCost`)."""
@@ -196,6 +240,7 @@ class CostCounter(TorchDispatchMode):
         self.flops = 0
         self.by_class = {c: ClassTally() for c in CLASSES}
         self.kernels: Counter = Counter()  # (class, op, flops, bytes) -> calls
+        self.shaped: Counter = Counter()  # (class, op, dtype, flops, bytes, gemm) -> calls
         self.events: list[tuple[int, int]] = []  # (allocation id, +bytes on allocation / -bytes on free), in order
         self._live: dict[int, int] = {}  # storage address -> allocation id
         self._sizes: dict[int, int] = {}
@@ -289,6 +334,8 @@ class CostCounter(TorchDispatchMode):
         entry.bytes_moved += moved
         entry.flops += flops
         self.kernels[(cls, counting._jit_name(packet), flops, moved)] += 1
+        dtype = str(written_tensors[0].dtype).removeprefix("torch.") if written_tensors else ""
+        self.shaped[(cls, counting._jit_name(packet), dtype, flops, moved, _gemm(func, args, out))] += 1
         return out
 
 
@@ -424,6 +471,9 @@ def cost(case: Case, batch: int | None = None) -> Cost:
         gradient_bytes=gradient_bytes if train else None,
         optimizer_bytes=optimizer_bytes if train else None,
         kernels=tuple((cls, op, int(f), int(b), n) for (cls, op, f, b), n in sorted(counter.kernels.items())),
+        shaped=tuple((c, op, dt, int(f), int(b), n, g) for (c, op, dt, f, b, g), n in sorted(counter.shaped.items())),
+        weight_bytes=sum(t.numel() * t.element_size() for t in (*net.parameters(), *net.buffers())),
+        input_bytes=batch * 3 * img_size * img_size * 4,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bench import schema
@@ -21,7 +21,8 @@ from bench.files import UnsafeFile, write_atomically, write_text_atomically
 from bench.report import breakdown, compile_energy, verdicts
 from bench.report.devices import devices_table
 from bench.runs import machine
-from bench.schema import PeerRecord, Record
+from bench.runs.predictions import PredictionKey
+from bench.schema import PeerRecord, Record, StepPrediction
 from bench.text import markdown as escape
 from bench.text import markdown as md  # text from results files, as literal Markdown
 from bench.text import mathtext
@@ -343,12 +344,16 @@ METHODS = """\
 
 
 def build(
-    out: Path, raw: list[Record] | None = None, problems: Sequence[schema.Problem] = ()
+    out: Path,
+    raw: list[Record] | None = None,
+    problems: Sequence[schema.Problem] = (),
+    predicted: Mapping[PredictionKey, StepPrediction] | None = None,
 ) -> tuple[str, str, list[str], list[str]]:
     """(report markdown, console summary, plot files written, warnings) for folder ``out``.
 
     ``raw`` are the records of ``out/results.jsonl`` and ``problems`` its bad lines, when the caller has read
-    them already (the file is parsed once); None: read here.
+    them already (the file is parsed once); None: read here. ``predicted``: the calibrated model's predictions
+    of the GPU records (:func:`bench.runs.predictions.predict_records`), shown in the roofline section.
     """
     path = out / schema.RESULTS_FILENAME
     if raw is None:
@@ -412,7 +417,7 @@ def build(
     md += compile_energy.compile_table(records) + compile_energy.energy_table(records)
     from bench.report import roofline
 
-    roof_md, roof_plots = roofline.section(records, out)  # predicted vs measured time per operator class
+    roof_md, roof_plots = roofline.section(records, out, predicted)  # predicted vs measured time per operator class
     md += roof_md
     plots = plots + roof_plots
     md += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
@@ -439,12 +444,17 @@ def build(
     return "\n".join(md), "\n".join(console), plots, warnings
 
 
-def write_report(out: Path, raw: list[Record] | None = None, problems: Sequence[schema.Problem] = ()) -> str:
+def write_report(
+    out: Path,
+    raw: list[Record] | None = None,
+    problems: Sequence[schema.Problem] = (),
+    predicted: Mapping[PredictionKey, StepPrediction] | None = None,
+) -> str:
     """Write ``out``/report.md and the plots; return the console summary (warnings go to stderr).
 
-    ``raw`` and ``problems``: what the caller read of ``out/results.jsonl`` already (see :func:`build`).
+    ``raw``, ``problems`` and ``predicted``: see :func:`build`.
     """
-    md, console, _, warnings = build(out, raw, problems)
+    md, console, _, warnings = build(out, raw, problems, predicted)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     write_text_atomically(out / "report.md", md + "\n")

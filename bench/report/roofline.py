@@ -14,16 +14,26 @@ written before the cost existed are given one by the runs layer before the repor
 (:func:`bench.runs.costs.fill_missing_costs`, called by ``mixerbench report``); any still
 without one are counted in one line. A CUDA record without a measured copy bandwidth uses
 the device's nominal bandwidth (H200: 4.8 TB/s), and the report says so.
+
+On a GPU of the device table (``bench/data/devices.json``, matched by the name torch reports),
+the section also shows the calibrated model's prediction of each case
+(:mod:`bench.analysis.predict`, as ``mixerbench predict`` gives it) beside the measured time, with
+its error, predicted / measured - 1; the per-class shares are then the calibrated model's. The
+predictions are made by the runs layer (:func:`bench.runs.predictions.predict_records`) and handed
+in: the report never counts. A GPU the table does not hold keeps the roofline alone, and the
+section says so.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.measure.opclass import CLASSES
-from bench.schema import Cost, Kernel, Record
+from bench.runs import predictions
+from bench.schema import Cost, Kernel, Record, StepPrediction
 from bench.text import markdown as md
 from bench.text import mathtext
 
@@ -72,15 +82,34 @@ class RooflineRow:
     measured_s: float  # the median step time
     profile: dict[str, float] | None  # measured seconds per class (measured_by_class), None without a profile
     roof: float  # the measured matmul roof it was priced at, FLOP/s
-    prediction: Prediction
+    prediction: Prediction  # the roofline: a lower bound
+    calibrated: StepPrediction | None = None  # the calibrated model's, on a GPU of the device table
 
     @property
     def predicted_s(self) -> float:
+        """The roofline's predicted seconds (a lower bound)."""
         return self.prediction.predicted_s
 
     @property
     def by_class(self) -> dict[str, ClassPrediction]:
         return self.prediction.by_class
+
+    @property
+    def error(self) -> float | None:
+        """The calibrated prediction's error, predicted / measured - 1 (None without one)."""
+        return self.calibrated.step_s / self.measured_s - 1 if self.calibrated else None
+
+    def share(self, cls: str) -> float:
+        """Class ``cls``'s share of the step: the calibrated model's where there is one, else the roofline's."""
+        if self.calibrated:
+            return self.calibrated.class_share.get(cls, 0.0)
+        return self.by_class[cls].predicted_s / self.predicted_s
+
+    def class_predicted_s(self, cls: str) -> float:
+        """Predicted seconds of class ``cls``: calibrated where there is a calibrated prediction, else roofline."""
+        if self.calibrated:
+            return self.share(cls) * self.calibrated.step_s
+        return self.by_class[cls].predicted_s
 
 
 def predict(kernels: Sequence[Kernel], roof: float, bandwidth: float) -> Prediction:
@@ -115,8 +144,12 @@ def without_cost(records: list[Record]) -> int:
     )
 
 
-def rows_of(records: list[Record]) -> list[RooflineRow]:
-    """A row for every ok record with a measured roof, a cost and a known bandwidth."""
+def rows_of(
+    records: list[Record], calibrated: Mapping[predictions.PredictionKey, StepPrediction] | None = None
+) -> list[RooflineRow]:
+    """A row for every ok record with a measured roof, a cost and a known bandwidth; ``calibrated``: the
+    calibrated predictions by :func:`bench.runs.predictions.prediction_key`, put beside the roofline."""
+    calibrated = calibrated or {}
     rows = []
     for r in records:
         roof = r.roof_flops_per_s
@@ -136,6 +169,7 @@ def rows_of(records: list[Record]) -> list[RooflineRow]:
                 profile=measured_by_class(r),
                 roof=roof,
                 prediction=predict(cost.kernels, roof, bandwidth),
+                calibrated=calibrated.get(predictions.prediction_key(r)),
             )
         )
     return rows
@@ -148,14 +182,30 @@ def _case_name(r: Record) -> str:
     return f"{r.name}{suffix} {c.mode}"
 
 
+def _calibrated_cells(row: RooflineRow) -> str:
+    """predicted ms | error | predicted peak GiB | measured peak GiB, for the calibrated columns."""
+    p, memory = row.calibrated, row.record.memory
+    if p is None:
+        return "- | - | - | - | "
+    measured_peak = f"{memory.peak_bytes / 2**30:.2f}" if memory else "-"
+    return f"{p.step_ms:.2f} | {row.error:+.0%} | {p.peak_bytes / 2**30:.2f} | {measured_peak} | "
+
+
 def table(rows: list[RooflineRow]) -> list[str]:
+    """One line per case: measured and predicted time (the calibrated model's, where there is one, beside the
+    roofline), MFU, and each class's share of the step and what bounds it."""
     classes = [c for c in CLASSES if any(c in row.by_class for row in rows)]
+    calibrated = any(row.calibrated for row in rows)
     head = (
-        "| case | px | S | batch | dtype | measured ms | predicted ms | measured / predicted | MFU | "
+        "| case | px | S | batch | dtype | measured ms | "
+        + ("predicted ms | predicted / measured - 1 | predicted peak GiB | measured peak GiB | " if calibrated else "")
+        + ("roofline ms | measured / roofline" if calibrated else "predicted ms | measured / predicted")
+        + " | MFU | "
         + " | ".join(f"{c}: share, bound" for c in classes)
         + " |"
     )
-    lines = [head, "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |" + " --- |" * len(classes)]
+    align = "| --- | ---: | ---: | ---: | --- | ---: | " + "---: | " * (4 * calibrated) + "---: | ---: | ---: |"
+    lines = [head, align + " --- |" * len(classes)]
     for row in rows:
         r = row.record
         cells = []
@@ -164,17 +214,49 @@ def table(rows: list[RooflineRow]) -> list[str]:
             if e is None:
                 cells.append("-")
                 continue
-            cell = f"{e.predicted_s / row.predicted_s:.0%} {e.bound}"
+            cell = f"{row.share(c):.0%} {e.bound}"
             measured = (row.profile or {}).get(c)
-            if measured:
-                cell += f", measured/pred {measured / e.predicted_s:.1f}"
+            if measured and row.class_predicted_s(c) > 0:
+                cell += f", measured/pred {measured / row.class_predicted_s(c):.1f}"
             cells.append(cell)
         lines.append(
             f"| {md(_case_name(r))} | {r.case.img_size} | {r.tokens or '-'} | {r.batch} | {md(r.case.dtype)} | "
-            f"{row.measured_s * 1e3:.2f} | {row.predicted_s * 1e3:.2f} | "
-            f"{row.measured_s / row.predicted_s:.2f} | {r.mfu:.0%} | " + " | ".join(cells) + " |"
+            f"{row.measured_s * 1e3:.2f} | "
+            + (_calibrated_cells(row) if calibrated else "")
+            + f"{row.predicted_s * 1e3:.2f} | {row.measured_s / row.predicted_s:.2f} | {r.mfu:.0%} | "
+            + " | ".join(cells)
+            + " |"
         )
     return lines
+
+
+def calibrated_summary(rows: list[RooflineRow]) -> list[str]:
+    """One line per GPU: what the calibrated model predicted, its median absolute error and its validated error."""
+    by_gpu: dict[str, list[RooflineRow]] = {}
+    for row in rows:
+        if row.calibrated:
+            by_gpu.setdefault(row.calibrated.gpu, []).append(row)
+    lines = []
+    for gpu, group in by_gpu.items():
+        errors = [abs(row.error or 0.0) for row in group]
+        lines.append(
+            f"- predicted on **{md(gpu)}** (the device table's entry for this GPU) by the calibrated model "
+            f"(`mixerbench predict --gpu {md(gpu)}`): median |predicted / measured - 1| {statistics.median(errors):.0%} "
+            f"over {len(group)} case{'s' * (len(group) != 1)}, largest {max(errors):.0%}; "
+            f"the model's validated error: {md(group[0].calibrated.error or 'not stated')}"  # type: ignore[union-attr]
+        )
+    return lines
+
+
+def unknown_gpus(records: list[Record]) -> list[str]:
+    """One line per GPU of the records that the device table does not hold: the roofline alone stands there."""
+    names = sorted({n for r in records if r.status == "ok" and (n := predictions.gpu_name(r)) is not None})
+    return [
+        f"- {md(name)}: not in the device table (`mixerbench predict --list-devices`), so no calibrated prediction; "
+        "its rows show the roofline (a lower bound from the measured roofs) alone"
+        for name in names
+        if predictions.gpu_key(name) is None
+    ]
 
 
 def where_time_goes(rows: list[RooflineRow]) -> list[str]:
@@ -190,13 +272,18 @@ def where_time_goes(rows: list[RooflineRow]) -> list[str]:
         r = row.record
         memory = sum(e.memory_bound_s for e in row.by_class.values()) / row.predicted_s
         parts = ", ".join(
-            f"{c} {e.predicted_s / row.predicted_s:.0%} ({e.bound})"
-            for c, e in sorted(row.by_class.items(), key=lambda kv: -kv[1].predicted_s)
+            f"{c} {row.share(c):.0%} ({e.bound})"
+            for c, e in sorted(row.by_class.items(), key=lambda kv: -row.share(kv[0]))
+        )
+        calibrated = (
+            f"; predicted {row.calibrated.step_ms:.2f} ms by the calibrated model ({row.error:+.0%})"
+            if row.calibrated
+            else ""
         )
         lines.append(
-            f"- **{md(_case_name(r))}** at {r.case.img_size} px: {memory:.0%} of the predicted time is memory-bound "
-            f"({parts}); it runs at {row.measured_s / row.predicted_s:.2f}x its roofline time, MFU {r.mfu:.0%}; "
-            f"{row.cost.ops} operators, {row.cost.bytes_moved / 1e9:.2f} GB moved per step."
+            f"- **{md(_case_name(r))}** at {r.case.img_size} px: {memory:.0%} of the {'roofline' if row.calibrated else 'predicted'} time is memory-bound "
+            f"({parts}); it runs at {row.measured_s / row.predicted_s:.2f}x its roofline time{calibrated}, "
+            f"MFU {r.mfu:.0%}; {row.cost.ops} operators, {row.cost.bytes_moved / 1e9:.2f} GB moved per step."
         )
     return lines
 
@@ -252,6 +339,15 @@ def plot(out: Path, rows: list[RooflineRow]) -> str | None:
             color=line.get_color(),
             alpha=0.6,
         )
+        calibrated = [(x, row.cost.flops / row.calibrated.step_s) for x, row in zip(intensity, group) if row.calibrated]
+        if calibrated:  # the calibrated model's prediction, where the GPU is in the device table
+            ax.plot(
+                [x for x, _ in calibrated],
+                [y for _, y in calibrated],
+                "+",
+                ms=7,
+                color=line.get_color(),
+            )
     grid = np.geomspace(0.5, 1e4, 200)
     for (device, dtype), (roof, bw) in roofs.items():
         ax.plot(grid, np.minimum(roof, bw * grid), "-", color="black", alpha=0.5)
@@ -260,7 +356,11 @@ def plot(out: Path, rows: list[RooflineRow]) -> str | None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity, FLOP per byte moved (log)")
-    ax.set_ylabel("FLOP/s: measured (dots), roofline prediction (x) (log)")
+    ax.set_ylabel(
+        "FLOP/s: measured (dots), roofline (x)"
+        + (", calibrated prediction (+)" if any(row.calibrated for row in rows) else "")
+        + " (log)"
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.set_title("Roofline: each step's FLOPs and bytes (meta count) against the measured roofs")
     fig.tight_layout()
@@ -269,9 +369,14 @@ def plot(out: Path, rows: list[RooflineRow]) -> str | None:
     return PLOT
 
 
-def section(records: list[Record], out: Path) -> tuple[list[str], list[str]]:
-    """(markdown lines, plots written) of the roofline section for ``records``."""
-    rows = rows_of(records)
+def section(
+    records: list[Record],
+    out: Path,
+    calibrated: Mapping[predictions.PredictionKey, StepPrediction] | None = None,
+) -> tuple[list[str], list[str]]:
+    """(markdown lines, plots written) of the roofline section for ``records``; ``calibrated``: the calibrated
+    model's predictions of the GPU records (:func:`bench.runs.predictions.predict_records`), None: roofline only."""
+    rows = rows_of(records, calibrated)
     missing = without_cost(records)
     no_cost = (
         [
@@ -295,6 +400,14 @@ def section(records: list[Record], out: Path) -> tuple[list[str], list[str]]:
     ]
     md += [f"- copy bandwidth {device}: {bw / 1e9:.0f} GB/s ({source})" for device, source, bw in sources]
     md += no_cost
+    if any(row.calibrated for row in rows):
+        md += [
+            "- *predicted ms*: the calibrated model (docs/methodology/prediction.md), a PREDICTION from the counted "
+            "cost and the device table, beside the measured time; *predicted / measured - 1* is its error on this "
+            "case, and the class shares are its own; *roofline ms*: the lower bound above"
+        ]
+        md += calibrated_summary(rows)
+    md += unknown_gpus(records)
     if any(row.source.startswith("nominal") for row in rows):
         md += [
             "- these records predate the measured copy bandwidth: the GPU's nominal bandwidth stands in "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +58,20 @@ def start(device: str) -> Machine:
 
 def finish(out: Path, machines: dict[str, Machine], started: str | None = None, shard: Shard | None = None) -> Path:
     """Append this run's entry per device (start and end samples, warnings) to ``out/machine.json``."""
+    from bench import files
     from bench.files import write_text_atomically
 
     path = Path(out) / FILENAME
-    previous = _load(path)
+    try:
+        previous = _load(path)
+    except DamagedFile as exc:  # earlier runs' entries: kept beside, never dropped silently
+        kept = files.keep_beside(path, "damaged", move=True)
+        print(
+            f"warning: {path} cannot be read ({exc}); kept as {kept.name}, a new {FILENAME} is started",
+            file=sys.stderr,
+            flush=True,
+        )
+        previous = None
     runs: list[Any] = list(previous["runs"]) if previous else []  # earlier entries as they are, read or not
     for device, machine in machines.items():
         end = sample(device)
@@ -81,8 +92,13 @@ def finish(out: Path, machines: dict[str, Machine], started: str | None = None, 
     return path
 
 
+class DamagedFile(ValueError):
+    """``machine.json`` exists but is not one: not JSON, too large or deep, not an object with a list of runs."""
+
+
 def _load(path: Path) -> dict[str, Any] | None:
-    """``machine.json`` as JSON (an object with a list of runs), or None when missing or not such an object.
+    """``machine.json`` as JSON (an object with a list of runs), or None when missing; :class:`DamagedFile` when
+    it is there but not such an object (read up to its bound, nesting checked first: :func:`bench.schema.parse_line`).
 
     A ``machine.json`` that is a symbolic link, a FIFO or a device raises
     :class:`bench.files.UnsafeFile` (its callers turn that into a warning).
@@ -90,18 +106,25 @@ def _load(path: Path) -> dict[str, Any] | None:
     from bench import files
 
     try:
-        data = schema.parse_line(files.read_text(path).encode("utf-8"))
+        data = schema.parse_line(files.read_bytes(path, schema.MAX_LINE_BYTES).replace(b"\n", b" "))
     except files.UnsafeFile:  # a symbolic link, FIFO or device: refused, not read (and never waited on)
         raise
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return None
-    return data if isinstance(data, dict) and isinstance(data.get("runs", []), list) else None
+    except (OSError, ValueError) as exc:
+        raise DamagedFile(str(exc)) from None
+    if not (isinstance(data, dict) and isinstance(data.get("runs", []), list)):
+        raise DamagedFile("not an object with a list of runs")
+    return data
 
 
 def read(path: Path) -> MachineFile | None:
     """``machine.json`` typed, or None when missing or unreadable; a run this version cannot decode (a foreign or
     damaged entry) is left out. A symbolic link, FIFO or device raises :class:`bench.files.UnsafeFile`."""
-    data = _load(path)
+    try:
+        data = _load(path)
+    except DamagedFile:
+        return None
     if data is None:
         return None
     runs = []

@@ -32,7 +32,10 @@ incomplete or of another count; ``incomplete=True`` merges anyway and returns ea
 those as a warning (:attr:`MergeSummary.shard_warnings`).
 
 Records keep their first-seen order. Everything is read and checked before anything is
-written; each output file is written to a temporary file, fsync'ed, then moved into place
+written; a merge with no valid line at all (every line invalid) is an error. ``out`` is
+written under its folder lock (:func:`bench.files.folder_lock`, the lock a sweep holds), and
+that ``out/results.jsonl`` is new is checked again under it: a sweep or a second merge into
+the same folder raises :class:`bench.files.FolderBusy` or finds the file and refuses; each output file is written to a temporary file, fsync'ed, then moved into place
 with ``os.replace``, so a failure leaves no half-written file. Nothing here imports torch.
 """
 
@@ -44,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import schema
-from bench.files import write_together
+from bench.files import LOCK_NAME, folder_lock, write_together
 from bench.runs import records, shard_cases
 from bench.schema import PeerRecord, Record
 
@@ -193,6 +196,28 @@ def _rows_writer(rows: list[Line]):
     return write
 
 
+def _write_locked(out: Path, targets: list, check_new) -> None:
+    """Write ``targets`` together into ``out`` under its folder lock (:func:`bench.files.folder_lock`, as a sweep
+    holds it), after ``check_new()`` again under the lock; a failure removes what this merge created."""
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    lock_created = not (out / LOCK_NAME).exists()
+    try:
+        with folder_lock(out):  # a sweep or another merge writing into out: FolderBusy, nothing written
+            check_new()
+            write_together(targets)  # all or nothing; results.jsonl last: its presence means the merge finished
+            return
+    except BaseException:
+        if lock_created:
+            (out / LOCK_NAME).unlink(missing_ok=True)
+        if created:
+            try:
+                out.rmdir()
+            except OSError:
+                pass
+        raise
+
+
 class IncompleteShards(ValueError):
     """The folders are shards of one sweep, but not a complete set of one shard count."""
 
@@ -274,12 +299,15 @@ def merge(out: Path, folders: Sequence[Path], prefer: str | None = None, incompl
         if not (folder / records.FILENAME).is_file():
             raise ValueError(f"{folder / records.FILENAME} not found (is {folder} a sweep folder?)")
     results_target, peers_target = out / records.FILENAME, out / PEERS_FILENAME
-    if results_target.exists():
-        raise ValueError(f"{results_target} already exists; merge into a new folder")
     any_peers = any((folder / PEERS_FILENAME).is_file() for folder in folders)
-    if any_peers and peers_target.exists():
-        raise ValueError(f"{peers_target} already exists; merge into a new folder")
 
+    def check_new() -> None:
+        if results_target.exists():
+            raise ValueError(f"{results_target} already exists; merge into a new folder")
+        if any_peers and peers_target.exists():
+            raise ValueError(f"{peers_target} already exists; merge into a new folder")
+
+    check_new()
     problems: list[str] = []
     result_rows: list[Row] = []
     peer_rows: list[Row] = []
@@ -287,6 +315,8 @@ def merge(out: Path, folders: Sequence[Path], prefer: str | None = None, incompl
         result_rows += _read(folder / records.FILENAME, index, str(folder), problems)
         if (folder / PEERS_FILENAME).is_file():
             peer_rows += _read(folder / PEERS_FILENAME, index, str(folder), problems, peers=True)
+    if problems and not result_rows and not peer_rows:  # every line invalid: nothing to merge is not a merge
+        raise ValueError(f"no valid record to merge: all {len(problems)} lines are invalid (first: {problems[0]})")
     shard_warnings = check_shards(folders, result_rows)
     if shard_warnings and not incomplete:
         raise IncompleteShards("; ".join(shard_warnings))
@@ -294,19 +324,8 @@ def merge(out: Path, folders: Sequence[Path], prefer: str | None = None, incompl
     merged = _merge_rows(result_rows, prefer, counts, "results")
     peer_counts = _Counts()
     peers = _merge_rows(peer_rows, prefer, peer_counts, "peer results")
-
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
     targets = ([(peers_target, _rows_writer(peers))] if any_peers else []) + [(results_target, _rows_writer(merged))]
-    try:  # all or nothing; results.jsonl last: its presence means the merge finished
-        write_together(targets)
-    except BaseException:
-        if created:
-            try:
-                out.rmdir()
-            except OSError:
-                pass
-        raise
+    _write_locked(out, targets, check_new)
 
     return MergeSummary(
         out=str(out),

@@ -54,7 +54,9 @@ K8S_COUNT = "MIXERBENCH_SHARD_COUNT"
 
 MAX_SHARDS = 100_000  # Kubernetes' limit on an Indexed Job's completions; Slurm's MaxArraySize default is 1001
 
-_SHARD_TEXT = re.compile(r"^\s*([+-]?\d+)\s*/\s*([+-]?\d+)\s*$")
+# ASCII digits only: int() would also read "1_0" as 10 and "٣" (Arabic-Indic three) as 3
+_SHARD_TEXT = re.compile(r"^\s*([+-]?[0-9]+)\s*/\s*([+-]?[0-9]+)\s*$", re.ASCII)
+_INTEGER = re.compile(r"^[+-]?[0-9]+$", re.ASCII)
 _DIGITS = 12  # longer numbers are refused by their length, before int() reads them
 
 
@@ -82,13 +84,13 @@ def parse(text: str) -> Shard:
 
 
 def _env_int(environ: Mapping[str, str], name: str) -> int:
-    text = str(environ[name]).strip()
+    """The variable ``name`` as an integer of ASCII digits (an optional sign, spaces around); ValueError otherwise."""
+    text = str(environ[name]).strip(" \t\r\n")
+    if not _INTEGER.match(text):
+        raise ValueError(f"{name}={str(environ[name])[:40]!r} is not an integer of ASCII digits 0-9")
     if len(text.lstrip("+-0")) > _DIGITS:
         raise ValueError(f"{name}={text[:40]!r}... is too large (a shard count is at most {MAX_SHARDS})")
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{name}={environ[name]!r} is not an integer") from None
+    return int(text)
 
 
 def _from_slurm(environ: Mapping[str, str]) -> Shard:

@@ -111,12 +111,13 @@ def read_marker(folder) -> Marker | None:
     """The folder's ``shard.json``, or None without one; ``ValueError`` (one line) when it is not one."""
     from pathlib import Path
 
+    from bench import files, schema
+
     path = Path(folder) / MARKER
     if not path.is_file():
         return None
-    try:
-        with open(path, "rb") as f:
-            data = json.loads(f.read(64 * 1024 * 1024))
+    try:  # a regular file only, read up to its bound, nesting checked before parsing (bench.schema.parse_line)
+        data = schema.parse_line(files.read_bytes(path, schema.MAX_LINE_BYTES).replace(b"\n", b" "))
         marker = decode_object(MarkerFile, data, MARKER)
         index, count = marker.shard.index, marker.shard.count
         keys = frozenset(case_key(c) for c in marker.cases)

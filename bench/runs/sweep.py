@@ -298,14 +298,20 @@ def _run_sweep(config: SweepConfig, log: TextIO) -> list[Record]:
 
         shard_cases.write_marker(config.out, config.shard, config.cases)
     done: set[str] = set()
+    invalid = ""
     if config.resume and path.exists():
         previous, problems = schema.read_results(path)
-        for problem in problems:
-            print(f"warning: {problem} (kept; that case is measured again)", file=sys.stderr)
+        for problem in problems:  # the line stays in the file; a case it names is run only if no valid record stands
+            print(f"warning: {problem} (line skipped)", file=sys.stderr)
         done = {k for k, r in schema.latest_by_key(previous).items() if r.status in schema.FINAL_STATUSES}
+        invalid = f"; {len(problems)} invalid line{'s' * (len(problems) != 1)} skipped" if problems else ""
     todo = [c for c in config.cases if c.key not in done]
     skipped = len(config.cases) - len(todo)
-    print(f"sweep: {len(config.cases)} cases ({skipped} already in {path}), {len(todo)} to run", file=log, flush=True)
+    print(
+        f"sweep: {len(config.cases)} cases ({skipped} already in {path}{invalid}), {len(todo)} to run",
+        file=log,
+        flush=True,
+    )
     if todo:
         devices = {c.device for c in todo}
         env = {d: envinfo.environment(d) for d in devices}

@@ -25,6 +25,7 @@ and turns a malformed one into a one-line :class:`DashboardError`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -34,6 +35,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,7 +147,11 @@ def fetch_packages(cache: Path, npm: str = "npm") -> dict[str, Path]:
                     f"(e.g. apt-get install npm), or put `npm pack {spec}`'s tarball there"
                 )
             done = subprocess.run(
-                [npm, "pack", spec, "--pack-destination", str(cache)], capture_output=True, text=True, timeout=300
+                [npm, "pack", spec, "--pack-destination", str(cache)],
+                capture_output=True,
+                encoding="utf-8",
+                errors="replace",
+                timeout=300,
             )
             if done.returncode != 0 or not path.exists():
                 last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -196,7 +202,7 @@ def vendor_assets(html_dir: Path, cache: Path, npm: str = "npm") -> list[Vendore
         raise DashboardError(f"{html_dir / 'index.html'} does not exist: run `asv publish` first")
     pages = sorted(html_dir.glob("*.html"))
     for page in pages:  # every external file must be known before anything is fetched or written
-        for match in _TAG.finditer(page.read_text()):
+        for match in _TAG.finditer(page.read_text(encoding="utf-8")):
             tag = match.group(0)
             url = _attribute(tag, "src") or _attribute(tag, "href")
             if _EXTERNAL.search(tag) and url not in by_url:
@@ -205,7 +211,7 @@ def vendor_assets(html_dir: Path, cache: Path, npm: str = "npm") -> list[Vendore
     vendored: dict[str, VendoredAsset] = {}
     rewritten = {}
     for page in pages:
-        text = page.read_text()
+        text = page.read_text(encoding="utf-8")
 
         def rewrite(match: re.Match) -> str:
             tag = match.group(0)
@@ -232,7 +238,7 @@ def vendor_assets(html_dir: Path, cache: Path, npm: str = "npm") -> list[Vendore
             raise DashboardError(f"{page.name} still loads an external file: {left[0]}")
         rewritten[page] = new
     for page, text in rewritten.items():  # write only once every page could be rewritten
-        page.write_text(text)
+        page.write_text(text, encoding="utf-8")
     return list(vendored.values())
 
 
@@ -314,7 +320,7 @@ _RETIRED = ".report-old-"
 
 def _with_nav_link(index: Path, link: str = NAV_LINK) -> str | None:
     """asv's index.html with ``link`` (the "Scaling report" item) added, or None when it is already there."""
-    page = index.read_text()
+    page = index.read_text(encoding="utf-8")
     if link in page:
         return None
     anchor = '<li id="nav-li-regressions">'
@@ -330,13 +336,13 @@ def _build_report_dir(report_dir: Path, dest: Path) -> None:
     try:  # regular files only: a symlink planted in the folder is not followed into the site (bench.files)
         for png in sorted(report_dir.glob("*.png")):
             (dest / png.name).write_bytes(files.read_bytes(png))
-        markdown = files.read_text(source)
+        markdown = files.read_text(source, encoding="utf-8")
     except files.UnsafeFile as exc:
         raise DashboardError(str(exc)) from None
-    (dest / "report.md").write_text(markdown)
+    (dest / "report.md").write_text(markdown, encoding="utf-8")
     css = next(f"{VENDOR_DIR}/{a.package}/{a.member}" for a in ASSETS if a.member.endswith("bootstrap.min.css"))
     name = report_dir.resolve().name
-    (dest / "index.html").write_text(render_report(markdown, name, css))
+    (dest / "index.html").write_text(render_report(markdown, name, css), encoding="utf-8")
 
 
 def _swap_in(new: Path, dest: Path) -> None:
@@ -421,6 +427,8 @@ def publish_docs(config: Path, html_dir: Path) -> Path:
     if not index.exists():
         raise DashboardError(f"{index} does not exist: run `asv publish` first")
     new_index = _with_nav_link(index, DOCS_NAV_LINK)
+    for stale in html_dir.glob(".docs-new-*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=".docs-new-", dir=html_dir))
     try:
         staging.chmod(0o755)
@@ -437,13 +445,18 @@ def publish_docs(config: Path, html_dir: Path) -> Path:
 # --- asv's configuration and `asv publish` ------------------------------------------------
 
 
+CONFIG_BYTES = 1 << 20  # an asv.conf.json larger than 1 MiB is refused unread
+CONFIG_DEPTH = 64  # and one nested deeper than this (asv's own configuration nests four levels at most)
+
+
 @dataclass(frozen=True)
 class AsvConfig:
     """The parts of an asv.conf.json that the dashboard needs, paths resolved against the config's folder."""
 
     path: Path
-    html_dir: Path
+    html_dir: Path  # absolute, ".." resolved, but not through a symbolic link (one there is refused, not followed)
     results_dir: Path
+    repo: Path | None = None  # the repository, when "repo" is a local folder (not a URL)
 
 
 def load_asv_config(config: Path) -> AsvConfig:
@@ -455,9 +468,16 @@ def load_asv_config(config: Path) -> AsvConfig:
     """
     from asv import util
 
-    try:
+    from bench import schema
+
+    try:  # bounded before asv reads it: its size (read up to the bound) and its nesting
+        with open(config, "rb") as f:
+            raw = f.read(CONFIG_BYTES + 1)
+        if len(raw) > CONFIG_BYTES:
+            raise ValueError(f"larger than {CONFIG_BYTES:,} bytes")
+        schema.check_nesting(raw.decode("utf-8"), CONFIG_DEPTH)
         data = util.load_json(str(config), js_comments=True)
-    except (util.UserError, ValueError, TypeError, OSError, UnicodeDecodeError) as exc:
+    except (util.UserError, ValueError, TypeError, OSError, RecursionError) as exc:
         raise DashboardError(f"{config} cannot be read as JSON: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
         raise DashboardError(f"{config} must hold a JSON object, not {type(data).__name__}")
@@ -475,18 +495,206 @@ def load_asv_config(config: Path) -> AsvConfig:
         value = data.get(key, default)
         if not isinstance(value, str) or not value:
             raise DashboardError(f"{config}: {key!r} must be a non-empty string, not {json.dumps(value)}")
-        dirs[key] = (config.parent / value).resolve()
-    return AsvConfig(config, **dirs)
+        dirs[key] = Path(os.path.abspath(config.parent / value))
+    repo = config.parent / data["repo"]
+    return AsvConfig(config, repo=repo.resolve() if "://" not in data["repo"] and repo.is_dir() else None, **dirs)
 
 
-def run_asv_publish(config: Path, extra: list[str] | None = None) -> None:
-    """``asv publish`` for ``config``, run in the config's folder (as asv expects)."""
+def run_asv_publish(config: Path, extra: list[str] | None = None, html_dir: Path | None = None) -> None:
+    """``asv publish`` for ``config``, run in the config's folder (as asv expects); into ``html_dir`` when given
+    (asv deletes that folder first), else into the config's html_dir."""
+    where = ["--html-dir", str(html_dir)] if html_dir is not None else []
     done = subprocess.run(
-        [sys.executable, "-m", "asv", "publish", "--config", str(config.resolve()), *(extra or [])],
+        [sys.executable, "-m", "asv", "publish", "--config", str(config.resolve()), *where, *(extra or [])],
         cwd=config.parent,
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
     )
     if done.returncode != 0:
         lines = [line.strip(" ·") for line in (done.stderr or done.stdout).splitlines() if line.strip(" ·")]
         raise DashboardError(f"asv publish failed ({done.returncode}): {' '.join(lines[-3:]) or 'no output'}")
+
+
+# --- the whole site, built beside the published one and swapped in ------------------------------
+
+SITE_MARK = ".mixerbench-dashboard"  # in each staging or retired folder this module makes (and nothing else)
+_MARK_TEXT = "a folder of `mixerbench dashboard` while it builds or replaces a site; the next run removes it\n"
+_LEFTOVERS = (".report-new-*", ".report-old-*", ".docs-new-*", ".*.tmp")  # left in a site by a killed older run
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_html_dir(config: AsvConfig) -> None:
+    """Refuse, before any work, an html_dir that publishing would destroy or write through.
+
+    `asv publish` deletes html_dir before it writes, and the dashboard replaces it whole:
+    an html_dir that is a symbolic link, that holds (or is) the config's folder or the
+    repository, or that holds, is or lies inside results_dir is a DashboardError (one line).
+    """
+    html = config.html_dir
+    if html.is_symlink():
+        raise DashboardError(f"html_dir {html} is a symbolic link; give the real folder in {config.path}")
+    real = html.resolve()
+    guarded = [("the folder of " + str(config.path), config.path.resolve().parent)]
+    if config.repo is not None:
+        guarded.append(("the repository", config.repo))
+    for what, folder in guarded:
+        if _inside(folder, real):
+            raise DashboardError(
+                f"html_dir {html} holds {what}, and publishing deletes html_dir first; choose a folder of its own"
+            )
+    results = config.results_dir.resolve()
+    if _inside(results, real) or _inside(real, results):
+        raise DashboardError(
+            f"html_dir {html} overlaps results_dir {config.results_dir}, and publishing deletes html_dir first; "
+            "keep them apart"
+        )
+
+
+def _is_ours(folder: Path) -> bool:
+    """A real folder (not a link) holding the regular file SITE_MARK: made by :func:`staged_site`."""
+    import stat as stat_
+
+    try:
+        return stat_.S_ISDIR(os.lstat(folder).st_mode) and stat_.S_ISREG(os.lstat(folder / SITE_MARK).st_mode)
+    except OSError:
+        return False
+
+
+def _prefix(html_dir: Path, kind: str) -> str:
+    return f".{html_dir.name}.mixerbench-{kind}-"
+
+
+def clean_leftovers(html_dir: Path) -> list[Path]:
+    """Remove what a killed run left beside ``html_dir``: its staging and retired folders, found by name and mark.
+
+    Only folders named ``.<html_dir>.mixerbench-new-*`` / ``-old-*`` that hold :data:`SITE_MARK`
+    are removed (an empty one of that name too); anything else is left alone. A site retired
+    when the run was killed before the new one was moved in is first put back as ``html_dir``.
+    Returns what was removed.
+    """
+    parent = html_dir.parent
+    if not parent.is_dir():
+        return []
+    removed = []
+    for kind in ("old", "new"):  # an old site first: it may have to go back in place
+        for entry in sorted(parent.glob(_prefix(html_dir, kind) + "*")):
+            if not _is_ours(entry):
+                try:
+                    entry.rmdir()  # killed between making it and marking it: empty
+                    removed.append(entry)
+                except OSError:
+                    pass
+                continue
+            if kind == "old" and not os.path.lexists(html_dir) and (entry / "site").is_dir():
+                os.rename(entry / "site", html_dir)
+            shutil.rmtree(entry)
+            removed.append(entry)
+    return removed
+
+
+def _marked_folder(html_dir: Path, kind: str) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix=_prefix(html_dir, kind), dir=html_dir.parent))
+    (folder / SITE_MARK).write_text(_MARK_TEXT, encoding="utf-8")
+    return folder
+
+
+def _copy_site(html_dir: Path, dest: Path) -> None:
+    """Copy the published site ``html_dir`` to ``dest``; a symbolic link in it is refused, never followed."""
+    for root, dirs, names in os.walk(html_dir):
+        for name in dirs + names:
+            if os.path.islink(os.path.join(root, name)):
+                raise DashboardError(
+                    f"{os.path.join(root, name)} is a symbolic link; the dashboard does not publish links"
+                )
+    shutil.copytree(html_dir, dest, ignore=shutil.ignore_patterns(*_LEFTOVERS))
+
+
+def _swap_site(site: Path, html_dir: Path) -> None:
+    """Make ``site`` the folder ``html_dir`` by renaming; the old site is moved aside first, then removed."""
+    if not os.path.lexists(html_dir):
+        os.rename(site, html_dir)
+        return
+    retired = _marked_folder(html_dir, "old")
+    os.rename(html_dir, retired / "site")
+    try:
+        os.rename(site, html_dir)
+    except BaseException:
+        os.rename(retired / "site", html_dir)  # put the previous site back
+        raise
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_site(html_dir: Path, copy_existing: bool = False) -> Iterator[Path]:
+    """A new folder beside ``html_dir`` to build the whole site in; swapped in whole when the block succeeds.
+
+    Leftovers of a killed run are removed first (:func:`clean_leftovers`). With
+    ``copy_existing`` the block starts from a copy of the published site (``--no-publish``).
+    Whatever fails or is interrupted, ``html_dir`` stays as it was and the staging folder is
+    removed; after SIGKILL the next run removes it.
+    """
+    clean_leftovers(html_dir)
+    container = _marked_folder(html_dir, "new")
+    site = container / "site"
+    try:
+        if copy_existing:
+            _copy_site(html_dir, site)
+        yield site
+        _swap_site(site, html_dir)
+    finally:
+        shutil.rmtree(container, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Published:
+    """What :func:`publish_site` made (paths inside the published html_dir)."""
+
+    index: Path
+    vendored: list[VendoredAsset]
+    docs: Path | None
+    report: Path | None
+
+
+def publish_site(
+    config: AsvConfig,
+    cache: Path,
+    *,
+    publish: bool = True,
+    docs: Path | None = None,
+    report: Path | None = None,
+    show=None,
+) -> Published:
+    """The whole dashboard: `asv publish` (unless not ``publish``), offline assets, docs and report, built beside
+    html_dir and swapped in whole (:func:`staged_site`); html_dir is checked first (:func:`check_html_dir`).
+
+    ``show(done, total, step)`` is called before each step. ``docs`` (an mkdocs.yml) is run
+    as mkdocs runs it: its hooks and plugins are Python code.
+    """
+    show = show or (lambda done, total, item: None)
+    check_html_dir(config)
+    html_dir = config.html_dir
+    if not publish and not (html_dir / "index.html").is_file():
+        raise DashboardError(f"{html_dir / 'index.html'} does not exist: run `asv publish` first")
+    with staged_site(html_dir, copy_existing=not publish) as site:
+        if publish:
+            show(0, 4, "asv publish")
+            run_asv_publish(config.path, html_dir=site)
+        show(1, 4, "JavaScript assets from npm")
+        vendored = vendor_assets(site, cache)
+        show(2, 4, "documentation")
+        if docs is not None:
+            publish_docs(docs, site)
+        show(3, 4, "scaling report")
+        if report is not None:
+            publish_report(report, site)
+    show(4, 4, "done")
+    return Published(
+        html_dir / "index.html",
+        vendored,
+        html_dir / DOCS_DIR / "index.html" if docs is not None else None,
+        html_dir / REPORT_DIR / "index.html" if report is not None else None,
+    )

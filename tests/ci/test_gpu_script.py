@@ -3,7 +3,8 @@
 The script itself needs a GPU; what can go wrong without one is checked here: its syntax
 (``bash -n``), that every step is time-boxed and the default steps fit in 9 minutes on
 the GPU, that the compile step covers every compile mode on the three models at 224 and
-384 px, that every sweep writes under OUT, and which steps run for a given argument list
+384 px, that the batch step sweeps from batch 1 and reports the predictions beside its points,
+that every sweep writes under OUT, and which steps run for a given argument list
 (with ``echo`` as the python, every step returns at once).
 """
 
@@ -21,8 +22,8 @@ from helpers import ROOT
 
 SCRIPT = ROOT / ".ci" / "gpu"
 BUDGET_S = 9 * 60
-DEFAULT = {"tests", "paper", "compile", "energy", "peers", "asv"}
-OPTIONAL = {"peers-fp32", "train", "oom", "max-batch"}
+DEFAULT = {"tests", "paper", "compile", "batch", "peers", "asv"}
+OPTIONAL = {"energy", "peers-fp32", "train", "oom", "max-batch"}
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash")
 
@@ -67,6 +68,7 @@ def test_every_step_is_boxed_and_the_default_ones_fit_in_nine_minutes():
     assert {n.split(":")[0] for n in names} == DEFAULT | OPTIONAL
     boxes = sum(s for n, s, _ in steps() if selected(n, DEFAULT))
     assert boxes + sum(header) <= BUDGET_S, f"default steps {boxes} s + header {sum(header)} s > {BUDGET_S} s"
+    assert f"the default steps add up to {boxes} s, plus {sum(header)} s for the header" in SCRIPT.read_text()
     assert not any(selected(n, DEFAULT) for n in OPTIONAL)  # optional steps never run by default
     body = [ln for ln in commands() if not ln.startswith(("step ", "timeout ", "set ", "export "))]
     # the rest is assignments, the step function itself and mkdir: nothing else runs unboxed
@@ -85,6 +87,23 @@ def test_the_compile_step_covers_every_mode_on_three_models_at_two_sizes():
             assert '--resume --out "$out/cuda-compile"' in cmd  # one folder, one mode after another
     assert modes == set(COMPILE_MODES)
     assert re.search(r"^models=mixer_b16,vit_b16,resnet50$", SCRIPT.read_text(), re.MULTILINE)
+
+
+def test_the_batch_step_sweeps_from_one_image_to_the_energy_batch_then_reports(tmp_path):
+    (name, _, sweep), (report, _, command) = [(n, s, c) for n, s, c in steps() if n.split(":")[0] == "batch"]
+    assert (name, report) == ("batch", "batch:report")
+    batches = [int(b) for b in re.search(r"--batch ([\d,]+) ", sweep).group(1).split(",")]
+    assert batches[0] == 1 and all(b == a * 4 for a, b in zip(batches, batches[1:])) and len(batches) >= 5
+    assert '--models "$models" --resolutions 224 ' in sweep and "--no-report" in sweep
+    assert "--dtype" not in sweep  # the paper preset's bfloat16 on CUDA, as the energy step
+    # Its largest batch is the energy step's case (same models, size and batch), which is optional now.
+    energy = next(c for n, _, c in steps() if n == "energy")
+    assert '--models "$models" --resolutions 224 --batch 256 ' in energy and batches[-1] == 256
+    # The report of the sweep's folder (the calibrated prediction beside each point) follows it.
+    assert command == '"$py" -m bench report "$out/cuda-batch"' and '--out "$out/cuda-batch"' in sweep
+    log = run(tmp_path, "batch")
+    assert ran(log) == {"batch", "batch:report"}
+    assert log.index("== batch:report") > log.index("== batch (at most")
 
 
 def test_the_tests_step_runs_every_test_file_with_cuda_tests():

@@ -164,3 +164,27 @@ def test_the_publish_jobs_share_one_concurrency_group_that_never_cancels():
             f"{name}, job {job_id} does not publish through the shared script"
         )
     assert len(set(groups)) == 1 and "${{" not in groups[0], f"the publish jobs' groups differ: {groups}"
+
+
+def test_the_gate_measures_each_commit_once_and_writes_its_summary_to_the_job_summary():
+    job = _load(ROOT / ".github" / "workflows" / "benchmarks.yml")["jobs"]["gate"]
+    steps = job["steps"]
+    runs = [step.get("run", "") for step in steps]
+    assert not [r for r in runs if "asv continuous" in r], "the gate measures the base again in every asv continuous"
+    (measure,) = [i for i, r in enumerate(runs) if re.search(r"\basv run\b", r)]
+    assert "HASHFILE:" in runs[measure] and '"$(mixerbench gate --bench-regex)"' in runs[measure], runs[measure]
+    judged = [(i, re.search(r"mixerbench gate .*--out (\S+)", r)) for i, r in enumerate(runs)]
+    ((judge, match),) = [(i, m) for i, m in judged if m]
+    assert measure < judge and "continue-on-error" not in steps[judge], "the gate's verdict must fail the job"
+    summary = match.group(1)
+    # After the verdict, also when it failed (a failed step skips the steps after it unless their if: says otherwise).
+    writers = [i for i, r in enumerate(runs) if '>> "$GITHUB_STEP_SUMMARY"' in r and summary in r]
+    uploads = [
+        i
+        for i, step in enumerate(steps)
+        if step.get("uses", "").startswith("actions/upload-artifact@") and summary in step["with"]["path"]
+    ]
+    for i in writers[:1] + uploads[:1]:
+        assert i > judge and re.search(r"always\(\)|!cancelled\(\)", str(steps[i].get("if", ""))), steps[i]
+    assert writers and uploads, "the gate's summary goes to the job summary and to an artifact"
+    assert job["permissions"] == {"contents": "read"}, "the summary needs no write permission"

@@ -112,6 +112,7 @@ BAD_INPUTS = {
     "unknown dtype": (["--dtype", "float8"], "float8"),
     "max batch on cpu": (["--device", "cpu", "--max-batch"], "--device cuda"),
     "resume without out": (["--resume"], "--resume needs --out"),
+    "several batches with peers": (["--peers", "--batch", "1,2"], "one batch"),
 }
 
 
@@ -197,3 +198,14 @@ def test_peers_needs_pairs(tmp_path, capsys):
     assert main_code(["sweep", "--peers", "--models", "mixer_b16", "--out", str(tmp_path / "p")]) == 2
     assert "pairs" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
+
+
+def test_several_batches_are_one_grid_each(tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(sweep, "run_sweep", lambda config, **_: ran.append(config) or [])
+    argv = ["sweep", "--device", "cpu", "--models", "mixer_s16,resnet18", "--resolutions", "64,96"]
+    assert main_code([*argv, "--batch", "1,4", "--no-report", "--out", str(tmp_path / "b")]) == 0
+    (config,) = ran
+    assert [(c.model, c.img_size, c.batch) for c in config.cases] == [
+        (m, s, b) for b in (1, 4) for m in ("mixer_s16", "resnet18") for s in (64, 96)
+    ]
