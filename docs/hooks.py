@@ -3,7 +3,7 @@
 A page asks for a part with a marker on a line of its own:
 
     <!-- generated: cli -->       every command's --help, from bench.cli's argparse parser
-    <!-- generated: schema FILE -->  the field tables of FILE (results.jsonl, peers.jsonl, fits.json), from
+    <!-- generated: schema FILE -->  the field tables of FILE (results.jsonl, ..., predict --json), from
                                      the schema module (bench.schema.describe(FILE))
     <!-- generated: results -->   the tables of every folder in results/, read with the project's readers
     <!-- generated: changelog --> CHANGELOG.md
@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:  # the hooks import bench from this checkout, inst
 
 from bench.site import docs as generate  # noqa: E402
 
-MARKER = re.compile(r"^<!-- generated: (\w+)(?: ([\w.]+))? -->$", re.MULTILINE)
+MARKER = re.compile(r"^<!-- generated: (\w+)(?: ([\w. -]+?))? -->$", re.MULTILINE)
 RESULTS = ROOT / "results"
 RESULTS_URL = "results"  # where the results page's plots are published (beside results/index.md)
 SITE_LINKS = {"site:dashboard": "index.html", "site:report": "report/index.html"}  # published: one level up
