@@ -1,7 +1,8 @@
 """Compare two sweep folders case by case: latency and activation-memory ratios B/A.
 
 Cases are matched on their full description (model, overrides, size, patch, batch,
-device, dtype, mode). A ratio above FACTOR is flagged "worse", below 1/FACTOR "better".
+device, dtype, mode, compile mode, and threads when set). A ratio above FACTOR is flagged
+"worse", below 1/FACTOR "better".
 Every case of A must be in B: a case of A missing from B (not run, or run with another
 --threads, which is part of the case) is listed and fails the comparison unless
 --allow-missing. Warnings (bad lines; runs that differ in thread count or environment)
