@@ -79,9 +79,22 @@ def test_mixer_vit_resnet_order_is_right_wherever_the_measured_order_is_clear(va
 
 def test_the_shipped_constants_are_the_fitted_ones(validation):
     """bench/data/devices.json holds what tools/calibrate_predict.py fitted on this data (to its 4 digits)."""
+    assert predict.builtin_table().validation == calibration.summary(validation)  # what every prediction carries
     shipped = predict.builtin_table().classes
     for name in ("hbm", "gddr"):
         for constant in calibration.CONSTANTS:
             assert getattr(shipped[name], constant) == pytest.approx(
                 getattr(validation.calibrated[name], constant), rel=1e-3
             ), (name, constant)
+
+
+def test_validate_prints_the_tables_of_the_docs(validation, capsys):
+    """`mixerbench predict --validate` (the cases already counted by the fixture: only the fits run again)."""
+    from helpers import main_code
+
+    assert main_code(["predict", "--validate"]) == 0
+    out = capsys.readouterr().out
+    for name, n, cal_med, _, loo_med, _ in calibration.error_rows(validation):
+        assert f"| {name} | {n} | {cal_med:.1%} |" in out and f"{loo_med:.1%}" in out
+    assert "| rtx-4090 | 224 | infer | resnet < vit < mixer |" in out
+    assert calibration.summary(validation) in out
