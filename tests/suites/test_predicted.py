@@ -3,9 +3,9 @@
 The suite's tracks are computed on the real code, then with a plant applied in this process
 (what the commit would change): ViT's default attention made explicit, and one extra copy
 per Mixer block (the token-mixing output made contiguous after its transpose); and with a
-comment-only change of Mixer's forward. asv's own comparison rule at ``--factor 1.0`` (what
-``asv continuous`` uses to fail the gate) must flag exactly the tracks a plant touches, and
-nothing for the comment.
+comment-only change of Mixer's forward. The gate's rule at factor 1.0 (``bench.site.gate.mark``:
+asv continuous's comparison) must flag exactly the tracks a plant touches, and nothing for the
+comment.
 """
 
 from __future__ import annotations
@@ -35,9 +35,13 @@ def _tracks(monkeypatch) -> dict[tuple[str, int, str], float]:
 
 
 def _flagged(before: dict, after: dict) -> set[tuple[str, int, str]]:
-    """The tracks ``asv continuous --factor 1.0`` reports as worse (asv's own rule; track_ values have no samples)."""
-    compare = pytest.importorskip("asv.commands.compare")
-    return {key for key in before if compare._is_result_better(before[key], after[key], None, None, 1.0)}
+    """The tracks the pull-request gate's counts group (factor 1.0) judges worse: ``mixerbench gate``'s
+    ``mark``, asv continuous's own rule (track_ values have no samples)."""
+    pytest.importorskip("asv")
+    from bench.site import gate
+
+    assert gate.COUNTS.factor == 1.0 and gate.COUNTS.gates
+    return {key for key in before if gate.mark(before[key], after[key], None, None, gate.COUNTS.factor) == "worse"}
 
 
 def _forward_with_copy(self, x):  # MixerBlock.forward with one extra copy per block (the plant)
