@@ -31,12 +31,15 @@ documentation. This module imports nothing but the standard library (no torch).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
+import re
+import sys
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
@@ -883,8 +886,13 @@ def _hints(cls: type) -> dict[str, Any]:
     return _HINTS[cls]
 
 
-def _stored(cls: type) -> list[dataclasses.Field[Any]]:
-    return [f for f in dataclasses.fields(cls) if f.metadata.get("stored", True)]
+_STORED: dict[type, tuple[dataclasses.Field[Any], ...]] = {}
+
+
+def _stored(cls: type) -> tuple[dataclasses.Field[Any], ...]:
+    if cls not in _STORED:
+        _STORED[cls] = tuple(f for f in dataclasses.fields(cls) if f.metadata.get("stored", True))
+    return _STORED[cls]
 
 
 def encode(value: Any, *, nonfinite_null: bool = False) -> JSON:
@@ -946,9 +954,51 @@ def _is_union(tp: Any) -> bool:
     return typing.get_origin(tp) in (Union, types.UnionType)
 
 
+@functools.cache
+def _shape(tp: Any) -> tuple[Any, tuple[Any, ...], bool]:
+    """(origin, arguments, whether a union) of an annotation: looked up once per annotation, not per value."""
+    return typing.get_origin(tp), typing.get_args(tp), _is_union(tp)
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int and -MAX_INT < v < MAX_INT
+
+
+def _is_float(v: Any) -> bool:
+    return (type(v) is float and math.isfinite(v)) or _is_int(v)
+
+
+_SCALAR_CHECKS: dict[Any, Callable[[Any], bool]] = {
+    str: lambda v: type(v) is str,
+    bool: lambda v: type(v) is bool,
+    int: _is_int,
+    float: _is_float,
+}
+
+
+@functools.cache
+def _plain(tp: Any) -> Callable[[Any], bool] | None:
+    """For a scalar annotation (str, bool, int, float, a union of them and None): a test that a JSON value is
+    valid for it as it stands, which :func:`decode` would return unchanged; None for any other annotation.
+
+    The common case is then checked without a call of :func:`decode` per value (numbers, names, timing samples);
+    a value that fails the test goes through :func:`decode`, which raises with the field's name.
+    """
+    if tp in _SCALAR_CHECKS:
+        return _SCALAR_CHECKS[tp]
+    _, args, union = _shape(tp)
+    if not union:
+        return None
+    checks = [_plain(a) for a in args if a is not type(None)]
+    if not all(checks):
+        return None
+    none_ok = type(None) in args
+    return lambda v: (v is None and none_ok) or any(check(v) for check in checks)  # type: ignore[misc]
+
+
 def decode(tp: Any, value: JSON, where: str = "") -> Any:
     """``value`` (JSON) as the annotation ``tp`` says; ValueError naming the field (``where``) otherwise."""
-    origin = typing.get_origin(tp)
+    origin, args, union = _shape(tp)
     if tp is Any:
         _check_json(value, where, 0)
         return value
@@ -956,8 +1006,7 @@ def decode(tp: Any, value: JSON, where: str = "") -> Any:
         if value is not None:
             raise _fail(where, "null", value)
         return None
-    if _is_union(tp):
-        args = typing.get_args(tp)
+    if union:
         if value is None:
             if type(None) in args:
                 return None
@@ -974,7 +1023,7 @@ def decode(tp: Any, value: JSON, where: str = "") -> Any:
             raise errors[0]
         raise _fail(where, json_type(tp), value)
     if origin is Literal:
-        if value not in typing.get_args(tp) or isinstance(value, bool):
+        if value not in args or isinstance(value, bool):
             raise _fail(where, json_type(tp), value)
         return value
     if tp is bool:
@@ -1002,25 +1051,56 @@ def decode(tp: Any, value: JSON, where: str = "") -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise _fail(where, "an object", value)
-        _, vt = typing.get_args(tp)
+        _, vt = args
+        plain = _plain(vt)
+        if plain is not None and all(map(plain, value.values())):  # JSON keys are strings
+            return dict(value)
         return {k: decode(vt, v, f"{where}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
             raise _fail(where, "an array", value)
-        (vt,) = typing.get_args(tp)
+        (vt,) = args
+        plain = _plain(vt)
+        if plain is not None and all(map(plain, value)):  # timing samples, names: checked in one pass
+            return list(value)
         return [decode(vt, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is tuple:
         if not isinstance(value, list):
             raise _fail(where, "an array", value)
-        args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
+            plain = _plain(args[0])
+            if plain is not None and all(map(plain, value)):
+                return tuple(value)
             return tuple(decode(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             raise _fail(where, f"an array of {len(args)}", value)
+        checks = [_plain(a) for a in args]
+        if all(check is not None and check(v) for check, v in zip(checks, value)):  # e.g. a cost's kernels
+            return tuple(value)
         return tuple(decode(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return decode_object(tp, value, where)
     raise TypeError(f"{where}: no codec for {tp!r}")
+
+
+@functools.cache
+def _plan(cls: type) -> dict[str, tuple[Any, Callable[[Any], bool] | None, bool, Any, Any]]:
+    """Stored field name -> (annotation, :func:`_plain` test, required, choices, minimum): what
+    :func:`decode_object` checks, read once per class."""
+    hints = _hints(cls)
+    plan = {}
+    for f in _stored(cls):
+        required = f.metadata.get("required", False) or (
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        )
+        plan[f.name] = (
+            hints[f.name],
+            _plain(hints[f.name]),
+            required,
+            f.metadata.get("choices"),
+            f.metadata.get("min"),
+        )
+    return plan
 
 
 def decode_object(cls: type[T], data: JSON, where: str = "") -> T:
@@ -1029,28 +1109,27 @@ def decode_object(cls: type[T], data: JSON, where: str = "") -> T:
     if not isinstance(data, dict):
         raise _fail(name, "an object", data)
     assert dataclasses.is_dataclass(cls)
-    hints = _hints(cls)
-    stored = _stored(cls)
-    unknown = set(data) - {f.name for f in stored}
+    plan = _plan(cls)
+    unknown = data.keys() - plan.keys()
     if unknown:
         shown = ", ".join(repr(k)[:40] for k in sorted(unknown)[:5])
         raise ValueError(f"{name}: unknown field(s) {shown}")
     values: dict[str, Any] = {}
-    for f in stored:
-        at = f"{where}.{f.name}" if where else f.name
-        if f.name not in data:
-            required = f.metadata.get("required", False)
-            if required or (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING):
-                raise ValueError(f"{name}: lacks {f.name}")
+    for field_name, (hint, plain, required, choices, low) in plan.items():
+        if field_name not in data:
+            if required:
+                raise ValueError(f"{name}: lacks {field_name}")
             continue
-        value = decode(hints[f.name], data[f.name], at)
-        choices = f.metadata.get("choices")
+        value = data[field_name]
+        if plain is None or not plain(value):
+            value = decode(hint, value, f"{where}.{field_name}" if where else field_name)
         if choices is not None and value is not None and value not in choices:
+            at = f"{where}.{field_name}" if where else field_name
             raise ValueError(f"{at}: {_short(value)} is not one of {', '.join(choices)}")
-        low = f.metadata.get("min")
         if low is not None and isinstance(value, (int, float)) and not isinstance(value, bool) and value < low:
+            at = f"{where}.{field_name}" if where else field_name
             raise ValueError(f"{at}: {value!r} is below {low}")
-        values[f.name] = value
+        values[field_name] = value
     obj = cls(**values)
     check = getattr(obj, "check", None)
     if check is not None:
@@ -1401,6 +1480,10 @@ def _no_constant(text: str) -> float:
     raise ValueError(f"{text} is not JSON")
 
 
+_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?')  # a JSON string (to the end of the line when unterminated)
+_BRACKETS = re.compile(r"[^\[\]{}]+")  # everything but brackets and braces
+
+
 def parse_line(raw: bytes, limit: int | None = None) -> JSON:
     """One line's JSON value with bounds (length: ``limit``, default MAX_LINE_BYTES; integer digits, no
     NaN/Infinity, nesting); ValueError otherwise."""
@@ -1421,48 +1504,61 @@ def parse_line(raw: bytes, limit: int | None = None) -> JSON:
 
 
 def check_nesting(text: str, limit: int = MAX_DEPTH) -> None:
-    """ValueError when the JSON ``text`` nests arrays and objects deeper than ``limit`` (checked before parsing)."""
-    depth = level = 0
-    in_string = escaped = False
-    for ch in text:  # nesting is checked before json recurses into it
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            level += 1
-            depth = max(depth, level)
-            if depth > limit:
-                raise ValueError(f"nested deeper than {limit}")
-        elif ch in "]}":
-            level -= 1
+    """ValueError when the JSON ``text`` nests arrays and objects deeper than ``limit`` (checked before parsing).
+
+    Strings are cut out first (an unterminated one runs to the end of the text), then only brackets and
+    braces are counted: one pass of two regular expressions, not a Python step per character.
+    """
+    level = 0
+    for ch in _BRACKETS.sub("", _STRINGS.sub("", text)):  # nesting is checked before json recurses into it
+        level += 1 if ch in "[{" else -1
+        if level > limit:
+            raise ValueError(f"nested deeper than {limit}")
+
+
+def _interned(value: JSON) -> JSON:
+    """``value`` with every string (keys included) interned: the names that every record repeats (classes,
+    operators, fields of free-form dicts) are then held once, not once per record."""
+    if isinstance(value, dict):
+        return {sys.intern(k): _interned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interned(v) for v in value]
+    if isinstance(value, str):
+        return sys.intern(value)
+    return value
+
+
+def iter_jsonl(path: str | os.PathLike[str], cls: type[R]) -> Iterator[R | Problem]:
+    """Every line of ``path`` in file order, read one at a time: a ``cls`` when valid, else a :class:`Problem`.
+
+    Empty lines are skipped. Opening ``path`` is the only step that raises: FileNotFoundError,
+    or :class:`bench.files.UnsafeFile` (a ValueError with one line) for a symbolic link, FIFO or
+    device, which are never opened. The file is not held in memory: a caller that keeps only
+    what it needs of each record reads a sweep of any size.
+    """
+    path = Path(path)
+    with files.open_file(path, "rb") as f:  # a regular file only: no symlink, FIFO or device
+        # a line over the bound is never read whole
+        for number, raw in enumerate(files.bounded_lines(f, MAX_LINE_BYTES), start=1):
+            raw = raw.strip()
+            if not raw:
+                continue
+            try:
+                yield decode_line(cls, _interned(parse_line(raw)))
+            except ValueError as exc:
+                yield Problem(str(path), number, str(exc))
 
 
 def read_jsonl(path: str | os.PathLike[str], cls: type[R]) -> tuple[list[R], list[Problem]]:
-    """Every valid line of ``path`` as ``cls``, in file order, and a :class:`Problem` per other line.
-
-    Empty lines are ignored. Opening ``path`` is the only step that raises: FileNotFoundError,
-    or :class:`bench.files.UnsafeFile` (a ValueError with one line) for a symbolic link, FIFO or
-    device, which are never opened.
-    """
-    path = Path(path)
+    """Every valid line of ``path`` as ``cls``, in file order, and a :class:`Problem` per other line
+    (:func:`iter_jsonl`, collected)."""
     records: list[R] = []
     problems: list[Problem] = []
-    with files.open_file(path, "rb") as f:  # a regular file only: no symlink, FIFO or device
-        lines = list(files.bounded_lines(f, MAX_LINE_BYTES))  # a line over the bound is never read whole
-    for number, raw in enumerate(lines, start=1):
-        raw = raw.strip()
-        if not raw:
-            continue
-        try:
-            records.append(decode_line(cls, parse_line(raw)))
-        except ValueError as exc:
-            problems.append(Problem(str(path), number, str(exc)))
+    for item in iter_jsonl(path, cls):
+        if isinstance(item, Problem):
+            problems.append(item)
+        else:
+            records.append(item)
     return records, problems
 
 
