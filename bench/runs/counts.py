@@ -97,7 +97,7 @@ def count_and_price(
         pool = None
         results = map(_count_and_price, cases, [attentions] * len(cases), [modes] * len(cases))
     try:
-        done = []
+        done: list[tuple] = []
         for case in cases:
             if progress:
                 progress(len(done), len(cases), f"{case.model} {case.img_size} px")
