@@ -75,33 +75,30 @@ def count_and_price(
     ValueError (the first case that cannot be counted, else the first that cannot be priced).
 
     Each case is counted and priced in one go (costing takes over the model counting built), the cases shared among
-    ``workers`` processes forked from this one (default: one per CPU this process may use; one runs them here, as
-    does any system without fork). ``progress(done, total, case)`` as cases finish.
+    ``workers`` processes forked from this one once it has done the first (default: one per CPU this process may
+    use; one runs them here, as does any system without fork). ``progress(done, total, case)`` as cases finish.
     """
     import multiprocessing
     import os
 
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    workers = min(workers, len(cases))
-    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-        from concurrent.futures import ProcessPoolExecutor
-
-        import torch._dynamo  # noqa: F401  (every dispatch mode imports it on first use: once, before forking)
-
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-        results = pool.map(_count_and_price, cases, [attentions] * len(cases), [modes] * len(cases))
-    else:
-        pool = None
-        results = map(_count_and_price, cases, [attentions] * len(cases), [modes] * len(cases))
+    fork = workers > 1 and len(cases) > 2 and "fork" in multiprocessing.get_all_start_methods()
+    done: list[tuple] = []
+    pool = None
     try:
-        done: list[tuple] = []
-        for case in cases:
+        for i, case in enumerate(cases):
             if progress:
-                progress(len(done), len(cases), f"{case.model} {case.img_size} px")
-            done.append(next(results))
+                progress(i, len(cases), f"{case.model} {case.img_size} px")
+            if pool is None and fork and i == 1:  # the first case ran here: the workers start with torch warmed up
+                from concurrent.futures import ProcessPoolExecutor
+
+                sys.stdout.flush()
+                sys.stderr.flush()
+                pool = ProcessPoolExecutor(min(workers, len(cases) - 1), mp_context=multiprocessing.get_context("fork"))
+                rest = cases[1:]
+                results = pool.map(_count_and_price, rest, [attentions] * len(rest), [modes] * len(rest))
+            done.append(next(results) if pool is not None else _count_and_price(case, attentions, modes))
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)

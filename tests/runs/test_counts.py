@@ -208,7 +208,7 @@ def test_default_output_is_as_before(capsys):
 
 
 def _cases():
-    return counts.plan(["vit_ti16", "resnet18"], [224], None)
+    return counts.plan(["vit_ti16", "resnet18", "mixer_s32"], [224], None)  # three: the last two in workers
 
 
 def test_workers_give_what_one_process_gives():
