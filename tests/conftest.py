@@ -1,10 +1,140 @@
-"""Fixtures shared by the test folders. Constants and plain functions are in helpers.py."""
+"""Fixtures shared by the test folders, and how the tests share the cores. Constants and plain functions are in
+helpers.py.
+
+The suite runs on pytest-xdist's workers (``-n auto --dist loadgroup`` in pyproject.toml), with two rules:
+
+- Tests of one group run on one worker, one after another: the tests marked ``xdist_group(NAME)`` with the same
+  NAME, and the tests of a file that use the same fixtures of module (class, package) scope defined in that file,
+  so that such a fixture is built once. Every other test is sent to whichever worker is free.
+- A test marked ``timing`` (it measures time, or its outcome depends on speed) runs alone: while it runs no other
+  test does, on any worker. Every test holds a shared lock from its set-up to its teardown; a timing test takes
+  it exclusively. Timing tests are collected last, so they run together at the end (and tests marked ``slow``
+  first).
+
+(xdist's own grouping appends the group to the test's id, which pytest 9 no longer allows; so each worker writes
+the groups it collected to the session's temporary folder and the scheduler below reads them.)
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
+import os
+from pathlib import Path
+
 import pytest
 
-from helpers import fake_record
+from helpers import NPM_CACHE, fake_record
+
+_SHARED_SCOPES = ("module", "class", "package")
+
+
+def _session_folder(config) -> Path:
+    """The base temporary folder of the whole session: a worker's own is a folder inside it."""
+    base = config._tmp_path_factory.getbasetemp()
+    return base.parent if hasattr(config, "workerinput") else base
+
+
+def _group(item) -> str | None:
+    names = sorted(
+        {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
+    )
+    if names:
+        return "_".join(names)
+    path = item.nodeid.split("::", 1)[0]
+    info = getattr(item, "_fixtureinfo", None)
+    shared = sorted(
+        name
+        for name, defs in (info.name2fixturedefs.items() if info is not None else ())
+        if defs[-1].scope in _SHARED_SCOPES and defs[-1].baseid.startswith(path)
+    )
+    return f"{path}::{'+'.join(shared)}" if shared else None
+
+
+def pytest_collection_modifyitems(config, items):
+    # The slow tests first (a long test started last would keep its worker busy after the others are done), the
+    # timing tests last; a stable sort keeps the rest in their order.
+    items.sort(
+        key=lambda item: (item.get_closest_marker("timing") is not None, item.get_closest_marker("slow") is None)
+    )
+    if hasattr(config, "workerinput"):
+        groups = {item.nodeid: group for item in items if (group := _group(item))}
+        path = _session_folder(config) / f"groups-{config.workerinput['workerid']}.json"
+        path.write_text(json.dumps(groups))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class Scheduling(LoadGroupScheduling):
+        """xdist's loadgroup, its groups read from what the workers collected."""
+
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.groups is None:  # first called once every worker has collected
+                self.groups = {}
+                for path in _session_folder(config).glob("groups-*.json"):
+                    self.groups.update(json.loads(path.read_text()))
+            return self.groups.get(nodeid) or super()._split_scope(nodeid)
+
+    return Scheduling(config, log)
+
+
+class _Cores:
+    """The session's lock on the cores: shared by every test, exclusive for a timing test.
+
+    Two ``flock`` files in the session's temporary folder: ``cores.gate``, which a timing test holds from before it
+    waits until it ends (so that no test starts while it waits for the running ones to end), and ``cores.lock``,
+    shared or exclusive.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.gate = os.open(folder / "cores.gate", os.O_RDWR | os.O_CREAT)
+        self.cores = os.open(folder / "cores.lock", os.O_RDWR | os.O_CREAT)
+
+    @contextlib.contextmanager
+    def hold(self, exclusive: bool):
+        fcntl.flock(self.gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self.cores, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            if not exclusive:
+                fcntl.flock(self.gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(self.cores, fcntl.LOCK_UN)
+            if exclusive:
+                fcntl.flock(self.gate, fcntl.LOCK_UN)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    config = item.config
+    if not hasattr(config, "_mixerbench_cores"):
+        config._mixerbench_cores = _Cores(_session_folder(config))
+    with config._mixerbench_cores.hold(exclusive=item.get_closest_marker("timing") is not None):
+        yield
+
+
+@pytest.fixture(scope="session")
+def npm_cache(request) -> Path:
+    """:data:`helpers.NPM_CACHE` with every tarball ``mixerbench dashboard`` vendors, for ``--cache``.
+
+    Filled once, by the first worker that needs it, while the others wait: two ``npm pack`` into one folder at
+    once would let one of them read the other's half-written tarball.
+    """
+    from bench.site import dashboard
+
+    with open(_session_folder(request.config) / "npm.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        dashboard.fetch_packages(NPM_CACHE)
+    return NPM_CACHE
 
 
 class _NoWorker:

@@ -8,14 +8,16 @@ the machine has (``SlurmdParameters=config_overrides``), so a few one-CPU array 
 once. Controller and node talk over 127.0.0.1 (no name resolution needed). Ports are
 chosen free; every file (state, spool, logs, sockets, the munge key) lives under the folder
 given. The client commands find the cluster through ``SLURM_CONF``
-(:attr:`Cluster.env`). :func:`unavailable` says why a cluster cannot start here, or None.
+(:attr:`Cluster.env`). The daemons are children of the test process (run in the foreground);
+:func:`stop` lets the node end every job before it stops them, and waits for each to exit, so a
+cluster started right after leaves no trace of the previous one. :func:`unavailable` says why a
+cluster cannot start here, or None.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
-CLIENTS = ("sbatch", "squeue", "scontrol", "scancel", "sinfo")
+CLIENTS = ("sbatch", "squeue", "scontrol", "scancel", "sinfo", "munge")
 CPUS = 8
 MEMORY_MB = 16000
 
@@ -60,7 +62,7 @@ class Cluster:
     root: Path
     host: str
     env: dict[str, str] = field(default_factory=dict)
-    pids: dict[str, int] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def run(self, *argv: str, check: bool = True, cwd: Path | None = None, env: dict | None = None, timeout=60):
         done = subprocess.run(
@@ -118,7 +120,7 @@ class Cluster:
 
     def logs(self) -> str:
         parts = []
-        for name in ("slurmctld.log", "slurmd.log"):
+        for name in ("slurmctld.log", "slurmd.log", "munged.out", "slurmctld.out", "slurmd.out"):
             path = self.root / name
             if path.is_file():
                 parts.append(
@@ -165,8 +167,43 @@ PartitionName=cpu Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
 
 
+def _munge_answers(root: Path) -> bool:
+    done = subprocess.run(
+        [_find("munge"), "-n", f"--socket={root}/munge/munge.socket"], capture_output=True, timeout=30, check=False
+    )
+    return done.returncode == 0
+
+
+def _daemon(cluster: Cluster, name: str, *argv: str) -> None:
+    """Start one daemon in the foreground, as a child of this process (its log: ``ROOT/NAME.out``)."""
+    with open(cluster.root / f"{name}.out", "ab") as log:
+        cluster.procs[name] = subprocess.Popen(
+            [_find(name), *argv],
+            env=cluster.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C of the tests reaches stop(), not the daemons first
+        )
+
+
+def _until(cluster: Cluster, what: str, check, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        for name, proc in cluster.procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited ({proc.returncode}) while waiting for {what}\n{cluster.logs()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no {what} after {timeout} s\n{cluster.logs()}")
+        time.sleep(0.1)
+
+
 def start(root: Path, timeout: float = 60) -> Cluster:
-    """Start munged, slurmctld and slurmd under ``root``; wait until the node takes jobs."""
+    """Start munged, slurmctld and slurmd under ``root``; wait until the node takes jobs.
+
+    The daemons run in the foreground, as children of this process: no pid file to wait for and read back, and
+    :func:`stop` waits for each of them to exit.
+    """
     host = socket.gethostname().split(".")[0]
     root.mkdir(parents=True, exist_ok=True)
     for sub in ("munge", "state", "spool"):
@@ -182,69 +219,54 @@ def start(root: Path, timeout: float = 60) -> Cluster:
     env["SLURM_CONF"] = str(conf)
     cluster = Cluster(root, host, env)
     try:
-        subprocess.run(
-            [
-                _find("munged"),
-                "--force",
-                f"--socket={root}/munge/munge.socket",
-                f"--key-file={key}",
-                f"--pid-file={root}/munge/munged.pid",
-                f"--log-file={root}/munge/munged.log",
-                f"--seed-file={root}/munge/munged.seed",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=30,
+        _daemon(
+            cluster,
+            "munged",
+            "--foreground",
+            "--force",
+            f"--socket={root}/munge/munge.socket",
+            f"--key-file={key}",
+            f"--pid-file={root}/munge/munged.pid",
+            f"--log-file={root}/munge/munged.log",
+            f"--seed-file={root}/munge/munged.seed",
         )
-        cluster.pids["munged"] = int((root / "munge" / "munged.pid").read_text())
-        for daemon in ("slurmctld", "slurmd"):
-            subprocess.run(
-                [_find(daemon), "-f", str(conf), *(("-c", "-i") if daemon == "slurmctld" else ("-c",))],
-                check=True,
-                capture_output=True,
-                env=env,
-                timeout=30,
-            )
-            pid_file = root / f"{daemon}.pid"
-            deadline = time.monotonic() + 10
-            while not pid_file.is_file() and time.monotonic() < deadline:
-                time.sleep(0.1)
-            cluster.pids[daemon] = int(pid_file.read_text())
-        deadline = time.monotonic() + timeout
-        while True:
+        _until(cluster, "munge credential", lambda: _munge_answers(root), timeout)
+        _daemon(cluster, "slurmctld", "-D", "-f", str(conf), "-c", "-i")
+        _daemon(cluster, "slurmd", "-D", "-f", str(conf), "-c")
+
+        def node_up() -> bool:
             state = cluster.run("sinfo", "-h", "-N", "-o", "%T", check=False).stdout.strip()
-            if state in ("idle", "mixed", "allocated"):
-                return cluster
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the Slurm node is {state or 'not up'} after {timeout} s\n{cluster.logs()}")
-            time.sleep(0.5)
+            return state in ("idle", "mixed", "allocated")
+
+        _until(cluster, "idle Slurm node", node_up, timeout)
+        return cluster
     except BaseException:
         stop(cluster)
         raise
 
 
-def stop(cluster: Cluster) -> None:
-    """Cancel every job, stop the daemons this module started (by their process ids)."""
-    if "slurmctld" in cluster.pids:
+def stop(cluster: Cluster, timeout: float = 60) -> None:
+    """Cancel every job and wait until the node has ended them; stop the daemons and wait for each to exit.
+
+    Nothing of the cluster outlives this call: no job step still being killed (its ``slurmstepd`` would stay
+    behind once ``slurmd`` is gone), no daemon still shutting down when the next cluster starts.
+    """
+    ctld = cluster.procs.get("slurmctld")
+    if ctld is not None and ctld.poll() is None:
         cluster.run("scancel", "--full", "--user=root", check=False)
-        time.sleep(1)
-    for name in ("slurmd", "slurmctld", "munged"):
-        pid = cluster.pids.pop(name, None)
-        if pid is None:
-            continue
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            left = cluster.run("squeue", "-h", "-o", "%i %T", check=False)  # pending, running or completing
+            if left.returncode != 0 or not left.stdout.strip():
                 break
-            time.sleep(0.1)
-        else:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            time.sleep(0.2)
+    for name in ("slurmd", "slurmctld", "munged"):
+        proc = cluster.procs.pop(name, None)
+        if proc is None:
+            continue
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,12 +1,13 @@
 """examples/slurm on a real one-node Slurm cluster, submitted as a user submits them.
 
-The cluster (:mod:`slurm_cluster`: munged, slurmctld, slurmd in a temporary folder) needs
+Each test starts a cluster of its own (:mod:`slurm_cluster`: munged, slurmctld, slurmd in a
+temporary folder, up in about a second), so the tests run side by side. It needs
 root and Debian's ``slurm-wlm`` and ``munge`` (``.ci/run`` installs both); without them the
 tests skip and say why. The scripts run unchanged: only what their headers document is set:
 ``OUT``, ``SHARDS``, ``MIXERBENCH``, sbatch options (a one-CPU, 1 GB request for this small CPU
 partition, ``--array``, ``--dependency``) and the sweep's arguments after the script. The grid
-is tiny (two tiny models, 32..80 px, one thread, one round) so the whole module takes a few
-minutes on two shared cores.
+is tiny (two tiny models, 32..80 px, one thread, one round) so the longest test takes about
+two minutes on two shared cores.
 
 - 4-task array + ``afterok`` merge: the merged cases are the grid, each once, and the merged
   report's verdicts decided by exact counts equal an unsharded run's (its timing and memory
@@ -41,7 +42,7 @@ SMALL_PARTITION = ("--cpus-per-task=1", "--mem=1G")  # what a small CPU partitio
 MODELS, SIZES = ("vit_ti16", "mixer_s16"), (32, 48, 64, 80)
 
 
-def _grid_args(models=MODELS, sizes=SIZES, min_run_time="0.5") -> list[str]:
+def _grid_args(models=MODELS, sizes=SIZES, min_run_time="0.5", report=False) -> list[str]:
     return [
         "--device",
         "cpu",
@@ -55,15 +56,16 @@ def _grid_args(models=MODELS, sizes=SIZES, min_run_time="0.5") -> list[str]:
         min_run_time,
         "--rounds",
         "1",
-        "--no-report",
+        *(() if report else ("--no-report",)),
     ]
 
 
 pytestmark = pytest.mark.skipif(slurm_cluster.unavailable() is not None, reason=str(slurm_cluster.unavailable()))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def cluster(tmp_path_factory):
+    """A cluster of the test's own (it starts in about a second): the tests run side by side on xdist's workers."""
     started = time.perf_counter()
     c = slurm_cluster.start(tmp_path_factory.mktemp("slurm"))
     print(f"slurm cluster up in {time.perf_counter() - started:.1f} s")
@@ -138,29 +140,36 @@ def _exact_verdicts(folder: Path) -> tuple[set, dict]:
     return rows, exact
 
 
+@pytest.mark.slow
 def test_array_merge_cancel_resubmit_and_requeue(cluster, user, tmp_path):
+    from bench.measure import counting
     from bench.runs import shard_cases
     from bench.runs.shard import Shard
 
     started = time.perf_counter()
     out = Path(user["OUT"])
-    grid = _grid()
-    plans = {k: shard_cases.plan(grid, Shard(k, 4, "cli")) for k in range(4)}
-    two_or_more = [k for k, p in plans.items() if len(p.cases) >= 2]
-    assert len(two_or_more) >= 2, {k: len(p.cases) for k, p in plans.items()}
-    cancelled, requeued = two_or_more[:2]
-
-    # the unsharded reference run of the same grid, beside the cluster
+    # the unsharded reference run of the same grid (and its report), beside the cluster
     reference = tmp_path / "unsharded"
     unsharded = subprocess.Popen(
-        [user["MIXERBENCH"], "sweep", *_grid_args(), "--out", str(reference)],
+        [user["MIXERBENCH"], "sweep", *_grid_args(report=True), "--out", str(reference)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-
     try:
-        _chain(cluster, user, tmp_path, out, grid, plans, cancelled, requeued, unsharded, reference)
+        grid = _grid()
+        counted: dict[str, int] = {}  # each case's MACs counted once for the four plans
+
+        def macs(case) -> int:
+            if case.key not in counted:
+                counted[case.key] = counting.count(case).macs
+            return counted[case.key]
+
+        plans = {k: shard_cases.plan(grid, Shard(k, 4, "cli"), macs) for k in range(4)}
+        two_or_more = [k for k, p in plans.items() if len(p.cases) >= 2]
+        assert len(two_or_more) >= 2, {k: len(p.cases) for k, p in plans.items()}
+        cancelled, requeued = two_or_more[:2]
+        _chain(cluster, user, tmp_path, out, grid, plans, cancelled, requeued, unsharded)
     finally:
         if unsharded.poll() is None:
             unsharded.kill()
@@ -168,7 +177,7 @@ def test_array_merge_cancel_resubmit_and_requeue(cluster, user, tmp_path):
     print(f"array + cancel + resubmit + requeue + merge: {time.perf_counter() - started:.0f} s")
 
 
-def _chain(cluster, user, tmp_path, out, grid, plans, cancelled, requeued, unsharded, reference) -> None:
+def _chain(cluster, user, tmp_path, out, grid, plans, cancelled, requeued, unsharded) -> None:
     array = _sbatch(cluster, tmp_path, user, *SMALL_PARTITION, script=SWEEP, args=_grid_args(min_run_time="2"))
     merge = _sbatch(
         cluster,
@@ -180,8 +189,10 @@ def _chain(cluster, user, tmp_path, out, grid, plans, cancelled, requeued, unsha
         script=MERGE,
     )
 
-    def first_record(k: int):
-        return _state(cluster, f"{array}_{k}") == "RUNNING" and len(_keys(out / f"shard-{k}")) >= 1
+    def first_record(k: int) -> bool:
+        state = _state(cluster, f"{array}_{k}")
+        assert state in ("PENDING", "CONFIGURING", "RUNNING"), f"shard {k} is {state} before its first record was seen"
+        return state == "RUNNING" and len(_keys(out / f"shard-{k}")) >= 1
 
     _until(f"a first record of shard {cancelled}", lambda: first_record(cancelled), cluster=cluster)
     cluster.run("scancel", f"{array}_{cancelled}")
@@ -189,9 +200,13 @@ def _chain(cluster, user, tmp_path, out, grid, plans, cancelled, requeued, unsha
     before_requeue = _keys(out / f"shard-{requeued}")
     assert len(before_requeue) < len(plans[requeued].cases), "the requeued shard finished before the requeue"
     cluster.run("scontrol", "requeue", f"{array}_{requeued}")
-    # Slurm holds a requeued job for two minutes (BeginTime); a user in a hurry releases it the same way:
+    # Slurm holds a requeued job for two minutes (BeginTime); a user in a hurry moves that start forward.
+    # Not to "now": slurmd revoked the first run's credential when it killed it, and it refuses a credential
+    # issued in the same second as that revocation or before (whole seconds), so an element started again
+    # within that second fails ("Job credential revoked"). PENDING (no longer COMPLETING) means the node
+    # has killed the first run, so its revocation is in the past; one second later is after it.
     _until("the requeued element pending", lambda: _state(cluster, f"{array}_{requeued}") == "PENDING")
-    cluster.run("scontrol", "update", f"JobId={array}_{requeued}", "StartTime=now")
+    cluster.run("scontrol", "update", f"JobId={array}_{requeued}", "StartTime=now+1")
 
     states = {j["ArrayTaskId"]: j for j in cluster.wait(array, timeout=600)}
     assert states[str(cancelled)]["JobState"] == "CANCELLED"
@@ -244,7 +259,7 @@ def _chain(cluster, user, tmp_path, out, grid, plans, cancelled, requeued, unsha
     # the merged report's verdicts against the unsharded run's
     output, _ = unsharded.communicate(timeout=600)
     assert unsharded.returncode == 0, output
-    subprocess.run([user["MIXERBENCH"], "report", str(reference)], check=True, capture_output=True, timeout=300)
+    reference = tmp_path / "unsharded"
     merged_rows, merged_exact = _exact_verdicts(out / "merged")
     reference_rows, reference_exact = _exact_verdicts(reference)
     assert merged_rows == reference_rows
@@ -252,6 +267,7 @@ def _chain(cluster, user, tmp_path, out, grid, plans, cancelled, requeued, unsha
     assert {q: v for (label, q, *_), v in merged_exact.items() if label.startswith("vit")} == {"macs": "quadratic"}
 
 
+@pytest.mark.slow
 def test_more_tasks_than_cases_still_merges(cluster, user, tmp_path):
     started = time.perf_counter()
     args = _grid_args(models=("vit_ti16",), sizes=(32, 48), min_run_time="0.1")

@@ -40,6 +40,7 @@ def test_import_layers():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_mypy():
     """bench/ type-checks ([tool.mypy] in pyproject.toml; the cache in .mypy_cache makes a rerun quick)."""
     done = run(tool("mypy"))

@@ -25,6 +25,7 @@ def test_time_step_statistics_match_numpy():
     assert len(calls) >= 3 + t.runs * t.number_per_run
 
 
+@pytest.mark.timing
 def test_slow_step_still_gets_min_runs():
     import time
 
@@ -74,6 +75,7 @@ def test_achieved_flops_convention():
     assert timing.achieved_flops(10**9, 5.0, "train") == 6 * 10**9 * 5.0
 
 
+@pytest.mark.timing
 def test_matmul_roof_is_plausible():
     roof = timing.matmul_roof("cpu", "float32", size=256, min_run_time=0.05)
     assert 1e8 < roof < 1e13  # between 0.1 GFLOP/s and 10 TFLOP/s on any CPU
@@ -91,6 +93,7 @@ def test_check_dtype_and_device():
         assert timing.resolve_device("auto") == "cpu"
 
 
+@pytest.mark.timing
 def test_paired_ratio_of_known_sleeps():
     import time
 

@@ -373,6 +373,7 @@ def test_a_full_disk_during_a_sweep_loses_no_record(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timing  # the interpreter must be up within the first delay
 @pytest.mark.parametrize("delay", [0.3, 0.8, 1.5])
 def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(delay, tmp_path):
     """SIGINT while Python imports torch and builds the parser, or later: never a traceback.

@@ -365,6 +365,7 @@ def subprocess_env(**extra: str) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.timing  # its wall time is asserted
 def test_three_slurm_shards_merge_into_the_whole_grid(tmp_path):
     started = time.perf_counter()
     folders = [tmp_path / f"task{k}" for k in range(3)]

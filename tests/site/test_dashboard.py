@@ -36,7 +36,7 @@ from chromium import PROBE, REPORT_PROBE, load, needs_chromium, probed, serve, u
 
 from bench import cli
 from bench.site import dashboard
-from helpers import NPM_CACHE, ROOT, mixer_record, run_bench
+from helpers import ROOT, mixer_record, run_bench
 
 # --- fast checks, no network -----------------------------------------------------------------
 
@@ -380,7 +380,7 @@ def test_cli_malformed_asv_config_is_one_line_and_exit_2(tmp_path, capsys, text,
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
+def site(tmp_path_factory, npm_cache) -> Path:
     pytest.importorskip("asv")
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
@@ -449,7 +449,7 @@ def site(tmp_path_factory) -> Path:
         "--docs",
         repo / "mkdocs.yml",
         "--cache",
-        NPM_CACHE,
+        npm_cache,
         cwd=repo,  # the copy's bench, with the user's npm settings
         timeout=900,
     )
@@ -580,7 +580,7 @@ MACHINES = ("alpha-box", "beta-box")
 
 
 @pytest.fixture(scope="module")
-def two_machine_site(tmp_path_factory) -> Path:
+def two_machine_site(tmp_path_factory, npm_cache) -> Path:
     """A tiny asv project with results for two machines, published by ``mixerbench dashboard``."""
     pytest.importorskip("asv")
     if shutil.which("git") is None:
@@ -629,7 +629,7 @@ def two_machine_site(tmp_path_factory) -> Path:
     assert sorted(p.name for p in (repo / ".asv" / "results").iterdir() if p.is_dir()) == list(MACHINES)
     sweep = _hostile_sweep(base / "sweep")  # and a report beside the dashboard, through the CLI
     done = run_bench(
-        "dashboard", "--config", repo / "asv.conf.json", "--report", sweep, "--cache", NPM_CACHE, timeout=900
+        "dashboard", "--config", repo / "asv.conf.json", "--report", sweep, "--cache", npm_cache, timeout=900
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return repo / ".asv" / "html"
