@@ -113,7 +113,7 @@ def timm_measurements(models: Sequence[str] = TIMM_MODELS) -> list[Measured]:
     out = []
     folder = resources.files("bench").joinpath("data").joinpath("timm")
     for gpu, name in TIMM_TABLES.items():
-        for row in csv.DictReader(folder.joinpath(name).read_text().splitlines()):
+        for row in csv.DictReader(folder.joinpath(name).read_text(encoding="utf-8").splitlines()):
             if row["model"] not in models:
                 continue
             batch = int(row["infer_batch_size"])

@@ -83,12 +83,20 @@ DEVICES_DATA = "devices.json"
 def read_device_file(path: str | Path) -> DeviceFile:
     """A device table from ``path``; ValueError in one line naming the file on anything wrong."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
+    try:  # bounded: read up to MAX_LINE_BYTES + 1 bytes, nesting checked before json recurses
+        with open(path, "rb") as f:
+            raw = f.read(schema.MAX_LINE_BYTES + 1)
+        text = raw.decode("utf-8")
+        if len(raw) > schema.MAX_LINE_BYTES:
+            raise ValueError(f"{path}: larger than {schema.MAX_LINE_BYTES} bytes")
+        schema.check_nesting(text)
+        data = json.loads(text)
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: cannot be read ({exc.__class__.__name__})") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not JSON (line {exc.lineno}: {exc.msg})") from None
+    except ValueError as exc:
+        raise ValueError(exc if str(path) in str(exc) else f"{path}: {exc}") from None
     try:
         return schema.decode_object(DeviceFile, data)
     except (ValueError, TypeError) as exc:
@@ -97,7 +105,7 @@ def read_device_file(path: str | Path) -> DeviceFile:
 
 def builtin_table() -> DeviceFile:
     """The device table shipped with mixerbench (``bench/data/devices.json``)."""
-    data = json.loads(resources.files("bench").joinpath("data").joinpath(DEVICES_DATA).read_text())
+    data = json.loads(resources.files("bench").joinpath("data").joinpath(DEVICES_DATA).read_text(encoding="utf-8"))
     return schema.decode_object(DeviceFile, data)
 
 

@@ -151,5 +151,5 @@ def write(out: Path, predictions: list[StepPrediction], validation: str) -> list
     )
     table, figure = out / TABLE, out / PLOT
     plot(figure, predictions, rows, validation)
-    table.write_text(text)
+    table.write_text(text, encoding="utf-8")
     return [table, figure]

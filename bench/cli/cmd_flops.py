@@ -109,22 +109,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.fvcore and not args.check:
         raise UsageError("--fvcore only makes sense with --check")
-    from bench.runs.counts import check, count_cases, fits, plan
+    from bench.runs import costs
+    from bench.runs.counts import check, count_and_price, fits, plan
 
     models = args.models if args.models is not None else architectures.list_models()
-    try:
-        records = count_cases(plan(models, args.resolutions, args.patch_sizes), progress("counting"))
+    try:  # counts, then bytes moved, peak activation bytes, ops (docs/methodology/cost-model.md)
+        cases = plan(models, args.resolutions, args.patch_sizes)
+        records, priced = count_and_price(cases, args.attention, args.mode, progress("counting"))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     fit_rows = fits(records)
-    from bench.runs import costs
-
-    try:
-        priced = costs.price(
-            records, args.attention, args.mode
-        )  # bytes moved, peak activation bytes, ops (docs/methodology/cost-model.md)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     cost_fits = costs.fits(priced)
     checks = check(records, args.fvcore) if args.check else None
     if args.format == "json":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,7 @@ from bench.schema import Case, Counts
 
 if TYPE_CHECKING:
     from bench.analysis.scaling import ScalingFit
+    from bench.runs.costs import Priced
 
 DEFAULT_RESOLUTIONS = (224, 448, 512, 672, 896, 1024)  # 224 to 1024: each model takes those its patch divides
 CHECK_TOLERANCE = 0  # the counters must agree exactly on the matmul/conv/attention part (they do, for every preset)
@@ -60,6 +62,69 @@ def count_cases(cases: list[Case], progress: Callable[[int, int, str], None] | N
     if progress and cases:
         progress(len(cases), len(cases), "counted")
     return records
+
+
+def count_and_price(
+    cases: list[Case],
+    attentions: list[str] | None,
+    modes: list[str],
+    progress: Callable[[int, int, str], None] | None = None,
+    workers: int | None = None,
+) -> tuple[list[Counts], list[Priced]]:
+    """:func:`count_cases` of ``cases`` and :func:`bench.runs.costs.price` of their counts: the same lists, the same
+    ValueError (the first case that cannot be counted, else the first that cannot be priced).
+
+    Each case is counted and priced in one go (costing takes over the model counting built), the cases shared among
+    ``workers`` processes forked from this one once it has done the first (default: one per CPU this process may
+    use; one runs them here, as does any system without fork). ``progress(done, total, case)`` as cases finish.
+    """
+    import multiprocessing
+    import os
+
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    fork = workers > 1 and len(cases) > 2 and "fork" in multiprocessing.get_all_start_methods()
+    done: list[tuple] = []
+    pool = None
+    try:
+        for i, case in enumerate(cases):
+            if progress:
+                progress(i, len(cases), f"{case.model} {case.img_size} px")
+            if pool is None and fork and i == 1:  # the first case ran here: the workers start with torch warmed up
+                from concurrent.futures import ProcessPoolExecutor
+
+                sys.stdout.flush()
+                sys.stderr.flush()
+                pool = ProcessPoolExecutor(min(workers, len(cases) - 1), mp_context=multiprocessing.get_context("fork"))
+                rest = cases[1:]
+                results = pool.map(_count_and_price, rest, [attentions] * len(rest), [modes] * len(rest))
+            done.append(next(results) if pool is not None else _count_and_price(case, attentions, modes))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    if progress and cases:
+        progress(len(cases), len(cases), "counted and priced")
+    for record, _ in done:
+        if isinstance(record, ValueError):
+            raise record
+    for _, priced in done:
+        if isinstance(priced, ValueError):
+            raise priced
+    return [r for r, _ in done], [p for _, ps in done for p in ps]
+
+
+def _count_and_price(case: Case, attentions: list[str] | None, modes: list[str]) -> tuple:
+    """(Counts or the ValueError of counting, [Priced] or the ValueError of pricing) of one case."""
+    from bench.runs.costs import price
+
+    try:
+        (record,) = count_cases([case])
+    except ValueError as exc:
+        return exc, []
+    try:
+        return record, price([record], attentions, modes)
+    except ValueError as exc:
+        return record, exc
 
 
 @dataclass(frozen=True)

@@ -290,6 +290,16 @@ def test_a_deeply_nested_or_huge_asv_config_is_one_line(tmp_path, capsys):
     one_line(capsys.readouterr().err, "asv.conf.json", "larger than")
 
 
+def test_a_deeply_nested_device_table_is_one_line(tmp_path):
+    from bench.analysis import predict
+
+    path = tmp_path / "devices.json"
+    path.write_text(DEEP)
+    with pytest.raises(ValueError) as caught:
+        predict.read_device_file(path)
+    assert "nested deeper" in str(caught.value) and str(path) in str(caught.value)
+
+
 def test_a_line_over_the_bound_is_never_read_whole(tmp_path, monkeypatch):
     import tracemalloc
 

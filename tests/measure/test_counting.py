@@ -231,3 +231,73 @@ def test_other_fvcore_rules_match_fvcore(train_bn):
         net(x)
     assert counter.total == theirs.total()
     assert set(counter.uncounted) <= {"aten::add_"}  # training BatchNorm's num_batches_tracked += 1
+
+
+def test_meta_kernels_replay_fresh_outputs_only():
+    from bench.measure.counting import MetaKernels
+
+    aten = torch.ops.aten
+    kernels = MetaKernels()
+    x = torch.empty(3, 4, device="meta").t()
+    first = kernels(aten.gelu.default, (x,), {})
+    again = kernels(aten.gelu.default, (x,), {})  # replayed: same layout, a storage of its own
+    assert (
+        (again.shape, again.stride(), again.dtype)
+        == (first.shape, first.stride(), first.dtype)
+        == ((4, 3), (1, 4), torch.float32)
+    )
+    assert again.untyped_storage()._cdata != first.untyped_storage()._cdata
+    stats = kernels(aten.native_layer_norm.default, (x, [3], None, None, 1e-5), {})
+    assert [t.shape for t in kernels(aten.native_layer_norm.default, (x, [3], None, None, 1e-5), {})] == [
+        t.shape for t in stats
+    ]
+    assert kernels(aten.gelu.default, (x.to(torch.bfloat16),), {}).dtype == torch.bfloat16  # dtype is in the key
+    assert kernels(aten.mul.Tensor, (x, 2), {}).dtype == torch.float32
+    ints = torch.empty(2, dtype=torch.int64, device="meta")
+    assert kernels(aten.mul.Tensor, (ints, 2), {}).dtype == torch.int64
+    assert kernels(aten.mul.Tensor, (ints, 2.0), {}).dtype == torch.float32  # an int and a float are different keys
+    for func, args in [(aten.t.default, (x,)), (aten.relu_.default, (x,))]:  # a view and an in-place operator
+        assert kernels(func, args, {}) is not None
+        assert kernels(func, args, {}).untyped_storage()._cdata == x.untyped_storage()._cdata
+    cpu = torch.zeros(2, 2)
+    assert kernels(aten.gelu.default, (cpu,), {}).device.type == "cpu"
+    assert len(kernels._layouts) == 6  # gelu (float32, bfloat16), layer norm, three products; nothing else
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        Case("vit_ti16", 224, mode="train"),
+        Case("vit_ti16", 224, dtype="bfloat16", device="cuda", overrides={"attn_backend": "explicit"}),
+        Case("resnet18", 224, channels_last=True),
+        Case("mixer_s32", 224, mode="train", dtype="float16", device="cuda"),
+    ],
+    ids=["vit-train", "vit-bf16-explicit", "resnet-channels-last", "mixer-train-fp16"],
+)
+def test_costs_are_the_same_without_replayed_kernels(monkeypatch, case):
+    from bench.measure import counting
+    from bench.measure.cost import cost
+
+    monkeypatch.setattr(counting, "META_KERNELS", counting.MetaKernels())
+    replayed = cost(case)
+    assert counting.META_KERNELS._layouts  # the replay was used
+    monkeypatch.setattr(counting, "META_KERNELS", lambda func, args, kwargs: func(*args, **kwargs))
+    assert cost(case) == replayed
+
+
+def test_a_counted_model_is_handed_over_to_the_next_build_of_the_case(monkeypatch):
+    from bench.measure import counting
+    from bench.measure.cost import cost
+
+    monkeypatch.setattr(counting, "_SPARE", {})
+    case = Case("vit_ti16", 224)
+    counting.count(case)
+    net = counting._SPARE[counting._build_key(case)]
+    assert build(case) is net and not counting._SPARE  # taken over once
+    assert build(case) is not net
+    counting.count(case)
+    handed_over = cost(case)
+    assert not counting._SPARE
+    assert cost(case) == handed_over  # built anew
+    counting.count(Case("timm:mixer_s16_224", 224))  # timm models are never handed over
+    assert not counting._SPARE

@@ -12,6 +12,7 @@ from bench.cli import main
 from bench.measure import formulas
 from bench.runs import counts
 from bench.schema import Case
+from helpers import ROOT
 
 RECORD_KEYS = {"model", "img_size", "patch_size", "tokens", "params", "macs", "activations"}
 FIT_KEYS = {"model", "axis", "a", "b", "c", "crossover_tokens", "verdict"}
@@ -185,3 +186,63 @@ def test_check_demands_exact_agreement(monkeypatch):
     monkeypatch.setattr(counting, "flop_counter_macs", lambda *a, **k: real(*a, **k) + 1)  # one MAC in ~1e9
     row = counts.check(records, with_fvcore=False)[0]
     assert not row.ok and 0 < row.max_rel_diff < 1e-8
+
+
+# Byte-for-byte guards of the output as it was before counting reused kernels, models and processes (produced at
+# commit e0326fa; see tests/data/flops/README.md). The figures themselves are checked against independent
+# references in tests/measure/test_counting.py, test_formulas.py and test_cost.py.
+SMALL = ["--models", "mixer_s32,vit_ti16,resnet18", "--resolutions", "224,448,512"]
+
+
+def test_output_is_as_before_for_three_models(capsys):
+    code, out, err = run(capsys, *SMALL)
+    assert (code, err) == (0, "")
+    assert out == (ROOT / "tests/data/flops/small.txt").read_text()
+
+
+@pytest.mark.slow
+def test_default_output_is_as_before(capsys):
+    code, out, err = run(capsys)
+    assert (code, err) == (0, "")
+    assert out == (ROOT / "tests/data/flops/default.txt").read_text()
+
+
+def _cases():
+    return counts.plan(["vit_ti16", "resnet18", "mixer_s32"], [224], None)  # three: the last two in workers
+
+
+def test_workers_give_what_one_process_gives():
+    from bench.runs import costs
+
+    serial = counts.count_cases(_cases())
+    priced = costs.price(serial, ["fused", "explicit"], ["infer", "train"])
+    for workers in (1, 2):
+        assert counts.count_and_price(_cases(), ["fused", "explicit"], ["infer", "train"], workers=workers) == (
+            serial,
+            priced,
+        )
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_first_case_that_cannot_be_counted_is_reported_before_any_that_cannot_be_priced(monkeypatch, workers):
+    from bench.measure import counting
+    from bench.runs import costs
+
+    real_count, real_price = counting.count, costs.price
+
+    def count(case):
+        if case.model == "resnet18":
+            raise ValueError("cannot count")
+        return real_count(case)
+
+    def price(records, attentions, modes):
+        if records[0].model == "vit_ti16":
+            raise ValueError("cannot price")
+        return real_price(records, attentions, modes)
+
+    monkeypatch.setattr(counting, "count", count)
+    monkeypatch.setattr(costs, "price", price)
+    with pytest.raises(ValueError, match="resnet18 at 224 px: cannot count"):
+        counts.count_and_price(_cases(), None, ["infer"], workers=workers)
+    with pytest.raises(ValueError, match="cannot price"):
+        counts.count_and_price(_cases()[:1], None, ["infer"], workers=workers)
