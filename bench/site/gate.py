@@ -48,7 +48,7 @@ class Group:
 COUNTS = Group(
     "counts",
     "deterministic suites",
-    r"^(flops|scaling|cost)\.|^curves\.(Resolution|PatchSize)\.track_peak_tensor_bytes",
+    r"^(flops|scaling|cost|predicted)\.|^curves\.(Resolution|PatchSize)\.track_peak_tensor_bytes",
     1.0,
     gates=True,
 )
