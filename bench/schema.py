@@ -31,12 +31,15 @@ documentation. This module imports nothing but the standard library (no torch).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
+import re
+import sys
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
@@ -355,10 +358,12 @@ class ClassCost:
 # One distinct operator call: (class, operator, FLOPs, bytes moved, calls).
 Kernel = tuple[str, str, int, int, int]
 # One distinct operator call with what pricing it on a device needs (in memory only, never stored):
-# (class, operator, dtype, FLOPs, bytes moved, calls, gemm). ``gemm`` is (batch, M, N, K) for the
+# (class, operator, dtype, FLOPs, bytes moved, calls, gemm, crossed). ``gemm`` is (batch, M, N, K) for the
 # operators that run as matrix products (mm, addmm, bmm, baddbmm; a convolution as its implicit GEMM,
-# batch = groups; fused attention as (batch x heads, S_q, S_kv, head dim)), () for every other operator.
-ShapedKernel = tuple[str, str, str, int, int, int, tuple[int, ...]]
+# batch = groups; fused attention as (batch x heads, S_q, S_kv, head dim)), () for every other operator;
+# ``crossed``: an operator that is not a matrix product reads or writes tensors laid out in different
+# dimension orders (a transposed operand: one side is read or written out of order).
+ShapedKernel = tuple[str, str, str, int, int, int, tuple[int, ...], bool]
 
 
 @dataclass(frozen=True)
@@ -391,13 +396,18 @@ class Cost:
     kernels: tuple[Kernel, ...] = field(
         default=(), metadata=doc("distinct operator calls: [class, operator, FLOPs, bytes moved, calls]")
     )
+    # In memory only (not stored, not compared: a cost read back equals the one written):
     shaped: tuple[ShapedKernel, ...] = field(
-        default=(), metadata=doc("the kernels with dtype and GEMM shape, for bench.analysis.predict", stored=False)
+        default=(),
+        compare=False,
+        metadata=doc("the kernels with dtype and GEMM shape, for bench.analysis.predict", stored=False),
     )
     weight_bytes: int | None = field(
-        default=None, metadata=doc("bytes of parameters and buffers as the step holds them", stored=False)
+        default=None,
+        compare=False,
+        metadata=doc("bytes of parameters and buffers as the step holds them", stored=False),
     )
-    input_bytes: int | None = field(default=None, metadata=doc("bytes of the input batch", stored=False))
+    input_bytes: int | None = field(default=None, compare=False, metadata=doc("bytes of the input batch", stored=False))
 
 
 @dataclass(frozen=True)
@@ -876,8 +886,13 @@ def _hints(cls: type) -> dict[str, Any]:
     return _HINTS[cls]
 
 
-def _stored(cls: type) -> list[dataclasses.Field[Any]]:
-    return [f for f in dataclasses.fields(cls) if f.metadata.get("stored", True)]
+_STORED: dict[type, tuple[dataclasses.Field[Any], ...]] = {}
+
+
+def _stored(cls: type) -> tuple[dataclasses.Field[Any], ...]:
+    if cls not in _STORED:
+        _STORED[cls] = tuple(f for f in dataclasses.fields(cls) if f.metadata.get("stored", True))
+    return _STORED[cls]
 
 
 def encode(value: Any, *, nonfinite_null: bool = False) -> JSON:
@@ -939,9 +954,51 @@ def _is_union(tp: Any) -> bool:
     return typing.get_origin(tp) in (Union, types.UnionType)
 
 
+@functools.cache
+def _shape(tp: Any) -> tuple[Any, tuple[Any, ...], bool]:
+    """(origin, arguments, whether a union) of an annotation: looked up once per annotation, not per value."""
+    return typing.get_origin(tp), typing.get_args(tp), _is_union(tp)
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int and -MAX_INT < v < MAX_INT
+
+
+def _is_float(v: Any) -> bool:
+    return (type(v) is float and math.isfinite(v)) or _is_int(v)
+
+
+_SCALAR_CHECKS: dict[Any, Callable[[Any], bool]] = {
+    str: lambda v: type(v) is str,
+    bool: lambda v: type(v) is bool,
+    int: _is_int,
+    float: _is_float,
+}
+
+
+@functools.cache
+def _plain(tp: Any) -> Callable[[Any], bool] | None:
+    """For a scalar annotation (str, bool, int, float, a union of them and None): a test that a JSON value is
+    valid for it as it stands, which :func:`decode` would return unchanged; None for any other annotation.
+
+    The common case is then checked without a call of :func:`decode` per value (numbers, names, timing samples);
+    a value that fails the test goes through :func:`decode`, which raises with the field's name.
+    """
+    if tp in _SCALAR_CHECKS:
+        return _SCALAR_CHECKS[tp]
+    _, args, union = _shape(tp)
+    if not union:
+        return None
+    checks = [_plain(a) for a in args if a is not type(None)]
+    if not all(checks):
+        return None
+    none_ok = type(None) in args
+    return lambda v: (v is None and none_ok) or any(check(v) for check in checks)  # type: ignore[misc]
+
+
 def decode(tp: Any, value: JSON, where: str = "") -> Any:
     """``value`` (JSON) as the annotation ``tp`` says; ValueError naming the field (``where``) otherwise."""
-    origin = typing.get_origin(tp)
+    origin, args, union = _shape(tp)
     if tp is Any:
         _check_json(value, where, 0)
         return value
@@ -949,8 +1006,7 @@ def decode(tp: Any, value: JSON, where: str = "") -> Any:
         if value is not None:
             raise _fail(where, "null", value)
         return None
-    if _is_union(tp):
-        args = typing.get_args(tp)
+    if union:
         if value is None:
             if type(None) in args:
                 return None
@@ -967,7 +1023,7 @@ def decode(tp: Any, value: JSON, where: str = "") -> Any:
             raise errors[0]
         raise _fail(where, json_type(tp), value)
     if origin is Literal:
-        if value not in typing.get_args(tp) or isinstance(value, bool):
+        if value not in args or isinstance(value, bool):
             raise _fail(where, json_type(tp), value)
         return value
     if tp is bool:
@@ -995,25 +1051,56 @@ def decode(tp: Any, value: JSON, where: str = "") -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise _fail(where, "an object", value)
-        _, vt = typing.get_args(tp)
+        _, vt = args
+        plain = _plain(vt)
+        if plain is not None and all(map(plain, value.values())):  # JSON keys are strings
+            return dict(value)
         return {k: decode(vt, v, f"{where}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
             raise _fail(where, "an array", value)
-        (vt,) = typing.get_args(tp)
+        (vt,) = args
+        plain = _plain(vt)
+        if plain is not None and all(map(plain, value)):  # timing samples, names: checked in one pass
+            return list(value)
         return [decode(vt, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is tuple:
         if not isinstance(value, list):
             raise _fail(where, "an array", value)
-        args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
+            plain = _plain(args[0])
+            if plain is not None and all(map(plain, value)):
+                return tuple(value)
             return tuple(decode(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             raise _fail(where, f"an array of {len(args)}", value)
+        checks = [_plain(a) for a in args]
+        if all(check is not None and check(v) for check, v in zip(checks, value)):  # e.g. a cost's kernels
+            return tuple(value)
         return tuple(decode(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return decode_object(tp, value, where)
     raise TypeError(f"{where}: no codec for {tp!r}")
+
+
+@functools.cache
+def _plan(cls: type) -> dict[str, tuple[Any, Callable[[Any], bool] | None, bool, Any, Any]]:
+    """Stored field name -> (annotation, :func:`_plain` test, required, choices, minimum): what
+    :func:`decode_object` checks, read once per class."""
+    hints = _hints(cls)
+    plan = {}
+    for f in _stored(cls):
+        required = f.metadata.get("required", False) or (
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        )
+        plan[f.name] = (
+            hints[f.name],
+            _plain(hints[f.name]),
+            required,
+            f.metadata.get("choices"),
+            f.metadata.get("min"),
+        )
+    return plan
 
 
 def decode_object(cls: type[T], data: JSON, where: str = "") -> T:
@@ -1022,28 +1109,27 @@ def decode_object(cls: type[T], data: JSON, where: str = "") -> T:
     if not isinstance(data, dict):
         raise _fail(name, "an object", data)
     assert dataclasses.is_dataclass(cls)
-    hints = _hints(cls)
-    stored = _stored(cls)
-    unknown = set(data) - {f.name for f in stored}
+    plan = _plan(cls)
+    unknown = data.keys() - plan.keys()
     if unknown:
         shown = ", ".join(repr(k)[:40] for k in sorted(unknown)[:5])
         raise ValueError(f"{name}: unknown field(s) {shown}")
     values: dict[str, Any] = {}
-    for f in stored:
-        at = f"{where}.{f.name}" if where else f.name
-        if f.name not in data:
-            required = f.metadata.get("required", False)
-            if required or (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING):
-                raise ValueError(f"{name}: lacks {f.name}")
+    for field_name, (hint, plain, required, choices, low) in plan.items():
+        if field_name not in data:
+            if required:
+                raise ValueError(f"{name}: lacks {field_name}")
             continue
-        value = decode(hints[f.name], data[f.name], at)
-        choices = f.metadata.get("choices")
+        value = data[field_name]
+        if plain is None or not plain(value):
+            value = decode(hint, value, f"{where}.{field_name}" if where else field_name)
         if choices is not None and value is not None and value not in choices:
+            at = f"{where}.{field_name}" if where else field_name
             raise ValueError(f"{at}: {_short(value)} is not one of {', '.join(choices)}")
-        low = f.metadata.get("min")
         if low is not None and isinstance(value, (int, float)) and not isinstance(value, bool) and value < low:
+            at = f"{where}.{field_name}" if where else field_name
             raise ValueError(f"{at}: {value!r} is below {low}")
-        values[f.name] = value
+        values[field_name] = value
     obj = cls(**values)
     check = getattr(obj, "check", None)
     if check is not None:
@@ -1115,15 +1201,32 @@ class DeviceClass:
     """The calibrated constants of the step-time model for one class of devices (``bench.analysis.predict``)."""
 
     matmul_efficiency: float = field(metadata=doc("fraction of the peak a full wave of matmul tiles reaches", min=0))
+    conv_efficiency: float = field(
+        metadata=doc("fraction of the peak a full wave of convolution tiles (implicit GEMM) reaches", min=0)
+    )
     attention_efficiency: float = field(metadata=doc("fraction of the peak fused attention reaches", min=0))
     bandwidth_efficiency: float = field(
         metadata=doc("fraction of the nominal bandwidth memory-bound operators reach", min=0)
     )
     launch_s: float = field(metadata=doc("the least time one kernel takes (launch and dispatch), seconds", min=0))
+    tile_overhead_k: float = field(
+        default=0.0,
+        metadata=doc("a GEMM tile's fixed cost (loading, epilogue) in steps of its inner dimension K", min=0),
+    )
+    crossed_bandwidth_efficiency: float = field(
+        default=1.0,
+        metadata=doc("bandwidth_efficiency of a memory-bound operator with a transposed operand", min=0),
+    )
     note: str = field(default="", metadata=doc("where the constants come from (the command that fitted them)"))
 
     def check(self) -> None:
-        for name in ("matmul_efficiency", "attention_efficiency", "bandwidth_efficiency"):
+        for name in (
+            "matmul_efficiency",
+            "conv_efficiency",
+            "attention_efficiency",
+            "bandwidth_efficiency",
+            "crossed_bandwidth_efficiency",
+        ):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name}: {getattr(self, name)!r} is not in (0, 1]")
 
@@ -1195,7 +1298,7 @@ class StepPrediction:
         return self.step_ms / 1e3
 
 
-PREDICT_JSON = "predict --json"
+PREDICT_JSON = "predict.json"  # the objects `mixerbench predict --json` prints, one a line
 DEVICES_FILENAME = "devices.json"
 
 # The types of each file mixerbench writes, in the order the reference lists them.
@@ -1377,10 +1480,16 @@ def _no_constant(text: str) -> float:
     raise ValueError(f"{text} is not JSON")
 
 
-def parse_line(raw: bytes) -> JSON:
-    """One line's JSON value with bounds (length, integer digits, no NaN/Infinity, nesting); ValueError otherwise."""
-    if len(raw) > MAX_LINE_BYTES:
-        raise ValueError(f"a line of more than {MAX_LINE_BYTES} bytes")
+_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?')  # a JSON string (to the end of the line when unterminated)
+_BRACKETS = re.compile(r"[^\[\]{}]+")  # everything but brackets and braces
+
+
+def parse_line(raw: bytes, limit: int | None = None) -> JSON:
+    """One line's JSON value with bounds (length: ``limit``, default MAX_LINE_BYTES; integer digits, no
+    NaN/Infinity, nesting); ValueError otherwise."""
+    limit = MAX_LINE_BYTES if limit is None else limit
+    if len(raw) > limit:
+        raise ValueError(f"a line of more than {limit} bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -1395,48 +1504,61 @@ def parse_line(raw: bytes) -> JSON:
 
 
 def check_nesting(text: str, limit: int = MAX_DEPTH) -> None:
-    """ValueError when the JSON ``text`` nests arrays and objects deeper than ``limit`` (checked before parsing)."""
-    depth = level = 0
-    in_string = escaped = False
-    for ch in text:  # nesting is checked before json recurses into it
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            level += 1
-            depth = max(depth, level)
-            if depth > limit:
-                raise ValueError(f"nested deeper than {limit}")
-        elif ch in "]}":
-            level -= 1
+    """ValueError when the JSON ``text`` nests arrays and objects deeper than ``limit`` (checked before parsing).
+
+    Strings are cut out first (an unterminated one runs to the end of the text), then only brackets and
+    braces are counted: one pass of two regular expressions, not a Python step per character.
+    """
+    level = 0
+    for ch in _BRACKETS.sub("", _STRINGS.sub("", text)):  # nesting is checked before json recurses into it
+        level += 1 if ch in "[{" else -1
+        if level > limit:
+            raise ValueError(f"nested deeper than {limit}")
+
+
+def _interned(value: JSON) -> JSON:
+    """``value`` with every string (keys included) interned: the names that every record repeats (classes,
+    operators, fields of free-form dicts) are then held once, not once per record."""
+    if isinstance(value, dict):
+        return {sys.intern(k): _interned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interned(v) for v in value]
+    if isinstance(value, str):
+        return sys.intern(value)
+    return value
+
+
+def iter_jsonl(path: str | os.PathLike[str], cls: type[R]) -> Iterator[R | Problem]:
+    """Every line of ``path`` in file order, read one at a time: a ``cls`` when valid, else a :class:`Problem`.
+
+    Empty lines are skipped. Opening ``path`` is the only step that raises: FileNotFoundError,
+    or :class:`bench.files.UnsafeFile` (a ValueError with one line) for a symbolic link, FIFO or
+    device, which are never opened. The file is not held in memory: a caller that keeps only
+    what it needs of each record reads a sweep of any size.
+    """
+    path = Path(path)
+    with files.open_file(path, "rb") as f:  # a regular file only: no symlink, FIFO or device
+        # a line over the bound is never read whole
+        for number, raw in enumerate(files.bounded_lines(f, MAX_LINE_BYTES), start=1):
+            raw = raw.strip()
+            if not raw:
+                continue
+            try:
+                yield decode_line(cls, _interned(parse_line(raw)))
+            except ValueError as exc:
+                yield Problem(str(path), number, str(exc))
 
 
 def read_jsonl(path: str | os.PathLike[str], cls: type[R]) -> tuple[list[R], list[Problem]]:
-    """Every valid line of ``path`` as ``cls``, in file order, and a :class:`Problem` per other line.
-
-    Empty lines are ignored. Opening ``path`` is the only step that raises: FileNotFoundError,
-    or :class:`bench.files.UnsafeFile` (a ValueError with one line) for a symbolic link, FIFO or
-    device, which are never opened.
-    """
-    path = Path(path)
+    """Every valid line of ``path`` as ``cls``, in file order, and a :class:`Problem` per other line
+    (:func:`iter_jsonl`, collected)."""
     records: list[R] = []
     problems: list[Problem] = []
-    with files.open_file(path, "rb") as f:  # a regular file only: no symlink, FIFO or device
-        lines = list(files.bounded_lines(f, MAX_LINE_BYTES))  # a line over the bound is never read whole
-    for number, raw in enumerate(lines, start=1):
-        raw = raw.strip()
-        if not raw:
-            continue
-        try:
-            records.append(decode_line(cls, parse_line(raw)))
-        except ValueError as exc:
-            problems.append(Problem(str(path), number, str(exc)))
+    for item in iter_jsonl(path, cls):
+        if isinstance(item, Problem):
+            problems.append(item)
+        else:
+            records.append(item)
     return records, problems
 
 

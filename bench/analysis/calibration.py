@@ -9,8 +9,8 @@ The data (nothing else is fitted on):
 
 The fit: for each device class, the four constants of :class:`bench.schema.DeviceClass` that
 minimise the sum of squared log errors ``log(predicted / measured)`` over that class's
-measurements, by a grid over the constants (coarse, then finer around the best point): no
-black box, and the same answer every time. A class without a measurement (leave-one-device-out
+measurements, by coordinate descent over a log-spaced grid per constant (narrowed around the best
+value after every sweep): no black box, and the same answer every time. A class without a measurement (leave-one-device-out
 with the only device of its class left out) takes the constants fitted on every other device.
 
 Errors are ``|predicted / measured - 1|``, reported as the median and the 90th percentile per
@@ -21,8 +21,8 @@ device and per family, for the calibration (fitted on everything) and for leave-
 from __future__ import annotations
 
 import csv
-import itertools
-from collections.abc import Callable, Iterable, Sequence
+import dataclasses
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -65,16 +65,27 @@ RESULTS = Path(__file__).resolve().parents[2] / "results"  # the repository's re
 FAMILIES = (("mixer", "mixer"), ("vit", "vit"), ("deit", "vit"), ("resnet", "resnet"))
 ORDER_MODELS = {"mixer": ("mixer_b16", "timm:mixer_b16_224"), "vit": ("vit_b16", "timm:vit_base_patch16_224")}
 ORDER_MODELS["resnet"] = ("resnet50", "timm:resnet50")
-CONSTANTS = ("matmul_efficiency", "attention_efficiency", "bandwidth_efficiency", "launch_s")
-# The grid the constants are searched on (coarse), each axis in log space.
-GRID = {
-    "matmul_efficiency": (0.2, 1.0),
-    "attention_efficiency": (0.1, 1.0),
-    "bandwidth_efficiency": (0.3, 1.0),
-    "launch_s": (1e-6, 6e-5),
+CONSTANTS = (
+    "matmul_efficiency",
+    "conv_efficiency",
+    "attention_efficiency",
+    "bandwidth_efficiency",
+    "launch_s",
+    "tile_overhead_k",
+    "crossed_bandwidth_efficiency",
+)
+# The range each constant is searched in (efficiencies: fractions of a peak; launch_s: seconds).
+RANGES = {
+    "matmul_efficiency": (0.1, 1.0),
+    "conv_efficiency": (0.1, 1.0),
+    "attention_efficiency": (0.05, 1.0),
+    "bandwidth_efficiency": (0.2, 1.0),
+    "launch_s": (1e-6, 1e-4),
+    "tile_overhead_k": (1.0, 512.0),
+    "crossed_bandwidth_efficiency": (0.05, 1.0),
 }
-GRID_POINTS = 7  # per constant and round
-GRID_ROUNDS = 4  # each round: the grid narrowed around the best point
+SEARCH_POINTS = 25  # values tried per constant and sweep, log-spaced
+SEARCH_SWEEPS = 8  # sweeps over the constants; each narrows the range around the best value by half
 
 
 @dataclass(frozen=True)
@@ -92,7 +103,7 @@ class Measured:
 
 
 def family_of(model: str) -> str:
-    """"mixer", "vit" (ViT and DeiT), "resnet", or "peer" for every other model."""
+    """ "mixer", "vit" (ViT and DeiT), "resnet", or "peer" for every other model."""
     name = model.removeprefix("timm:")
     return next((family for prefix, family in FAMILIES if name.startswith(prefix)), "peer")
 
@@ -102,13 +113,11 @@ def timm_measurements(models: Sequence[str] = TIMM_MODELS) -> list[Measured]:
     out = []
     folder = resources.files("bench").joinpath("data").joinpath("timm")
     for gpu, name in TIMM_TABLES.items():
-        for row in csv.DictReader(folder.joinpath(name).read_text().splitlines()):
+        for row in csv.DictReader(folder.joinpath(name).read_text(encoding="utf-8").splitlines()):
             if row["model"] not in models:
                 continue
             batch = int(row["infer_batch_size"])
-            case = Case(
-                f"timm:{row['model']}", int(row["infer_img_size"]), batch=batch, device="cuda", dtype="float16"
-            )
+            case = Case(f"timm:{row['model']}", int(row["infer_img_size"]), batch=batch, device="cuda", dtype="float16")
             out.append(Measured(gpu, case, batch / float(row["infer_samples_per_sec"]), f"timm {name}"))
     return out
 
@@ -149,6 +158,7 @@ class Priced:
     kind: np.ndarray
     compute: np.ndarray
     memory: np.ndarray
+    inner: np.ndarray  # K of each GEMM kernel, 0 for the others
 
     @property
     def adder(self) -> np.ndarray:
@@ -157,10 +167,10 @@ class Priced:
         out[np.arange(len(self.case)), self.case] = self.calls
         return out
 
-    def steps(self, c: dict[str, np.ndarray | float]) -> np.ndarray:
+    def steps(self, c: Mapping[str, np.ndarray | float]) -> np.ndarray:
         """Predicted step seconds per measurement (``c``: the constants, scalars or arrays of one value per
         measurement's kernels, e.g. by device class)."""
-        t = predict.seconds(self.kind, self.compute, self.memory, *(c[name] for name in CONSTANTS))
+        t = predict.seconds(self.kind, self.compute, self.memory, self.inner, *(c[name] for name in CONSTANTS))
         return np.bincount(self.case, weights=self.calls * t, minlength=len(self.data))
 
 
@@ -171,50 +181,42 @@ def price(data: Iterable[Measured], devices: dict[str, schema.Device]) -> Priced
     for i, m in enumerate(data):
         device = devices[m.gpu]
         for kernel in predict.shaped_kernels(predict.counted(m.case)):
-            kind, compute, memory = predict.kernel_terms(kernel, device)
-            rows.append((i, kernel[5], kind, compute, memory))
+            rows.append((i, kernel[5], *predict.kernel_terms(kernel, device)))
     a = np.array(rows, dtype=float).T
-    return Priced(data, a[0].astype(int), a[1], a[2].astype(int), a[3], a[4])
-
-
-def _loss(priced: Priced, measured: np.ndarray, c: dict[str, np.ndarray]) -> np.ndarray:
-    """Sum of squared log errors for each of a batch of constant sets (``c``: one array of P values each)."""
-    t = predict.seconds(
-        priced.kind[None, :],
-        priced.compute[None, :],
-        priced.memory[None, :],
-        *(np.asarray(c[name])[:, None] for name in CONSTANTS),
-    )
-    steps = t @ priced.adder  # each measurement's kernels, times their calls, summed
-    return ((np.log(steps) - np.log(measured)[None, :]) ** 2).sum(axis=1)
+    return Priced(data, a[0].astype(int), a[1], a[2].astype(int), a[3], a[4], a[5])
 
 
 def fit(priced: Priced, note: str = "") -> DeviceClass:
-    """The constants minimising the sum of squared log errors over ``priced`` (the grid of the module doc)."""
-    measured = np.array([m.step_s for m in priced.data])
-    bounds = {name: (np.log(lo), np.log(hi)) for name, (lo, hi) in GRID.items()}
-    best: dict[str, float] = {}
-    for _ in range(GRID_ROUNDS):
-        axes = [np.linspace(*bounds[name], GRID_POINTS) for name in CONSTANTS]
-        points = np.array(list(itertools.product(*axes)))
-        losses = np.concatenate(
-            [
-                _loss(priced, measured, {name: np.exp(chunk[:, k]) for k, name in enumerate(CONSTANTS)})
-                for chunk in np.array_split(points, max(1, len(points) // 256))
-            ]
-        )
-        point = points[int(np.argmin(losses))]
-        for k, name in enumerate(CONSTANTS):
-            step = (bounds[name][1] - bounds[name][0]) / (GRID_POINTS - 1)
-            lo, hi = np.log(GRID[name][0]), np.log(GRID[name][1])
-            bounds[name] = (max(lo, point[k] - 2 * step), min(hi, point[k] + 2 * step))
-            best[name] = float(np.exp(point[k]))
-    return DeviceClass(note=note, **{name: round(value, 6 if name != "launch_s" else 9) for name, value in best.items()})
+    """The constants minimising the sum of squared log errors over ``priced``: coordinate descent, one constant
+    at a time over a log-spaced grid in its range (:data:`RANGES`), the grid narrowed around the best value
+    after every sweep (the module doc)."""
+    measured = np.log([m.step_s for m in priced.data])
+    adder = priced.adder
+    log_range = {name: (np.log(lo), np.log(hi)) for name, (lo, hi) in RANGES.items()}
+    best = {name: (lo + hi) / 2 for name, (lo, hi) in log_range.items()}  # log values
+    width = {name: hi - lo for name, (lo, hi) in log_range.items()}
+    for _ in range(SEARCH_SWEEPS):
+        for name in CONSTANTS:
+            lo = max(log_range[name][0], best[name] - width[name] / 2)
+            hi = min(log_range[name][1], best[name] + width[name] / 2)
+            trial = np.linspace(lo, hi, SEARCH_POINTS)
+            values = {n: np.exp(trial if n == name else np.full(SEARCH_POINTS, best[n])) for n in CONSTANTS}
+            t = predict.seconds(
+                priced.kind[None, :],
+                priced.compute[None, :],
+                priced.memory[None, :],
+                priced.inner[None, :],
+                *(values[n][:, None] for n in CONSTANTS),
+            )
+            loss = ((np.log(t @ adder) - measured[None, :]) ** 2).sum(axis=1)
+            best[name] = float(trial[int(np.argmin(loss))])
+        width = {name: w / 2 for name, w in width.items()}
+    return DeviceClass(note=note, **{n: float(f"{np.exp(v):.4g}") for n, v in best.items()})
 
 
-def subset(priced: Priced, keep: Callable[[Measured], bool]) -> Priced:
-    """The measurements ``keep`` accepts, with their kernels."""
-    chosen = [i for i, m in enumerate(priced.data) if keep(m)]
+def subset(priced: Priced, gpus: Collection[str]) -> Priced:
+    """The measurements on ``gpus``, with their kernels."""
+    chosen = [i for i, m in enumerate(priced.data) if m.gpu in gpus]
     index = {old: new for new, old in enumerate(chosen)}
     mask = np.isin(priced.case, chosen)
     return Priced(
@@ -224,6 +226,7 @@ def subset(priced: Priced, keep: Callable[[Measured], bool]) -> Priced:
         priced.kind[mask],
         priced.compute[mask],
         priced.memory[mask],
+        priced.inner[mask],
     )
 
 
@@ -233,7 +236,7 @@ def calibrate(priced: Priced, devices: dict[str, schema.Device], note: str = "")
     pooled = fit(priced, note)
     out = {"*": pooled}
     for cls in sorted({d.device_class for d in devices.values()}):
-        own = subset(priced, lambda m, cls=cls: devices[m.gpu].device_class == cls)
+        own = subset(priced, [g for g, d in devices.items() if d.device_class == cls])
         out[cls] = fit(own, note) if own.data else pooled
     return out
 
@@ -269,7 +272,7 @@ def validate(data: Sequence[Measured] | None = None, table: DeviceFile | None = 
     calibration_s = predicted_steps(priced, table.devices, calibrated)
     held_out_s = np.zeros(len(priced.data))
     for gpu in sorted({m.gpu for m in priced.data}):
-        rest = subset(priced, lambda m, gpu=gpu: m.gpu != gpu)
+        rest = subset(priced, [g for g in table.devices if g != gpu])
         constants = calibrate(rest, table.devices)
         mine = np.array([m.gpu == gpu for m in priced.data])
         held_out_s[mine] = predicted_steps(priced, table.devices, constants)[mine]
@@ -310,8 +313,8 @@ def error_rows(v: Validation) -> list[tuple[str, int, float, float, float, float
     return rows
 
 
-def order_checks(v: Validation) -> list[tuple[str, int, str, str, str]]:
-    """(device, resolution, measured order, calibrated order, leave-one-device-out order) of Mixer-B/16,
+def order_checks(v: Validation) -> list[tuple[str, int, str, str, str, str]]:
+    """(device, resolution, mode, measured order, calibrated order, leave-one-device-out order) of Mixer-B/16,
     ViT-B/16 (fused attention where both were measured) and ResNet-50, wherever all three were measured in
     the same setting (device, batch, dtype, mode)."""
     found: dict[tuple, dict[str, int]] = {}
@@ -323,30 +326,40 @@ def order_checks(v: Validation) -> list[tuple[str, int, str, str, str]]:
             if c.model in names:
                 found.setdefault((m.gpu, c.img_size, c.batch, c.dtype, c.mode), {})[family] = i
     out = []
-    for (gpu, size, _batch, _dtype, _mode), index in sorted(found.items()):
+    for (gpu, size, _batch, _dtype, mode), index in sorted(found.items()):
         if len(index) != len(ORDER_MODELS):
             continue
 
         def order(times: np.ndarray, index: dict[str, int] = index) -> str:
             return " < ".join(sorted(index, key=lambda f: times[index[f]]))
 
-        out.append((gpu, size, order(v.measured_s), order(v.calibration_s), order(v.held_out_s)))
+        out.append((gpu, size, mode, order(v.measured_s), order(v.calibration_s), order(v.held_out_s)))
     return out
 
 
 def summary(v: Validation) -> str:
-    """One line: the leave-one-device-out median and 90th percentile over every measurement."""
-    loo = _errors(v.held_out_s, v.measured_s)
+    """One line: the leave-one-device-out median |predicted / measured - 1| per device, and the calibrated one."""
+    parts = []
+    for gpu in sorted({m.gpu for m in v.priced.data}):
+        mine = np.array([m.gpu == gpu for m in v.priced.data])
+        loo = np.median(_errors(v.held_out_s[mine], v.measured_s[mine]))
+        cal = np.median(_errors(v.calibration_s[mine], v.measured_s[mine]))
+        parts.append(f"{gpu} {loo:.0%} (calibrated {cal:.0%})")
     return (
-        f"leave-one-device-out |predicted/measured - 1|: median {np.median(loo):.0%}, "
-        f"90th percentile {np.percentile(loo, 90):.0%} over {len(loo)} measured steps "
-        "(RTX 3090, RTX 4090, H200; `mixerbench predict --validate`)"
+        "median |predicted/measured - 1| left out of the fit (leave-one-device-out): "
+        + ", ".join(parts)
+        + "; `mixerbench predict --validate`"
     )
 
 
 def validation_report(table: DeviceFile) -> str:
-    """The calibration and leave-one-device-out error tables and the order checks (Markdown)."""
-    v = validate(table=table)
+    """:func:`report` of :func:`validate` on the shipped data with ``table``'s devices."""
+    return report(validate(table=table))
+
+
+def report(v: Validation) -> str:
+    """The calibration and leave-one-device-out error tables, the order checks and the fitted constants
+    (Markdown)."""
     lines = [
         "| data | n | calibration median | calibration p90 | leave-one-device-out median | leave-one-device-out p90 |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
@@ -354,12 +367,23 @@ def validation_report(table: DeviceFile) -> str:
     lines += [f"| {g} | {n} | {a:.1%} | {b:.1%} | {c:.1%} | {d:.1%} |" for g, n, a, b, c, d in error_rows(v)]
     lines += [
         "",
-        "| device | px | measured order | calibrated | leave-one-device-out |",
-        "| --- | ---: | --- | --- | --- |",
+        "| device | px | mode | measured order | calibrated | leave-one-device-out |",
+        "| --- | ---: | --- | --- | --- | --- |",
     ]
-    lines += [f"| {g} | {s} | {a} | {b} | {c} |" for g, s, a, b, c in order_checks(v)]
+    lines += [f"| {g} | {s} | {m} | {a} | {b} | {c} |" for g, s, m, a, b, c in order_checks(v)]
     lines += ["", "| class | " + " | ".join(CONSTANTS) + " |", "| --- |" + " ---: |" * len(CONSTANTS)]
     for cls, c in v.calibrated.items():
         lines.append(f"| {cls} | " + " | ".join(f"{getattr(c, name):.4g}" for name in CONSTANTS) + " |")
     lines += ["", summary(v)]
     return "\n".join(lines)
+
+
+def calibrated(table: DeviceFile, v: Validation) -> DeviceFile:
+    """``table`` with every class's constants replaced by those fitted in ``v`` (the CPU class kept: its roofs
+    are measured by the sweep itself) and its validation line by :func:`summary`'s."""
+    note = "fitted by python tools/calibrate_predict.py"
+    classes = {
+        name: dataclasses.replace(v.calibrated[name], note=note) if name in v.calibrated else c
+        for name, c in table.classes.items()
+    }
+    return DeviceFile(format=table.format, devices=table.devices, classes=classes, validation=summary(v))

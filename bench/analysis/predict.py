@@ -9,11 +9,13 @@ class of devices (:class:`bench.schema.DeviceClass`). Each kernel takes
     max(launch_s, compute_s, memory_s)
 
 - ``memory_s = bytes moved / (bandwidth x bandwidth_efficiency)``;
-- ``compute_s`` of a matrix product (a matmul, or a convolution as its implicit GEMM) is its FLOPs
-  at ``matmul_efficiency`` of the peak of its dtype, times the wave factor: its output is cut in
-  :data:`TILE` tiles, one SM computes one tile at a time, so the kernel runs
-  ``waves = ceil(tiles / SMs)`` full waves and the wave factor is ``waves x SMs / tiles`` (exact
-  tiles; 1 when the tiles fill the SMs exactly, nearly 2 when there is one tile too many);
+- ``compute_s`` of a matrix product (a matmul, or a convolution as its implicit GEMM): its output
+  is cut in :data:`TILE` tiles (a partial tile costs a whole one), one SM computes one tile at a
+  time at its share of the peak of the kernel's dtype, so the kernel takes ``waves = ceil(tiles /
+  SMs)`` times one tile's time (one wave when the tiles fill the SMs exactly, two with one tile
+  more), divided by ``matmul_efficiency`` (``conv_efficiency`` for a convolution) and times
+  ``(K + tile_overhead_k) / K``: a tile's fixed cost (loading, epilogue) weighs more on a short
+  inner dimension K;
 - fused attention (SDPA flash / memory-efficient) is priced as its kernel works: its FLOPs at
   ``attention_efficiency`` with one tile per :data:`ATTENTION_TILE` query rows of one head, and
   only the bytes it moves (Q, K, V, O; ``cost`` counts nothing S x S for it); explicit attention is
@@ -81,12 +83,20 @@ DEVICES_DATA = "devices.json"
 def read_device_file(path: str | Path) -> DeviceFile:
     """A device table from ``path``; ValueError in one line naming the file on anything wrong."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
+    try:  # bounded: read up to MAX_LINE_BYTES + 1 bytes, nesting checked before json recurses
+        with open(path, "rb") as f:
+            raw = f.read(schema.MAX_LINE_BYTES + 1)
+        text = raw.decode("utf-8")
+        if len(raw) > schema.MAX_LINE_BYTES:
+            raise ValueError(f"{path}: larger than {schema.MAX_LINE_BYTES} bytes")
+        schema.check_nesting(text)
+        data = json.loads(text)
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: cannot be read ({exc.__class__.__name__})") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not JSON (line {exc.lineno}: {exc.msg})") from None
+    except ValueError as exc:
+        raise ValueError(exc if str(path) in str(exc) else f"{path}: {exc}") from None
     try:
         return schema.decode_object(DeviceFile, data)
     except (ValueError, TypeError) as exc:
@@ -95,7 +105,7 @@ def read_device_file(path: str | Path) -> DeviceFile:
 
 def builtin_table() -> DeviceFile:
     """The device table shipped with mixerbench (``bench/data/devices.json``)."""
-    data = json.loads(resources.files("bench").joinpath("data").joinpath(DEVICES_DATA).read_text())
+    data = json.loads(resources.files("bench").joinpath("data").joinpath(DEVICES_DATA).read_text(encoding="utf-8"))
     return schema.decode_object(DeviceFile, data)
 
 
@@ -171,60 +181,87 @@ def peak_of(device: Device, op: str, dtype: str) -> float:
     return device.flops["float32"]
 
 
-def wave_factor(tiles: int, sms: int) -> float:
-    """``ceil(tiles / sms) x sms / tiles``: the SM slots a kernel of ``tiles`` tiles occupies over the ones it uses."""
-    waves = math.ceil(tiles / sms)
-    return waves * sms / tiles
-
-
-def tiles_of(op: str, gemm: tuple[int, ...]) -> int | None:
-    """Output tiles of a matrix product (None: not a GEMM, e.g. a depthwise convolution or an elementwise op)."""
+def tiles_of(op: str, gemm: tuple[int, ...]) -> tuple[int, int] | None:
+    """(output tiles, output elements one tile covers) of a matrix product; None: not a GEMM (a depthwise
+    convolution, an elementwise operator). Attention's tile is :data:`ATTENTION_TILE` query rows of one head."""
     if len(gemm) != 4:
         return None
     batch, m, n, _k = gemm
     if op in ATTENTION_OPS:
-        return batch * math.ceil(m / ATTENTION_TILE)
+        return batch * math.ceil(m / ATTENTION_TILE), ATTENTION_TILE
     if op in CONVOLUTION_OPS and batch > 1 and n < DEPTHWISE_COLUMNS:
         return None
-    return batch * math.ceil(m / TILE[0]) * math.ceil(n / TILE[1])
+    return batch * math.ceil(m / TILE[0]) * math.ceil(n / TILE[1]), TILE[0] * TILE[1]
 
 
-OTHER, MATMUL, ATTENTION = 0, 1, 2  # the kinds of kernel the model prices differently
+def wave_seconds(flops: int, gemm: tuple[int, ...], tiles: int, tile_area: int, peak: float, sms: int) -> float:
+    """A GEMM's time at ``peak``: ``ceil(tiles / sms)`` waves, each as long as one whole tile on one SM (its
+    share of the peak, ``peak / sms``); a partial tile costs a whole one. Attention's output "elements" are
+    query rows (its tiles are rows of one head)."""
+    batch, m, n, _k = gemm
+    outputs = batch * m * (1 if tile_area == ATTENTION_TILE else n)
+    tile_flops = flops / outputs * tile_area
+    return math.ceil(tiles / sms) * tile_flops / (peak / sms)
 
 
-def kernel_terms(kernel: ShapedKernel, device: Device) -> tuple[int, float, float]:
-    """(kind, compute seconds at 100% efficiency, memory seconds at the nominal bandwidth) of one call of
+# the kinds of kernel the model prices differently; CROSSED: not a GEMM, with a transposed operand
+OTHER, MATMUL, CONVOLUTION, ATTENTION, CROSSED = 0, 1, 2, 3, 4
+
+
+def kernel_terms(kernel: ShapedKernel, device: Device) -> tuple[int, float, float, int]:
+    """(kind, compute seconds at 100% efficiency, memory seconds at the nominal bandwidth, K) of one call of
     ``kernel``: what :func:`seconds` combines with a class's constants. A GEMM's compute includes its wave
-    factor; an OTHER kernel's compute is its FLOPs at the float32 peak (no efficiency applies)."""
-    _cls, op, dtype, flops, nbytes, _calls, gemm = kernel
+    factor, K is its inner dimension (attention: S_kv); an OTHER kernel's compute is its FLOPs at the float32
+    peak (no efficiency applies) and its K is 0."""
+    _cls, op, dtype, flops, nbytes, _calls, gemm, crossed = kernel
     memory = nbytes / device.bandwidth
-    tiles = tiles_of(op, gemm)
-    if tiles is None:
-        return OTHER, flops / device.flops["float32"], memory
-    kind = ATTENTION if op in ATTENTION_OPS else MATMUL
-    return kind, flops / peak_of(device, op, dtype) * wave_factor(tiles, device.sms), memory
+    tiling = tiles_of(op, gemm)
+    if tiling is None:
+        return CROSSED if crossed else OTHER, flops / device.flops["float32"], memory, 0
+    kind = ATTENTION if op in ATTENTION_OPS else CONVOLUTION if op in CONVOLUTION_OPS else MATMUL
+    inner = gemm[2] if kind == ATTENTION else gemm[3]
+    return kind, wave_seconds(flops, gemm, *tiling, peak_of(device, op, dtype), device.sms), memory, inner
 
 
-def seconds(kind, compute, memory, matmul_efficiency, attention_efficiency, bandwidth_efficiency, launch_s):
+def seconds(
+    kind,
+    compute,
+    memory,
+    inner,
+    matmul_efficiency,
+    conv_efficiency,
+    attention_efficiency,
+    bandwidth_efficiency,
+    launch_s,
+    tile_overhead_k,
+    crossed_bandwidth_efficiency,
+):
     """The model's one formula, for scalars or numpy arrays alike (the calibration prices many kernels at once):
-    max(launch_s, compute / efficiency of its kind, memory / bandwidth_efficiency)."""
-    efficiency = np.where(kind == MATMUL, matmul_efficiency, np.where(kind == ATTENTION, attention_efficiency, 1.0))
-    return np.maximum(np.maximum(compute / efficiency, memory / bandwidth_efficiency), launch_s)
+    max(launch_s, compute / efficiency of its kind x (K + tile_overhead_k) / K, memory / bandwidth efficiency),
+    the bandwidth efficiency being ``crossed_bandwidth_efficiency`` for a kernel with a transposed operand."""
+    efficiency = np.select(
+        [kind == MATMUL, kind == CONVOLUTION, kind == ATTENTION],
+        [matmul_efficiency, conv_efficiency, attention_efficiency],
+        1.0,
+    )
+    short_k = np.where(inner > 0, (inner + tile_overhead_k) / np.maximum(inner, 1), 1.0)
+    bandwidth = np.where(kind == CROSSED, crossed_bandwidth_efficiency, bandwidth_efficiency)
+    return np.maximum(np.maximum(compute / efficiency * short_k, memory / bandwidth), launch_s)
 
 
 def kernel_seconds(kernel: ShapedKernel, device: Device, constants: DeviceClass) -> float:
     """The predicted seconds of one call of ``kernel`` on ``device`` (the module doc's formula)."""
-    kind, compute, memory = kernel_terms(kernel, device)
     c = constants
     return float(
         seconds(
-            kind,
-            compute,
-            memory,
+            *kernel_terms(kernel, device),
             c.matmul_efficiency,
+            c.conv_efficiency,
             c.attention_efficiency,
             c.bandwidth_efficiency,
             c.launch_s,
+            c.tile_overhead_k,
+            c.crossed_bandwidth_efficiency,
         )
     )
 
@@ -233,7 +270,7 @@ def shaped_kernels(cost: Cost) -> tuple[ShapedKernel, ...]:
     """``cost.shaped``, or for a cost read from a record (no shapes) its kernels in the cost's dtype, unshaped."""
     if cost.shaped:
         return cost.shaped
-    return tuple((c, op, cost.dtype, f, b, n, ()) for c, op, f, b, n in cost.kernels)
+    return tuple((c, op, cost.dtype, f, b, n, (), False) for c, op, f, b, n in cost.kernels)
 
 
 def peak_bytes(cost: Cost) -> int:
@@ -289,14 +326,14 @@ def predict(
 _COSTS: dict[str, Cost] = {}
 
 
-def counted(case: Case) -> Cost:
-    """The cost of ``case`` (device "cuda": CUDA's autocast policy and fused attention kernels), counted once
-    per process and kept in memory."""
+def counted(case: Case, device: str = "cuda") -> Cost:
+    """The cost of ``case`` as ``device`` runs it ("cuda": CUDA's autocast policy and fused attention kernels;
+    "cpu": the CPU's), counted once per process and kept in memory."""
     from bench.measure.cost import cost
 
     if case.batch == "max":
         raise ValueError('batch "max" cannot be predicted: give a batch')
-    case = case.replace(device="cuda") if case.device == "cpu" else case
+    case = case.replace(device=device)
     key = case.key
     if key not in _COSTS:
         _COSTS[key] = cost(case)
@@ -313,14 +350,16 @@ def predict_case(
     """The predicted step of ``case`` on the device named ``gpu`` (``devices``: default :func:`load_devices`;
     ``classes``: the constants per device class, default the shipped ones, e.g. ``load_table(file).classes``).
 
-    The case is counted as CUDA runs it (its ``device`` is taken as "cuda"); ValueError for an unknown device."""
+    The case is counted as the device runs it (a GPU: "cuda"; a device of class "cpu": "cpu"), whatever its own
+    ``device``; ValueError for an unknown device."""
     table = builtin_table()
     devices = devices if devices is not None else table.devices
     device = devices.get(gpu)
     if device is None:
         raise ValueError(f"unknown device {gpu!r} (known: {', '.join(sorted(devices))})")
     constants = constants_for(device, table if classes is None else DeviceFile(format=1, devices={}, classes=classes))
-    return predict(counted(case), device, constants, gpu=gpu, case=case, error=table.validation)
+    runs_on = "cpu" if device.device_class == "cpu" else "cuda"
+    return predict(counted(case, runs_on), device, constants, gpu=gpu, case=case, error=table.validation)
 
 
 # -- tables -----------------------------------------------------------------------------------------------

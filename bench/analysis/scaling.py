@@ -29,6 +29,7 @@ to 896 px), "nearly linear", although b*S^2 already carries 40% of them at 896 p
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -180,7 +181,7 @@ def fit(
     xs, ys, distinct = checked_input(x, cost, axis)
     tol = EXACT_SHARE_TOL if share_tol is None else float(share_tol)
     x_max = distinct[-1]
-    a, b, c, polynomial = _exact_least_squares(xs, ys)
+    a, b, c, polynomial = _exact_least_squares(tuple(xs), tuple(ys))
     share = b * x_max**2 / (a * x_max + b * x_max**2 + c)
     residuals = [abs(y - (a * v + b * v * v + c)) / y for v, y in zip(xs, ys)]
     note = ""
@@ -229,10 +230,13 @@ def crossover_resolution(crossover_tokens: float | None, patch_size: int, prefix
     return patch_size * math.sqrt(crossover_tokens - prefix_tokens)
 
 
-def _exact_least_squares(xs: list[float], ys: list[float]) -> tuple[float, float, float, bool]:
+@functools.lru_cache(maxsize=4096)
+def _exact_least_squares(xs: tuple[float, ...], ys: tuple[float, ...]) -> tuple[float, float, float, bool]:
     """Solve the normal equations of [x, x^2, 1] exactly in rationals (Cramer's rule).
 
-    Returns a, b, c and whether every residual is exactly zero (the counts are that polynomial).
+    Returns a, b, c and whether every residual is exactly zero (the counts are that polynomial). Remembered for
+    the last few thousand inputs: a large sweep fits the same counts (MACs per image, work per class) once per
+    machine and batch, and the rational arithmetic costs milliseconds per fit.
     """
     rows = [(Fraction(v), Fraction(v) ** 2, Fraction(1)) for v in xs]
     targets = [Fraction(y) for y in ys]

@@ -135,7 +135,8 @@ def on_sigint(signum, frame) -> None:
     while frame is not None:
         if frame.f_code.co_filename.startswith("<frozen importlib"):
             terminated = signum == signal.SIGTERM
-            sys.stderr.write(f"mixerbench: {'terminated' if terminated else 'interrupted'}\n")
+            if sys.stderr is not None:  # None: started with 2>&-
+                sys.stderr.write(f"mixerbench: {'terminated' if terminated else 'interrupted'}\n")
             _leave(143 if terminated else 130)
         frame = frame.f_back
     if signum == signal.SIGTERM:
@@ -149,7 +150,7 @@ def _leave(code: int) -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):  # AttributeError: None, a stream closed at start-up
             pass
     os._exit(code)
 

@@ -1,7 +1,8 @@
 """Compare two sweep folders case by case: latency and activation-memory ratios B/A.
 
 Cases are matched on their full description (model, overrides, size, patch, batch,
-device, dtype, mode). A ratio above FACTOR is flagged "worse", below 1/FACTOR "better".
+device, dtype, mode, compile mode, and threads when set). A ratio above FACTOR is flagged
+"worse", below 1/FACTOR "better".
 Every case of A must be in B: a case of A missing from B (not run, or run with another
 --threads, which is part of the case) is listed and fails the comparison unless
 --allow-missing. Warnings (bad lines; runs that differ in thread count or environment)
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from bench import files, schema
-    from bench.runs.compare import compare, missing, run_differences
+    from bench.runs.compare import compare, missing, read_latest, run_differences
 
     if args.factor <= 1:
         raise UsageError(f"--factor must be above 1, got {args.factor}")
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         path = d / schema.RESULTS_FILENAME
         if not files.check_regular(path):  # a symlink, FIFO or device is refused in one line
             raise not_a_sweep_folder(d, "compare")
-        records, problems = schema.read_results(path)
+        records, problems = read_latest(path)  # one line at a time, the newest record of each case
         for p in problems:
             print(f"warning: {p} (ignored)", file=sys.stderr)
         if not records:

@@ -13,6 +13,7 @@ examples:
   mixerbench predict --models mixer_b16,vit_b16,resnet50 --gpu h100-sxm --gpu l4 --out predicted/
   mixerbench predict --list-devices
   mixerbench predict --devices my-gpus.json --gpu my-gpu
+  mixerbench predict --cpu-results results/cpu-quick-v3 --gpu cpu --dtype float32
   mixerbench predict --validate          # calibration and leave-one-device-out error on the shipped data
 """
 
@@ -22,7 +23,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bench.cli.args import batch_size, image_sizes, model_list, patch_sizes, progress
+from bench.cli.args import batch_size, image_sizes, model_list, out_folder, patch_sizes, progress
 from bench.errors import UsageError
 
 NAME = "predict"
@@ -70,10 +71,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="a device table of your own (JSON, the layout of bench/data/devices.json) added to the shipped one",
     )
+    parser.add_argument(
+        "--cpu-results",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="add a device `cpu` built from the matmul roof and copy bandwidth the CPU sweep in DIR measured",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per (case, gpu) on stdout")
     parser.add_argument(
         "--out",
-        type=Path,
+        type=out_folder,
         default=None,
         metavar="DIR",
         help="also write DIR/prediction.md (table) and DIR/predicted_throughput.png (throughput against "
@@ -89,10 +97,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _table(args: argparse.Namespace):
+    import dataclasses
+
+    from bench import files, schema
     from bench.analysis import predict
 
     try:
-        return predict.load_table(args.devices)
+        table = predict.load_table(args.devices)
+        if args.cpu_results is not None:
+            path = args.cpu_results / schema.RESULTS_FILENAME
+            if not files.check_regular(path):
+                raise ValueError(f"{args.cpu_results} holds no {schema.RESULTS_FILENAME}")
+            records, _problems = schema.read_results(path)
+            table = dataclasses.replace(table, devices={**table.devices, "cpu": predict.cpu_device(records)})
+        return table
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -110,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
 
         print(calibration.validation_report(table))
         return 0
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} exists and is not a folder")
     gpus = args.gpu or [DEFAULT_GPU]
     unknown = [g for g in gpus if g not in table.devices]
     if unknown:
@@ -142,6 +162,6 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         from bench.analysis import prediction_report
 
-        for path in prediction_report.write(args.out, predictions, table):
+        for path in prediction_report.write(args.out, predictions, table.validation):
             print(f"wrote {path}")
     return 0

@@ -3,9 +3,9 @@
 Corrupt lines of results.jsonl are reported with their line number and skipped; the
 file itself is never rewritten. A file without a single valid record is an error (exit 2).
 Records written before the deterministic cost existed get one counted on meta, in memory
-(:func:`bench.runs.costs.fill_missing_costs`), so their roofline is shown, and the records
+(bench.runs.costs.fill_missing_costs), so their roofline is shown, and the records
 of a GPU in the device table are predicted by the calibrated model
-(:func:`bench.runs.predictions.predict_records`, about a second a case); the report
+(bench.runs.predictions.predict_records, about a second a case); the report
 itself never counts.
 """
 
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         raise not_a_sweep_folder(args.dir, "report")
     if not os.access(args.dir, os.W_OK):
         raise UsageError(f"{args.dir} is not writable")
-    records, problems = schema.read_results(path)
+    records, problems = report.read_latest(path)  # one line at a time; the latest record of each case
     if not records:
         first = f"; line {problems[0].line}: {problems[0].message}" if problems else ""
         raise UsageError(

@@ -7,7 +7,7 @@ correspondingly permuted initialisation is also trained on the patch-shuffled im
 (condition patch_shuffled_permuted_init_float64): it must follow the original Mixer's
 loss trajectory (original_float64) up to float rounding (max |diff| <= 1e-6) and end
 with the same accuracy. This pair trains in float64: in float32 rounding differences
-grow during training (see bench/shuffle.py).
+grow during training (see bench/experiments/shuffle.py).
 
 Writes into --out (the runs stream to runs.jsonl.partial as each ends; at the end all
 four outputs are moved into place together, so an interrupted run, with --overwrite too,

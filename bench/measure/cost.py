@@ -12,7 +12,7 @@ SGD step) and runs it under two modes:
   the dtype its inputs promote to. It works above autograd, as autocast does, so the
   backward pass sees the same dtypes. It also runs ``scaled_dot_product_attention`` as
   the fused kernel the device would pick (CUDA: flash for half precision, memory-efficient
-  for float32; CPU: flash for CPU): on meta the public function would fall back to the
+  for float32 or with an additive bias such as BEiT's relative positions; CPU: flash for CPU): on meta the public function would fall back to the
   math path and materialise the S x S matrix, which the fused kernels never do.
 * :class:`CostCounter`, a ``TorchDispatchMode`` that sees every aten operator the step
   runs, forward, backward and optimizer alike, and counts
@@ -184,6 +184,22 @@ _SDPA_FORWARD = tuple(
 )
 
 
+def _order(t: torch.Tensor) -> tuple[int, ...]:
+    """The dimensions of ``t`` from the outermost in memory to the innermost, leaving out size-1 and broadcast ones."""
+    dims = [d for d in range(t.dim()) if t.shape[d] > 1 and t.stride(d) != 0]
+    strides = t.stride()
+    return tuple(sorted(dims, key=lambda d: strides[d], reverse=True))
+
+
+def _crossed(tensors: list[torch.Tensor]) -> bool:
+    """Whether same-shaped tensors an operator touches are laid out in different dimension orders."""
+    orders: dict[tuple[int, ...], set[tuple[int, ...]]] = {}
+    for t in tensors:
+        if t.dim() >= 2:
+            orders.setdefault(tuple(t.shape), set()).add(_order(t))
+    return any(len(found) > 1 for found in orders.values())
+
+
 def _gemm(func, args, out) -> tuple[int, ...]:
     """(batch, M, N, K) of an operator that runs as matrix products (see ``bench.schema.ShapedKernel``), else ()."""
     packet = func.overloadpacket
@@ -240,7 +256,7 @@ class CostCounter(TorchDispatchMode):
         self.flops = 0
         self.by_class = {c: ClassTally() for c in CLASSES}
         self.kernels: Counter = Counter()  # (class, op, flops, bytes) -> calls
-        self.shaped: Counter = Counter()  # (class, op, dtype, flops, bytes, gemm) -> calls
+        self.shaped: Counter = Counter()  # (class, op, dtype, flops, bytes, gemm, crossed) -> calls
         self.events: list[tuple[int, int]] = []  # (allocation id, +bytes on allocation / -bytes on free), in order
         self._live: dict[int, int] = {}  # storage address -> allocation id
         self._sizes: dict[int, int] = {}
@@ -300,7 +316,7 @@ class CostCounter(TorchDispatchMode):
                 out = func.decompose(*args, **kwargs)
             if out is not NotImplemented:
                 return out
-        out = func(*args, **kwargs)
+        out = counting.META_KERNELS(func, args, kwargs)  # the kernel, or the outputs of an identical earlier call
         inputs = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
         outputs = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
         in_storages = {_storage_key(t) for t in inputs}
@@ -335,7 +351,9 @@ class CostCounter(TorchDispatchMode):
         entry.flops += flops
         self.kernels[(cls, counting._jit_name(packet), flops, moved)] += 1
         dtype = str(written_tensors[0].dtype).removeprefix("torch.") if written_tensors else ""
-        self.shaped[(cls, counting._jit_name(packet), dtype, flops, moved, _gemm(func, args, out))] += 1
+        gemm = _gemm(func, args, out)
+        crossed = not gemm and _crossed(inputs + written_tensors)
+        self.shaped[(cls, counting._jit_name(packet), dtype, flops, moved, gemm, crossed)] += 1
         return out
 
 
@@ -388,6 +406,14 @@ class Autocast(TorchFunctionMode):
         return func(*args, **kwargs)
 
     def _attention(self, func, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **rest):
+        masked = attn_mask is not None and attn_mask.is_floating_point() and attn_mask.dtype == query.dtype
+        if self.device == "cuda" and masked and not (is_causal or dropout_p or rest.get("enable_gqa")):
+            # an additive bias (BEiT's relative positions): flash takes none, the memory-efficient kernel reads it
+            grad = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value, attn_mask))
+            bias = attn_mask.expand(*query.shape[:-2], query.shape[-2], key.shape[-2])
+            return aten._scaled_dot_product_efficient_attention(query, key, value, bias, grad, 0.0, False, scale=scale)[
+                0
+            ]
         if attn_mask is not None or is_causal or dropout_p or rest.get("enable_gqa"):
             return func(
                 query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale, **rest
@@ -471,7 +497,9 @@ def cost(case: Case, batch: int | None = None) -> Cost:
         gradient_bytes=gradient_bytes if train else None,
         optimizer_bytes=optimizer_bytes if train else None,
         kernels=tuple((cls, op, int(f), int(b), n) for (cls, op, f, b), n in sorted(counter.kernels.items())),
-        shaped=tuple((c, op, dt, int(f), int(b), n, g) for (c, op, dt, f, b, g), n in sorted(counter.shaped.items())),
+        shaped=tuple(
+            (c, op, dt, int(f), int(b), n, g, x) for (c, op, dt, f, b, g, x), n in sorted(counter.shaped.items())
+        ),
         weight_bytes=sum(t.numel() * t.element_size() for t in (*net.parameters(), *net.buffers())),
         input_bytes=batch * 3 * img_size * img_size * 4,
     )

@@ -251,13 +251,122 @@ def _meta_shortcut(func, args, kwargs):
     return None
 
 
+# Argument values that may be part of a call's key (anything else makes the call run its kernel every time).
+_PLAIN = frozenset((int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format, torch.layout))
+
+
+class _NoKey(Exception):
+    pass
+
+
+def _key_part(value):
+    kind = type(value)
+    if kind in _PLAIN:
+        return kind, value
+    if kind is list or kind is tuple:
+        return kind, *map(_key_part, value)
+    if isinstance(value, torch.Tensor) and value.device.type == "meta" and value.layout == torch.strided:
+        return value.shape, value.stride(), value.dtype, value.storage_offset()
+    raise _NoKey
+
+
+def _call_key(func, args, kwargs) -> tuple | None:
+    """What a meta kernel's outputs can depend on: the operator, every tensor's shape, stride, dtype and storage
+    offset, every other argument's type and value, and the default dtype. None when some argument is neither a
+    meta tensor nor a plain value."""
+    try:
+        return func, torch.get_default_dtype(), _key_part(args), _key_part(sorted(kwargs.items()))
+    except _NoKey:
+        return None
+
+
+def _fresh_layouts(func, args, kwargs, out) -> tuple | None:
+    """(container type, [(shape, stride, dtype)]) of a functional operator's ``out`` when every output is a fresh
+    meta tensor of its own (a storage of exactly the size its layout needs, at offset 0); None otherwise."""
+    outs = (out,) if isinstance(out, torch.Tensor) else out
+    if not isinstance(outs, (tuple, list)) or not all(isinstance(t, torch.Tensor) for t in outs):
+        return None
+    storages = {t.untyped_storage()._cdata for t in _tensors((args, kwargs))}
+    layouts = []
+    for t in outs:
+        storage = t.untyped_storage()
+        if t.device.type != "meta" or t._is_view() or t.storage_offset() or storage._cdata in storages:
+            return None
+        storages.add(storage._cdata)
+        span = 0 if t.numel() == 0 else 1 + sum((n - 1) * st for n, st in zip(t.shape, t.stride()))
+        if storage.nbytes() != span * t.element_size():
+            return None
+        layouts.append((tuple(t.shape), t.stride(), t.dtype))
+    return (None if isinstance(out, torch.Tensor) else type(out)), tuple(layouts)
+
+
+def _tensors(value):
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _tensors(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _tensors(v)
+
+
+_FUNCTIONAL: dict = {}  # operator -> neither writes to nor returns a view of its arguments
+
+
+class MetaKernels:
+    """Run an aten operator, on meta tensors replaying the outputs of an earlier call with the same key.
+
+    On the meta device a kernel only works out its outputs' shapes, strides and dtypes,
+    many of them in Python (torch's reference implementations), and a model makes the same
+    call, with the same layouts, block after block; counting and costing a case make the
+    same calls again. The first call with a given key (:func:`_call_key`) runs the kernel;
+    when its outputs were fresh tensors (:func:`_fresh_layouts`), later calls get new
+    empty meta tensors of exactly those layouts without running it. Views, in-place
+    operators, anything not on meta and anything with other arguments always run the
+    kernel, so what a dispatch mode sees is the same with or without the replay (checked
+    in tests/measure/test_counting.py and test_cost.py). The keys held are cleared past
+    ``limit``.
+    """
+
+    def __init__(self, limit: int = 200_000):
+        self.limit = limit
+        self._layouts: dict[tuple, tuple | None] = {}
+
+    def __call__(self, func, args, kwargs):
+        functional = _FUNCTIONAL.get(func)
+        if functional is None:
+            schema = func._schema
+            functional = _FUNCTIONAL[func] = all(a.alias_info is None for a in (*schema.arguments, *schema.returns))
+        key = _call_key(func, args, kwargs) if functional else None
+        if key is None:
+            return func(*args, **kwargs)
+        if key not in self._layouts:
+            out = func(*args, **kwargs)
+            if len(self._layouts) >= self.limit:
+                self._layouts.clear()
+            self._layouts[key] = _fresh_layouts(func, args, kwargs, out)
+            return out
+        found = self._layouts[key]
+        if found is None:
+            return func(*args, **kwargs)
+        container, layouts = found
+        outs = [torch.empty_strided(shape, stride, dtype=dtype, device="meta") for shape, stride, dtype in layouts]
+        return outs[0] if container is None else container(outs)
+
+
+# The one cache of meta kernel outputs, shared by :class:`MacCounter` and bench.measure.cost.CostCounter.
+META_KERNELS = MetaKernels()
+
+
 class MacCounter(TorchDispatchMode):
     """Count MACs (fvcore convention) and activations of every aten operator that runs inside.
 
     Attributes after use: ``matmul_macs`` and ``norm_macs`` (Counters by operator name),
     ``activations`` (int), ``uncounted`` (Counter: operator -> number of calls).
     ``shortcuts=True`` builds the outputs of a few slow meta kernels directly
-    (see :func:`_meta_shortcut`); counts are the same either way.
+    (see :func:`_meta_shortcut`) and replays those of repeated calls (:data:`META_KERNELS`);
+    ``False`` runs every kernel. Counts are the same either way.
     """
 
     def __init__(self, shortcuts: bool = True):
@@ -270,9 +379,12 @@ class MacCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = _meta_shortcut(func, args, kwargs) if self.shortcuts else None
-        if out is None:
+        if not self.shortcuts:
             out = func(*args, **kwargs)
+        else:
+            out = _meta_shortcut(func, args, kwargs)
+            if out is None:
+                out = META_KERNELS(func, args, kwargs)
         packet = func.overloadpacket
         counting = RULES.get(packet)
         if counting is None:
@@ -322,9 +434,35 @@ class _SkipMetaInit(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+# Reference models that count() built on meta and only read, for the next build() of the same case (a model that
+# was counted need not be built again to be costed); the oldest go first past SPARE_MODELS.
+_SPARE: dict[tuple, nn.Module] = {}
+SPARE_MODELS = 128
+
+
+def _build_key(case: Case) -> tuple:
+    return case.model, case.img_size, case.patch_size, tuple(sorted(case.overrides.items()))
+
+
+def _leave_spare(case: Case, net: nn.Module) -> None:
+    if case.model.startswith(architectures.TIMM_PREFIX):  # timm models may keep state from a forward pass
+        return
+    _SPARE[_build_key(case)] = net
+    while len(_SPARE) > SPARE_MODELS:
+        del _SPARE[next(iter(_SPARE))]
+
+
 def build(case: Case, device: str | torch.device = "meta") -> nn.Module:
     """``architectures.create`` of ``case``'s model, size, patch size and overrides on ``device``, in eval mode
-    (the case's own device, batch, dtype and mode do not matter). Raises ValueError on a bad case."""
+    (the case's own device, batch, dtype and mode do not matter). Raises ValueError on a bad case.
+
+    The model is the caller's to change. On meta it may be one that :func:`count` built for the same case and only
+    read (a reference model: eval mode, no gradients, nothing run but a forward pass on meta), which it hands over
+    instead of building it again."""
+    if torch.device(device).type == "meta":
+        spare = _SPARE.pop(_build_key(case), None)
+        if spare is not None:
+            return spare
     overrides: dict[str, Any] = dict(case.overrides)  # checked by the model's config, not here
 
     def create() -> nn.Module:
@@ -385,13 +523,15 @@ def count(case: Case) -> Counts:
     ``case.model`` is a reference name (``architectures.list_models()``) or ``timm:<name>``;
     ``case.overrides`` go to :func:`architectures.create`. Runs on the meta device: no memory
     for weights, no arithmetic, about 0.1 s for a ViT-B. Raises ValueError for an unknown
-    model or an ``img_size`` not divisible by the patch size.
+    model or an ``img_size`` not divisible by the patch size. A reference model counted on meta
+    is left for the next :func:`build` of the same case (costing it, say), which takes it over.
     """
     model, img_size = case.model, case.img_size
     net = build(case)
     device = "meta"
     try:
         counter = _run_counted(net, img_size, "meta")
+        _leave_spare(case, net)
     except (NotImplementedError, RuntimeError) as exc:
         if not model.startswith(architectures.TIMM_PREFIX):
             raise

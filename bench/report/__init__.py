@@ -4,7 +4,10 @@ Everything is rebuilt from ``results.jsonl`` (and ``peers.jsonl`` when present),
 ``mixerbench report DIR`` gives the same report as the sweep that wrote DIR.
 
 Series and their fits come from :mod:`bench.analysis.series`; this package only
-lays them out: tables and text here, plots in PNG files.
+lays them out: tables and text here, plots in PNG files. A folder of many series (a
+cluster sweep: every model at every batch on every machine) is read one line at a time
+(:func:`read_latest`) and summarised in its plots, one line per model (:data:`MAX_LINES`),
+while its tables keep every series.
 """
 
 from __future__ import annotations
@@ -16,7 +19,17 @@ from pathlib import Path
 
 from bench import schema
 from bench.analysis import scaling
-from bench.analysis.series import FitRow, Series, attention_pairs, fits_of, latest_per_machine, quantity, series_of
+from bench.analysis.series import (
+    QUANTITIES,
+    FitRow,
+    Series,
+    attention_pairs,
+    fits_of,
+    latest_per_machine,
+    machine_of,
+    quantity,
+    series_of,
+)
 from bench.files import UnsafeFile, write_atomically, write_text_atomically
 from bench.report import breakdown, compile_energy, verdicts
 from bench.report.devices import devices_table
@@ -40,9 +53,51 @@ PLOTS = {
 # --- plots -------------------------------------------------------------------------------
 
 
-def _plot_series(ax, series: list[Series], name: str, fits: dict, scale: float = 1.0) -> None:
+MAX_LINES = 12
+"""Series a plot draws one by one. A folder with more (a cluster sweep: every model at every batch on every
+machine) gets one line per model instead (:func:`model_groups`): the median over its series at each size,
+with a band from the lowest to the highest; each series' own values, fits and verdicts stay in the tables."""
+
+
+def model_groups(series: Sequence[Series]) -> list[tuple[str, list[Series]]]:
+    """Series by model (label and compile mode), device, dtype and mode, in first-seen order: (legend, series)."""
+    groups: dict[str, list[Series]] = {}
+    for s in series:
+        c = s.case
+        groups.setdefault(f"{s.label}{s.compiled} {c.device} {c.dtype} {c.mode}", []).append(s)
+    return list(groups.items())
+
+
+def _plot_band(ax, series: Sequence[Series], x, y, style: str = "o-") -> None:
+    """One line per model group: the median of ``y(record)`` over its series at each ``x(series)`` value, and a
+    band from the lowest to the highest (the summary drawn when there are more than MAX_LINES series)."""
     import numpy as np
 
+    for legend, group in model_groups(series):
+        by_x: dict[float, list[float]] = {}
+        for s in group:
+            for v, r in zip(x(s), s.records):
+                by_x.setdefault(v, []).append(y(r))
+        xs = sorted(by_x)
+        values = [np.asarray(by_x[v]) for v in xs]
+        line = ax.plot(
+            xs, [float(np.median(v)) for v in values], style, label=mathtext(f"{legend}: median of {len(group)}")
+        )[0]
+        ax.fill_between(
+            xs, [v.min() for v in values], [v.max() for v in values], color=line.get_color(), alpha=0.2, lw=0
+        )
+
+
+def _plot_series(ax, series: list[Series], name: str, fits: dict, scale: float, summary: bool) -> None:
+    """Each series' points and fit on log axes, or with ``summary`` one band per model (:func:`_plot_band`)."""
+    import numpy as np
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    if summary:
+        _plot_band(ax, series, Series.x, lambda r: quantity(r, name) / scale)
+        return
     for s in series:
         x = s.x()
         y = [quantity(r, name) / scale for r in s.records]
@@ -58,9 +113,6 @@ def _plot_series(ax, series: list[Series], name: str, fits: dict, scale: float =
                 alpha=0.6,
                 label=f"  fit: {f.verdict}",
             )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.grid(True, which="both", alpha=0.3)
 
 
 def _two_panels(plt, series: list[Series], name: str, fits: dict, ylabel: str, scale: float, title: str):
@@ -69,7 +121,7 @@ def _two_panels(plt, series: list[Series], name: str, fits: dict, ylabel: str, s
     panels = [(p, lbl) for p, lbl in ((tokens, "tokens S"), (pixels, "pixels H x W (convnets)")) if p]
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.8), squeeze=False)
     for ax, (group, xlabel) in zip(axes[0], panels):
-        _plot_series(ax, group, name, fits, scale)
+        _plot_series(ax, group, name, fits, scale, summary=len(series) > MAX_LINES)
         ax.set_xlabel(xlabel + " (log)")
         ax.set_ylabel(ylabel + " (log)")
         ax.legend(fontsize=7)
@@ -127,7 +179,9 @@ def write_plots(out: Path, series: list[Series], fit_rows: list[FitRow]) -> list
     )
 
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
-    for s in series:
+    if len(series) > MAX_LINES:
+        _plot_band(ax, series, lambda s: [r.case.img_size for r in s.records], lambda r: r.time.images_per_s)
+    for s in series if len(series) <= MAX_LINES else ():
         ax.plot(
             [r.case.img_size for r in s.records],
             [r.time.images_per_s for r in s.records],
@@ -139,7 +193,10 @@ def write_plots(out: Path, series: list[Series], fit_rows: list[FitRow]) -> list
     pairs = attention_pairs(series)
     if pairs:
         fig, ax = plt.subplots(figsize=(6.5, 4.8))
-        for fused, explicit in pairs:
+        if 2 * len(pairs) > MAX_LINES:
+            for half, style in ((0, "o-"), (1, "s--")):
+                _plot_band(ax, [p[half] for p in pairs], Series.x, lambda r: r.memory.activation_bytes / MiB, style)
+        for fused, explicit in pairs if 2 * len(pairs) <= MAX_LINES else ():
             for s, style in ((fused, "o-"), (explicit, "s--")):
                 ax.plot(s.x(), [r.memory.activation_bytes / MiB for r in s.records], style, label=mathtext(s.legend))
         save(
@@ -209,6 +266,25 @@ def fit_table(rows: list[FitRow]) -> list[str]:
             f"| {md(row.series.title)} | {row.quantity} | {xname} | {f.a:.3g} | {f.b:.3g} | {_ci(f)} | {cross} | {share} | "
             f"{_exponents(f)} | {f.verdict} | **{row.verdict}** ({verdicts.decided_by(row)}) |"
         )
+    return lines
+
+
+def verdict_counts(rows: list[FitRow]) -> list[str]:
+    """One row per model (:func:`model_groups`) and quantity: how many of its series got each verdict."""
+    by_series: dict[int, list[FitRow]] = {}
+    for row in rows:
+        by_series.setdefault(id(row.series), []).append(row)
+    lines = [
+        "| model | quantity | series | linear | quadratic | inconclusive | not fitted |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for legend, group in model_groups([row.series for row in rows if row.quantity == QUANTITIES[0]]):
+        for name in QUANTITIES:
+            got = [r.verdict for s in group for r in by_series[id(s)] if r.quantity == name]
+            lines.append(
+                f"| {md(legend)} | {name} | {len(got)} | {got.count('linear')} | {got.count('quadratic')} | "
+                f"{got.count('inconclusive')} | {got.count(None)} |"
+            )
     return lines
 
 
@@ -343,6 +419,20 @@ METHODS = """\
 """
 
 
+def read_latest(path: Path) -> tuple[list[Record], list[schema.Problem]]:
+    """The last record of each case on each machine in results file ``path`` (:func:`latest_per_machine`) and the
+    file's bad lines, read one line at a time (:func:`bench.schema.iter_jsonl`): records a later line replaces are
+    dropped as soon as it is read, and the file itself is never held in memory."""
+    latest: dict[tuple[str, str], Record] = {}
+    problems: list[schema.Problem] = []
+    for item in schema.iter_jsonl(path, Record):
+        if isinstance(item, schema.Problem):
+            problems.append(item)
+        else:
+            latest[(machine_of(item), item.key)] = item  # the first position, the last record (as latest_per_machine)
+    return list(latest.values()), problems
+
+
 def build(
     out: Path,
     raw: list[Record] | None = None,
@@ -351,13 +441,14 @@ def build(
 ) -> tuple[str, str, list[str], list[str]]:
     """(report markdown, console summary, plot files written, warnings) for folder ``out``.
 
-    ``raw`` are the records of ``out/results.jsonl`` and ``problems`` its bad lines, when the caller has read
-    them already (the file is parsed once); None: read here. ``predicted``: the calibrated model's predictions
-    of the GPU records (:func:`bench.runs.predictions.predict_records`), shown in the roofline section.
+    ``raw`` are the records of ``out/results.jsonl`` (all of them, or only the latest of each case and machine:
+    :func:`read_latest`) and ``problems`` its bad lines, when the caller has read them already (the file is parsed
+    once); None: read here. ``predicted``: the calibrated model's predictions of the GPU records
+    (:func:`bench.runs.predictions.predict_records`), shown in the roofline section.
     """
     path = out / schema.RESULTS_FILENAME
     if raw is None:
-        raw, problems = schema.read_results(path)
+        raw, problems = read_latest(path)
     warnings = [f"{p} (ignored)" for p in problems]
     records = latest_per_machine(raw)  # one record per case and machine (a merged folder holds several machines)
     series = series_of(records)
@@ -386,6 +477,16 @@ def build(
         "",
     ]
     md += ["## Environment", ""] + _environment(records) + [""]
+    if len(series) > MAX_LINES:
+        md += [
+            "## Verdicts by model",
+            "",
+            f"{len(series)} series: each model at each batch on each machine is a series of its own, fitted by "
+            "itself. The plots draw one line per model (the median over its series, with a band from the lowest to "
+            "the highest); the tables below give every series.",
+            "",
+        ]
+        md += verdict_counts(fit_rows) + [""]
     if fit_rows:
         md += [
             "## Scaling fits: cost = a*x + b*x^2 + c",

@@ -132,6 +132,9 @@ def devices_table(records: Sequence, fit_rows: list[FitRow] | None = None) -> li
     by_machine: dict[str, list[Series]] = {ident: [] for ident in names}
     for s in all_series:
         by_machine.setdefault(machine_of(s.records[0]), []).append(s)
+    records_of: dict[str, list] = {}
+    for r in records:
+        records_of.setdefault(machine_of(r), []).append(r)
     present = {_family(s) for s in all_series}
     families = [f for f in FAMILY_ORDER if f in present] + sorted(present - set(FAMILY_ORDER))
     tokens = {f for f in families if any(_family(s) == f and s.axis != "pixels" for s in all_series)}
@@ -147,7 +150,7 @@ def devices_table(records: Sequence, fit_rows: list[FitRow] | None = None) -> li
 
     for ident, name in names.items():
         mine = by_machine.get(ident, [])
-        row = [f"{name} (machine {ident})", *_environment([r for r in records if machine_of(r) == ident])]
+        row = [f"{name} (machine {ident})", *_environment(records_of.get(ident, []))]
         for f in families:
             group = [s for s in mine if _family(s) == f]
             short = _names(group)

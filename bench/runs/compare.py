@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
+from bench import schema
 from bench.runs.records import Record, latest_by_key
-from bench.schema import Case
+from bench.schema import Case, Problem
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,20 @@ class Comparison:
     time: float | None = None  # median step time per image, B / A; None unless both are ok
     memory: float | None = None  # activation bytes per image, B / A; None unless both are ok and measured some
     flag: str = ""  # "worse", "better" or ""
+
+
+def read_latest(path: str | os.PathLike[str]) -> tuple[list[Record], list[Problem]]:
+    """The newest record of each case in results file ``path`` (:func:`bench.schema.latest_by_key`, in the order
+    cases first appear) and its bad lines, read one line at a time: a record a later line replaces is dropped as
+    soon as that line is read, so a comparison holds one record per case, never the whole file."""
+    latest: dict[str, Record] = {}
+    problems: list[Problem] = []
+    for item in schema.iter_jsonl(path, Record):
+        if isinstance(item, Problem):
+            problems.append(item)
+        else:
+            latest[item.key] = item
+    return list(latest.values()), problems
 
 
 def compare(a: list[Record], b: list[Record], factor: float) -> list[Comparison]:

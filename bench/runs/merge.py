@@ -42,7 +42,8 @@ with ``os.replace``, so a failure leaves no half-written file. Nothing here impo
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,20 +128,47 @@ class _Counts:
     replaced: int = 0
 
 
-Row = tuple[Line, int, int, str]  # (record, folder index, line number, folder)
+@dataclass(frozen=True)
+class Entry:
+    """What a merge keeps of a record it read (the record itself is dropped at once, so a merge of large
+    folders holds one line of text per record): identity, status, date, shard and the line to write."""
+
+    key: str  # Record.key / PeerRecord.key
+    machine: str  # machine_of(record)
+    status: str
+    date: datetime.datetime  # _date(record)
+    shard: tuple[int, int] | None  # (index, count) of a results record that names its shard
+    text: str  # the canonical line (schema.dumps): identical records have identical text; written as is
+    described: str  # _describe(record), for a conflict's message
+
+    @classmethod
+    def of(cls, record: Line) -> Entry:
+        shard = record.shard if isinstance(record, Record) else None
+        return cls(
+            key=record.key,
+            machine=machine_of(record),
+            status=record.status,
+            date=_date(record),
+            shard=(shard.index, shard.count) if shard is not None else None,
+            text=_canonical(record),
+            described=_describe(record),
+        )
 
 
-def _merge_rows(rows: list[Row], prefer: str | None, counts: _Counts, what: str) -> list[Line]:
+Row = tuple[Entry, int, int, str]  # (entry, folder index, line number, folder)
+
+
+def _merge_rows(rows: list[Row], prefer: str | None, counts: _Counts, what: str) -> list[Entry]:
     """Union of (record, folder index, line number, folder) rows by the module's rules, in first-read order."""
     groups: dict[tuple[str, str], list[Row]] = {}
     for row in rows:
-        groups.setdefault((row[0].key, machine_of(row[0])), []).append(row)
+        groups.setdefault((row[0].key, row[0].machine), []).append(row)
     merged = []
     for (_, machine), group in groups.items():
         first: dict[str, Row] = {}  # canonical JSON -> where it was first read
         homes: dict[str, set[int]] = {}  # canonical JSON -> the folders that hold it
         for row in group:
-            text = _canonical(row[0])
+            text = row[0].text
             homes.setdefault(text, set()).add(row[1])
             if text in first:
                 counts.duplicates += 1
@@ -148,7 +176,7 @@ def _merge_rows(rows: list[Row], prefer: str | None, counts: _Counts, what: str)
                 first[text] = row
 
         def age(text: str) -> tuple:  # newest last: date, then the latest folder holding it, then its line
-            return _date(first[text][0]), max(homes[text]), first[text][2]  # noqa: B023 (called in this iteration)
+            return first[text][0].date, max(homes[text]), first[text][2]  # noqa: B023 (called in this iteration)
 
         kept = [text for text, row in first.items() if row[0].status in KEPT_STATUSES]
         if not kept:  # failures only: the newest one
@@ -161,7 +189,7 @@ def _merge_rows(rows: list[Row], prefer: str | None, counts: _Counts, what: str)
             if prefer != "newest":
                 a, b = (first[t] for t in clash)
                 raise MergeConflict(
-                    f"conflicting {what} for {_describe(a[0])} on machine {machine}: "
+                    f"conflicting {what} for {a[0].described} on machine {machine}: "
                     f"{a[3]} and {b[3]} measured it differently"
                 )
             counts.replaced += len(kept) - 1
@@ -172,44 +200,51 @@ def _merge_rows(rows: list[Row], prefer: str | None, counts: _Counts, what: str)
 
 
 def _read(path: Path, folder_index: int, folder: str, problems: list[str], peers: bool = False) -> list[Row]:
-    # the schema's one reader: typed records of any stored version
-    found: list[Line] = []
-    if peers:
-        peer_lines, broken = schema.read_peers(path)
-        found += peer_lines
-    else:
-        result_lines, broken = schema.read_results(path)
-        found += result_lines
-    problems.extend(str(p) for p in broken)
-    return [(r, folder_index, line, folder) for line, r in enumerate(found)]
+    """An :class:`Entry` per valid line of ``path``, read one line at a time by the schema's one reader (typed
+    records of any stored version, :func:`bench.schema.iter_jsonl`); bad lines go to ``problems``."""
+    rows: list[Row] = []
+    items: Iterator[Line | schema.Problem] = (
+        schema.iter_jsonl(path, PeerRecord) if peers else schema.iter_jsonl(path, Record)
+    )
+    for item in items:
+        if isinstance(item, schema.Problem):
+            problems.append(str(item))
+        else:
+            rows.append((Entry.of(item), folder_index, len(rows), folder))
+    return rows
 
 
-def _rows_writer(rows: list[Line]):
-    """A writer of ``rows`` as JSON lines (the schema's :func:`bench.schema.dumps`), for
+def _rows_writer(rows: list[Entry]):
+    """A writer of ``rows``' canonical lines (the schema's :func:`bench.schema.dumps`), for
     :func:`bench.files.write_together`."""
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             for row in rows:
-                f.write((schema.dumps(row) + "\n").encode("utf-8"))
+                f.write((row.text + "\n").encode("utf-8"))
 
     return write
 
 
 def _write_locked(out: Path, targets: list, check_new) -> None:
     """Write ``targets`` together into ``out`` under its folder lock (:func:`bench.files.folder_lock`, as a sweep
-    holds it), after ``check_new()`` again under the lock; a failure removes what this merge created."""
+    holds it), after ``check_new()`` again under the lock; a failure removes what this merge created.
+
+    A ``.lock`` file this merge created is removed while still held (once results.jsonl is in place, a
+    later merge refuses the folder anyway), so the merged folder holds only what was merged.
+    """
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    lock_created = not (out / LOCK_NAME).exists()
+    lock_created = not os.path.lexists(out / LOCK_NAME)
     try:
         with folder_lock(out):  # a sweep or another merge writing into out: FolderBusy, nothing written
-            check_new()
-            write_together(targets)  # all or nothing; results.jsonl last: its presence means the merge finished
-            return
+            try:
+                check_new()
+                write_together(targets)  # all or nothing; results.jsonl last: its presence means the merge finished
+            finally:
+                if lock_created:
+                    (out / LOCK_NAME).unlink(missing_ok=True)
     except BaseException:
-        if lock_created:
-            (out / LOCK_NAME).unlink(missing_ok=True)
         if created:
             try:
                 out.rmdir()
@@ -240,11 +275,7 @@ def check_shards(folders: Sequence[Path], rows: list[Row]) -> list[str]:
         if marker is not None:
             identity[i], planned[i] = (marker.index, marker.count), marker.keys
             continue
-        named = {
-            (r.shard.index, r.shard.count)
-            for r, index, _, _ in rows
-            if index == i and isinstance(r, Record) and r.shard is not None
-        }
+        named = {r.shard for r, index, _, _ in rows if index == i and r.shard is not None}
         if len(named) == 1:
             identity[i] = next(iter(named))
     if not identity:
@@ -337,7 +368,7 @@ def merge(out: Path, folders: Sequence[Path], prefer: str | None = None, incompl
         replaced=counts.replaced + peer_counts.replaced,
         peers_in=len(peer_rows),
         peers_out=len(peers),
-        machines=tuple(sorted({machine_of(r) for r in merged})),
+        machines=tuple(sorted({r.machine for r in merged})),
         problems=tuple(problems),
         shard_warnings=tuple(shard_warnings),
     )

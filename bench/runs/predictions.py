@@ -120,11 +120,10 @@ def validate_cpu(measured: Iterable[Record], calibration: Iterable[Record]) -> V
     roofs, the shipped CPU constants), with the case counted on the meta device as the CPU runs it.
     ValueError when ``calibration`` has no roofs or ``measured`` no ok CPU record."""
     from bench.analysis import predict
-    from bench.measure.cost import cost
 
     device = predict.cpu_device(calibration)
     rows = tuple(
-        Checked(r, predict.predict(cost(r.case.replace(batch=r.batch or r.case.batch)), device).step_s)
+        Checked(r, predict.predict_case(r.case.replace(batch=r.batch or r.case.batch), "cpu", {"cpu": device}).step_s)
         for r in measured
         if r.status == "ok" and r.time is not None and r.case.device == "cpu"
     )

@@ -107,6 +107,9 @@ class Marker:
     keys: frozenset[str]
 
 
+MARKER_BYTES = 64 * 2**20  # a shard.json larger than this is refused unread (a case takes about 300 bytes)
+
+
 def read_marker(folder) -> Marker | None:
     """The folder's ``shard.json``, or None without one; ``ValueError`` (one line) when it is not one."""
     from pathlib import Path
@@ -117,7 +120,7 @@ def read_marker(folder) -> Marker | None:
     if not path.is_file():
         return None
     try:  # a regular file only, read up to its bound, nesting checked before parsing (bench.schema.parse_line)
-        data = schema.parse_line(files.read_bytes(path, schema.MAX_LINE_BYTES).replace(b"\n", b" "))
+        data = schema.parse_line(files.read_bytes(path, MARKER_BYTES).replace(b"\n", b" "), MARKER_BYTES)
         marker = decode_object(MarkerFile, data, MARKER)
         index, count = marker.shard.index, marker.shard.count
         keys = frozenset(case_key(c) for c in marker.cases)

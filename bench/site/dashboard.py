@@ -407,7 +407,9 @@ def build_docs(config: Path, dest: Path) -> None:
     except ImportError:
         raise DashboardError("mkdocs is not installed: pip install -e '.[dev]'") from None
     try:
-        build(load_config(config_file=str(config), site_dir=str(dest), strict=True))
+        loaded = load_config(config_file=str(config), site_dir=str(dest), strict=True)
+        loaded["extra"]["beside_dashboard"] = True  # docs/hooks.py: site:dashboard and site:report point one level up
+        build(loaded)
     except (exceptions.MkDocsException, OSError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise DashboardError(f"mkdocs build of {config} failed: {reason}") from None

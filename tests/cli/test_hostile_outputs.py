@@ -93,27 +93,54 @@ def test_merge_and_report_without_a_reader_write_their_files(stdout, tmp_path, m
     assert (tmp_path / "out" / "report.md").stat().st_size > 0
 
 
-def bench_shell(command: str, **env) -> subprocess.CompletedProcess:
-    """``python -m bench`` run by a shell (for ``| head -1`` and ``>&-``), from the repository root."""
-    return subprocess.run(
-        ["bash", "-c", f"set -o pipefail; {sys.executable} -m bench {command}"],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=PYTHONPATH, **env),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def bench_into_closed_pipe(*argv) -> subprocess.CompletedProcess:
+    """``python -m bench ARGV`` writing to a pipe whose reader is already gone (``| head -1`` after its line, without
+    the race): every write to standard output fails with EPIPE."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "bench", *map(str, argv)],
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONPATH=PYTHONPATH),
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        os.close(write)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("redirect", ["| head -1", ">&-"])
-def test_a_real_sweep_into_a_closed_pipe_or_no_stdout_measures_everything_and_exits_0(redirect, tmp_path):
-    argv = " ".join([*tiny_sweep((32,)), "--out", str(tmp_path)])
-    done = bench_shell(f"{argv} {redirect}")
+def test_a_real_sweep_into_a_closed_pipe_measures_everything_and_exits_0(tmp_path):
+    """`mixerbench sweep | head -1`, with the reader gone before the first line (no race)."""
+    done = bench_into_closed_pipe(*tiny_sweep((32,)), "--out", tmp_path)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
     found, problems = records.read_results(tmp_path / records.FILENAME)
     assert problems == [] and [r.status for r in found] == ["ok"]
+
+
+@pytest.mark.parametrize("redirect", [">&-", "closed pipe"])
+def test_merge_without_stdout_writes_its_folder_and_exits_0(redirect, tmp_path):
+    source = write_results(tmp_path / "a", [fake_record(c) for c in tiny_cases()])
+    argv = ["merge", str(tmp_path / "out"), str(source)]
+    if redirect == ">&-":
+        command = " ".join([sys.executable, "-m", "bench", *argv, ">&-"])
+        done = subprocess.run(
+            ["bash", "-c", command],
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONPATH=PYTHONPATH),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    else:
+        done = bench_into_closed_pipe(*argv)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+    assert len(records.read_results(tmp_path / "out" / records.FILENAME)[0]) == 2
 
 
 def test_sigterm_is_one_line_exit_143_and_leaves_no_temporary_file(tmp_path):
@@ -261,6 +288,16 @@ def test_a_deeply_nested_or_huge_asv_config_is_one_line(tmp_path, capsys):
     config.write_text('{"version": 1, "repo": ".", "x": "' + "x" * (2 << 20) + '"}')
     assert main_code(["dashboard", "--config", str(config), "--no-publish"]) == 2
     one_line(capsys.readouterr().err, "asv.conf.json", "larger than")
+
+
+def test_a_deeply_nested_device_table_is_one_line(tmp_path):
+    from bench.analysis import predict
+
+    path = tmp_path / "devices.json"
+    path.write_text(DEEP)
+    with pytest.raises(ValueError) as caught:
+        predict.read_device_file(path)
+    assert "nested deeper" in str(caught.value) and str(path) in str(caught.value)
 
 
 def test_a_line_over_the_bound_is_never_read_whole(tmp_path, monkeypatch):

@@ -135,8 +135,9 @@ def serve(directory: Path, probes: dict[str, str] | None = None) -> Iterator[Ser
         server.server_close()
 
 
-def load(url: str, profile: Path) -> tuple[str, str]:
-    """The DOM headless chromium built from ``url`` (after up to 20 s of virtual time) and its log (stderr)."""
+def load(url: str, profile: Path, budget_ms: int | None = 20000) -> tuple[str, str]:
+    """The DOM headless chromium built from ``url`` (after ``budget_ms`` of virtual time; None: at its load
+    event) and its log (stderr)."""
     assert CHROMIUM is not None, "mark the test with needs_chromium"
     done = subprocess.run(
         [
@@ -151,7 +152,7 @@ def load(url: str, profile: Path) -> tuple[str, str]:
             f"--user-data-dir={profile}",
             "--enable-logging=stderr",
             "--v=0",
-            "--virtual-time-budget=20000",
+            *([f"--virtual-time-budget={budget_ms}"] if budget_ms is not None else []),
             "--window-size=1400,900",
             "--dump-dom",
             url,

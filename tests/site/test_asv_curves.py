@@ -1,24 +1,23 @@
 """The measured curves on the dashboard: latency against image size, drawn by asv's own graph page.
 
-A temporary git repository is built from this project with a history of three commits (the
-second and third change a comment only). Each commit's ``curves.Resolution.time_step`` is
-recorded with ``asv run --python=same --quick --set-commit-hash`` (the project's environment, no
-virtualenv to build; ``ASV_PYTHONPATH`` points asv's benchmark processes at the repository),
-``mixerbench dashboard`` publishes the site, and headless Chromium opens the benchmark's page
+``tools/screenshots.py`` builds a temporary git repository from this project with a history of
+three commits (the second changes a comment only, the third makes ViT's default attention
+explicit). Each commit's ``curves.Resolution`` is recorded with ``asv run --python=same --quick
+--set-commit-hash`` (the project's environment, no virtualenv to build; ``ASV_PYTHONPATH`` points
+asv's benchmark processes at the repository), ``mixerbench dashboard`` publishes the site, and headless Chromium opens the benchmark's page
 with ``img_size`` on the x-axis (``#curves.Resolution.time_step?x-axis=img_size``, asv
 graphdisplay's x-axis selector). Checked: flot drew one graph whose x-axis ticks are image sizes,
 the x-axis panel has ``img_size`` selected, every request was answered by the site and the page
-logged no error. Skipped without chromium (.ci/run installs it).
+logged no error. The docs' screenshots (docs/images/) are taken again from the same site, the
+regressions page lists the explicit attention's jump in peak tensor bytes. Skipped without
+chromium (.ci/run installs it).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,9 +26,7 @@ from chromium import load, needs_chromium, probed, serve, uncaught
 from helpers import ROOT
 from suites import common
 
-PROJECT_FILES = ("pyproject.toml", "README.md", "asv.conf.json", "architectures", "bench", "suites")
 BENCHMARK = "curves.Resolution.time_step"
-MACHINE = "curves-test"
 
 pytestmark = [
     pytest.mark.slow,
@@ -38,78 +35,23 @@ pytestmark = [
 ]
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+def _screenshots():
+    """tools/screenshots.py, imported by path (tools/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("screenshots", ROOT / "tools" / "screenshots.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
 def curves_site(tmp_path_factory, npm_cache) -> tuple[Path, list[str]]:
+    """The site tools/screenshots.py publishes for the docs' pictures: three commits of ``curves.Resolution``
+    (the second a comment only, the third ViT's default attention made explicit), results/cpu-quick-v3 as
+    the scaling report."""
     pytest.importorskip("asv")
-    base = tmp_path_factory.mktemp("curves")
-    repo = base / "repo"
-    repo.mkdir()
-    for name in PROJECT_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            shutil.copy2(src, repo / name)
-    (repo / ".gitignore").write_text(".asv/\n__pycache__/\n")
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "config", "user.email", "t@t")
-    _git(repo, "config", "user.name", "t")
-    home = base / "home"  # asv keeps its machine description in ~/.asv-machine.json
-    home.mkdir()
-    env = dict(os.environ, HOME=str(home), ASV_PYTHONPATH=str(repo))
-    asv = [sys.executable, "-m", "asv"]
-    subprocess.run([*asv, "machine", "--yes", "--machine", MACHINE], cwd=repo, env=env, check=True, capture_output=True)
-    commits = []
-    for i in range(3):
-        if i:
-            with (repo / "suites" / "curves.py").open("a") as f:
-                f.write(f"# history commit {i}: a comment only\n")
-        _git(repo, "add", "-A")
-        _git(repo, "commit", "-q", "-m", f"commit {i}")
-        commits.append(_git(repo, "rev-parse", "HEAD"))
-        done = subprocess.run(
-            [
-                *asv,
-                "run",
-                "--python=same",
-                "--quick",
-                "--machine",
-                MACHINE,
-                "--set-commit-hash",
-                commits[-1],
-                "--bench",
-                rf"^{re.escape(BENCHMARK)}\b",
-            ],
-            cwd=repo,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "dashboard",
-            "--config",
-            str(repo / "asv.conf.json"),
-            "--cache",
-            str(npm_cache),
-        ],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return repo / ".asv" / "html", commits
+    return _screenshots().build_site(tmp_path_factory.mktemp("curves"))
 
 
 def test_the_history_holds_a_latency_curve_per_commit(curves_site):
@@ -157,3 +99,27 @@ def test_latency_against_image_size_renders_in_headless_chromium(curves_site, tm
     legend = set(re.findall(r'<td class="legendLabel">([^<]*)</td>', graph))
     assert {f"commit-last; series-{s}" for s in common.TOKEN_SERIES} <= legend, legend
     assert any(p.startswith("/graphs/") and p.endswith(f"{BENCHMARK}.json") for p in served.paths)
+
+
+def test_the_docs_screenshots_are_taken_again_from_the_published_site(curves_site, tmp_path):
+    """``python tools/screenshots.py`` takes the pictures of docs/guide/reading.md; here from this site, into a
+    temporary folder: every committed picture is taken again at its size, and none is blank."""
+    from PIL import Image
+
+    site, commits = curves_site
+    tool = _screenshots()
+    taken = {path.name: path for path in tool.capture(site, tmp_path / "shots")}
+    committed = {path.name: path for path in (ROOT / "docs" / "images").glob("*.png")}
+    assert set(taken) == set(committed) == {shot.name for shot in tool.SHOTS}
+    for name, path in taken.items():
+        with Image.open(path) as new, Image.open(committed[name]) as old:
+            assert new.size == old.size, name
+            assert len(new.convert("RGB").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 8, f"{name} is blank"
+        assert (ROOT / "docs" / "guide" / "reading.md").read_text().count(f"../images/{name}") == 1, name
+    # The regressions page: the third commit's step in peak tensor bytes, for the series at the default attention
+    # only (deterministic bytes: the series that name their backend, and Mixer, did not move).
+    entries = json.loads((site / "regressions.json").read_text())["regressions"]
+    peak = [
+        json.dumps(entry) for entry in entries if str(entry[0]).startswith("curves.Resolution.track_peak_tensor_bytes")
+    ]
+    assert peak and all("vit_d64" in e and "vit_d64_" not in e and "mixer" not in e for e in peak), peak
