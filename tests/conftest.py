@@ -71,9 +71,14 @@ def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadGroupScheduling
 
     class Scheduling(LoadGroupScheduling):
-        """xdist's loadgroup, its groups read from what the workers collected."""
+        """xdist's loadgroup, its groups read from what the workers collected, sent out in the collection's order
+        (slow first, timing last: see pytest_collection_modifyitems) rather than the largest group first."""
 
         groups: dict[str, str] | None = None
+
+        def __init__(self, config, log=None) -> None:
+            super().__init__(config, log)
+            config.option.loadscopereorder = False
 
         def _split_scope(self, nodeid: str) -> str:
             if self.groups is None:  # first called once every worker has collected
