@@ -172,16 +172,7 @@ def _flops(func, args, kwargs, out, written: list[torch.Tensor]) -> int:
     return sum(t.numel() for t in written)
 
 
-_SDPA_FORWARD = tuple(
-    getattr(aten, name)
-    for name in (
-        "_scaled_dot_product_flash_attention",
-        "_scaled_dot_product_flash_attention_for_cpu",
-        "_scaled_dot_product_efficient_attention",
-        "_scaled_dot_product_cudnn_attention",
-    )
-    if hasattr(aten, name)
-)
+_SDPA_FORWARD = counting.SDPA_FORWARD
 
 
 def _order(t: torch.Tensor) -> tuple[int, ...]:
