@@ -43,7 +43,7 @@ import math
 import warnings
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -287,7 +287,7 @@ def _fresh_layouts(func, args, kwargs, out) -> tuple | None:
     outs = (out,) if isinstance(out, torch.Tensor) else out
     if not isinstance(outs, (tuple, list)) or not all(isinstance(t, torch.Tensor) for t in outs):
         return None
-    storages = {t.untyped_storage()._cdata for t in _tensors((args, kwargs))}
+    storages = {t.untyped_storage()._cdata for t in tensors((args, kwargs))}
     layouts = []
     for t in outs:
         storage = t.untyped_storage()
@@ -301,15 +301,22 @@ def _fresh_layouts(func, args, kwargs, out) -> tuple | None:
     return (None if isinstance(out, torch.Tensor) else type(out)), tuple(layouts)
 
 
-def _tensors(value):
+def tensors(value) -> list[torch.Tensor]:
+    """The tensors in ``value`` (a tensor, or nested lists, tuples and dict values), in order."""
     if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _tensors(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _tensors(v)
+        return [value]
+    found: list[torch.Tensor] = []
+    _collect(value, found)
+    return found
+
+
+def _collect(value, found: list[torch.Tensor]) -> None:
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    for v in items:
+        if isinstance(v, torch.Tensor):
+            found.append(v)
+        elif isinstance(v, (list, tuple, dict)):
+            _collect(v, found)
 
 
 _FUNCTIONAL: dict = {}  # operator -> neither writes to nor returns a view of its arguments
@@ -360,7 +367,17 @@ class MetaKernels:
 META_KERNELS = MetaKernels()
 
 
-class MacCounter(TorchDispatchMode):
+class MetaMode(TorchDispatchMode):
+    """A dispatch mode of the counters, which never run under ``torch.compile``: it opts out of the Dynamo guard
+    torch puts around every ``__torch_dispatch__`` (whose first call imports all of ``torch._dynamo``, about 2 s,
+    and which wraps every later call)."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False
+
+
+class MacCounter(MetaMode):
     """Count MACs (fvcore convention) and activations of every aten operator that runs inside.
 
     Attributes after use: ``matmul_macs`` and ``norm_macs`` (Counters by operator name),
@@ -403,7 +420,7 @@ class MacCounter(TorchDispatchMode):
         return sum(self.matmul_macs.values()) + sum(self.norm_macs.values())
 
 
-class _SkipMetaInit(TorchDispatchMode):
+class _SkipMetaInit(MetaMode):
     """Skip in-place initialisers on meta tensors: they have no data, so nothing changes.
 
     Building a model on meta otherwise spends most of its time in torch's Python
@@ -436,16 +453,29 @@ class _SkipMetaInit(TorchDispatchMode):
 
 
 # Reference models that count() built on meta and only read, for the next build() of the same case (a model that
-# was counted need not be built again to be costed); the oldest go first past SPARE_MODELS.
+# was counted need not be built again to be costed); the oldest go first past SPARE_MODELS. A convnet's layers do
+# not depend on the image size, so one that was only read is handed over at any size (its config's img_size set).
 _SPARE: dict[tuple, nn.Module] = {}
 SPARE_MODELS = 128
 
 
+def size_free(model: str) -> bool:
+    """Whether a reference model's layers are the same at every image size (a convnet)."""
+    return not model.startswith(architectures.TIMM_PREFIX) and architectures.traits(model).patch_size is None
+
+
 def _build_key(case: Case) -> tuple:
-    return case.model, case.img_size, case.patch_size, tuple(sorted(case.overrides.items()))
+    return (
+        case.model,
+        None if size_free(case.model) else case.img_size,
+        case.patch_size,
+        tuple(sorted(case.overrides.items())),
+    )
 
 
-def _leave_spare(case: Case, net: nn.Module) -> None:
+def leave_spare(case: Case, net: nn.Module) -> None:
+    """Leave ``net``, a model of ``case`` built by :func:`build` on meta and since only read (eval mode, nothing run
+    but forward passes on meta), for the next :func:`build` of the case. timm models are never left."""
     if case.model.startswith(architectures.TIMM_PREFIX):  # timm models may keep state from a forward pass
         return
     _SPARE[_build_key(case)] = net
@@ -457,12 +487,14 @@ def build(case: Case, device: str | torch.device = "meta") -> nn.Module:
     """``architectures.create`` of ``case``'s model, size, patch size and overrides on ``device``, in eval mode
     (the case's own device, batch, dtype and mode do not matter). Raises ValueError on a bad case.
 
-    The model is the caller's to change. On meta it may be one that :func:`count` built for the same case and only
-    read (a reference model: eval mode, no gradients, nothing run but a forward pass on meta), which it hands over
-    instead of building it again."""
-    if torch.device(device).type == "meta":
+    The model is the caller's to change. On meta it may be one left by :func:`leave_spare` (by :func:`count` for
+    the same case, or by an inference cost of the same convnet at any size), which it hands over instead of
+    building it again."""
+    if torch.device(device).type == "meta" and not case.model.startswith(architectures.TIMM_PREFIX):
         spare = _SPARE.pop(_build_key(case), None)
         if spare is not None:
+            if spare.config.img_size != case.img_size:
+                spare.config = replace(spare.config, img_size=case.img_size)
             return spare
     overrides: dict[str, Any] = dict(case.overrides)  # checked by the model's config, not here
 
@@ -532,7 +564,7 @@ def count(case: Case) -> Counts:
     device = "meta"
     try:
         counter = _run_counted(net, img_size, "meta")
-        _leave_spare(case, net)
+        leave_spare(case, net)
     except (NotImplementedError, RuntimeError) as exc:
         if not model.startswith(architectures.TIMM_PREFIX):
             raise

@@ -301,3 +301,24 @@ def test_a_counted_model_is_handed_over_to_the_next_build_of_the_case(monkeypatc
     assert cost(case) == handed_over  # built anew
     counting.count(Case("timm:mixer_s16_224", 224))  # timm models are never handed over
     assert not counting._SPARE
+
+
+def test_a_convnet_costed_for_inference_is_handed_over_at_its_next_size(monkeypatch):
+    from bench.measure import counting
+    from bench.measure.cost import cost
+
+    monkeypatch.setattr(counting, "_SPARE", {})
+    small, large = Case("resnet18", 64), Case("resnet18", 96)
+    counting.count(small)
+    cost(small)  # an inference step only reads the model: it is left for the next size
+    (net,) = counting._SPARE.values()
+    reused_counts = counting.count(large)
+    assert counting._SPARE[counting._build_key(large)] is net and net.config.img_size == 96
+    reused_cost = cost(large)
+    counting._SPARE.clear()
+    assert reused_counts == counting.count(large)  # as counted on a model built at that size
+    counting._SPARE.clear()
+    assert reused_cost == cost(large)
+    counting.count(small)
+    cost(Case("resnet18", 64, mode="train"))  # a training step changes the model: it takes it and leaves nothing
+    assert not counting._SPARE
