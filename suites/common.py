@@ -6,6 +6,8 @@ dashboard, and ``asv continuous`` only compares parameters both commits know.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 # torch imports its compiler stack lazily when the first module is built (3-5 s here).
 # asv's fork server imports the suites once and forks a process per benchmark: importing
 # it here makes every benchmark process inherit it instead of paying for it again.
@@ -38,6 +40,29 @@ MODES = ("infer", "train")
 # Verdicts as numbers, ordered so that a move towards "quadratic" is an increase, which
 # asv reports as a regression (asv treats every increase of a track_ value as worse).
 VERDICT_CODES = {"linear": 0, "inconclusive": 1, "quadratic": 2}
+
+
+@dataclass(frozen=True)
+class CountedCache:
+    """Every count, MAC fit and cost the deterministic suites track, for one commit (asv pickles it)."""
+
+    counts: dict  # (model, img_size) -> bench.schema.Counts (suites/flops.py)
+    fits: dict  # model -> bench.analysis.scaling.ScalingFit (suites/scaling.py)
+    costs: dict  # (model, img_size, mode) -> bench.schema.Cost (suites/cost.py)
+
+
+class Counted:
+    """The base of the deterministic suites flops.Count, scaling.MacsFit and cost.Step.
+
+    asv keys a ``setup_cache`` by its source line, so the three share this one run per commit: one process (asv
+    starts a fresh interpreter for every ``setup_cache``, about 4 s of imports apiece) counts, fits and costs
+    everything they track.
+    """
+
+    def setup_cache(self) -> CountedCache:
+        from . import cost, flops, scaling
+
+        return CountedCache(counts=flops.count_cases(), fits=scaling.fit_models(), costs=cost.cost_cases())
 
 
 def prepare_cpu() -> None:

@@ -13,37 +13,36 @@ from bench.measure import cost
 from bench.measure.timing import uses_channels_last
 from bench.schema import Case, Cost
 
-from .common import COUNTED_MODELS, MODES, RESOLUTIONS
+from .common import COUNTED_MODELS, MODES, RESOLUTIONS, Counted, CountedCache
 
 
-class Step:
+def cost_cases() -> dict[tuple[str, int, str], Cost]:
+    """Every case priced (about a second), for :class:`~suites.common.Counted`'s one ``setup_cache``."""
+    return {
+        (m, s, mode): cost.cost(Case(m, s, mode=mode, channels_last=uses_channels_last(m)))
+        for m in COUNTED_MODELS
+        for s in RESOLUTIONS
+        for mode in MODES
+    }
+
+
+class Step(Counted):
     """One step of each model at each resolution and mode (batch 1, float32, the model's default attention)."""
 
     params = (COUNTED_MODELS, RESOLUTIONS, MODES)
     param_names = ("model", "img_size", "mode")
 
-    def setup_cache(self) -> dict[tuple[str, int, str], Cost]:
-        # All cases priced once per environment and commit, in one process.
-        return {
-            (m, s, mode): cost.cost(Case(m, s, mode=mode, channels_last=uses_channels_last(m)))
-            for m in COUNTED_MODELS
-            for s in RESOLUTIONS
-            for mode in MODES
-        }
-
-    def track_bytes_moved(self, costs: dict[tuple[str, int, str], Cost], model: str, img_size: int, mode: str) -> int:
-        return costs[model, img_size, mode].bytes_moved
+    def track_bytes_moved(self, cache: CountedCache, model: str, img_size: int, mode: str) -> int:
+        return cache.costs[model, img_size, mode].bytes_moved
 
     track_bytes_moved.unit = "bytes"
 
-    def track_peak_activation_bytes(
-        self, costs: dict[tuple[str, int, str], Cost], model: str, img_size: int, mode: str
-    ) -> int:
-        return costs[model, img_size, mode].peak_activation_bytes
+    def track_peak_activation_bytes(self, cache: CountedCache, model: str, img_size: int, mode: str) -> int:
+        return cache.costs[model, img_size, mode].peak_activation_bytes
 
     track_peak_activation_bytes.unit = "bytes"
 
-    def track_ops(self, costs: dict[tuple[str, int, str], Cost], model: str, img_size: int, mode: str) -> int:
-        return costs[model, img_size, mode].ops
+    def track_ops(self, cache: CountedCache, model: str, img_size: int, mode: str) -> int:
+        return cache.costs[model, img_size, mode].ops
 
     track_ops.unit = "operator calls"

@@ -5,25 +5,26 @@ from __future__ import annotations
 from bench.measure import counting
 from bench.schema import Case, Counts
 
-from .common import COUNTED_MODELS, RESOLUTIONS
+from .common import COUNTED_MODELS, RESOLUTIONS, Counted, CountedCache
 
 
-class Count:
+def count_cases() -> dict[tuple[str, int], Counts]:
+    """Every case counted (a few seconds), for :class:`~suites.common.Counted`'s one ``setup_cache``."""
+    return {(m, s): counting.count(Case(m, s)) for m in COUNTED_MODELS for s in RESOLUTIONS}
+
+
+class Count(Counted):
     """``bench.measure.counting.count`` of each model at each resolution (meta device, fvcore convention, attention counted)."""
 
     params = (COUNTED_MODELS, RESOLUTIONS)
     param_names = ("model", "img_size")
 
-    def setup_cache(self) -> dict[tuple[str, int], Counts]:
-        # All cases counted once per environment and commit (a few seconds), in one process.
-        return {(m, s): counting.count(Case(m, s)) for m in COUNTED_MODELS for s in RESOLUTIONS}
-
-    def track_params(self, counts: dict[tuple[str, int], Counts], model: str, img_size: int) -> int:
-        return counts[model, img_size].params
+    def track_params(self, cache: CountedCache, model: str, img_size: int) -> int:
+        return cache.counts[model, img_size].params
 
     track_params.unit = "parameters"
 
-    def track_gmacs(self, counts: dict[tuple[str, int], Counts], model: str, img_size: int) -> float:
-        return counts[model, img_size].macs / 1e9
+    def track_gmacs(self, cache: CountedCache, model: str, img_size: int) -> float:
+        return cache.counts[model, img_size].macs / 1e9
 
     track_gmacs.unit = "GMACs"

@@ -6,6 +6,7 @@ The suite runs on pytest-xdist's workers (``-n auto --dist loadgroup`` in pyproj
 - Tests of one group run on one worker, one after another: the tests marked ``xdist_group(NAME)`` with the same
   NAME, and the tests of a file that use the same fixtures of module (class, package) scope defined in that file,
   so that such a fixture is built once. Every other test is sent to whichever worker is free.
+- Each worker computes on one thread (:func:`_one_thread`).
 - A test marked ``timing`` (it measures time, or its outcome depends on speed) runs alone: while it runs no other
   test does, on any worker. Every test holds a shared lock from its set-up to its teardown; a timing test takes
   it exclusively. Timing tests are collected last, so they run together at the end (and tests marked ``slow``
@@ -118,13 +119,56 @@ class _Cores:
                 fcntl.flock(self.gate, fcntl.LOCK_UN)
 
 
+_DEFAULT_THREADS: dict = {}  # what _one_thread replaced: torch's threads, OMP_NUM_THREADS
+
+
+def pytest_configure(config):
+    if int(getattr(config, "workerinput", {}).get("workercount", 1)) > 1:
+        _one_thread(True)
+
+
+def _one_thread(one: bool) -> None:
+    """One compute thread per worker (torch here, OpenMP in the processes the tests start), or the defaults back.
+
+    Each worker's torch would otherwise start a thread per core: more threads than cores, which spin-wait at
+    every parallel region's barrier and made the numerical tests twice as slow. A timing test runs alone, so it
+    gets the defaults back.
+    """
+    import torch
+
+    if one:
+        _DEFAULT_THREADS.setdefault("torch", torch.get_num_threads())
+        _DEFAULT_THREADS.setdefault("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS"))
+        torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = "1"
+    elif _DEFAULT_THREADS:
+        torch.set_num_threads(_DEFAULT_THREADS["torch"])
+        if _DEFAULT_THREADS["OMP_NUM_THREADS"] is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = _DEFAULT_THREADS["OMP_NUM_THREADS"]
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     config = item.config
     if not hasattr(config, "_mixerbench_cores"):
         config._mixerbench_cores = _Cores(_session_folder(config))
-    with config._mixerbench_cores.hold(exclusive=item.get_closest_marker("timing") is not None):
-        yield
+    timing = item.get_closest_marker("timing") is not None
+    with config._mixerbench_cores.hold(exclusive=timing):
+        if timing and _DEFAULT_THREADS:
+            _one_thread(False)
+        try:
+            yield
+        finally:
+            if timing and _DEFAULT_THREADS:
+                _one_thread(True)
+
+
+@pytest.fixture(scope="session")
+def session_folder(request) -> Path:
+    """The test session's temporary folder, shared by every worker (for what is built once per session)."""
+    return _session_folder(request.config)
 
 
 @pytest.fixture(scope="session")

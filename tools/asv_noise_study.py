@@ -2,7 +2,7 @@
 
 usage: python tools/asv_noise_study.py [--runs 5] [--bench REGEX] [--gate REGEX] [--factor 1.5] [--out FILE] [--keep DIR]
 
-Builds a temporary git repository from this checkout (as tests/site/test_asv_gate.py does) with
+Builds a temporary git repository from this checkout (as tests/site/gate_history.py does) with
 three commits: ``main``; ``noop``, which changes a comment only; ``explicit``, which makes ViT's
 default attention explicit (``ViTConfig.attn_backend``). Then:
 

@@ -493,8 +493,9 @@ def build(case: Case, device: str | torch.device = "meta") -> nn.Module:
     if torch.device(device).type == "meta" and not case.model.startswith(architectures.TIMM_PREFIX):
         spare = _SPARE.pop(_build_key(case), None)
         if spare is not None:
-            if spare.config.img_size != case.img_size:
-                spare.config = replace(spare.config, img_size=case.img_size)
+            config = getattr(spare, "config", None)
+            if config is not None and config.img_size != case.img_size:
+                spare.config = replace(config, img_size=case.img_size)
             return spare
     overrides: dict[str, Any] = dict(case.overrides)  # checked by the model's config, not here
 

@@ -88,11 +88,14 @@ def test_the_shipped_constants_are_the_fitted_ones(validation):
             ), (name, constant)
 
 
-def test_validate_prints_the_tables_of_the_docs(validation, capsys):
-    """`mixerbench predict --validate` (the cases already counted by the fixture: only the fits run again)."""
+def test_validate_prints_the_tables_of_the_docs(validation, capsys, monkeypatch):
+    """`mixerbench predict --validate`, printing the fixture's validation (the same call: not computed twice)."""
     from helpers import main_code
 
+    called = []
+    monkeypatch.setattr(calibration, "validate", lambda **kwargs: called.append(kwargs) or validation)
     assert main_code(["predict", "--validate"]) == 0
+    assert called == [{"table": predict.builtin_table()}]
     out = capsys.readouterr().out
     for name, n, cal_med, _, loo_med, _ in calibration.error_rows(validation):
         assert f"| {name} | {n} | {cal_med:.1%} |" in out and f"{loo_med:.1%}" in out

@@ -1,12 +1,13 @@
 """The suite's layout on xdist's workers (tests/conftest.py), run on a small suite of its own in a temporary folder.
 
-Two workers: the tests that share a module-scoped fixture get one instance of it (they run on one worker), and a
-test marked ``timing`` runs while no other test runs. The small suite's tests write when they start and end.
+Two workers: the tests that share a module-scoped fixture get one instance of it (they run on one worker), a test
+computes on one thread, and a test marked ``timing`` runs while no other test runs, with torch's default threads. The small suite's tests write when they start and end.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -30,10 +31,13 @@ SPANS = """
 import json, os, time, pytest
 
 def span(name):
+    import torch
+
     start = time.monotonic()
     time.sleep(0.2)
+    threads = [torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")]
     with open(os.environ["LAYOUT_LOG"], "a") as f:
-        f.write(json.dumps([name, start, time.monotonic()]) + "\\n")
+        f.write(json.dumps([name, start, time.monotonic(), threads]) + "\\n")
 
 @pytest.mark.parametrize("i", range(8))
 def test_plain(i):
@@ -73,9 +77,12 @@ def test_a_shared_fixture_is_built_once_and_a_timing_test_runs_alone(tmp_path):
 
     spans = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(spans) == 10
-    for name, start, end in spans:
+    for name, start, end, threads in spans:
         if name.startswith("timing"):
-            others = [(n, s, e) for n, s, e in spans if n != name and s < end and start < e]
+            others = [(n, s, e) for n, s, e, _ in spans if n != name and s < end and start < e]
             assert not others, f"{name} ran beside {others}"
-    plain = sorted((s, e) for n, s, e in spans if n.startswith("plain"))
+            assert threads == [len(os.sched_getaffinity(0)), None], name  # torch's default: one per CPU
+        else:
+            assert threads == [1, "1"], name
+    plain = sorted((s, e) for n, s, e, _ in spans if n.startswith("plain"))
     assert any(b[0] < a[1] for a, b in zip(plain, plain[1:])), "the plain tests never ran side by side"

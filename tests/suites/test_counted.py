@@ -21,17 +21,32 @@ def _through_asv(cache):
     return pickle.loads(pickle.dumps(cache))
 
 
-def test_count_tracks_params_and_gmacs_by_attribute():
-    cache = _through_asv(flops.Count().setup_cache())
-    assert set(cache) == {(m, s) for m in common.COUNTED_MODELS for s in common.RESOLUTIONS}
+@pytest.fixture(scope="module")
+def counted():
+    """The one setup_cache of flops.Count, scaling.MacsFit and cost.Step, as their methods receive it."""
+    return _through_asv(flops.Count().setup_cache())
+
+
+def test_the_three_deterministic_suites_share_one_setup_cache(counted):
+    """asv runs one ``setup_cache`` per function (its source line): the three suites name the same one."""
+    assert flops.Count.setup_cache is scaling.MacsFit.setup_cache is cost.Step.setup_cache
+    assert set(counted.counts) == {(m, s) for m in common.COUNTED_MODELS for s in common.RESOLUTIONS}
+    assert set(counted.fits) == set(common.SCALED_MODELS)
+    assert set(counted.costs) == {
+        (m, s, x) for m in common.COUNTED_MODELS for s in common.RESOLUTIONS for x in common.MODES
+    }
+
+
+def test_count_tracks_params_and_gmacs_by_attribute(counted):
+    cache = counted
     assert flops.Count().track_params(cache, "vit_b16", 224) == 86_567_656
     # ViT-B/16 at 224: 17.58 GMACs in fvcore's convention (the reference's table of MACs)
     assert flops.Count().track_gmacs(cache, "vit_b16", 224) == pytest.approx(17.5827, abs=1e-4)
 
 
-def test_macs_fit_tracks_the_closed_form_quadratic_coefficient():
+def test_macs_fit_tracks_the_closed_form_quadratic_coefficient(counted):
     suite = scaling.MacsFit()
-    cache = _through_asv(suite.setup_cache())
+    cache = counted
     assert suite.track_quadratic_coefficient(cache, "vit_b16") == pytest.approx(2 * 12 * 768)
     assert suite.track_quadratic_coefficient(cache, "mixer_b16") == pytest.approx(0, abs=1e-6)
     assert suite.track_verdict(cache, "vit_b16") == common.VERDICT_CODES["quadratic"]
@@ -40,12 +55,9 @@ def test_macs_fit_tracks_the_closed_form_quadratic_coefficient():
     assert suite.track_crossover_tokens(cache, "mixer_b16") != suite.track_crossover_tokens(cache, "mixer_b16")  # NaN
 
 
-def test_step_tracks_the_cost_of_each_case(monkeypatch):
-    monkeypatch.setattr(cost, "COUNTED_MODELS", ("vit_s16",))
-    monkeypatch.setattr(cost, "RESOLUTIONS", (224,))
+def test_step_tracks_the_cost_of_each_case(counted):
     suite = cost.Step()
-    cache = _through_asv(suite.setup_cache())
-    assert set(cache) == {("vit_s16", 224, "infer"), ("vit_s16", 224, "train")}
+    cache = counted
     infer, train = (suite.track_peak_activation_bytes(cache, "vit_s16", 224, m) for m in ("infer", "train"))
     assert 0 < infer < train  # training keeps activations for the backward pass
     # every operator call that does work moves bytes: at least the 197 x 384 float32 tokens of each block's output
