@@ -313,7 +313,7 @@ class CostCounter(counting.MetaMode):
                 out = func.decompose(*args, **kwargs)
             if out is not NotImplemented:
                 return out
-        out = counting.META_KERNELS(func, args, kwargs)  # the kernel, or the outputs of an identical earlier call
+        out = counting.meta_kernel(func, args, kwargs)  # the kernel, or outputs built without it (counting)
         inputs = counting.tensors((args, kwargs))
         outputs = counting.tensors(out)
         in_storages = {_storage_key(t) for t in inputs}

@@ -48,6 +48,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch._prims_common import compute_elementwise_output_strides
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import architectures
@@ -247,8 +248,20 @@ def _meta_shortcut(func, args, kwargs):
         return torch.empty_like(x)
     if packet is aten.add and len(args) == 2 and isinstance(args[1], torch.Tensor):
         y = args[1]
-        if x.shape == y.shape and x.stride() == y.stride() and x.dtype == y.dtype and x.is_contiguous():
+        if x.shape == y.shape and x.dtype == y.dtype:  # the layout the elementwise kernels give (torch's own rule)
+            return x.new_empty_strided(x.shape, compute_elementwise_output_strides(x, y))
+        if (  # a bias: y broadcast along x's leading dimensions
+            x.dtype == y.dtype
+            and 0 < y.dim() <= x.dim()
+            and tuple(y.shape) == tuple(x.shape[x.dim() - y.dim() :])
+            and x.is_contiguous()
+            and y.is_contiguous()
+        ):
             return torch.empty_like(x)
+    if packet is aten.mean and len(args) == 2 and x.is_contiguous() and x.is_floating_point():
+        dims = {d % x.dim() for d in args[1]} if isinstance(args[1], (list, tuple)) and args[1] else None
+        if dims is not None:
+            return x.new_empty([n for d, n in enumerate(x.shape) if d not in dims])
     return None
 
 
@@ -367,6 +380,12 @@ class MetaKernels:
 META_KERNELS = MetaKernels()
 
 
+def meta_kernel(func, args, kwargs):
+    """``func``'s outputs: built directly (:func:`_meta_shortcut`), replayed (:data:`META_KERNELS`) or computed."""
+    out = _meta_shortcut(func, args, kwargs)
+    return META_KERNELS(func, args, kwargs) if out is None else out
+
+
 class MetaMode(TorchDispatchMode):
     """A dispatch mode of the counters, which never run under ``torch.compile``: it opts out of the Dynamo guard
     torch puts around every ``__torch_dispatch__`` (whose first call imports all of ``torch._dynamo``, about 2 s,
@@ -400,9 +419,7 @@ class MacCounter(MetaMode):
         if not self.shortcuts:
             out = func(*args, **kwargs)
         else:
-            out = _meta_shortcut(func, args, kwargs)
-            if out is None:
-                out = META_KERNELS(func, args, kwargs)
+            out = meta_kernel(func, args, kwargs)
         packet = func.overloadpacket
         counting = RULES.get(packet)
         if counting is None:

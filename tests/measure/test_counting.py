@@ -150,6 +150,14 @@ def test_meta_shortcut_outputs_match_meta_kernels():
         (aten._safe_softmax.default, (m(3, 4).t(), -1)),
         (aten.mul.Scalar, (m(3, 4).t(), 0.5)),
         (aten.add.Tensor, (m(3, 4), m(3, 4))),
+        (aten.add.Tensor, (m(2, 4, 3).transpose(1, 2), m(2, 4, 3).transpose(1, 2))),
+        (aten.add.Tensor, (m(2, 4, 3).transpose(1, 2), m(2, 3, 4))),
+        (aten.add.Tensor, (m(2, 3, 4), m(2, 4, 3).transpose(1, 2))),
+        (aten.add.Tensor, (m(2, 3, 4), m(4))),
+        (aten.add.Tensor, (m(2, 3, 4), m(3, 4))),
+        (aten.mean.dim, (m(2, 3, 4), [1])),
+        (aten.mean.dim, (m(2, 3, 4), [-1, 0])),
+        (aten.native_layer_norm.default, (m(2, 8, 5).transpose(1, 2), [8], m(8), m(8), 1e-6)),
     ]
     for func, args in cases:
         expected = func(*args)
