@@ -1,8 +1,7 @@
 """Fixtures shared by the test folders, and how the tests share the cores. Constants and plain functions are in
 helpers.py.
 
-The suite runs on pytest-xdist's workers (``-n auto --dist loadgroup`` in pyproject.toml: one per CPU and one
-more, :func:`pytest_xdist_auto_num_workers`), with these rules:
+The suite runs on pytest-xdist's workers (``-n auto --dist loadgroup`` in pyproject.toml), with these rules:
 
 - Tests of one group run on one worker, one after another: the tests marked ``xdist_group(NAME)`` with the same
   NAME, and the tests of a file that use the same fixtures of module (class, package) scope defined in that file,
@@ -121,12 +120,6 @@ class _Cores:
 
 
 _DEFAULT_THREADS: dict = {}  # what _one_thread replaced: torch's threads, OMP_NUM_THREADS
-
-
-def pytest_xdist_auto_num_workers(config) -> int:
-    """``-n auto``: one worker per CPU, and one more, which keeps the cores busy while a test waits (for Slurm to
-    start a job, a child process, a browser); each worker computes on one thread (:func:`_one_thread`)."""
-    return len(os.sched_getaffinity(0)) + 1
 
 
 def pytest_configure(config):

@@ -217,6 +217,44 @@ def _jit_name(packet) -> str:
     return str(packet).replace(".", "::", 1)
 
 
+def _empty(like: torch.Tensor, shape, stride=None) -> torch.Tensor:
+    """A new meta tensor of ``like``'s dtype: contiguous, or of the strides given (torch's own ``new_empty`` and
+    ``empty_like`` run Python reference code on meta, ``empty_strided`` does not)."""
+    shape = tuple(int(n) for n in shape)
+    if stride is None:
+        stride, inner = [], 1
+        for n in reversed(shape):
+            stride.append(inner)
+            inner *= max(n, 1)
+        stride = stride[::-1]
+    return torch.empty_strided(shape, tuple(stride), dtype=like.dtype, device="meta")
+
+
+def _like(x: torch.Tensor) -> torch.Tensor:
+    """``torch.empty_like(x)``: the same strides when ``x`` is contiguous."""
+    return _empty(x, x.shape, x.stride()) if x.is_contiguous() else torch.empty_like(x)
+
+
+def _cat(tensors, dim: int) -> torch.Tensor | None:
+    """``torch.cat`` of meta tensors of one dtype (a class token before the patches): contiguous, as the kernel
+    gives it when the inputs are contiguous or have no memory format to keep (not 4- or 5-dimensional)."""
+    if not tensors or not all(isinstance(t, torch.Tensor) and t.device.type == "meta" for t in tensors):
+        return None
+    first = tensors[0]
+    if first.dim() == 0 or not all(t.dtype == first.dtype and t.dim() == first.dim() for t in tensors):
+        return None
+    dim %= first.dim()
+    if not all(
+        (t.is_contiguous() or first.dim() not in (4, 5))
+        and t.shape[:dim] + t.shape[dim + 1 :] == first.shape[:dim] + first.shape[dim + 1 :]
+        for t in tensors
+    ):
+        return None
+    shape = list(first.shape)
+    shape[dim] = sum(int(t.shape[dim]) for t in tensors)
+    return _empty(first, shape)
+
+
 def _meta_shortcut(func, args, kwargs):
     """The outputs of the slowest meta kernels, built directly; None where not covered.
 
@@ -227,29 +265,33 @@ def _meta_shortcut(func, args, kwargs):
     the zoo about three times faster. Anything else, or anything not on meta, runs the
     real kernel.
     """
+    if func is aten.cat.default and not kwargs and len(args) == 2 and isinstance(args[1], int):
+        return _cat(args[0], args[1])
     if kwargs or not args or not isinstance(args[0], torch.Tensor) or args[0].device.type != "meta":
         return None
     packet = func.overloadpacket
     x = args[0]
     if packet is aten.native_layer_norm:
         stat = tuple(x.shape[: x.dim() - len(args[1])]) + (1,) * len(args[1])
-        return x.new_empty(x.shape), x.new_empty(stat), x.new_empty(stat)
+        return _empty(x, x.shape), _empty(x, stat), _empty(x, stat)
     if packet is aten.native_batch_norm and x.dim() >= 2:
-        return torch.empty_like(x), x.new_empty((x.shape[1],)), x.new_empty((x.shape[1],))
+        return _like(x), _empty(x, (x.shape[1],)), _empty(x, (x.shape[1],))
     if packet is aten.addmm and args[1].dim() == 2 and args[2].dim() == 2:
-        return x.new_empty((args[1].shape[0], args[2].shape[1]))
+        return _empty(x, (args[1].shape[0], args[2].shape[1]))
     if packet in (aten.gelu, aten.relu) and len(args) == 1:
-        return torch.empty_like(x)
+        return _like(x)
     if packet in (aten.relu_, aten.gelu_):
         return x
     if packet is aten._safe_softmax:
-        return x.new_empty(x.shape)
+        return _empty(x, x.shape)
     if packet is aten.mul and isinstance(args[1], (int, float)):
-        return torch.empty_like(x)
+        return _like(x)
     if packet is aten.add and len(args) == 2 and isinstance(args[1], torch.Tensor):
         y = args[1]
         if x.shape == y.shape and x.dtype == y.dtype:  # the layout the elementwise kernels give (torch's own rule)
-            return x.new_empty_strided(x.shape, compute_elementwise_output_strides(x, y))
+            if x.stride() == y.stride() and x.is_contiguous():
+                return _like(x)
+            return _empty(x, x.shape, compute_elementwise_output_strides(x, y))
         if (  # a bias: y broadcast along x's leading dimensions
             x.dtype == y.dtype
             and 0 < y.dim() <= x.dim()
@@ -257,11 +299,12 @@ def _meta_shortcut(func, args, kwargs):
             and x.is_contiguous()
             and y.is_contiguous()
         ):
-            return torch.empty_like(x)
-    if packet is aten.mean and len(args) == 2 and x.is_contiguous() and x.is_floating_point():
+            return _like(x)
+    if packet is aten.mean and len(args) in (2, 3) and x.is_contiguous() and x.is_floating_point():
         dims = {d % x.dim() for d in args[1]} if isinstance(args[1], (list, tuple)) and args[1] else None
-        if dims is not None:
-            return x.new_empty([n for d, n in enumerate(x.shape) if d not in dims])
+        keep = len(args) == 3 and args[2] is True
+        if dims is not None and (len(args) == 2 or isinstance(args[2], bool)):
+            return _empty(x, [1 if d in dims else n for d, n in enumerate(x.shape) if keep or d not in dims])
     return None
 
 

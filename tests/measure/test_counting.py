@@ -155,6 +155,10 @@ def test_meta_shortcut_outputs_match_meta_kernels():
         (aten.add.Tensor, (m(2, 3, 4), m(2, 4, 3).transpose(1, 2))),
         (aten.add.Tensor, (m(2, 3, 4), m(4))),
         (aten.add.Tensor, (m(2, 3, 4), m(3, 4))),
+        (aten.cat.default, ([m(2, 1, 4), m(2, 3, 4)], 1)),
+        (aten.cat.default, ([m(2, 1, 4), m(2, 3, 4)], -2)),
+        (aten.cat.default, ([m(2, 1, 4), m(2, 4, 3).transpose(1, 2)], 1)),
+        (aten.mean.dim, (m(2, 3, 4, 4), [-1, -2], True)),
         (aten.mean.dim, (m(2, 3, 4), [1])),
         (aten.mean.dim, (m(2, 3, 4), [-1, 0])),
         (aten.native_layer_norm.default, (m(2, 8, 5).transpose(1, 2), [8], m(8), m(8), 1e-6)),
@@ -165,6 +169,11 @@ def test_meta_shortcut_outputs_match_meta_kernels():
         expected = expected if isinstance(expected, tuple) else (expected,)
         got = got if isinstance(got, tuple) else (got,)
         assert [(t.shape, t.stride(), t.dtype) for t in got] == [(t.shape, t.stride(), t.dtype) for t in expected], func
+    # a memory format to keep: the kernel runs
+    assert (
+        _meta_shortcut(aten.cat.default, ([m(2, 1, 4, 4), m(2, 3, 4, 4).to(memory_format=torch.channels_last)], 1), {})
+        is None
+    )
 
 
 def test_record_fields():
