@@ -364,8 +364,7 @@ def subprocess_env(**extra: str) -> dict:
     return dict(env, **extra)
 
 
-@pytest.mark.slow
-@pytest.mark.timing  # its wall time is asserted
+@pytest.mark.slow  # about 20 s; the wall-time bound below is 7x that, so it shares the cores (not `timing`)
 def test_three_slurm_shards_merge_into_the_whole_grid(tmp_path):
     started = time.perf_counter()
     folders = [tmp_path / f"task{k}" for k in range(3)]
