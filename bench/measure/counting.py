@@ -217,9 +217,9 @@ def _jit_name(packet) -> str:
     return str(packet).replace(".", "::", 1)
 
 
-def _empty(like: torch.Tensor, shape, stride=None) -> torch.Tensor:
-    """A new meta tensor of ``like``'s dtype: contiguous, or of the strides given (torch's own ``new_empty`` and
-    ``empty_like`` run Python reference code on meta, ``empty_strided`` does not)."""
+def _empty(like: torch.Tensor, shape, stride=None, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A new meta tensor of ``like``'s dtype (or ``dtype``): contiguous, or of the strides given (torch's own
+    ``new_empty`` and ``empty_like`` run Python reference code on meta, ``empty_strided`` does not)."""
     shape = tuple(int(n) for n in shape)
     if stride is None:
         stride, inner = [], 1
@@ -227,7 +227,7 @@ def _empty(like: torch.Tensor, shape, stride=None) -> torch.Tensor:
             stride.append(inner)
             inner *= max(n, 1)
         stride = stride[::-1]
-    return torch.empty_strided(shape, tuple(stride), dtype=like.dtype, device="meta")
+    return torch.empty_strided(shape, tuple(stride), dtype=dtype or like.dtype, device="meta")
 
 
 def _like(x: torch.Tensor) -> torch.Tensor:
@@ -236,12 +236,13 @@ def _like(x: torch.Tensor) -> torch.Tensor:
 
 
 def _cat(tensors, dim: int) -> torch.Tensor | None:
-    """``torch.cat`` of meta tensors of one dtype (a class token before the patches): contiguous, as the kernel
-    gives it when the inputs are contiguous or have no memory format to keep (not 4- or 5-dimensional)."""
+    """``torch.cat`` of meta tensors (a class token before the patches): contiguous, as the kernel gives it when the
+    inputs are contiguous or have no memory format to keep (not 4- or 5-dimensional), in the inputs' promoted dtype
+    (under autocast a float32 class token meets float16 patches)."""
     if not tensors or not all(isinstance(t, torch.Tensor) and t.device.type == "meta" for t in tensors):
         return None
     first = tensors[0]
-    if first.dim() == 0 or not all(t.dtype == first.dtype and t.dim() == first.dim() for t in tensors):
+    if first.dim() == 0 or not all(t.dim() == first.dim() for t in tensors):
         return None
     dim %= first.dim()
     if not all(
@@ -252,7 +253,10 @@ def _cat(tensors, dim: int) -> torch.Tensor | None:
         return None
     shape = list(first.shape)
     shape[dim] = sum(int(t.shape[dim]) for t in tensors)
-    return _empty(first, shape)
+    dtype = first.dtype
+    for t in tensors[1:]:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return _empty(first, shape, dtype=dtype)
 
 
 def _meta_shortcut(func, args, kwargs):
@@ -288,18 +292,22 @@ def _meta_shortcut(func, args, kwargs):
         return _like(x)
     if packet is aten.add and len(args) == 2 and isinstance(args[1], torch.Tensor):
         y = args[1]
-        if x.shape == y.shape and x.dtype == y.dtype:  # the layout the elementwise kernels give (torch's own rule)
+        dtype = torch.promote_types(x.dtype, y.dtype)  # autocast adds float16 to float32 (a position embedding)
+        if x.shape == y.shape:  # the layout the elementwise kernels give (torch's own rule)
             if x.stride() == y.stride() and x.is_contiguous():
-                return _like(x)
-            return _empty(x, x.shape, compute_elementwise_output_strides(x, y))
-        if (  # a bias: y broadcast along x's leading dimensions
-            x.dtype == y.dtype
-            and 0 < y.dim() <= x.dim()
-            and tuple(y.shape) == tuple(x.shape[x.dim() - y.dim() :])
+                return _empty(x, x.shape, dtype=dtype)
+            return _empty(x, x.shape, compute_elementwise_output_strides(x, y), dtype=dtype)
+        lead = 0  # y's leading dimensions of size 1 (a position embedding's batch of 1)
+        while lead < y.dim() - 1 and y.shape[lead] == 1:
+            lead += 1
+        trailing = tuple(y.shape[lead:])
+        if (  # a bias or an embedding: y broadcast along x's leading dimensions
+            0 < y.dim() <= x.dim()
+            and trailing == tuple(x.shape[x.dim() - len(trailing) :])
             and x.is_contiguous()
             and y.is_contiguous()
         ):
-            return _like(x)
+            return _empty(x, x.shape, dtype=dtype)
     if packet is aten.mean and len(args) in (2, 3) and x.is_contiguous() and x.is_floating_point():
         dims = {d % x.dim() for d in args[1]} if isinstance(args[1], (list, tuple)) and args[1] else None
         keep = len(args) == 3 and args[2] is True

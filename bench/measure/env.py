@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import os
 import platform
 import subprocess
@@ -51,12 +52,11 @@ def device_name(device: str) -> str:
 
 def environment(device: str) -> Env:
     """torch and timm versions, device name, CPU model and threads, git commit, date (UTC)."""
-    import timm
     import torch
 
     return Env(
         torch=torch.__version__,
-        timm=timm.__version__,
+        timm=importlib.metadata.version("timm"),  # not `import timm`: it imports torchvision and torch._dynamo, ~3 s
         python=platform.python_version(),
         device=device,
         device_name=device_name(device),

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from bench.measure import counting
 from bench.measure.opclass import CLASSES, classify, op_name
 from bench.schema import Case
 
@@ -262,17 +262,15 @@ def attention_kernel(ops: dict[str, int]) -> str | None:
     return "explicit"
 
 
-class _ClassWork(TorchDispatchMode):
+class _ClassWork(counting.MetaMode):
     def __init__(self, stack: list[str]):
         super().__init__()
         self.stack = stack
         self.work: dict[str, int] = defaultdict(int)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        from bench.measure import counting
-
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        out = counting.meta_kernel(func, args, kwargs)  # the counters' meta shortcuts: no Python reference kernels
         cls = classify(str(func.overloadpacket), self.stack[-1] if self.stack else "")
         rule = counting.RULES.get(func.overloadpacket)
         if rule is not None and rule.kind == "matmul":
@@ -289,8 +287,6 @@ class _ClassWork(TorchDispatchMode):
 def class_work(case: Case) -> dict[str, int]:
     """Work per operator class of one batch-1 forward pass of ``case``'s model (its size, patch and overrides;
     batch, device, dtype and mode do not matter), counted on the meta device (module doc)."""
-    from bench.measure import counting
-
     img_size = case.img_size
     net = counting.build(case)
     stack: list[str] = []

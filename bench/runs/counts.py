@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -95,10 +96,19 @@ def count_and_price(
 
                 sys.stdout.flush()
                 sys.stderr.flush()
-                pool = ProcessPoolExecutor(min(workers, len(cases) - 1), mp_context=multiprocessing.get_context("fork"))
+                pool = ProcessPoolExecutor(
+                    min(workers, len(cases) - 1), mp_context=multiprocessing.get_context("fork"), initializer=_can_fork
+                )
                 rest = cases[1:]
                 results = pool.map(_count_and_price, rest, [attentions] * len(rest), [modes] * len(rest))
-            done.append(next(results) if pool is not None else _count_and_price(case, attentions, modes))
+            if pool is not None:
+                try:
+                    done.append(next(results))
+                    continue
+                except BrokenProcessPool:  # a worker could not start (_can_fork): the rest run here
+                    pool.shutdown(cancel_futures=True)
+                    pool, fork = None, False
+            done.append(_count_and_price(case, attentions, modes))
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -111,6 +121,14 @@ def count_and_price(
         if isinstance(priced, ValueError):
             raise priced
     return [r for r, _ in done], [p for _, ps in done for p in ps]
+
+
+def _can_fork() -> None:
+    """Raise in a forked worker that cannot price a training step: once this process has run autograd on threads
+    of its own (a compiled step has), torch refuses backward passes in processes forked from it."""
+    import torch
+
+    torch.ones(1, device="meta", requires_grad=True).sum().backward()
 
 
 def _count_and_price(case: Case, attentions: list[str] | None, modes: list[str]) -> tuple:

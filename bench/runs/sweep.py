@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import architectures
 from bench import schema
@@ -65,13 +65,11 @@ class SweepConfig:
 
 def validate_cases(cases: Iterable[Case]) -> None:
     """Build every case on the meta device; raise ValueError naming the first impossible one."""
-    import torch
+    from bench.measure import counting
 
     for case in cases:
         try:
-            with torch.device("meta"):
-                overrides: dict[str, Any] = dict(case.overrides)  # config fields: the model's config checks them
-                architectures.create(case.model, img_size=case.img_size, patch_size=case.patch_size, **overrides)
+            counting.build(case)  # the config checks the overrides; a model built but not used is dropped
         except (ValueError, TypeError, AssertionError) as exc:
             size = f"{case.img_size} px" + (f", patch {case.patch_size}" if case.patch_size else "")
             raise ValueError(f"{case.model} at {size}: {str(exc).splitlines()[0]}") from None

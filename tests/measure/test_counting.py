@@ -155,9 +155,16 @@ def test_meta_shortcut_outputs_match_meta_kernels():
         (aten.add.Tensor, (m(2, 3, 4), m(2, 4, 3).transpose(1, 2))),
         (aten.add.Tensor, (m(2, 3, 4), m(4))),
         (aten.add.Tensor, (m(2, 3, 4), m(3, 4))),
+        (aten.add.Tensor, (m(2, 3, 4), m(1, 3, 4))),  # a position embedding
+        (aten.add.Tensor, (m(2, 3, 4).half(), m(1, 3, 4))),  # ... under autocast: float32
+        (aten.add.Tensor, (m(2, 3, 4).half(), m(4).bfloat16())),
+        (aten.add.Tensor, (m(2, 4, 3).transpose(1, 2).half(), m(2, 3, 4))),
+        (aten.add.Tensor, (m(2, 3, 4).half(), m(2, 3, 4))),
         (aten.cat.default, ([m(2, 1, 4), m(2, 3, 4)], 1)),
         (aten.cat.default, ([m(2, 1, 4), m(2, 3, 4)], -2)),
         (aten.cat.default, ([m(2, 1, 4), m(2, 4, 3).transpose(1, 2)], 1)),
+        (aten.cat.default, ([m(2, 1, 4), m(2, 3, 4).half()], 1)),  # autocast: a float32 token, float16 patches
+        (aten.cat.default, ([m(2, 1, 4).bfloat16(), m(2, 3, 4).half()], 1)),
         (aten.mean.dim, (m(2, 3, 4, 4), [-1, -2], True)),
         (aten.mean.dim, (m(2, 3, 4), [1])),
         (aten.mean.dim, (m(2, 3, 4), [-1, 0])),

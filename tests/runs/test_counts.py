@@ -223,6 +223,19 @@ def test_workers_give_what_one_process_gives():
         )
 
 
+def test_workers_that_cannot_start_leave_the_cases_to_this_process(monkeypatch):
+    # As in a process that compiled a step before: torch refuses backward passes in processes forked from it.
+    from bench.runs import costs
+
+    def cannot() -> None:
+        raise RuntimeError("Unable to handle autograd's threading in combination with fork-based multiprocessing")
+
+    serial = counts.count_cases(_cases())
+    priced = costs.price(serial, ["fused"], ["infer", "train"])
+    monkeypatch.setattr(counts, "_can_fork", cannot)
+    assert counts.count_and_price(_cases(), ["fused"], ["infer", "train"], workers=2) == (serial, priced)
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_the_first_case_that_cannot_be_counted_is_reported_before_any_that_cannot_be_priced(monkeypatch, workers):
     from bench.measure import counting

@@ -209,3 +209,27 @@ def test_several_batches_are_one_grid_each(tmp_path, monkeypatch):
     assert [(c.model, c.img_size, c.batch) for c in config.cases] == [
         (m, s, b) for b in (1, 4) for m in ("mixer_s16", "resnet18") for s in (64, 96)
     ]
+
+
+def test_a_sweep_and_a_prediction_of_reference_models_import_neither_timm_nor_dynamo():
+    """What a sweep does before its first timing (environment, checking the cases, the per-class work) and a
+    prediction under autocast stay clear of ``import timm`` (which imports torchvision and torch._dynamo) and of
+    torch's Python reference kernels on meta (whose first call imports torch._dynamo): about 3 s of every
+    ``mixerbench sweep`` and ``predict`` process."""
+    script = """if True:
+        import sys
+        from bench.analysis import predict
+        from bench.measure import env, profile
+        from bench.runs import sweep
+        from bench.schema import Case
+        env.environment("cpu")
+        cases = [Case("vit_ti16", 32), Case("mixer_s16", 64), Case("resnet18", 64)]
+        sweep.validate_cases(cases)
+        for case in cases:
+            profile.class_work(case)
+        predict.predict_case(Case("vit_b16", 224, batch=8, dtype="float16"), "h100-sxm")
+        print(sorted(m for m in ("timm", "torchvision", "torch._dynamo") if m in sys.modules))
+    """
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
