@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("git") is None, 
 
 @pytest.fixture(scope="module")
 def history(session_folder):
-    """The history's repository, every commit but ``slow`` counted (gate_history.counted)."""
+    """The history's repository, every commit counted (gate_history.counted)."""
     pytest.importorskip("asv")
     return counted(session_folder)
 
