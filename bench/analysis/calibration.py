@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -216,7 +216,12 @@ def fit(priced: Priced, note: str = "") -> DeviceClass:
 
 def subset(priced: Priced, gpus: Collection[str]) -> Priced:
     """The measurements on ``gpus``, with their kernels."""
-    chosen = [i for i, m in enumerate(priced.data) if m.gpu in gpus]
+    return select(priced, lambda m: m.gpu in gpus)
+
+
+def select(priced: Priced, keep: Callable[[Measured], bool]) -> Priced:
+    """The measurements for which ``keep`` holds, with their kernels."""
+    chosen = [i for i, m in enumerate(priced.data) if keep(m)]
     index = {old: new for new, old in enumerate(chosen)}
     mask = np.isin(priced.case, chosen)
     return Priced(

@@ -77,19 +77,7 @@ def test_the_h200s_bandwidth_shortfall_is_not_a_small_batch_effect(validation):
     """Fitted on the H200's 512-768 px steps alone (no kernel near the launch floor), its memory-bound operators
     still reach about half the nominal bandwidth (transposed ones a sixth), where the GDDR cards reach nearly all
     of it: the shortfall is the device's, not the small batch's."""
-    p = validation.priced
-    chosen = [i for i, m in enumerate(p.data) if m.gpu == "h200" and m.case.img_size >= 512]
-    index = {old: new for new, old in enumerate(chosen)}
-    mask = np.isin(p.case, chosen)
-    large = calibration.Priced(
-        tuple(p.data[i] for i in chosen),
-        np.array([index[i] for i in p.case[mask]], dtype=int),
-        p.calls[mask],
-        p.kind[mask],
-        p.compute[mask],
-        p.memory[mask],
-        p.inner[mask],
-    )
+    large = calibration.select(validation.priced, lambda m: m.gpu == "h200" and m.case.img_size >= 512)
     fitted = calibration.fit(large)
     assert fitted.bandwidth_efficiency <= 0.6
     assert fitted.crossed_bandwidth_efficiency <= 0.25
