@@ -115,6 +115,7 @@ def console() -> None:
 
     signal.signal(signal.SIGINT, on_sigint)
     signal.signal(signal.SIGTERM, on_sigint)
+    sys.unraisablehook = on_unraisable
     streams.reserve_standard_fds()
     code = main()
     if code in (130, 143):
@@ -142,6 +143,23 @@ def on_sigint(signum, frame) -> None:
     if signum == signal.SIGTERM:
         raise Terminated
     raise KeyboardInterrupt
+
+
+def on_unraisable(unraisable) -> None:
+    """An interrupt that landed where Python swallows exceptions (a weakref callback or ``__del__`` run by the
+    garbage collector: Python only prints them) is delivered again a moment later, where it stops the command;
+    anything else is reported as Python reports it."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        import os
+        import signal
+        import threading
+
+        signum = signal.SIGTERM if isinstance(unraisable.exc_value, Terminated) else signal.SIGINT
+        again = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+        again.daemon = True
+        again.start()
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def _leave(code: int) -> None:

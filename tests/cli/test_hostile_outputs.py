@@ -451,6 +451,38 @@ def limit_file_size(limit: int):
     return apply
 
 
+@pytest.mark.parametrize("signum, code, word", [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted")])
+def test_an_interrupt_that_lands_in_a_garbage_collector_callback_still_stops_the_command(signum, code, word):
+    # Python swallows an exception raised in a weakref callback or __del__ (it only prints "Exception ignored"):
+    # a sweep cancelled by Slurm while the collector ran such a callback measured on until Slurm's SIGKILL.
+    script = (
+        "import signal, sys, time, weakref\n"
+        "from bench import cli\n"
+        "from bench.cli import cmd_list\n"
+        "def run(args):\n"
+        "    class Box: pass\n"
+        "    box = Box()\n"
+        f"    ref = weakref.ref(box, lambda r: signal.raise_signal(signal.{signum}))\n"
+        "    del box  # the callback runs; the interrupt raised inside it is swallowed there\n"
+        "    time.sleep(3)\n"
+        "    print('ran on')\n"
+        "    return 0\n"
+        "cmd_list.run = run\n"
+        "sys.argv = ['mixerbench', 'list']\n"
+        "cli.console()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=PYTHONPATH),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == code and done.stdout == "", done
+    one_line(done.stderr, word)  # no "Exception ignored" report: the interrupt is delivered again instead
+
+
 def test_sigterm_while_publishing_leaves_the_previous_site_and_nothing_beside_it(tmp_path):
     pytest.importorskip("asv")
     config = asv_project(tmp_path)
