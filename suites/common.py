@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# asv's fork server imports the suites once and forks a process per benchmark, which inherits
-# torch. torch's compiler stack (torch._dynamo, about 1.2 s) is not imported here: only a training
-# step needs it (the optimizer's constructor imports it), and asv's discovery and every
-# `setup_cache`, each a fresh interpreter, would pay for it for nothing.
-import torch
+# torch imports its compiler stack lazily when the first module is built (3-5 s here).
+# asv's fork server imports the suites once and forks a process per benchmark: importing
+# it here makes every benchmark process inherit it instead of paying for it again.
+import torch._dynamo  # noqa: F401
 
 # Models whose parameters and MACs are tracked, at each of RESOLUTIONS (counted on the
 # meta device: about 0.1 s a case, no memory).
@@ -68,6 +67,8 @@ class Counted:
 
 def prepare_cpu() -> None:
     """Run this benchmark process on TIMED_THREADS threads (asv forks one process per benchmark)."""
+    import torch
+
     torch.set_num_threads(TIMED_THREADS)
 
 
@@ -95,6 +96,8 @@ def build_step(model: str, device: str, mode: str):
 
 def require_device(device: str) -> None:
     """Skip a case (asv shows it as n/a) when ``device`` is "cuda" and torch sees no GPU."""
+    import torch
+
     if device == "cuda" and not torch.cuda.is_available():
         raise NotImplementedError("no CUDA GPU visible to torch")
 
