@@ -159,14 +159,7 @@ def test_sigterm_is_one_line_exit_143_and_leaves_no_temporary_file(tmp_path):
         f"sys.argv = ['mixerbench', 'report', {str(tmp_path)!r}]\n"
         "cli.console()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=PYTHONPATH),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_script(script)
     assert done.returncode == 143, done.stderr
     one_line(done.stderr, "terminated")
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
@@ -177,6 +170,18 @@ def test_sigterm_is_one_line_exit_143_and_leaves_no_temporary_file(tmp_path):
 
 C_LOCALE = {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}
 LABEL = "Mixer–µ × ViT ✓"  # an en dash, a micro sign, a multiplication sign, a check mark
+
+
+def run_script(script: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -c SCRIPT`` with the project importable, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=PYTHONPATH),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def run_in_c_locale(script: str) -> subprocess.CompletedProcess:
@@ -471,14 +476,7 @@ def test_an_interrupt_that_lands_in_a_garbage_collector_callback_still_stops_the
         "sys.argv = ['mixerbench', 'list']\n"
         "cli.console()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=PYTHONPATH),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_script(script, timeout=60)
     assert done.returncode == code and done.stdout == "", done
     one_line(done.stderr, word)  # no "Exception ignored" report: the interrupt is delivered again instead
 
@@ -502,14 +500,7 @@ def test_sigterm_while_publishing_leaves_the_previous_site_and_nothing_beside_it
         f"sys.argv = ['mixerbench', *{dashboard_no_publish(config)!r}]\n"
         "cli.console()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=PYTHONPATH),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_script(script)
     assert done.returncode == 143, done.stderr
     assert snapshot(site) == before
     assert sorted(p.name for p in config.parent.iterdir()) == ["asv.conf.json", "html", "results"]
