@@ -40,9 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("pyproject.toml", "README.md", "asv.conf.json", "architectures", "bench", "suites")
 MACHINE = "noise-study"
 DEFAULT_BENCH = r"^(curves|measured)\."
-# The measured tracks the pull-request job gates on (docs/guide/asv.md): the verdicts, the quadratic shares with
-# their bounds and attention's share; the drift (a ratio of timings) and the set-up cost only report.
-DEFAULT_GATE = r"^measured\.(Verdicts\.track_(verdict|quadratic_share)|AttentionShare\.)"
+# The measured tracks the pull-request job gates on (docs/guide/asv.md): the verdicts, the quadratic shares and
+# attention's share; the shares' bounds, the drift (a ratio of timings) and the set-up cost only report.
+DEFAULT_GATE = r"^measured\.(Verdicts\.track_(verdict|quadratic_share_percent)|AttentionShare\.)"
 ROW = re.compile(r"^\|\s*([+\-x!~ ]*?)\s*\|\s*([^|]*?)\s*\|\s*([^|]*?)\s*\|\s*([~]?[0-9.]+|n/a)\s*\|\s*(.+?)\s*\|$")
 
 

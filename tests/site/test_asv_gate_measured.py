@@ -54,14 +54,15 @@ def test_the_measured_verdict_gate_fails_when_vit_memory_turns_quadratic(history
     comparison = judge(history, "explicit", "verdicts")
     worse = failing(comparison)
     # The explicit S x S scores make ViT's activation memory quadratic on both axes (exact fits of the
-    # tensor peaks: share and bounds move together from 0); its latency was quadratic already.
+    # tensor peaks: share and bounds move together from 0; the bounds report); its latency was quadratic already.
+    rows = {r.name: r for r in comparison.rows}
     for axis in ("resolution", "patch_size"):
         assert worse[f"measured.Verdicts.track_verdict('vit_d64', 'memory', '{axis}')"] == (0, 2)
-        for track in ("", "_low", "_high"):
-            before, after = worse[
-                f"measured.Verdicts.track_quadratic_share{track}_percent('vit_d64', 'memory', '{axis}')"
-            ]
-            assert before == 0 and after > 50, (track, before, after)
+        before, after = worse[f"measured.Verdicts.track_quadratic_share_percent('vit_d64', 'memory', '{axis}')"]
+        assert before == 0 and after > 50, (before, after)
+        for track in ("_low", "_high"):
+            row = rows[f"measured.Verdicts.track_quadratic_share{track}_percent('vit_d64', 'memory', '{axis}')"]
+            assert row.before == 0 and row.after > 50 and row.mark == "worse" and not row.fails, row
         assert f"measured.Verdicts.track_verdict('vit_d64', 'latency', '{axis}')" not in worse
 
 
@@ -71,7 +72,7 @@ def test_summary_of_the_noop_commit(history, monkeypatch, capsys):
     parts = out.split("\n### ")
     assert parts[0].startswith("## asv gate: passed\n"), out
     assert "| deterministic suites | " in parts[0] and " | 1 | gate | " in parts[0] and "| passes |" in parts[0]
-    assert "| measured verdicts | " in parts[0] and " | 1.5 | gate | " in parts[0]
+    assert "| measured verdicts | " in parts[0] and " | 1.5 | gate (report: `" in parts[0]  # the bounds report
     assert parts[1].strip() == "Deterministic tracks that changed\n\nNone.", out
     assert parts[2].strip() == "Measured verdicts that changed\n\nNone.", out
     assert parts[3].startswith("Timing report"), out
@@ -90,8 +91,8 @@ def test_summary_of_the_verdict_change(history, monkeypatch, capsys):
         assert cells[:4] == ["vit_d64", "memory", axis, "linear -> quadratic"], row
         assert cells[4] == "0% [0%, 0%]", row  # an exact fit: no interval
         assert cells[5].endswith("%]") and "quadratic_share_percent" in cells[6], row
-    # Latency was quadratic already; a row for it appears only when a bound was flagged (noise on a busy CPU
-    # can widen the base's interval), and then without a verdict change.
+    # Latency was quadratic already; a row for it appears only when its share was flagged, and then without a
+    # verdict change.
     for row in verdicts.splitlines():
         if row.startswith("| vit_d64 | latency | "):
             assert "| quadratic -> quadratic |" in row, row

@@ -98,7 +98,7 @@ def test_every_benchmark_is_judged_by_the_group_the_workflow_gives_it():
         "curves.Pixels.track_peak_tensor_bytes": "curves",
         "curves.Resolution.time_step": "curves",
         "measured.Verdicts.track_verdict": "verdicts",
-        "measured.Verdicts.track_quadratic_share_low_percent": "verdicts",
+        "measured.Verdicts.track_quadratic_share_low_percent": "verdicts",  # compared and shown; reports
         "measured.AttentionShare.track_attention_share_percent": "verdicts",
         "measured.Verdicts.track_drift_percent": "curves",
         "measured.Cost.track_setup_seconds": "curves",
@@ -146,6 +146,36 @@ def test_counts_gate_at_factor_one_and_measured_verdicts_at_one_and_a_half(repo)
     after["measured.Verdicts.track_quadratic_share_percent"] = ([["'x'", "'y'"]], [59.0, 59.0])
     c = _compare(repo, before, after)
     assert [r.name for r in c.failing(gate.COUNTS)] == ["cost.Step.track_ops('a')"] and not c.failing(gate.VERDICTS)
+
+
+def test_the_shares_bounds_report_and_never_fail(repo):
+    # Identical code on a busy CPU (seen in the gate's own measured history): the base's interval of ViT's latency
+    # share widened, so the head's lower bound is 1.73x the base's; the verdict and the share did not move.
+    params = [["'vit_d64'"], ["'latency'"], ["'resolution'"]]
+    tracks = ("verdict", "quadratic_share_percent", "quadratic_share_low_percent", "quadratic_share_high_percent")
+    before = {
+        **ALL_MEASURED,
+        **{f"measured.Verdicts.track_{t}": (params, [v]) for t, v in zip(tracks, (2, 79.52, 36.25, 100))},
+    }
+    after = {
+        **ALL_MEASURED,
+        **{f"measured.Verdicts.track_{t}": (params, [v]) for t, v in zip(tracks, (2, 76.51, 62.72, 90.3))},
+    }
+    c = _compare(repo, before, after)
+    low = "measured.Verdicts.track_quadratic_share_low_percent('vit_d64', 'latency', 'resolution')"
+    assert _marks(c)[low] == "worse" and c.passed, gate.summary(c)
+    text = gate.summary(c)
+    assert "| measured verdicts | " in text and " | 5 | 0 | 0 | passes |" in text.split("| measured verdicts | ")[1], (
+        text
+    )
+    assert "Measured verdicts that changed\n\nNone." in text, text
+    # The same bounds beside a share that rose by more than 1.5x: the share fails, and the row shows the bounds.
+    after["measured.Verdicts.track_quadratic_share_percent"] = (params, [40.0])
+    before["measured.Verdicts.track_quadratic_share_percent"] = (params, [20.0])
+    c = _compare(repo, before, after)
+    assert [r.benchmark for r in c.failing(gate.VERDICTS)] == ["measured.Verdicts.track_quadratic_share_percent"]
+    (row,) = [line for line in gate.summary(c).splitlines() if line.startswith("| vit_d64 | latency | ")]
+    assert "| 20% [36.25%, 100%] | 40% [62.72%, 90.3%] | quadratic_share_percent |" in row, row
 
 
 def test_report_groups_never_fail_and_failures_on_the_head_do(repo):
