@@ -6,12 +6,15 @@ dashboard, and ``asv continuous`` only compares parameters both commits know.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
-# torch imports its compiler stack lazily when the first module is built (3-5 s here).
-# asv's fork server imports the suites once and forks a process per benchmark: importing
-# it here makes every benchmark process inherit it instead of paying for it again.
-import torch._dynamo  # noqa: F401
+# A training step imports torch's compiler stack (torch._dynamo, about 1.5 s here) at its first optimizer step.
+# asv's fork server (`asv.benchmark run_server`) imports the suites once and forks a process per benchmark:
+# importing it there makes every benchmark process inherit it instead of paying for it again. asv's discovery and
+# each `setup_cache` are fresh interpreters that never take a training step, so they skip it.
+if sys.argv[1:2] == ["run_server"]:
+    import torch._dynamo  # noqa: F401
 
 # Models whose parameters and MACs are tracked, at each of RESOLUTIONS (counted on the
 # meta device: about 0.1 s a case, no memory).

@@ -88,3 +88,24 @@ def test_fvcore_axis_cases_are_the_curves_cases(monkeypatch):
         suite.track_fvcore_activations(cache, "vit_d64_fused", 16)
         == cache["patch_size", "vit_d64_fused", 16].activations
     )
+
+
+def test_only_asvs_fork_server_preimports_the_compiler_stack():
+    # asv's fork server (`asv.benchmark run_server ...`) hands torch._dynamo to every benchmark process it forks (a
+    # training step imports it); discovery and setup_cache, fresh interpreters, do not pay for it.
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    script = (
+        "import importlib, sys\n"
+        "sys.argv[1:] = ['discover', 'suites', 'out.json']\n"
+        "import suites.common\n"
+        "print('torch._dynamo' in sys.modules)\n"
+        "sys.argv[1:] = ['run_server', 'suites', 'socket']\n"
+        "importlib.reload(suites.common)\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["False", "True"], done.stdout + done.stderr
