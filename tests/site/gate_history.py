@@ -24,7 +24,11 @@ test then judges one pair with ``bench.site.gate`` (the rule of ``asv continuous
   under a lock, by whichever of the two modules needs it first.
 - :func:`measure_timed`: the measured suite on ``main``, ``noop`` and ``explicit`` and one timing
   case on ``main`` and ``explicit`` (``--record-samples``, so that asv's Mann-Whitney test applies;
-  ``noop`` with ``--quick``) in the same repository, by the timing module, alone on the machine.
+  ``noop`` with ``--quick``) into the same results, by the timing module, alone on the machine.
+  Every measured run is on one thread; ``main`` and ``noop``, the pair the no-op test compares, run
+  at once, each held to a CPU of its own (``noop`` in a worktree of the repository), so that the
+  pair is measured under the same conditions; then ``explicit``. With one CPU they run one after
+  the other.
 
 To keep the measured suite short, the repository's base commit shrinks its sweep to the
 ``vit_d64`` series (ViT at its default attention) at the suite's own sizes and ResNet-18 (not
@@ -41,6 +45,7 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from helpers import ROOT
@@ -159,22 +164,48 @@ def counted(folder: Path) -> Path:
 
 
 def measure_timed(repo: Path) -> None:
-    """The measured suite and the timing case of TIMED_RUNS, into the results of ``repo``."""
-    for branch, patterns in TIMED_RUNS.items():
-        # --record-samples: asv compares timings by Mann-Whitney on the samples (as CI's asv run does), not
-        # by the pessimistic overlap of 99% intervals that a busy CPU widens
-        _run(repo, branch, patterns, "--record-samples" if TIMED in patterns else "--quick")
+    """The measured suite and the timing case of TIMED_RUNS, into the results of ``repo``: ``main`` and ``noop`` at
+    once on two CPUs (one CPU: one after the other), then ``explicit`` (the module docstring)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        for branch in ("main", "noop"):
+            _measure(repo, branch)
+    else:
+        tree = repo.parent / "noop-tree"  # beside the repository: the same asv home
+        git(repo, "worktree", "add", "-q", str(tree), "noop")
+        shutil.copytree(repo / ".asv" / "results", tree / ".asv" / "results")  # asv adds to noop's counts
+        with ThreadPoolExecutor(2) as pool:
+            runs = [pool.submit(_measure, repo, "main", cpus[0]), pool.submit(_measure, tree, "noop", cpus[1])]
+            for run in runs:
+                run.result()
+        noop = git(repo, "rev-parse", "noop")[:8]
+        for result in (tree / ".asv" / "results" / MACHINE).glob(f"{noop}-*.json"):
+            shutil.copy2(result, repo / ".asv" / "results" / MACHINE / result.name)
+        git(repo, "worktree", "remove", "--force", str(tree))
+    _measure(repo, "explicit", cpus[0])
     git(repo, "checkout", "-q", "main")
 
 
-def _asv(repo: Path, *args: str) -> subprocess.CompletedProcess:
+def _measure(repo: Path, branch: str, cpu: int | None = None) -> None:
+    patterns = TIMED_RUNS[branch]
+    # --record-samples: asv compares timings by Mann-Whitney on the samples (as CI's asv run does), not
+    # by the pessimistic overlap of 99% intervals that a busy CPU widens
+    _run(repo, branch, patterns, "--record-samples" if TIMED in patterns else "--quick", cpu=cpu)
+
+
+# asv on one CPU: its processes inherit the affinity (set before exec, not by a preexec_fn in a threaded test)
+PINNED = "import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])}); os.execv(sys.executable, [sys.executable, *sys.argv[2:]])"
+
+
+def _asv(repo: Path, *args: str, cpu: int | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, HOME=str(repo.parent / "home"), ASV_PYTHONPATH=str(repo))
-    return subprocess.run(
-        [sys.executable, "-m", "asv", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=900
-    )
+    command = [sys.executable, "-m", "asv", *args]
+    if cpu is not None:
+        command = [sys.executable, "-c", PINNED, str(cpu), *command[1:]]
+    return subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
 
 
-def _run(repo: Path, branch: str, patterns: tuple[str, ...], *flags: str) -> None:
+def _run(repo: Path, branch: str, patterns: tuple[str, ...], *flags: str, cpu: int | None = None) -> None:
     git(repo, "checkout", "-q", branch)
     bench = "|".join(f"(?:{p})" for p in patterns)
     head = git(repo, "rev-parse", "HEAD")
@@ -190,6 +221,7 @@ def _run(repo: Path, branch: str, patterns: tuple[str, ...], *flags: str) -> Non
         "--show-stderr",
         "--bench",
         bench,
+        cpu=cpu,
     )
     assert done.returncode == 0, f"asv run on {branch}: {done.returncode}\n{_tail(done.stdout + done.stderr)}"
 
