@@ -86,7 +86,7 @@ def count_and_price(
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     fork = workers > 1 and len(cases) > 2 and "fork" in multiprocessing.get_all_start_methods()
     done: list[tuple] = []
-    pool = None
+    pool = results = None
     try:
         for i, case in enumerate(cases):
             if progress:
@@ -99,10 +99,11 @@ def count_and_price(
                 pool = ProcessPoolExecutor(
                     min(workers, len(cases) - 1), mp_context=multiprocessing.get_context("fork"), initializer=_can_fork
                 )
-                rest = cases[1:]
-                results = pool.map(_count_and_price, rest, [attentions] * len(rest), [modes] * len(rest))
             if pool is not None:
                 try:
+                    if results is None:  # submitting raises too once a worker has failed to start
+                        rest = cases[1:]
+                        results = pool.map(_count_and_price, rest, [attentions] * len(rest), [modes] * len(rest))
                     done.append(next(results))
                     continue
                 except BrokenProcessPool:  # a worker could not start (_can_fork): the rest run here

@@ -223,8 +223,13 @@ def test_workers_give_what_one_process_gives():
         )
 
 
-def test_workers_that_cannot_start_leave_the_cases_to_this_process(monkeypatch):
-    # As in a process that compiled a step before: torch refuses backward passes in processes forked from it.
+@pytest.mark.parametrize("submitted", ["before", "after"])
+def test_workers_that_cannot_start_leave_the_cases_to_this_process(monkeypatch, submitted):
+    # As in a process that compiled a step before: torch refuses backward passes in processes forked from it. The
+    # pool breaks after the cases were submitted, or while they are ("before": each submission waits for the break).
+    import concurrent.futures
+    import time
+
     from bench.runs import costs
 
     def cannot() -> None:
@@ -233,6 +238,15 @@ def test_workers_that_cannot_start_leave_the_cases_to_this_process(monkeypatch):
     serial = counts.count_cases(_cases())
     priced = costs.price(serial, ["fused"], ["infer", "train"])
     monkeypatch.setattr(counts, "_can_fork", cannot)
+    if submitted == "before":
+        submit = concurrent.futures.ProcessPoolExecutor.submit
+
+        def slow(*args, **kwargs):
+            future = submit(*args, **kwargs)
+            time.sleep(1)  # the first submission started the workers: they fail meanwhile
+            return future
+
+        monkeypatch.setattr(concurrent.futures.ProcessPoolExecutor, "submit", slow)
     assert counts.count_and_price(_cases(), ["fused"], ["infer", "train"], workers=2) == (serial, priced)
 
 
