@@ -6,7 +6,7 @@ branches: ``regress`` makes Mixer's token-mixing width D_S grow with S (the mode
 becomes quadratic in S; ``noop`` changes a comment and the README, nothing measured;
 ``explicit`` makes ViT's default attention explicit (parameters and MACs unchanged: only the
 cost suite's bytes and peaks move, and the measured verdict of ``vit_d64``'s activation memory
-turns quadratic) and, for the timing report at factor 1.5, makes Mixer's forward pass sleep 0.3 s
+turns quadratic) and, for the timing report at factor 1.5, makes Mixer's forward pass sleep 0.15 s
 on a real device (the counts, on meta, and the measured suite, ViT only, do not see it: one
 commit and one measured ``asv run`` for two regressions that no group sees both of); ``copy``
 adds a full-tensor copy per Mixer block and ``float64`` adds the token-mixing residual in
@@ -26,9 +26,9 @@ test then judges one pair with ``bench.site.gate`` (the rule of ``asv continuous
   case on ``main`` and ``explicit`` (``--record-samples``, so that asv's Mann-Whitney test applies;
   ``noop`` with ``--quick``) into the same results, by the timing module, alone on the machine.
   Every measured run is on one thread; ``main`` and ``noop``, the pair the no-op test compares, run
-  at once, each held to a CPU of its own (``noop`` in a worktree of the repository), so that the
-  pair is measured under the same conditions; then ``explicit``. With one CPU they run one after
-  the other.
+  at once, each held to a CPU of its own (``noop`` in a worktree of the repository, with an asv
+  home of its own), so that the pair is measured under the same conditions; then ``explicit``.
+  With one CPU they run one after the other.
 
 To keep the measured suite short, the repository's base commit shrinks its sweep to the
 ``vit_d64`` series (ViT at its default attention) at the suite's own sizes and ResNet-18 (not
@@ -116,9 +116,9 @@ def _build_history(repo: Path) -> None:
     _edit(
         repo / "architectures" / "mixer.py",
         "        x = self.stem(x)  # (B, 3, H, W) -> (B, S, C)\n",
-        "        if not x.is_meta:\n            time.sleep(0.3)\n        x = self.stem(x)  # (B, 3, H, W) -> (B, S, C)\n",
+        "        if not x.is_meta:\n            time.sleep(0.15)\n        x = self.stem(x)  # (B, 3, H, W) -> (B, S, C)\n",
     )
-    _commit(repo, "ViT: explicit attention by default; Mixer: 0.3 s slower per forward pass on a real device")
+    _commit(repo, "ViT: explicit attention by default; Mixer: 0.15 s slower per forward pass on a real device")
 
     git(repo, "checkout", "-q", "-b", "copy", "main")
     _edit(
@@ -171,9 +171,11 @@ def measure_timed(repo: Path) -> None:
         for branch in ("main", "noop"):
             _measure(repo, branch)
     else:
-        tree = repo.parent / "noop-tree"  # beside the repository: the same asv home
+        tree = repo.parent / "noop" / "repo"
         git(repo, "worktree", "add", "-q", str(tree), "noop")
         shutil.copytree(repo / ".asv" / "results", tree / ".asv" / "results")  # asv adds to noop's counts
+        # an asv home of its own: every `asv run` rewrites ~/.asv-machine.json, which the other run may be reading
+        shutil.copytree(repo.parent / "home", tree.parent / "home")
         with ThreadPoolExecutor(2) as pool:
             runs = [pool.submit(_measure, repo, "main", cpus[0]), pool.submit(_measure, tree, "noop", cpus[1])]
             for run in runs:

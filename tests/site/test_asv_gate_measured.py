@@ -41,7 +41,7 @@ def test_gate_passes_a_commit_that_changes_nothing_measured(history):
 
 def test_timing_report_flags_a_slower_forward_pass_and_never_fails(history):
     # The timing group at its factor (1.5), on one case to keep the test short: a Mixer-S/16 forward pass
-    # that sleeps 0.3 s (in the ``explicit`` commit) is several times slower than the ~0.1 s step; asv flags it
+    # that sleeps 0.15 s (in the ``explicit`` commit) is over twice as slow as the ~0.1 s step; asv flags it
     # (factor and Mann-Whitney), and the group only reports.
     comparison = judge(history, "explicit", "timing")
     (row,) = [r for r in comparison.rows if r.name == "throughput.Step.time_step('mixer_s16', 'cpu', 'infer')"]
