@@ -339,6 +339,11 @@ def _changed(rows: list[Row]) -> list[Row]:
     return [r for r in rows if r.mark not in ("same", "n/a")]
 
 
+def _code_cell(pattern: str) -> str:
+    """One of our own patterns as code in a table cell (GFM reads \\| in a cell as |)."""
+    return "`" + pattern.replace("|", "\\|") + "`"
+
+
 def _verdict_part(c: Comparison) -> list[str]:
     status = "passed" if c.passed else "FAILED"
     lines = [
@@ -362,11 +367,12 @@ def _verdict_part(c: Comparison) -> list[str]:
             result = "report"
         else:
             result = "fails" if c.failing(g) else "passes"
-        pattern = "`" + g.pattern.replace("|", "\\|") + "`"  # our own constant; GFM reads \\| in a cell as |
         role = "gate" if g.gates else "report"
         if g.gates and g.reports:
-            role += " (report: `" + g.reports.replace("|", "\\|") + "`)"
-        lines.append(f"| {g.title} | {pattern} | {g.factor:g} | {role} | {compared} | {worse} | {better} | {result} |")
+            role += f" (report: {_code_cell(g.reports)})"
+        lines.append(
+            f"| {g.title} | {_code_cell(g.pattern)} | {g.factor:g} | {role} | {compared} | {worse} | {better} | {result} |"
+        )
     return lines
 
 

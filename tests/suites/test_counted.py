@@ -9,10 +9,13 @@ with D_S fixed has b = 0 (docs/methodology/counting.md). asv calls a method as `
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 
 import pytest
 
 from bench.schema import Case
+from helpers import ROOT
 from suites import common, cost, flops, fvcore_count, scaling
 
 
@@ -93,11 +96,6 @@ def test_fvcore_axis_cases_are_the_curves_cases(monkeypatch):
 def test_only_asvs_fork_server_preimports_the_compiler_stack():
     # asv's fork server (`asv.benchmark run_server ...`) hands torch._dynamo to every benchmark process it forks (a
     # training step imports it); discovery and setup_cache, fresh interpreters, do not pay for it.
-    import subprocess
-    import sys
-
-    from helpers import ROOT
-
     script = (
         "import importlib, sys\n"
         "sys.argv[1:] = ['discover', 'suites', 'out.json']\n"
